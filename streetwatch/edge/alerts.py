@@ -1,0 +1,158 @@
+"""The versioned wire contract between edge and central: alert messages and MQTT topics.
+
+This module imports only pydantic and the standard library, so central (and any third party)
+can validate alerts without OpenCV or onnxruntime.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+
+ALERT_SCHEMA = "streetwatch.alert/1"
+TOPIC_PREFIX = "streetwatch/v1"
+ALERTS_SHARED_SUBSCRIPTION = f"$share/central/{TOPIC_PREFIX}/alerts/#"
+
+MAX_EVIDENCE_B64_CHARS = 400_000  # ~300 KB of JPEG; the edge downsizes to stay under it
+MAX_PAYLOAD_BYTES = 512 * 1024
+MAX_OBJECTS = 64
+
+Violation = Literal["illegal_parking", "street_vending", "stacked_goods"]
+VIOLATIONS: tuple[Violation, ...] = ("illegal_parking", "street_vending", "stacked_goods")
+AlertState = Literal["active", "ended"]
+SourceKind = Literal["fixed", "vehicle", "drone"]
+
+# Ids travel inside MQTT topics and file names: no '/', '+', '#', spaces or control characters.
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
+Identifier = Annotated[str, Field(pattern=ID_PATTERN)]
+
+
+def _require_utc(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        raise ValueError("timestamp must carry a time zone (UTC ISO-8601, e.g. 2026-01-01T08:00:00Z)")
+    return value.astimezone(UTC)
+
+
+UtcDatetime = Annotated[datetime, AfterValidator(_require_utc)]
+
+
+class _WireModel(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Location(_WireModel):
+    """A WGS84 ground position with its estimated accuracy (1-sigma radius in metres)."""
+
+    lat: float = Field(ge=-90, le=90)
+    lon: float = Field(ge=-180, le=180)
+    accuracy_m: float = Field(ge=0, le=100_000)
+
+
+class DetectedObject(_WireModel):
+    """One detection behind the alert: class name, score and box in evidence-image pixels."""
+
+    cls: str = Field(min_length=1, max_length=64)
+    score: float = Field(ge=0, le=1)
+    bbox: tuple[float, float, float, float] = Field(description="x1, y1, x2, y2 in frame pixels")
+
+
+class Evidence(_WireModel):
+    """The frame with the offending boxes drawn, as a base64 JPEG of bounded size."""
+
+    jpeg_b64: str = Field(max_length=MAX_EVIDENCE_B64_CHARS)
+    width: int = Field(gt=0, le=10_000)
+    height: int = Field(gt=0, le=10_000)
+
+
+class ModelRef(_WireModel):
+    """The detector that produced the alert, so a case can be traced to a model version."""
+
+    name: str = Field(min_length=1, max_length=128)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
+class Alert(BaseModel):
+    """A `streetwatch.alert/1` message. Unknown top-level fields are kept (forward compatible)."""
+
+    model_config = ConfigDict(frozen=True, extra="allow", populate_by_name=True)
+
+    schema_: Literal["streetwatch.alert/1"] = Field(default=ALERT_SCHEMA, alias="schema")
+    alert_id: Identifier = Field(description="Edge-made, globally unique: the idempotency key")
+    episode_id: Identifier = Field(description="Shared by the first alert, reminders and the end")
+    state: AlertState
+    edge_id: Identifier
+    camera_id: Identifier
+    source_kind: SourceKind = "fixed"
+    violation: Violation
+    started_at: UtcDatetime
+    observed_at: UtcDatetime
+    dwell_s: float = Field(ge=0, le=10_000_000)
+    confidence: float = Field(ge=0, le=1)
+    location: Location | None = Field(default=None, description="None when the camera is not calibrated")
+    zone_id: Identifier
+    track_id: int | str
+    objects: list[DetectedObject] = Field(default_factory=list, max_length=MAX_OBJECTS)
+    evidence: Evidence | None = None
+    model: ModelRef
+
+    def to_json(self) -> bytes:
+        return self.model_dump_json(by_alias=True, exclude_none=True).encode()
+
+
+class AlertRejected(ValueError):
+    """A payload that is not a valid alert; `reason` is stored in the dead-letter table."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def parse_alert(payload: bytes | str) -> Alert:
+    """Validate a wire payload; raise AlertRejected with a human-readable reason."""
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        raise AlertRejected(f"payload too large: {len(payload)} bytes > {MAX_PAYLOAD_BYTES}")
+    try:
+        data = json.loads(payload)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise AlertRejected(f"not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise AlertRejected(f"expected a JSON object, got {type(data).__name__}")
+    schema = data.get("schema")
+    if schema != ALERT_SCHEMA:
+        raise AlertRejected(f"unknown schema version {schema!r}; this service reads {ALERT_SCHEMA!r}")
+    try:
+        return Alert.model_validate(data)
+    except ValidationError as exc:
+        raise AlertRejected(_describe(exc)) from None
+
+
+def _describe(exc: ValidationError) -> str:
+    parts = [f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}" for err in exc.errors()]
+    return "schema violation: " + "; ".join(parts[:5])
+
+
+def new_id(prefix: str) -> str:
+    """A globally unique, topic-safe id such as `al-6f1c...`."""
+    return f"{prefix}-{uuid.uuid4().hex}"
+
+
+def alert_topic(edge_id: str, camera_id: str) -> str:
+    """The one place alert topics are built: streetwatch/v1/alerts/{edge_id}/{camera_id}."""
+    return f"{TOPIC_PREFIX}/alerts/{edge_id}/{camera_id}"
+
+
+def status_topic(edge_id: str) -> str:
+    """Retained edge status with a last will: streetwatch/v1/status/{edge_id}."""
+    return f"{TOPIC_PREFIX}/status/{edge_id}"
+
+
+def edge_id_from_topic(topic: str) -> str | None:
+    """The edge id an alert topic names, or None if the topic is not an alert topic."""
+    parts = topic.split("/")
+    if len(parts) != 5 or "/".join(parts[:3]) != f"{TOPIC_PREFIX}/alerts":
+        return None
+    return parts[3]

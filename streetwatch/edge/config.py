@@ -1,0 +1,219 @@
+"""Edge configuration: one YAML file per edge box, validated strictly at load.
+
+A typo or a bad value fails at start with the file, the field, what was expected and what arrived.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from streetwatch.edge.alerts import ID_PATTERN, VIOLATIONS, SourceKind, Violation
+
+DEFAULT_DWELL_S: dict[str, float] = {"illegal_parking": 120, "street_vending": 180, "stacked_goods": 300}
+_WINDOW = re.compile(r"^([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-4]):[0-5]\d$")
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TlsConfig(StrictModel):
+    ca_file: Path | None = Field(default=None, description="CA bundle to verify the broker")
+    cert_file: Path | None = Field(default=None, description="client certificate (mutual TLS)")
+    key_file: Path | None = Field(default=None, description="client key (mutual TLS)")
+
+
+class BrokerConfig(StrictModel):
+    url: str = Field(default="mqtt://127.0.0.1:1883", description="mqtt://host:port or mqtts://host:port")
+    username: str | None = Field(default=None, description="MQTT user; by convention the edge_id")
+    password_env: str | None = Field(default=None, description="environment variable holding the password")
+    protocol: Literal["3.1.1", "5"] = Field(default="3.1.1", description="5 for Mosquitto/EMQX")
+    keepalive_s: int = Field(default=30, ge=5, le=3600)
+    tls: TlsConfig | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        if not re.match(r"^mqtts?://[^/:]+(:\d{1,5})?/?$", value):
+            raise ValueError(f"expected mqtt://host:port or mqtts://host:port, got {value!r}")
+        return value
+
+    def password(self) -> str | None:
+        if self.password_env is None:
+            return None
+        value = os.environ.get(self.password_env)
+        if value is None:
+            raise ConfigError(f"broker.password_env: environment variable {self.password_env} is not set")
+        return value
+
+
+class ModelConfig(StrictModel):
+    name: str = Field(default="yolox_nano", description="an entry of models/manifest.yaml")
+    manifest: Path | None = Field(default=None, description="default: the manifest shipped in models/")
+    model_dir: Path | None = Field(default=None, description="default: $STREETWATCH_MODEL_DIR, then models/")
+    providers: list[str] = Field(
+        default_factory=lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"],
+        description="onnxruntime execution providers in order of preference; unavailable ones are skipped",
+    )
+    score_threshold: float = Field(default=0.3, ge=0.01, le=1)
+    nms_iou: float = Field(default=0.45, ge=0.05, le=1)
+    batch_size: int = Field(default=4, ge=1, le=64, description="frames from several cameras per inference")
+    threads: int = Field(default=0, ge=0, le=64, description="intra-op threads; 0 = onnxruntime default")
+
+
+class CalibrationConfig(StrictModel):
+    points: list[tuple[tuple[float, float], tuple[float, float]]] = Field(
+        description="image (x, y) pixel <-> (lat, lon) pairs; at least 4, not collinear",
+    )
+
+    @field_validator("points")
+    @classmethod
+    def _at_least_four(cls, value: list) -> list:
+        if len(value) < 4:
+            raise ValueError(f"a homography needs at least 4 point pairs, got {len(value)}")
+        return value
+
+
+class ZoneConfig(StrictModel):
+    id: str = Field(pattern=ID_PATTERN)
+    violations: list[Violation] = Field(min_length=1)
+    polygon_px: list[tuple[float, float]] | None = Field(default=None, description="(x, y) image pixels")
+    polygon_geo: list[tuple[float, float]] | None = Field(default=None, description="(lat, lon) pairs")
+    dwell_s: float | None = Field(default=None, ge=0, le=86_400, description="default per violation")
+    allowed_windows: list[str] = Field(
+        default_factory=list, description="local times when the violation is allowed, e.g. '18:00-22:00'"
+    )
+
+    @field_validator("allowed_windows")
+    @classmethod
+    def _check_windows(cls, value: list[str]) -> list[str]:
+        for window in value:
+            if not _WINDOW.match(window):
+                raise ValueError(f"expected 'HH:MM-HH:MM', got {window!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _one_polygon(self) -> ZoneConfig:
+        polygons = [p for p in (self.polygon_px, self.polygon_geo) if p is not None]
+        if len(polygons) != 1:
+            raise ValueError("give exactly one of polygon_px or polygon_geo")
+        if len(polygons[0]) < 3:
+            raise ValueError(f"a polygon needs at least 3 points, got {len(polygons[0])}")
+        return self
+
+    def dwell_for(self, violation: str) -> float:
+        return self.dwell_s if self.dwell_s is not None else DEFAULT_DWELL_S[violation]
+
+
+class CameraConfig(StrictModel):
+    id: str = Field(pattern=ID_PATTERN)
+    kind: SourceKind = "fixed"
+    url: str = Field(description="rtsp://... URL or a video file path")
+    sample_fps: float = Field(default=1.0, gt=0, le=60, description="frames analysed per second of stream")
+    keyframes_only: bool = Field(default=False, description="decode key frames only (cheap; fixed cameras)")
+    timezone: str = Field(default="UTC", description="IANA zone for allowed_windows, e.g. Asia/Shanghai")
+    calibration: CalibrationConfig | None = None
+    zones: list[ZoneConfig] = Field(default_factory=list)
+
+
+class RulesConfig(StrictModel):
+    reminder_interval_s: float = Field(default=900, ge=10, description="repeat an active episode's alert")
+    end_after_s: float = Field(default=60, ge=1, description="absence that ends an episode")
+    min_median_score: float = Field(default=0.35, ge=0, le=1, description="track score history to confirm")
+    still_tolerance: float = Field(
+        default=0.25, gt=0, le=2, description="max ground-point drift, in box heights, to count as still"
+    )
+    static_min_area_px: int = Field(default=900, ge=16, description="smallest static region for goods")
+
+
+class EvidenceConfig(StrictModel):
+    max_width: int = Field(default=1280, ge=160, le=4096)
+    jpeg_quality: int = Field(default=80, ge=30, le=95)
+    max_bytes: int = Field(default=250_000, ge=10_000, le=290_000)
+
+
+class EdgeConfig(StrictModel):
+    edge_id: str = Field(pattern=ID_PATTERN)
+    broker: BrokerConfig = Field(default_factory=BrokerConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    outbox: Path = Field(default=Path("var/outbox.sqlite"))
+    metrics_port: int = Field(default=0, ge=0, le=65535, description="Prometheus /metrics; 0 = off")
+    rules: RulesConfig = Field(default_factory=RulesConfig)
+    evidence: EvidenceConfig = Field(default_factory=EvidenceConfig)
+    cameras: list[CameraConfig] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> EdgeConfig:
+        verify_unique_ids(self)
+        for camera in self.cameras:
+            verify_geo_zones_have_calibration(camera)
+        return self
+
+
+class ConfigError(ValueError):
+    """A configuration problem, phrased for the operator who wrote the file."""
+
+
+def verify_unique_ids(config: EdgeConfig) -> None:
+    seen: set[str] = set()
+    for camera in config.cameras:
+        if camera.id in seen:
+            raise ValueError(f"camera id {camera.id!r} appears twice; camera ids must be unique")
+        seen.add(camera.id)
+        zone_ids = [z.id for z in camera.zones]
+        if len(zone_ids) != len(set(zone_ids)):
+            raise ValueError(f"camera {camera.id!r} has duplicate zone ids {zone_ids}")
+
+
+def verify_geo_zones_have_calibration(camera: CameraConfig) -> None:
+    for zone in camera.zones:
+        if zone.polygon_geo is not None and camera.kind == "fixed" and camera.calibration is None:
+            raise ValueError(
+                f"camera {camera.id!r} zone {zone.id!r} is given in polygon_geo but the camera has no "
+                "calibration; add calibration.points or give the zone as polygon_px"
+            )
+
+
+def load_edge_config(path: str | Path) -> EdgeConfig:
+    """Read and validate an edge YAML file; raise ConfigError naming the file and field."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
+    try:
+        return EdgeConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(path, exc)) from None
+
+
+def format_validation_error(path: Path, exc: ValidationError) -> str:
+    """One line per problem: file, dotted field path, message, and what arrived."""
+    lines = [f"{path}: {exc.error_count()} configuration error(s)"]
+    for err in exc.errors():
+        field = ".".join(str(p) for p in err["loc"]) or "<top level>"
+        got = err.get("input")
+        shown = repr(got) if not isinstance(got, dict | list) else type(got).__name__
+        lines.append(f"  {field}: {err['msg']} (got {shown[:80]})")
+    return "\n".join(lines)
+
+
+__all__ = [
+    "VIOLATIONS",
+    "BrokerConfig",
+    "CameraConfig",
+    "ConfigError",
+    "EdgeConfig",
+    "ZoneConfig",
+    "load_edge_config",
+]
