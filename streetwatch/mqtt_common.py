@@ -1,0 +1,165 @@
+"""MQTT client helpers shared by edge and central: broker URLs, client factory, credentials, TLS.
+
+Imports only the standard library and paho-mqtt (v2 callback API), never OpenCV or onnxruntime,
+so central can use it. Nothing here depends on an MQTT 5-only feature: the embedded broker
+(iotcore) speaks 3.1.1 only, so every behaviour must work on both protocol versions.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+from pathlib import Path
+from typing import Literal, Protocol
+from urllib.parse import urlsplit
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+log = logging.getLogger(__name__)
+
+MqttProtocol = Literal["3.1.1", "5"]
+DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}
+# How long a broker keeps a persistent MQTT 5 session after a disconnect. 3.1.1 has no expiry:
+# a clean_session=False session lives until the broker forgets it.
+SESSION_EXPIRY_S = 7 * 24 * 3600
+_PROTOCOLS: dict[str, mqtt.MQTTProtocolVersion] = {"3.1.1": mqtt.MQTTv311, "5": mqtt.MQTTv5}
+
+
+class TlsFiles(Protocol):
+    """The TLS file settings a client needs; edge's and central's `TlsConfig` models both fit.
+
+    A structural type, so this module depends on neither side's config.
+    """
+
+    @property
+    def ca_file(self) -> Path | None: ...
+
+    @property
+    def cert_file(self) -> Path | None: ...
+
+    @property
+    def key_file(self) -> Path | None: ...
+
+
+class MqttSetupError(ValueError):
+    """A broker URL or client setting that cannot work; the message names the field."""
+
+
+def parse_broker_url(url: str) -> tuple[str, int, bool]:
+    """`mqtt://host[:port]` or `mqtts://host[:port]` -> (host, port, tls).
+
+    Default ports: 1883 for mqtt, 8883 for mqtts.
+    """
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise MqttSetupError(f"broker.url: expected mqtt://host:port or mqtts://host:port, got {url!r} "
+                             f"({exc})") from None
+    if parts.scheme not in DEFAULT_PORTS:
+        raise MqttSetupError(f"broker.url: scheme must be mqtt or mqtts, got {parts.scheme!r} in {url!r}")
+    if not parts.hostname:
+        raise MqttSetupError(f"broker.url: no host in {url!r}; expected mqtt://host:port")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise MqttSetupError(f"broker.url: expected no path or query, got {url!r}")
+    if port == 0:
+        raise MqttSetupError(f"broker.url: port must be 1-65535, got 0 in {url!r}")
+    return parts.hostname, port or DEFAULT_PORTS[parts.scheme], parts.scheme == "mqtts"
+
+
+def make_client(
+    *,
+    client_id: str,
+    protocol: MqttProtocol,
+    username: str | None = None,
+    password: str | None = None,
+    tls: TlsFiles | bool | None = None,
+    persistent_session: bool = False,
+) -> mqtt.Client:
+    """A paho-mqtt v2 client, configured but not connected (see `connect_async`).
+
+    tls: None/False = plain TCP; True = TLS verified against the system CAs; TlsFiles = TLS with
+    that CA bundle and, if given, a client certificate (mutual TLS).
+    persistent_session: keep the broker-side session (subscriptions, queued QoS 1 messages) across
+    reconnects; needs a stable client_id. For 3.1.1 this is `clean_session=False`; for 5 it is
+    chosen at connect time (`clean_start=False` plus a session expiry), see `connect_async`.
+    """
+    if protocol not in _PROTOCOLS:
+        raise MqttSetupError(f"broker.protocol: expected '3.1.1' or '5', got {protocol!r}")
+    if persistent_session and not client_id:
+        raise MqttSetupError("a persistent MQTT session needs a stable, non-empty client_id")
+    version = _PROTOCOLS[protocol]
+    client = mqtt.Client(
+        mqtt.CallbackAPIVersion.VERSION2,
+        client_id=client_id,
+        protocol=version,
+        # paho refuses clean_session for MQTT 5 (it is a connect-time option there).
+        clean_session=(not persistent_session) if version == mqtt.MQTTv311 else None,
+    )
+    client.enable_logger(logging.getLogger("paho.mqtt"))
+    if username is not None:
+        client.username_pw_set(username, password)
+    elif password is not None:
+        raise MqttSetupError("broker.password_env is set but broker.username is not; MQTT needs both")
+    if tls:
+        _configure_tls(client, None if tls is True else tls)
+    return client
+
+
+def _configure_tls(client: mqtt.Client, files: TlsFiles | None) -> None:
+    """TLS with certificate verification always on: a broker we cannot verify is refused."""
+    ca, cert, key = (None, None, None) if files is None else (files.ca_file, files.cert_file, files.key_file)
+    for field, path in (("ca_file", ca), ("cert_file", cert), ("key_file", key)):
+        if path is not None and not Path(path).is_file():
+            raise MqttSetupError(f"broker.tls.{field}: file {path} does not exist")
+    if (cert is None) != (key is None):
+        raise MqttSetupError("broker.tls: give both cert_file and key_file for mutual TLS, or neither")
+    client.tls_set(
+        ca_certs=str(ca) if ca else None,
+        certfile=str(cert) if cert else None,
+        keyfile=str(key) if key else None,
+        cert_reqs=ssl.CERT_REQUIRED,
+    )
+
+
+def connect_async(
+    client: mqtt.Client,
+    *,
+    host: str,
+    port: int,
+    keepalive_s: int,
+    persistent_session: bool = False,
+) -> None:
+    """Start connecting in the background (pair with `loop_start()`, which also reconnects).
+
+    Uses each protocol's own way to ask for a clean or a resumed session.
+    """
+    if client.protocol == mqtt.MQTTv5:
+        props = None
+        if persistent_session:
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = SESSION_EXPIRY_S
+        client.connect_async(host, port, keepalive_s, clean_start=not persistent_session, properties=props)
+    else:
+        client.connect_async(host, port, keepalive_s)
+
+
+def describe_reason(reason_code: mqtt.ReasonCode | int) -> str:
+    """A readable reason code for logs on both protocol versions: 'Not authorized (135)'."""
+    if isinstance(reason_code, mqtt.ReasonCode):
+        return f"{reason_code.getName()} ({reason_code.value})"
+    return f"{mqtt.connack_string(reason_code)} ({reason_code})"
+
+
+__all__ = [
+    "DEFAULT_PORTS",
+    "MqttProtocol",
+    "MqttSetupError",
+    "TlsFiles",
+    "connect_async",
+    "describe_reason",
+    "make_client",
+    "parse_broker_url",
+]
