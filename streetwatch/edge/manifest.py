@@ -211,4 +211,3 @@ def file_sha256(path: str | Path) -> str:
     with _sha_lock:
         _sha_cache[key] = value
     return value
-
