@@ -1,0 +1,173 @@
+"""The durable outbox: what the edge promises about alerts between the pipeline and the broker."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from factories import make_alert
+
+from streetwatch.edge.alerts import alert_topic, parse_alert
+from streetwatch.edge.outbox import Outbox, OutboxError, OutboxFull
+
+
+@pytest.fixture()
+def outbox(tmp_path: Path) -> Iterator[Outbox]:
+    box = Outbox(tmp_path / "outbox.sqlite")
+    yield box
+    box.close()
+
+
+def test_put_pending_ack_depth_oldest_first(outbox: Outbox) -> None:
+    alerts = [make_alert(camera_id=f"cam-{i}") for i in range(3)]
+    for alert in alerts:
+        outbox.put(alert)
+
+    items = outbox.pending(10)
+    assert [i.alert_id for i in items] == [a.alert_id for a in alerts]
+    assert [i.topic for i in items] == [alert_topic("box-01", f"cam-{i}") for i in range(3)]
+    assert [i.camera_id for i in items] == ["cam-0", "cam-1", "cam-2"]
+    assert parse_alert(items[1].payload) == alerts[1]
+    assert outbox.depth() == 3
+    assert outbox.size_bytes() == sum(len(a.to_json()) for a in alerts)
+
+    assert outbox.ack(alerts[1].alert_id) is True
+    assert outbox.ack(alerts[1].alert_id) is False  # a repeated PUBACK is harmless
+    assert [i.alert_id for i in outbox.pending(10)] == [alerts[0].alert_id, alerts[2].alert_id]
+    assert [i.alert_id for i in outbox.pending(1)] == [alerts[0].alert_id]
+    assert outbox.depth() == 2
+
+
+def test_re_put_is_idempotent_and_keeps_the_queue_position(outbox: Outbox) -> None:
+    first, second = make_alert(), make_alert()
+    outbox.put(first)
+    outbox.put(second)
+    outbox.put(first)
+    assert outbox.depth() == 2
+    assert [i.alert_id for i in outbox.pending(10)] == [first.alert_id, second.alert_id]
+
+
+def test_record_attempt_counts_publishes(outbox: Outbox) -> None:
+    alert = make_alert()
+    outbox.put(alert)
+    outbox.record_attempt(alert.alert_id)
+    outbox.record_attempt(alert.alert_id)
+    assert outbox.pending(1)[0].attempts == 2
+
+
+def test_pending_items_survive_close_and_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.sqlite"
+    alerts = [make_alert(), make_alert(state="ended")]
+    with Outbox(path) as box:
+        for alert in alerts:
+            box.put(alert)
+        box.ack(alerts[0].alert_id)
+    with Outbox(path) as box:
+        items = box.pending(10)
+    assert [i.alert_id for i in items] == [alerts[1].alert_id]
+    assert parse_alert(items[0].payload) == alerts[1]
+
+
+# The child stores one alert and SIGKILLs itself at once: no close(), no atexit, no flush.
+_PUT_THEN_SIGKILL = """
+import os, signal, sys
+from streetwatch.edge.alerts import Alert
+from streetwatch.edge.outbox import Outbox
+box = Outbox(sys.argv[1])
+box.put(Alert.model_validate_json(sys.stdin.read()))
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_put_that_returned_survives_sigkill_of_the_process(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.sqlite"
+    alert = make_alert()
+    child = subprocess.run(
+        [sys.executable, "-c", _PUT_THEN_SIGKILL, str(path)],
+        input=alert.to_json(), capture_output=True, timeout=60, check=False,
+    )
+    assert child.returncode == -signal.SIGKILL, child.stderr.decode()
+    with Outbox(path) as box:
+        items = box.pending(10)
+    assert [parse_alert(i.payload) for i in items] == [alert]
+
+
+@pytest.mark.parametrize(
+    ("limits", "fits"),
+    [
+        pytest.param({"max_rows": 2}, 2, id="row-limit"),
+        pytest.param({"max_bytes": 3 * len(make_alert().to_json()) - 1}, 2, id="byte-limit"),
+    ],
+)
+def test_full_outbox_raises_and_stores_nothing(tmp_path: Path, limits: dict[str, int], fits: int) -> None:
+    with Outbox(tmp_path / "outbox.sqlite", **limits) as box:
+        stored = [make_alert() for _ in range(fits)]
+        for alert in stored:
+            box.put(alert)
+        rejected = make_alert()
+        with pytest.raises(OutboxFull, match=rf"outbox full: alert {rejected.alert_id} not stored") as info:
+            box.put(rejected)
+        assert info.value.alert_id == rejected.alert_id
+        assert info.value.rows == fits
+        assert [i.alert_id for i in box.pending(10)] == [a.alert_id for a in stored]
+
+        box.put(stored[0])  # re-putting a stored alert is still a no-op, not "full"
+        box.ack(stored[0].alert_id)
+        box.put(rejected)  # room again after a delivery
+        assert box.depth() == fits
+
+
+def test_missing_folder_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "no-such-dir" / "outbox.sqlite"
+    with pytest.raises(OutboxError, match=rf"folder {tmp_path / 'no-such-dir'} does not exist"):
+        Outbox(path)
+
+
+def test_folder_that_is_a_file_is_named(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("x")
+    with pytest.raises(OutboxError, match="a-file.*does not exist"):
+        Outbox(tmp_path / "a-file" / "outbox.sqlite")
+
+
+def test_file_that_is_not_sqlite_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.sqlite"
+    path.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(OutboxError, match=rf"outbox {path}: cannot open as SQLite"):
+        Outbox(path)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write to a read-only folder")
+def test_read_only_folder_is_named(tmp_path: Path) -> None:
+    folder = tmp_path / "ro"
+    folder.mkdir(mode=0o500)
+    with pytest.raises(OutboxError, match=rf"folder {folder} is not writable"):
+        Outbox(folder / "outbox.sqlite")
+
+
+def test_concurrent_put_and_ack_lose_nothing(outbox: Outbox) -> None:
+    """The pipeline thread puts while the publisher thread reads and acks, as in production."""
+    alerts = [make_alert() for _ in range(200)]
+    acked: list[str] = []
+    done = threading.Event()
+
+    def publisher() -> None:
+        while not (done.is_set() and outbox.depth() == 0):
+            for item in outbox.pending(16):
+                assert outbox.ack(item.alert_id)
+                acked.append(item.alert_id)
+
+    thread = threading.Thread(target=publisher)
+    thread.start()
+    for alert in alerts:
+        outbox.put(alert)
+    done.set()
+    thread.join(timeout=60)
+    assert not thread.is_alive()
+    assert acked == [a.alert_id for a in alerts]  # each exactly once, in order
+
