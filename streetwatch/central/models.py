@@ -1,0 +1,266 @@
+"""Central storage: SQLAlchemy 2 typed models, portable between SQLite and PostgreSQL.
+
+Every schema change goes through Alembic (`streetwatch/central/migrations`). Timestamps are stored
+as UTC and always come back timezone-aware (SQLite has no time zones: see `UtcDateTime`).
+Geometries are WKT text in lon/lat order (WGS84), the order GeoJSON and shapely use.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Dialect,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+CASE_STATUSES: tuple[str, ...] = (
+    "new",
+    "confirmed",
+    "dismissed",
+    "notified",
+    "rectified",
+    "escalated",
+    "closed",
+)
+# Statuses a new alert may still join (the spot is still "open" for the review loop).
+OPEN_CASE_STATUSES: tuple[str, ...] = ("new", "confirmed", "notified")
+ATTRIBUTION_METHODS: tuple[str, ...] = ("inside_zone", "nearest", "manual", "none")
+MERCHANT_GRADES: tuple[str, ...] = ("red", "yellow", "green")
+USER_ROLES: tuple[str, ...] = ("reviewer", "admin")
+AREA_LEVELS: tuple[str, ...] = ("city", "district", "street")
+
+CaseStatus = Literal["new", "confirmed", "dismissed", "notified", "rectified", "escalated", "closed"]
+AttributionMethod = Literal["inside_zone", "nearest", "manual", "none"]
+
+DEAD_LETTER_PAYLOAD_MAX_CHARS = 64 * 1024
+
+# Stable constraint names so Alembic migrations (and SQLite batch mode) can address them.
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A UTC timestamp: refuses naive values, stores UTC, returns aware UTC on every backend."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: store timezone-aware UTC values")
+        value = value.astimezone(UTC)
+        # SQLite keeps text; drop the offset so string ordering equals time ordering.
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+JsonDocument = JSON().with_variant(JSONB(), "postgresql")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Area(Base):
+    """An administrative area (city > district > street); reviewers may be limited to one."""
+
+    __tablename__ = "areas"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    level: Mapped[str] = mapped_column(String(16), doc="city | district | street")
+    parent_id: Mapped[str | None] = mapped_column(ForeignKey("areas.id"), index=True)
+    polygon_wkt: Mapped[str | None] = mapped_column(Text, doc="lon/lat WKT polygon")
+
+
+class Merchant(Base):
+    """A shop with its storefront responsibility zone (the pavement it answers for)."""
+
+    __tablename__ = "merchants"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    address: Mapped[str] = mapped_column(String(300), default="")
+    licence: Mapped[str] = mapped_column(String(100), default="")
+    contact: Mapped[str] = mapped_column(String(200), default="")
+    road: Mapped[str] = mapped_column(String(200), default="", index=True)
+    zone_wkt: Mapped[str] = mapped_column(Text, doc="lon/lat WKT polygon")
+    grade: Mapped[str] = mapped_column(String(8), default="green", doc="red | yellow | green")
+    area_id: Mapped[str | None] = mapped_column(ForeignKey("areas.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
+
+
+class User(Base):
+    """A reviewer or admin; `area_id` None means city-wide access."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(16), default="reviewer", doc="reviewer | admin")
+    area_id: Mapped[str | None] = mapped_column(ForeignKey("areas.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class ApiToken(Base):
+    """A bearer token for the JSON API; only its hash is stored."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(128), unique=True)
+    name: Mapped[str] = mapped_column(String(100), default="")
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class Case(Base):
+    """One violation at one spot, fed by the alerts of one or more episodes, cameras and edges."""
+
+    __tablename__ = "cases"
+    __table_args__ = (
+        # The case engine's candidate search: same violation, nearby latitude.
+        Index("ix_cases_violation_lat", "violation", "lat"),
+        # Cases without a location are matched by the camera zone that saw them.
+        Index("ix_cases_camera_zone", "camera_id", "zone_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    violation: Mapped[str] = mapped_column(String(32), index=True)
+    status: Mapped[str] = mapped_column(String(16), default="new", doc=" | ".join(CASE_STATUSES))
+    lat: Mapped[float | None] = mapped_column(Float, doc="mean of the located alerts; None if none")
+    lon: Mapped[float | None] = mapped_column(Float)
+    location_count: Mapped[int] = mapped_column(Integer, default=0, doc="alerts averaged into lat/lon")
+    camera_id: Mapped[str] = mapped_column(String(64), doc="the camera of the first alert")
+    zone_id: Mapped[str] = mapped_column(String(64), doc="the edge zone of the first alert")
+    first_seen: Mapped[datetime] = mapped_column(UtcDateTime)
+    last_seen: Mapped[datetime] = mapped_column(UtcDateTime)
+    alert_count: Mapped[int] = mapped_column(Integer, default=0)
+    episode_count: Mapped[int] = mapped_column(Integer, default=0)
+    merchant_id: Mapped[str | None] = mapped_column(ForeignKey("merchants.id"), index=True)
+    attribution_method: Mapped[str] = mapped_column(String(16), default="none")
+    attribution_distance_m: Mapped[float | None] = mapped_column(Float)
+    priority: Mapped[int] = mapped_column(Integer, default=0)
+    evidence_sha256: Mapped[str | None] = mapped_column(String(64))
+    area_id: Mapped[str | None] = mapped_column(ForeignKey("areas.id"), index=True)
+    active: Mapped[bool] = mapped_column(Boolean, default=True, doc="an episode is still open")
+    merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
+
+
+# The review queue: cases of a status by priority (high first), then oldest first.
+Index("ix_cases_queue", Case.status, Case.priority.desc(), Case.first_seen)
+
+
+class Episode(Base):
+    """One violation episode as the edge saw it (first alert, reminders, end) and its case."""
+
+    __tablename__ = "episodes"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True, doc="the alerts' episode_id")
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    edge_id: Mapped[str] = mapped_column(String(64))
+    camera_id: Mapped[str] = mapped_column(String(64))
+    first_seen: Mapped[datetime] = mapped_column(UtcDateTime)
+    last_seen: Mapped[datetime] = mapped_column(UtcDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UtcDateTime, doc="set by the `ended` alert")
+
+
+class Alert(Base):
+    """One received alert, stored once (its alert_id is the idempotency key)."""
+
+    __tablename__ = "alerts"
+
+    alert_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    episode_id: Mapped[str] = mapped_column(String(64), index=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    edge_id: Mapped[str] = mapped_column(String(64))
+    camera_id: Mapped[str] = mapped_column(String(64), index=True)
+    source_kind: Mapped[str] = mapped_column(String(16))
+    violation: Mapped[str] = mapped_column(String(32))
+    state: Mapped[str] = mapped_column(String(16))
+    started_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    observed_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    lat: Mapped[float | None] = mapped_column(Float)
+    lon: Mapped[float | None] = mapped_column(Float)
+    accuracy_m: Mapped[float | None] = mapped_column(Float)
+    confidence: Mapped[float] = mapped_column(Float)
+    zone_id: Mapped[str] = mapped_column(String(64))
+    track_id: Mapped[str] = mapped_column(String(64))
+    evidence_sha256: Mapped[str | None] = mapped_column(String(64))
+    payload: Mapped[dict[str, Any]] = mapped_column(JsonDocument, doc="the alert minus evidence bytes")
+    model_name: Mapped[str] = mapped_column(String(128))
+    model_sha256: Mapped[str] = mapped_column(String(64))
+    received_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class AuditLog(Base):
+    """Every decision on a case: who, what, when, with details."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"), index=True)
+    actor: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(32))
+    detail: Mapped[dict[str, Any]] = mapped_column(JsonDocument, default=dict)
+    at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)
+
+
+class DeadLetter(Base):
+    """A message ingest could not accept, with the reason; the payload is kept truncated."""
+
+    __tablename__ = "dead_letters"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    received_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)
+    topic: Mapped[str] = mapped_column(String(512))
+    reason: Mapped[str] = mapped_column(Text)
+    payload: Mapped[str] = mapped_column(Text, doc=f"first {DEAD_LETTER_PAYLOAD_MAX_CHARS} characters")
+
+
+class CaseLock(Base):
+    """A lock row per (violation, grid cell) that case decisions take before reading cases.
+
+    Upserting the row (INSERT .. ON CONFLICT DO UPDATE) row-locks it until commit on PostgreSQL;
+    two workers deciding about the same spot thereby run one after the other. See cases.py.
+    """
+
+    __tablename__ = "case_locks"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    touched_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
