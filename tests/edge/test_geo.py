@@ -140,7 +140,8 @@ def test_four_points_fit_exactly():
         ([((1.0, 2.0),)] * 4, "expected pairs"),
     ],
     ids=[
-        "3-points", "collinear-image", "3-of-4-collinear", "nan", "lon-lat-swapped", "collinear-ground", "shape"
+        "3-points", "collinear-image", "3-of-4-collinear", "nan", "lon-lat-swapped", "collinear-ground",
+        "shape",
     ],
 )
 def test_degenerate_calibration_is_refused_with_the_reason(pairs: list, message: str):
