@@ -17,7 +17,15 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from streetwatch.edge.alerts import ModelRef
 from streetwatch.edge.types import Role
@@ -68,12 +76,14 @@ class ModelEntry(BaseModel):
             raise ValueError(f"expected (width, height) between 32 and 4096, got {value}")
         return value
 
-    @model_validator(mode="after")
-    def _roles_name_known_classes(self) -> ModelEntry:
-        unknown = sorted(set(self.roles) - set(self.classes))
+    @field_validator("roles")
+    @classmethod
+    def _roles_name_known_classes(cls, value: dict[str, Role], info: ValidationInfo) -> dict[str, Role]:
+        classes = info.data.get("classes")  # absent when classes itself failed validation
+        unknown = sorted(set(value) - set(classes)) if classes is not None else []
         if unknown:
-            raise ValueError(f"roles: class(es) {unknown} are not in this model's classes")
-        return self
+            raise ValueError(f"class(es) {unknown} are not in this model's classes")
+        return value
 
     def role_of(self, class_name: str) -> Role:
         """The pipeline role of a class; classes without a role are ignored."""
