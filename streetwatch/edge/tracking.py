@@ -1,0 +1,323 @@
+"""Per-camera tracking at ~1 fps: ByteTrack per role, plus stable ids re-associated by position.
+
+ByteTrack (trackers.ByteTrackTracker) links detections frame to frame. At one sample per second a
+parked car loses its ByteTrack id whenever it is missed for longer than the lost-track buffer (a
+bus passing in front, dusk, a detector dip), and rules that count dwell over minutes would restart.
+So each ByteTrack id is bound to a *stable track*; a new ByteTrack id (or an untracked detection)
+is re-associated to a recently lost stable track of the same role at the same place (IoU, or a
+small ground-point distance relative to box height). Still objects may be re-associated for
+`reassociate_within_s` (default 5 min); moving ones only for `reassociate_moving_s`.
+
+Known limit: a different car parking on exactly the same spot within `reassociate_within_s` of
+the first one vanishing inherits its stable id (position is all we know at this stage).
+"""
+
+from __future__ import annotations
+
+import logging
+import statistics
+from collections import deque
+from dataclasses import dataclass, field
+from typing import cast
+
+import numpy as np
+import supervision as sv
+from trackers import ByteTrackTracker
+
+from streetwatch.edge.config import CameraConfig, RulesConfig
+from streetwatch.edge.types import Role
+
+logger = logging.getLogger(__name__)
+
+TRACKED_ROLES: tuple[Role, ...] = ("vehicle", "person", "vending_prop", "goods")
+Box = tuple[float, float, float, float]
+
+
+@dataclass(frozen=True)
+class TrackState:
+    """One stable track as of a frame. Times are stream seconds; box is xyxy in frame pixels.
+
+    still_since_t: since when the ground point (bottom centre) has stayed within the still
+    tolerance of where it stopped. last_seen_t < the frame's t means the track was missed on this
+    frame and is reported with its last box.
+    """
+
+    stable_id: int
+    role: Role
+    class_name: str
+    box: Box
+    score: float
+    median_score: float
+    first_seen_t: float
+    last_seen_t: float
+    still_since_t: float
+
+    @property
+    def ground_point(self) -> tuple[float, float]:
+        return ((self.box[0] + self.box[2]) / 2.0, self.box[3])
+
+    @property
+    def still_for_s(self) -> float:
+        return self.last_seen_t - self.still_since_t
+
+
+@dataclass(frozen=True)
+class TrackerSettings:
+    """Tracker tuning for ~1 fps sampling and YOLOX-Nano scores (0.3-0.8 on street scenes)."""
+
+    sample_fps: float = 1.0
+    lost_track_s: float = 10.0  # ByteTrack keeps a lost track this long (brief occlusion)
+    track_activation_threshold: float = 0.4  # a new ByteTrack track needs at least this score
+    high_conf_det_threshold: float = 0.5  # first association stage; lower scores go to the second
+    minimum_iou_threshold: float = 0.2  # loose: objects move far between 1 fps samples
+    minimum_consecutive_frames: int = 2  # a one-frame blip never gets an id
+    reassociate_within_s: float = 300.0  # still tracks: re-associate by position within this time
+    reassociate_moving_s: float = 10.0  # moving tracks: only this long
+    reassociate_iou: float = 0.5
+    reassociate_distance: float = 0.3  # ground-point distance, in box heights
+    still_tolerance: float = 0.25  # ground-point drift, in box heights, that still counts as still
+    score_history: int = 31  # scores kept per track for the median
+    report_lost_s: float = 10.0  # report a missed track (with its last box) this long
+
+    @classmethod
+    def for_camera(cls, camera: CameraConfig, rules: RulesConfig, **overrides: float) -> TrackerSettings:
+        """Settings from the edge config: the camera's sample rate and the rules' still tolerance."""
+        values: dict[str, float] = {"sample_fps": camera.sample_fps, "still_tolerance": rules.still_tolerance}
+        values.update(overrides)
+        return cls(**values)  # type: ignore[arg-type]
+
+
+@dataclass
+class _Stable:
+    """Mutable state of one stable track (internal)."""
+
+    sid: int
+    role: Role
+    class_name: str
+    box: np.ndarray
+    score: float
+    scores: deque[float]
+    first_seen_t: float
+    last_seen_t: float
+    still_since_t: float
+    still_anchor: np.ndarray
+    bt_id: int | None = None
+    frame_no: int = -1  # the last frame that updated this track
+
+    def state(self) -> TrackState:
+        return TrackState(
+            stable_id=self.sid,
+            role=self.role,
+            class_name=self.class_name,
+            box=cast(Box, tuple(float(v) for v in self.box)),
+            score=self.score,
+            median_score=float(statistics.median(self.scores)),
+            first_seen_t=self.first_seen_t,
+            last_seen_t=self.last_seen_t,
+            still_since_t=self.still_since_t,
+        )
+
+
+@dataclass(frozen=True)
+class _RoleFrame:
+    """ByteTrack's output for one role on one frame (copies, never the caller's arrays)."""
+
+    xyxy: np.ndarray
+    scores: np.ndarray
+    tracker_ids: np.ndarray
+    class_names: np.ndarray
+    matched: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "matched", np.zeros(len(self.xyxy), dtype=bool))
+
+
+class CameraTracker:
+    """Tracks of one camera. Call `update` once per sampled frame with strictly growing stream time."""
+
+    def __init__(self, camera_id: str, settings: TrackerSettings | None = None) -> None:
+        self.camera_id = camera_id
+        self.settings = settings or TrackerSettings()
+        self._next_sid = 1
+        self._stable: dict[int, _Stable] = {}
+        self._bt_to_sid: dict[tuple[Role, int], int] = {}
+        self._last_t: float | None = None
+        self._frame_no = 0
+        self._bytetracks = self._new_bytetracks()
+
+    def _new_bytetracks(self) -> dict[Role, ByteTrackTracker]:
+        s = self.settings
+        return {
+            role: ByteTrackTracker(
+                lost_track_buffer=max(1, round(s.lost_track_s * 30.0)),  # counted in 30 fps frames
+                frame_rate=s.sample_fps,
+                track_activation_threshold=s.track_activation_threshold,
+                minimum_consecutive_frames=s.minimum_consecutive_frames,
+                minimum_iou_threshold=s.minimum_iou_threshold,
+                high_conf_det_threshold=s.high_conf_det_threshold,
+            )
+            for role in TRACKED_ROLES
+        }
+
+    def update(self, *, t: float, detections: sv.Detections) -> list[TrackState]:
+        """Feed one frame's detections at stream time `t`; return the tracks seen recently.
+
+        Detections need confidence, data["role"] and data["class_name"]; role "ignore" is dropped.
+        The caller's arrays are not modified.
+        """
+        _check_detections(self.camera_id, detections)
+        if self._last_t is not None and t < self._last_t:
+            logger.warning(
+                "camera %s: stream time went back from %.3f to %.3f s; tracks reset", self.camera_id,
+                self._last_t, t,
+            )
+            self.reset()
+        self._last_t = t
+        self._frame_no += 1
+        for role in TRACKED_ROLES:
+            frame = self._track_role(role, t=t, detections=detections)
+            self._update_bound(role, frame, t=t)
+            self._reassociate(role, frame, t=t)
+            self._spawn(role, frame, t=t)
+        self._prune(t)
+        horizon = t - self.settings.report_lost_s
+        recent = [s for s in self._stable.values() if s.last_seen_t >= horizon]
+        return [s.state() for s in sorted(recent, key=lambda s: s.sid)]
+
+    def reset(self) -> None:
+        """Forget all tracks (stable ids keep counting up, so they are never reused)."""
+        self._stable.clear()
+        self._bt_to_sid.clear()
+        self._bytetracks = self._new_bytetracks()
+        self._last_t = None
+
+    def _track_role(self, role: Role, *, t: float, detections: sv.Detections) -> _RoleFrame:
+        mask = np.asarray(detections.data["role"]) == role if len(detections) else np.zeros(0, dtype=bool)
+        subset = cast(sv.Detections, detections[mask]) if mask.any() else sv.Detections.empty()
+        out = self._bytetracks[role].update(subset, timestamp=t)
+        n = len(out)
+        names = out.data.get("class_name") if n else None
+        return _RoleFrame(
+            xyxy=np.array(out.xyxy, dtype=np.float64).reshape(-1, 4),
+            scores=np.array(out.confidence if n else [], dtype=np.float64),
+            tracker_ids=np.array(out.tracker_id if n else [], dtype=np.int64),
+            class_names=np.array(names if names is not None else [""] * n, dtype=object),
+        )
+
+    def _update_bound(self, role: Role, frame: _RoleFrame, *, t: float) -> None:
+        """Detections whose ByteTrack id is already bound to a stable track keep it."""
+        for i, tid in enumerate(frame.tracker_ids):
+            sid = self._bt_to_sid.get((role, int(tid))) if tid >= 0 else None
+            stable = self._stable.get(sid) if sid is not None else None
+            if stable is not None and stable.frame_no != self._frame_no:
+                self._observe(stable, frame, i, t=t)
+
+    def _reassociate(self, role: Role, frame: _RoleFrame, *, t: float) -> None:
+        """Bind unmatched detections to lost stable tracks of the same role at the same place."""
+        rows = np.flatnonzero(~frame.matched)
+        candidates = [s for s in self._stable.values() if s.role == role and self._may_reassociate(s, t)]
+        if rows.size == 0 or not candidates:
+            return
+        similarity = self._similarity(frame.xyxy[rows], np.stack([c.box for c in candidates]))
+        for r, c in _greedy_pairs(similarity):
+            stable = candidates[c]
+            logger.debug(
+                "camera %s: %s track %d re-associated after %.1f s (bytetrack id %d)", self.camera_id,
+                role, stable.sid, t - stable.last_seen_t, frame.tracker_ids[rows[r]],
+            )
+            self._observe(stable, frame, int(rows[r]), t=t)
+
+    def _may_reassociate(self, stable: _Stable, t: float) -> bool:
+        if stable.frame_no == self._frame_no:
+            return False
+        was_still = stable.still_since_t < stable.last_seen_t
+        window = self.settings.reassociate_within_s if was_still else self.settings.reassociate_moving_s
+        return t - stable.last_seen_t <= window
+
+    def _similarity(self, boxes: np.ndarray, known: np.ndarray) -> np.ndarray:
+        """(D, K) similarity in [0, 1]; 0 where neither the IoU nor the ground distance qualifies."""
+        iou = sv.box_iou_batch(boxes, known)
+        ground_d, ground_k = _ground(boxes), _ground(known)
+        distance = np.linalg.norm(ground_d[:, None, :] - ground_k[None, :, :], axis=2)
+        heights = np.maximum((boxes[:, 3] - boxes[:, 1])[:, None], (known[:, 3] - known[:, 1])[None, :])
+        relative = distance / np.maximum(heights, 1.0)
+        s = self.settings
+        ok = (iou >= s.reassociate_iou) | (relative <= s.reassociate_distance)
+        return np.where(ok, np.maximum(iou, 1.0 - relative), 0.0)
+
+    def _spawn(self, role: Role, frame: _RoleFrame, *, t: float) -> None:
+        """Confirmed ByteTrack ids that matched nothing start a stable track; untracked ones are dropped."""
+        for i in np.flatnonzero(~frame.matched):
+            if frame.tracker_ids[i] < 0:
+                continue
+            box = frame.xyxy[i].copy()
+            stable = _Stable(
+                sid=self._next_sid, role=role, class_name=str(frame.class_names[i]), box=box,
+                score=float(frame.scores[i]), scores=deque(maxlen=self.settings.score_history),
+                first_seen_t=t, last_seen_t=t, still_since_t=t, still_anchor=_ground(box[None])[0],
+            )
+            self._next_sid += 1
+            self._stable[stable.sid] = stable
+            logger.debug(
+                "camera %s: new %s track %d (%s)", self.camera_id, role, stable.sid, stable.class_name
+            )
+            self._observe(stable, frame, int(i), t=t)
+
+    def _observe(self, stable: _Stable, frame: _RoleFrame, i: int, *, t: float) -> None:
+        """Record detection i of this frame on a stable track and rebind its ByteTrack id."""
+        frame.matched[i] = True
+        box = frame.xyxy[i].copy()
+        tid = int(frame.tracker_ids[i])
+        if tid >= 0 and stable.bt_id != tid:
+            if stable.bt_id is not None:
+                self._bt_to_sid.pop((stable.role, stable.bt_id), None)
+            self._bt_to_sid[(stable.role, tid)] = stable.sid
+            stable.bt_id = tid
+        ground = _ground(box[None])[0]
+        tolerance = self.settings.still_tolerance * max(float(box[3] - box[1]), 1.0)
+        if float(np.linalg.norm(ground - stable.still_anchor)) > tolerance:
+            stable.still_anchor, stable.still_since_t = ground, t
+        stable.box, stable.score, stable.last_seen_t = box, float(frame.scores[i]), t
+        stable.class_name = str(frame.class_names[i]) or stable.class_name
+        stable.scores.append(stable.score)
+        stable.frame_no = self._frame_no
+
+    def _prune(self, t: float) -> None:
+        s = self.settings
+        keep = max(s.reassociate_within_s, s.reassociate_moving_s, s.report_lost_s)
+        for sid in [sid for sid, track in self._stable.items() if t - track.last_seen_t > keep]:
+            stable = self._stable.pop(sid)
+            if stable.bt_id is not None:
+                self._bt_to_sid.pop((stable.role, stable.bt_id), None)
+            logger.debug("camera %s: %s track %d dropped", self.camera_id, stable.role, sid)
+
+
+def _ground(xyxy: np.ndarray) -> np.ndarray:
+    return np.stack(((xyxy[:, 0] + xyxy[:, 2]) / 2.0, xyxy[:, 3]), axis=1)
+
+
+def _greedy_pairs(similarity: np.ndarray) -> list[tuple[int, int]]:
+    """One-to-one (row, col) pairs, best similarity first; zero similarity never pairs."""
+    pairs: list[tuple[int, int]] = []
+    used_rows: set[int] = set()
+    used_cols: set[int] = set()
+    order = np.argsort(-similarity, axis=None)
+    for flat in order:
+        r, c = divmod(int(flat), similarity.shape[1])
+        if similarity[r, c] <= 0.0:
+            break
+        if r not in used_rows and c not in used_cols:
+            pairs.append((r, c))
+            used_rows.add(r)
+            used_cols.add(c)
+    return pairs
+
+
+def _check_detections(camera_id: str, detections: sv.Detections) -> None:
+    if len(detections) == 0:
+        return
+    if detections.confidence is None:
+        raise ValueError(f"camera {camera_id!r}: detections.confidence is required for tracking, got None")
+    for key in ("role", "class_name"):
+        if key not in detections.data:
+            raise ValueError(f"camera {camera_id!r}: detections.data[{key!r}] is required (one per box)")
