@@ -168,8 +168,10 @@ class CameraTracker:
         _check_detections(self.camera_id, detections)
         if self._last_t is not None and t < self._last_t:
             logger.warning(
-                "camera %s: stream time went back from %.3f to %.3f s; tracks reset", self.camera_id,
-                self._last_t, t,
+                "camera %s: stream time went back from %.3f to %.3f s; tracks reset",
+                self.camera_id,
+                self._last_t,
+                t,
             )
             self.reset()
         self._last_t = t
@@ -222,8 +224,12 @@ class CameraTracker:
         for r, c in _greedy_pairs(similarity):
             stable = candidates[c]
             logger.debug(
-                "camera %s: %s track %d re-associated after %.1f s (bytetrack id %d)", self.camera_id,
-                role, stable.sid, t - stable.last_seen_t, frame.tracker_ids[rows[r]],
+                "camera %s: %s track %d re-associated after %.1f s (bytetrack id %d)",
+                self.camera_id,
+                role,
+                stable.sid,
+                t - stable.last_seen_t,
+                frame.tracker_ids[rows[r]],
             )
             self._observe(stable, frame, int(rows[r]), t=t)
 
@@ -252,9 +258,16 @@ class CameraTracker:
                 continue
             box = frame.xyxy[i].copy()
             stable = _Stable(
-                sid=self._next_sid, role=role, class_name=str(frame.class_names[i]), box=box,
-                score=float(frame.scores[i]), scores=deque(maxlen=self.settings.score_history),
-                first_seen_t=t, last_seen_t=t, still_since_t=t, still_anchor=_ground(box[None])[0],
+                sid=self._next_sid,
+                role=role,
+                class_name=str(frame.class_names[i]),
+                box=box,
+                score=float(frame.scores[i]),
+                scores=deque(maxlen=self.settings.score_history),
+                first_seen_t=t,
+                last_seen_t=t,
+                still_since_t=t,
+                still_anchor=_ground(box[None])[0],
             )
             self._next_sid += 1
             self._stable[stable.sid] = stable
