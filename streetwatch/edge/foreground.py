@@ -1,0 +1,226 @@
+"""Long-lived static foreground: things left on the pavement that no detector class covers.
+
+One `StaticForeground` per fixed camera, fed the sampled frames (~1 fps). It keeps two running
+average backgrounds of a downscaled, blurred frame (cv2.accumulateWeighted):
+
+- fast background, time constant `fast_tau_s` (20 s): absorbs anything that stops moving. An
+  object 100 grey levels off the background blends below the 25-level threshold after
+  fast_tau_s * ln(100 / 25) ~ 28 s.
+- slow background, time constant `slow_tau_s` (600 s), updated only where the frame matches it
+  (selective update), so a parked object never leaks into it while it stays; pixels foreground
+  for longer than `absorb_after_s` (2 h) are copied in: a lasting change of the scene becomes
+  background.
+
+A pixel is *static* when it is foreground against the slow background and background against
+the fast one, and has been slow-foreground for at least `min_static_s`. Connected static pixels
+(after morphological opening and closing) large enough are reported as `StaticRegion`s with
+`static_since_t`, the median time their pixels left the slow background: the object's arrival.
+
+Robustness: a global gain (median ratio of frame to slow background over background pixels)
+is divided out before comparing, so camera exposure changes and the slow drift of daylight are
+not foreground; the threshold is max(diff_threshold, noise_k * robust noise sigma), so sensor
+noise is not either; a ghost (an object that was in the background at start-up and has left)
+is recognised because its outline has edges in the slow background but not in the frame, and is
+healed instead of reported.
+
+Learning rates are derived from the elapsed stream time between samples, alpha = 1 - exp(-dt/tau),
+so behaviour is set in seconds and holds at any sample_fps, with jitter or dropped frames.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ForegroundParams:
+    """Time constants in stream seconds; sizes in original frame pixels."""
+
+    work_width: int = 384
+    fast_tau_s: float = 20.0
+    slow_tau_s: float = 600.0
+    warmup_s: float = 30.0  # slow background is a plain running mean this long; nothing reported
+    min_static_s: float = 10.0
+    absorb_after_s: float = 7200.0
+    diff_threshold: float = 25.0  # grey levels, max over B, G, R of the blurred difference
+    noise_k: float = 4.0
+    min_area_px: float = 900.0
+    reset_fraction: float = 0.6  # fast-foreground share of the frame that means "the view changed"
+    ghost_edge_ratio: float = 0.6
+
+
+@dataclass(frozen=True)
+class StaticRegion:
+    """A long-lived static foreground blob. box: (x1, y1, x2, y2) in original frame pixels;
+    area_px: foreground pixels in original-frame units; centroid: (x, y) of those pixels;
+    static_since_t: stream time its pixels left the background (the object's arrival)."""
+
+    box: tuple[float, float, float, float]
+    area_px: float
+    centroid: tuple[float, float]
+    static_since_t: float
+
+
+def _alpha(dt: float, tau: float) -> float:
+    return 1.0 - math.exp(-dt / tau)
+
+
+class StaticForeground:
+    """Per-camera state; call update() with each sampled frame in stream-time order."""
+
+    def __init__(self, camera_id: str, params: ForegroundParams | None = None) -> None:
+        self.camera_id = camera_id
+        self.params = params or ForegroundParams()
+        self._fast: np.ndarray | None = None
+        self._slow: np.ndarray | None = None
+        self._since = np.empty((0, 0), np.float32)  # time a pixel became slow-foreground, NaN if not
+        self._fg_slow = np.empty((0, 0), bool)
+        self._t_start = 0.0
+        self._t_prev = 0.0
+        self._scale = 1.0
+
+    def reset(self) -> None:
+        """Forget the backgrounds (the next frame starts a new warm-up)."""
+        self._fast = self._slow = None
+
+    def update(self, image_bgr: np.ndarray, t: float) -> list[StaticRegion]:
+        """Feed one frame (H, W, 3) uint8 BGR at stream time t; return the current static regions."""
+        small = self._prepare(image_bgr)
+        if self._slow is None or self._fast is None or self._slow.shape != small.shape:
+            self._start(small, t)
+            return []
+        dt = t - self._t_prev
+        if dt <= 0:
+            log.debug("camera %s: frame at t=%.3f not after %.3f, skipped", self.camera_id, t, self._t_prev)
+            return []
+        self._t_prev = t
+        frame = small / self._gain(small)
+        threshold = self._threshold(frame, self._fast)
+        fg_slow = _difference(frame, self._slow) > threshold
+        fg_fast = _difference(frame, self._fast) > threshold
+        if fg_fast.mean() > self.params.reset_fraction:
+            log.info("camera %s: %.0f%% of the view changed at t=%.1f; restarting the backgrounds",
+                     self.camera_id, 100 * fg_fast.mean(), t)
+            self._start(small, t)
+            return []
+        self._since[fg_slow & np.isnan(self._since)] = t
+        self._since[~fg_slow] = np.nan
+        self._fg_slow = fg_slow
+        self._learn(frame, fg_slow, t, dt)
+        if t - self._t_start < self.params.warmup_s:
+            return []
+        aged = (t - np.nan_to_num(self._since, nan=t)) >= self.params.min_static_s
+        return self._regions(frame, fg_slow & ~fg_fast & aged, t)
+
+    def _prepare(self, image_bgr: np.ndarray) -> np.ndarray:
+        if image_bgr.ndim != 3 or image_bgr.shape[2] != 3:
+            raise ValueError(
+                f"camera {self.camera_id}: expected an (H, W, 3) BGR image, got shape {image_bgr.shape}"
+            )
+        height, width = image_bgr.shape[:2]
+        self._scale = max(1.0, width / self.params.work_width)
+        size = (round(width / self._scale), round(height / self._scale))
+        small = cv2.resize(image_bgr, size, interpolation=cv2.INTER_AREA) if self._scale > 1 else image_bgr
+        return cv2.GaussianBlur(small.astype(np.float32), (5, 5), 0)
+
+    def _start(self, small: np.ndarray, t: float) -> None:
+        self._fast, self._slow = small.copy(), small.copy()
+        self._since = np.full(small.shape[:2], np.nan, np.float32)
+        self._fg_slow = np.zeros(small.shape[:2], bool)
+        self._t_start = self._t_prev = t
+
+    def _gain(self, small: np.ndarray) -> float:
+        """Global brightness ratio of the frame to the slow background, over background pixels."""
+        assert self._slow is not None
+        ref = _grey(self._slow)
+        usable = (ref > 20) & ~self._fg_slow
+        if np.count_nonzero(usable) < 100:
+            return 1.0
+        ratio = _grey(small)[usable] / ref[usable]
+        return float(np.clip(np.median(ratio), 0.2, 5.0))
+
+    def _threshold(self, frame: np.ndarray, fast: np.ndarray) -> float:
+        """diff_threshold, raised for noisy sensors: noise_k * 1.4826 * MAD of the grey difference."""
+        diff = _grey(frame) - _grey(fast)
+        sigma = 1.4826 * float(np.median(np.abs(diff - np.median(diff))))
+        return max(self.params.diff_threshold, self.params.noise_k * sigma)
+
+    def _learn(self, frame: np.ndarray, fg_slow: np.ndarray, t: float, dt: float) -> None:
+        assert self._slow is not None and self._fast is not None
+        p = self.params
+        cv2.accumulateWeighted(frame, self._fast, _alpha(dt, p.fast_tau_s))
+        elapsed = t - self._t_start
+        if elapsed < p.warmup_s:  # running mean of the first frames: transients average out
+            cv2.accumulateWeighted(frame, self._slow, max(dt / (elapsed + dt), _alpha(dt, p.slow_tau_s)))
+            return
+        keep = fg_slow.astype(np.uint8)
+        cv2.accumulateWeighted(frame, self._slow, _alpha(dt, p.slow_tau_s), mask=1 - keep)
+        old = fg_slow & ((t - self._since) > p.absorb_after_s)
+        if old.any():
+            log.info("camera %s: %d px static for over %.0f s absorbed into the background",
+                     self.camera_id, int(old.sum() * self._scale**2), p.absorb_after_s)
+            self._heal(frame, old)
+
+    def _heal(self, frame: np.ndarray, mask: np.ndarray) -> None:
+        assert self._slow is not None
+        self._slow[mask] = frame[mask]
+        self._since[mask] = np.nan
+
+    def _regions(self, frame: np.ndarray, static: np.ndarray, t: float) -> list[StaticRegion]:
+        mask = cv2.morphologyEx(static.astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
+        mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, np.ones((7, 7), np.uint8))
+        count, labels, stats, centroids = cv2.connectedComponentsWithStats(mask, connectivity=8)
+        s = self._scale
+        regions = []
+        for label in range(1, count):
+            area = float(stats[label, cv2.CC_STAT_AREA]) * s * s
+            if area < self.params.min_area_px:
+                continue
+            blob = labels == label
+            if self._is_ghost(frame, blob):
+                log.info("camera %s: ghost of a departed object healed at t=%.1f", self.camera_id, t)
+                self._heal(frame, blob)
+                continue
+            x, y, w, h = (int(v) for v in stats[label, :4])
+            since = self._since[blob]
+            regions.append(
+                StaticRegion(
+                    box=(x * s, y * s, (x + w) * s, (y + h) * s),
+                    area_px=area,
+                    centroid=(float(centroids[label, 0]) * s, float(centroids[label, 1]) * s),
+                    static_since_t=float(np.nanmedian(since)) if np.isfinite(since).any() else t,
+                )
+            )
+        return regions
+
+    def _is_ghost(self, frame: np.ndarray, blob: np.ndarray) -> bool:
+        """A departed object leaves its outline in the slow background, not in the frame."""
+        assert self._slow is not None
+        ring = cv2.morphologyEx(blob.astype(np.uint8), cv2.MORPH_GRADIENT, np.ones((5, 5), np.uint8)) > 0
+        now = _edge_strength(frame)[ring].mean()
+        before = _edge_strength(self._slow)[ring].mean()
+        return bool(now < self.params.ghost_edge_ratio * before)
+
+
+def _difference(frame: np.ndarray, background: np.ndarray) -> np.ndarray:
+    """Per-pixel max over channels of |frame - background| (colour changes count, not only luma)."""
+    b, g, r = cv2.split(cv2.absdiff(frame, background))
+    return np.asarray(cv2.max(cv2.max(b, g), r))
+
+
+def _grey(image: np.ndarray) -> np.ndarray:
+    return np.asarray(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY))
+
+
+def _edge_strength(image: np.ndarray) -> np.ndarray:
+    grey = _grey(image)
+    gx = cv2.Sobel(grey, cv2.CV_32F, 1, 0, ksize=3)
+    gy = cv2.Sobel(grey, cv2.CV_32F, 0, 1, ksize=3)
+    return np.asarray(cv2.magnitude(gx, gy))
