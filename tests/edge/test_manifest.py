@@ -17,6 +17,7 @@ from types import ModuleType
 import pytest
 import yaml
 
+import streetwatch.edge.manifest as manifest_module
 from streetwatch.edge.manifest import (
     DEFAULT_MANIFEST,
     MODEL_DIR_ENV,
@@ -130,11 +131,15 @@ def test_missing_file_error_names_model_paths_and_fix(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv(MODEL_DIR_ENV, raising=False)
+    monkeypatch.setattr(
+        manifest_module, "REPO_MODELS_DIR", tmp_path / "repo_models"
+    )  # may hold a fetched copy
     with pytest.raises(ModelError) as caught:
         resolve_model("yolox_nano", model_dir=tmp_path)
     message = str(caught.value)
     assert "'yolox_nano'" in message
     assert str(tmp_path / "yolox_nano.onnx") in message
+    assert str(tmp_path / "repo_models" / "yolox_nano.onnx") in message
     assert "fetch_models.py" in message and MODEL_DIR_ENV in message
 
 
