@@ -1,0 +1,190 @@
+"""Tracking at ~1 fps: stable ids through gaps ByteTrack alone cannot bridge, stillness, score history.
+
+Detections are built directly as sv.Detections (what the detector hands the tracker); boxes are
+frame pixels of a 1280x720 street view, a parked car being ~200x100 px.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pytest
+import supervision as sv
+from trackers import ByteTrackTracker
+
+from streetwatch.edge.tracking import CameraTracker, TrackerSettings, TrackState
+
+CLASS_IDS = {"person": 0, "car": 2, "umbrella": 25, "goods": 80}
+ROLE_OF = {
+    "person": "person",
+    "car": "vehicle",
+    "umbrella": "vending_prop",
+    "goods": "goods",
+    "kite": "ignore",
+}
+CAR = (100.0, 300.0, 300.0, 400.0)
+Obj = tuple[tuple[float, float, float, float], float, str]
+
+
+def detections(objects: Sequence[Obj]) -> sv.Detections:
+    """sv.Detections as the detector emits them: xyxy float32, confidence, class_id, class_name, role."""
+    if not objects:
+        return sv.Detections.empty()
+    boxes, scores, names = zip(*objects, strict=True)
+    return sv.Detections(
+        xyxy=np.array(boxes, dtype=np.float32),
+        confidence=np.array(scores, dtype=np.float32),
+        class_id=np.array([CLASS_IDS.get(n, 33) for n in names]),
+        data={"class_name": np.array(names), "role": np.array([ROLE_OF[n] for n in names])},
+    )
+
+
+def seen_now(states: list[TrackState], t: float) -> list[TrackState]:
+    return [s for s in states if s.last_seen_t == t]
+
+
+def _still_car_with_gap(gap: range) -> list[tuple[float, sv.Detections]]:
+    return [(float(t), detections([] if t in gap else [(CAR, 0.6, "car")])) for t in range(0, 120)]
+
+
+def test_still_car_keeps_its_stable_id_through_a_30_s_gap_where_bytetrack_changes_id() -> None:
+    frames = _still_car_with_gap(range(40, 70))
+    settings = TrackerSettings()
+    bare = ByteTrackTracker(
+        lost_track_buffer=round(settings.lost_track_s * 30), frame_rate=settings.sample_fps,
+        track_activation_threshold=settings.track_activation_threshold,
+        high_conf_det_threshold=settings.high_conf_det_threshold,
+        minimum_iou_threshold=settings.minimum_iou_threshold,
+    )  # fmt: skip
+    bare_ids = {int(i) for t, d in frames for i in bare.update(d, timestamp=t).tracker_id if i >= 0}
+    assert len(bare_ids) == 2, (
+        "ByteTrack alone should lose the car in a 30 s gap (else this test proves nothing)"
+    )
+
+    tracker = CameraTracker("cam-1", settings)
+    ids = {s.stable_id for t, d in frames for s in seen_now(tracker.update(t=t, detections=d), t)}
+    assert len(ids) == 1
+    last = tracker.update(t=120.0, detections=detections([(CAR, 0.6, "car")]))[0]
+    assert last.first_seen_t == 1.0  # confirmed on the second frame
+    assert last.still_since_t == 1.0  # the gap did not restart its stillness
+
+
+def test_two_cars_side_by_side_get_different_ids() -> None:
+    left, right = CAR, (310.0, 300.0, 510.0, 400.0)
+    tracker = CameraTracker("cam-1")
+    per_frame = []
+    for t in range(0, 60):
+        objects = [(left, 0.6, "car"), (right, 0.55, "car")] if t not in range(20, 40) else []
+        states = seen_now(tracker.update(t=float(t), detections=detections(objects)), float(t))
+        per_frame.append({round(s.box[0]): s.stable_id for s in states})
+    assert per_frame[10].keys() == {100, 310}
+    assert per_frame[10][100] != per_frame[10][310]
+    assert per_frame[59] == per_frame[10]  # both kept their ids through the 20 s gap
+
+
+def test_a_new_car_next_to_where_one_left_gets_a_new_id() -> None:
+    tracker = CameraTracker("cam-1")
+    for t in range(0, 30):
+        tracker.update(t=float(t), detections=detections([(CAR, 0.6, "car")]))
+    first = tracker.update(t=30.0, detections=detections([(CAR, 0.6, "car")]))[0].stable_id
+    neighbour = (330.0, 300.0, 530.0, 400.0)  # one car length to the right
+    ids = set()
+    for t in range(31, 90):
+        objects = [(neighbour, 0.6, "car")] if t >= 60 else []
+        ids |= {s.stable_id for s in seen_now(tracker.update(t=float(t), detections=detections(objects)), t)}
+    assert ids and first not in ids
+
+
+def test_low_scores_after_a_long_gap_keep_the_still_track() -> None:
+    """Dusk: after a 30 s miss the car scores 0.35, below ByteTrack's activation, and stays the same track."""
+    tracker = CameraTracker("cam-1")
+    for t in range(0, 30):
+        tracker.update(t=float(t), detections=detections([(CAR, 0.6, "car")]))
+    for t in range(60, 120):
+        states = tracker.update(t=float(t), detections=detections([(CAR, 0.35, "car")]))
+        assert [(s.stable_id, s.last_seen_t) for s in states] == [(1, float(t))]
+    assert states[0].median_score == pytest.approx(0.35)
+
+
+@pytest.mark.parametrize(
+    ("step_px", "still"),
+    [
+        (0.0, True),
+        (3.0, True),  # jitter-sized drift is still (tolerance 0.25 x 100 px box height)
+        (40.0, False),  # a car driving 40 px per sample
+    ],
+)
+def test_still_since_follows_ground_point_motion(step_px: float, still: bool) -> None:
+    tracker = CameraTracker("cam-1")
+    rng = np.random.default_rng(7)
+    for t in range(0, 20):
+        dx = step_px * t if step_px >= 10 else step_px * rng.uniform(-1, 1)
+        box = (CAR[0] + dx, CAR[1], CAR[2] + dx, CAR[3] + rng.uniform(-step_px, step_px))
+        states = tracker.update(t=float(t), detections=detections([(box, 0.6, "car")]))
+    (state,) = seen_now(states, 19.0)
+    assert (state.still_since_t == state.first_seen_t) is still
+    assert (state.still_for_s >= 18.0) is still
+
+
+def test_score_history_median_and_last_score() -> None:
+    tracker = CameraTracker("cam-1")
+    scores = [0.5, 0.9, 0.45, 0.45, 0.95, 0.3, 0.4]
+    for t, score in enumerate(scores):
+        states = tracker.update(t=float(t), detections=detections([(CAR, score, "car")]))
+    (state,) = states
+    assert state.score == pytest.approx(0.4)
+    assert state.median_score == pytest.approx(float(np.median(scores[1:])))  # first frame is unconfirmed
+
+
+def test_roles_are_tracked_apart_and_ignore_is_dropped() -> None:
+    person = (180.0, 250.0, 230.0, 400.0)  # standing right in front of the car
+    tracker = CameraTracker("cam-1")
+    for t in range(0, 10):
+        objects = [(CAR, 0.6, "car"), (person, 0.7, "person"), ((0.0, 0.0, 50.0, 50.0), 0.9, "kite")]
+        states = tracker.update(t=float(t), detections=detections(objects))
+    assert sorted((s.role, s.class_name) for s in states) == [("person", "person"), ("vehicle", "car")]
+
+
+def test_missed_track_is_reported_with_its_last_box_for_a_while() -> None:
+    tracker = CameraTracker("cam-1", TrackerSettings(report_lost_s=5.0))
+    for t in range(0, 10):
+        tracker.update(t=float(t), detections=detections([(CAR, 0.6, "car")]))
+    reported = [len(tracker.update(t=float(t), detections=detections([]))) for t in range(10, 20)]
+    assert reported == [1] * 5 + [0] * 5
+    state = tracker.update(t=20.0, detections=detections([(CAR, 0.6, "car")]))[0]
+    assert state.stable_id == 1  # re-associated, not a new id
+
+
+def test_callers_arrays_are_not_modified() -> None:
+    dets = detections([(CAR, 0.6, "car"), ((400.0, 300.0, 450.0, 420.0), 0.7, "person")])
+    before = (dets.xyxy.copy(), dets.confidence.copy(), dets.data["role"].copy())
+    tracker = CameraTracker("cam-1")
+    for t in range(0, 5):
+        tracker.update(t=float(t), detections=dets)
+    assert np.array_equal(dets.xyxy, before[0]) and np.array_equal(dets.confidence, before[1])
+    assert np.array_equal(dets.data["role"], before[2]) and dets.tracker_id is None
+
+
+@pytest.mark.parametrize(
+    ("mutate", "phrase"),
+    [
+        (lambda d: d.data.pop("role"), r"cam-1.*data\['role'\]"),
+        (lambda d: d.data.pop("class_name"), r"cam-1.*data\['class_name'\]"),
+        (lambda d: setattr(d, "confidence", None), r"cam-1.*confidence"),
+    ],
+)
+def test_bad_detections_are_named(mutate, phrase: str) -> None:  # type: ignore[no-untyped-def]
+    dets = detections([(CAR, 0.6, "car")])
+    mutate(dets)
+    with pytest.raises(ValueError, match=phrase):
+        CameraTracker("cam-1").update(t=0.0, detections=dets)
+
+
+def test_stream_time_going_back_resets_tracks_with_fresh_ids() -> None:
+    tracker = CameraTracker("cam-1")
+    for t in range(100, 110):
+        tracker.update(t=float(t), detections=detections([(CAR, 0.6, "car")]))
+    for t in range(0, 3):
+        states = tracker.update(t=float(t), detections=detections([(CAR, 0.6, "car")]))
+    assert [(s.stable_id, s.first_seen_t) for s in states] == [(2, 1.0)]
