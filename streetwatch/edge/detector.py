@@ -200,7 +200,11 @@ def create_session(model: str | bytes, *, providers: Sequence[str], threads: int
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     if threads > 0:
         options.intra_op_num_threads = threads
-    usable = select_providers(providers, ort.get_available_providers())
+    available = ort.get_available_providers()
+    usable = select_providers(providers, available)
+    skipped = [p for p in providers if p not in available]
+    if skipped:
+        logger.info("onnxruntime: providers %s are not available here, skipped; using %s", skipped, usable)
     return ort.InferenceSession(model, sess_options=options, providers=usable)
 
 
