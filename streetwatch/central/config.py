@@ -88,7 +88,7 @@ class BrokerSettings(StrictModel):
         return value
 
 
-def _merge_defaults(defaults: Mapping[str, float], value: object) -> object:
+def _merge_defaults(defaults: Mapping[Violation, float], value: object) -> object:
     """A per-violation table may name only some violations; the rest keep their defaults."""
     if isinstance(value, Mapping):
         return {**defaults, **value}
@@ -165,7 +165,10 @@ def load_settings(path: Path | None = None, *, environ: Mapping[str, str] | None
         path = Path(env[CONFIG_ENV])
     data = _read_yaml(path) if path is not None else {}
     if env.get(MQTT_URL_ENV):
-        data.setdefault("broker", {})["url"] = env[MQTT_URL_ENV]
+        broker = data.get("broker") or {}
+        if not isinstance(broker, dict):
+            raise ConfigError(f"{path}: broker: expected a mapping, got {type(broker).__name__}")
+        data["broker"] = {**broker, "url": env[MQTT_URL_ENV]}
     if env.get(EVIDENCE_DIR_ENV):
         data["evidence_dir"] = env[EVIDENCE_DIR_ENV]
     try:

@@ -1,0 +1,75 @@
+"""Evidence JPEGs as content-addressed files: `<root>/<sha[:2]>/<sha256>.jpg`, never in database rows.
+
+The same image arriving twice (a redelivery, or two alerts sharing a frame) is stored once. Files are
+written to a temporary name and renamed, so a reader never sees half a file; an orphan left by a
+rolled-back transaction is harmless (it is just an image nobody points to).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import logging
+import os
+import re
+import tempfile
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+JPEG_MAGIC = b"\xff\xd8"
+
+
+class EvidenceError(ValueError):
+    """Evidence that cannot be stored; the message names the field."""
+
+
+def decode_jpeg_b64(jpeg_b64: str) -> bytes:
+    """The JPEG bytes of an alert's `evidence.jpeg_b64`; EvidenceError if not base64 or not a JPEG."""
+    try:
+        data = base64.b64decode(jpeg_b64, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise EvidenceError(f"evidence.jpeg_b64: expected base64, could not decode ({exc})") from None
+    if not data.startswith(JPEG_MAGIC):
+        raise EvidenceError(f"evidence.jpeg_b64: expected a JPEG (starts with FFD8), got {data[:4].hex()!r}")
+    return data
+
+
+class EvidenceStore:
+    """A folder of evidence images addressed by their sha256."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def path_for(self, sha256: str) -> Path:
+        """Where the image with this hash lives (whether or not it exists)."""
+        if not _SHA256.match(sha256):
+            raise EvidenceError(f"sha256: expected 64 lowercase hex characters, got {sha256!r}")
+        return self.root / sha256[:2] / f"{sha256}.jpg"
+
+    def put(self, data: bytes) -> str:
+        """Store `data` (if not already there) and return its sha256."""
+        sha256 = hashlib.sha256(data).hexdigest()
+        path = self.path_for(sha256)
+        if path.exists():
+            return sha256
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".incoming-", suffix=".jpg")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        log.debug("stored evidence %s (%d bytes)", sha256, len(data))
+        return sha256
+
+    def exists(self, sha256: str) -> bool:
+        return self.path_for(sha256).is_file()
+
+    def read(self, sha256: str) -> bytes:
+        """The image bytes; FileNotFoundError if this store does not hold it."""
+        return self.path_for(sha256).read_bytes()

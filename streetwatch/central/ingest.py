@@ -1,0 +1,445 @@
+"""Alert ingest: validate, store idempotently, keep the evidence, decide the case; MQTT or offline.
+
+One path for every source: `ingest_payload` (bytes off the wire) -> `ingest_alert` (a parsed alert).
+The MQTT consumer, `central ingest-jsonl` and the tests all go through it.
+
+Delivery guarantee: the consumer subscribes with QoS 1 on a persistent session (fixed client id,
+clean_session=False / clean_start=False) and acknowledges a message only after its transaction
+committed (paho's manual ack). A message that cannot be stored because the database failed is
+retried in place, and if it still fails it is left unacknowledged and the consumer reconnects, so the
+broker delivers it again. A message that can never be stored (not JSON, schema, size, wrong topic,
+broken evidence) goes to the dead-letter table with the reason and is acknowledged: ingest goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import paho.mqtt.client as mqtt
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from streetwatch.central.attribution import MerchantIndex, MerchantIndexCache, load_merchant_index
+from streetwatch.central.cases import decide_case, lock_for_alert
+from streetwatch.central.config import CentralSettings
+from streetwatch.central.db import session_scope
+from streetwatch.central.evidence_store import EvidenceError, EvidenceStore, decode_jpeg_b64
+from streetwatch.central.models import DEAD_LETTER_PAYLOAD_MAX_CHARS, Alert, DeadLetter
+from streetwatch.edge.alerts import Alert as WireAlert
+from streetwatch.edge.alerts import AlertRejected, edge_id_from_topic, parse_alert
+from streetwatch.mqtt_common import connect_async, describe_reason, make_client, parse_broker_url
+
+log = logging.getLogger(__name__)
+
+Outcome = Literal["created", "joined", "duplicate", "dead_letter"]
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    """What happened to one message: a new case, a joined case, a duplicate, or a dead letter."""
+
+    outcome: Outcome
+    alert_id: str | None = None
+    case_id: int | None = None
+    reason: str | None = None
+
+
+def dead_letter(session: Session, *, topic: str, reason: str, payload: bytes | str) -> IngestResult:
+    """Store an unusable message with its reason (payload truncated to a bound)."""
+    text = payload.decode("utf-8", errors="replace") if isinstance(payload, bytes) else payload
+    session.add(DeadLetter(topic=topic[:512], reason=reason, payload=text[:DEAD_LETTER_PAYLOAD_MAX_CHARS]))
+    session.flush()
+    log.warning("dead letter from %s: %s", topic, reason)
+    return IngestResult("dead_letter", reason=reason)
+
+
+def topic_mismatch(alert: WireAlert, topic: str | None) -> str | None:
+    """Why the alert may not arrive on `topic` (None = fine; no topic = offline, nothing to check)."""
+    if topic is None:
+        return None
+    topic_edge = edge_id_from_topic(topic)
+    if topic_edge is None:
+        return f"topic {topic!r} is not an alert topic (streetwatch/v1/alerts/{{edge_id}}/{{camera_id}})"
+    if topic_edge != alert.edge_id:
+        return f"edge_id mismatch: topic names {topic_edge!r}, payload has {alert.edge_id!r}"
+    return None
+
+
+def stored_payload(alert: WireAlert, *, evidence_sha256: str | None) -> dict[str, object]:
+    """The alert as JSON for the row: every field (unknown ones too) except the evidence bytes."""
+    data = alert.model_dump(mode="json", by_alias=True, exclude_none=True, exclude={"evidence"})
+    if alert.evidence is not None:
+        data["evidence"] = {
+            "width": alert.evidence.width,
+            "height": alert.evidence.height,
+            "sha256": evidence_sha256,
+        }
+    return data
+
+
+def _alert_row(alert: WireAlert, *, case_id: int, evidence_sha256: str | None) -> Alert:
+    loc = alert.location
+    return Alert(
+        alert_id=alert.alert_id,
+        episode_id=alert.episode_id,
+        case_id=case_id,
+        edge_id=alert.edge_id,
+        camera_id=alert.camera_id,
+        source_kind=alert.source_kind,
+        violation=alert.violation,
+        state=alert.state,
+        started_at=alert.started_at,
+        observed_at=alert.observed_at,
+        lat=loc.lat if loc else None,
+        lon=loc.lon if loc else None,
+        accuracy_m=loc.accuracy_m if loc else None,
+        confidence=alert.confidence,
+        zone_id=alert.zone_id,
+        track_id=str(alert.track_id),
+        evidence_sha256=evidence_sha256,
+        payload=stored_payload(alert, evidence_sha256=evidence_sha256),
+        model_name=alert.model.name,
+        model_sha256=alert.model.sha256,
+    )
+
+
+def ingest_alert(
+    session: Session,
+    alert: WireAlert,
+    *,
+    topic: str | None,
+    settings: CentralSettings,
+    index: MerchantIndex | None = None,
+    origin: str | None = None,
+) -> IngestResult:
+    """Store one parsed alert and fold it into its case, inside the caller's transaction.
+
+    `topic` is the MQTT topic it came on (None offline); `origin` labels dead letters (default: the
+    topic; e.g. `file:alerts.jsonl:12` offline). `index` is the attribution index (built from
+    the database when None: fine for one-off calls, slow per alert at scale). The caller commits;
+    open the transaction with `session_scope(factory, write_lock=True)`.
+    """
+    label = origin or topic or ""
+    mismatch = topic_mismatch(alert, topic)
+    if mismatch is not None:
+        return dead_letter(session, topic=label, reason=mismatch, payload=alert.to_json())
+    try:
+        jpeg = decode_jpeg_b64(alert.evidence.jpeg_b64) if alert.evidence is not None else None
+    except EvidenceError as exc:
+        return dead_letter(session, topic=label, reason=str(exc), payload=alert.to_json())
+    lock_for_alert(session, alert, settings=settings.cases)
+    existing = session.get(Alert, alert.alert_id)
+    if existing is not None:
+        log.info("alert %s: duplicate delivery, case %d unchanged", alert.alert_id, existing.case_id)
+        return IngestResult("duplicate", alert_id=alert.alert_id, case_id=existing.case_id)
+    sha256 = EvidenceStore(settings.evidence_dir).put(jpeg) if jpeg is not None else None
+    if index is None:
+        index = load_merchant_index(session, max_distance_m=settings.attribution.max_distance_m)
+    decision = decide_case(session, alert, settings=settings.cases, index=index, evidence_sha256=sha256)
+    session.add(_alert_row(alert, case_id=decision.case.id, evidence_sha256=sha256))
+    session.flush()
+    log.info(
+        "alert %s (camera %s, track %s): %s case %d",
+        alert.alert_id,
+        alert.camera_id,
+        alert.track_id,
+        "opened" if decision.created else "joined",
+        decision.case.id,
+    )
+    return IngestResult(
+        "created" if decision.created else "joined", alert_id=alert.alert_id, case_id=decision.case.id
+    )
+
+
+def ingest_payload(
+    session: Session,
+    payload: bytes | str,
+    *,
+    topic: str | None,
+    settings: CentralSettings,
+    index: MerchantIndex | None = None,
+    origin: str | None = None,
+) -> IngestResult:
+    """Validate raw bytes off the wire and ingest them; unusable payloads become dead letters."""
+    try:
+        alert = parse_alert(payload)
+    except AlertRejected as exc:
+        return dead_letter(session, topic=origin or topic or "", reason=exc.reason, payload=payload)
+    return ingest_alert(session, alert, topic=topic, settings=settings, index=index, origin=origin)
+
+
+# ---------------------------------------------------------------- offline: JSON lines
+
+
+@dataclass
+class IngestSummary:
+    """Counts per outcome of a batch (a JSON-lines file or a consumer's lifetime)."""
+
+    created: int = 0
+    joined: int = 0
+    duplicate: int = 0
+    dead_letter: int = 0
+    db_errors: int = 0
+    reasons: list[str] = field(default_factory=list)
+
+    def add(self, result: IngestResult) -> None:
+        setattr(self, result.outcome, getattr(self, result.outcome) + 1)
+        if result.reason and len(self.reasons) < 20:
+            self.reasons.append(result.reason)
+
+    @property
+    def total(self) -> int:
+        return self.created + self.joined + self.duplicate + self.dead_letter
+
+
+def _lines(path: Path) -> Iterator[tuple[int, bytes]]:
+    with path.open("rb") as handle:
+        for number, line in enumerate(handle, start=1):
+            if line.strip():
+                yield number, line.rstrip(b"\r\n")
+
+
+def ingest_jsonl(
+    path: Path, *, session_factory: sessionmaker[Session], settings: CentralSettings
+) -> IngestSummary:
+    """Ingest a file of one alert JSON per line, each in its own transaction (as off the broker)."""
+    summary = IngestSummary()
+    cache = MerchantIndexCache(max_distance_m=settings.attribution.max_distance_m)
+    for number, line in _lines(path):
+        with session_scope(session_factory, write_lock=True) as session:
+            result = ingest_payload(
+                session,
+                line,
+                topic=None,
+                settings=settings,
+                index=cache.get(session),
+                origin=f"file:{path}:{number}",
+            )
+        summary.add(result)
+    return summary
+
+
+# ---------------------------------------------------------------- MQTT consumer
+
+
+class AlertConsumer:
+    """One central ingest worker on the shared alert subscription (run several: the broker splits)."""
+
+    def __init__(
+        self,
+        *,
+        settings: CentralSettings,
+        session_factory: sessionmaker[Session],
+        db_retries: int = 2,
+        retry_delay_s: float = 0.5,
+    ) -> None:
+        self.settings = settings
+        self.session_factory = session_factory
+        self.db_retries = db_retries
+        self.retry_delay_s = retry_delay_s
+        self.summary = IngestSummary()
+        self.index_cache = MerchantIndexCache(max_distance_m=settings.attribution.max_distance_m)
+        self.subscribed = threading.Event()
+        self._stopping = threading.Event()
+        self._bounce_lock = threading.Lock()
+        broker = settings.broker
+        self._host, self._port, tls = parse_broker_url(broker.url)
+        self.client = make_client(
+            client_id=broker.client_id,
+            protocol=broker.protocol,
+            username=broker.username,
+            password=broker.password(),
+            tls=broker.tls if broker.tls is not None else tls,
+            persistent_session=True,
+        )
+        self.client.manual_ack_set(True)
+        self.client.on_connect = self._on_connect
+        self.client.on_subscribe = self._on_subscribe
+        self.client.on_message = self._on_message
+        self.client.on_disconnect = self._on_disconnect
+
+    # -- lifecycle
+
+    def start(self) -> None:
+        """Connect in the background; paho's loop thread reconnects by itself after an outage."""
+        log.info("consumer %s: connecting to %s:%d", self.settings.broker.client_id, self._host, self._port)
+        self._connect()
+
+    def _connect(self) -> None:
+        connect_async(
+            self.client,
+            host=self._host,
+            port=self._port,
+            keepalive_s=self.settings.broker.keepalive_s,
+            persistent_session=True,
+        )
+        self.client.loop_start()
+
+    def stop(self) -> None:
+        """Disconnect (the broker keeps the session and queues alerts for this worker's return)."""
+        self._stopping.set()
+        self.client.disconnect()
+        self.client.loop_stop()
+        log.info("consumer %s: stopped (%s)", self.settings.broker.client_id, self.summary)
+
+    def wait_subscribed(self, timeout_s: float) -> bool:
+        return self.subscribed.wait(timeout_s)
+
+    # -- paho callbacks (run in paho's network thread)
+
+    def _on_connect(
+        self,
+        client: mqtt.Client,
+        _userdata: object,
+        _flags: object,
+        reason_code: mqtt.ReasonCode,
+        _props: object = None,
+    ) -> None:
+        if reason_code.is_failure:
+            log.error(
+                "consumer %s: broker refused: %s",
+                self.settings.broker.client_id,
+                describe_reason(reason_code),
+            )
+            return
+        # Resubscribing is harmless on a resumed session and needed on a new one.
+        client.subscribe(self.settings.broker.subscription, qos=1)
+
+    def _on_subscribe(
+        self,
+        _client: mqtt.Client,
+        _userdata: object,
+        _mid: int,
+        reason_codes: list[mqtt.ReasonCode],
+        _props: object = None,
+    ) -> None:
+        failed = [describe_reason(code) for code in reason_codes if code.is_failure]
+        if failed:
+            log.error(
+                "consumer %s: subscription %s refused: %s",
+                self.settings.broker.client_id,
+                self.settings.broker.subscription,
+                ", ".join(failed),
+            )
+            return
+        log.info(
+            "consumer %s: subscribed to %s", self.settings.broker.client_id, self.settings.broker.subscription
+        )
+        self.subscribed.set()
+
+    def _on_disconnect(
+        self,
+        _client: mqtt.Client,
+        _userdata: object,
+        _flags: object,
+        reason_code: mqtt.ReasonCode,
+        _props: object = None,
+    ) -> None:
+        self.subscribed.clear()
+        if not self._stopping.is_set():
+            log.warning(
+                "consumer %s: disconnected (%s); reconnecting",
+                self.settings.broker.client_id,
+                describe_reason(reason_code),
+            )
+
+    def _on_message(self, client: mqtt.Client, _userdata: object, message: mqtt.MQTTMessage) -> None:
+        result = self._store_with_retries(message)
+        if result is None:
+            self.summary.db_errors += 1
+            self._bounce()  # not acked: reconnect so the broker delivers it again
+            return
+        self.summary.add(result)
+        client.ack(message.mid, message.qos)
+
+    # -- processing
+
+    def _store_with_retries(self, message: mqtt.MQTTMessage) -> IngestResult | None:
+        """Ingest in one transaction; on database errors retry, then give up (None = do not ack)."""
+        for attempt in range(self.db_retries + 1):
+            try:
+                return self._store(message)
+            except SQLAlchemyError as exc:
+                log.warning(
+                    "consumer %s: database error on %s (attempt %d): %s",
+                    self.settings.broker.client_id,
+                    message.topic,
+                    attempt + 1,
+                    exc,
+                )
+                if self._stopping.wait(self.retry_delay_s * (2**attempt)):
+                    return None
+            except Exception as exc:  # a bug must not stop ingest nor loop forever on one message
+                log.exception(
+                    "consumer %s: unexpected error on %s", self.settings.broker.client_id, message.topic
+                )
+                return self._store_bug(message, exc)
+        return None
+
+    def _store(self, message: mqtt.MQTTMessage) -> IngestResult:
+        with session_scope(self.session_factory, write_lock=True) as session:
+            return ingest_payload(
+                session,
+                bytes(message.payload),
+                topic=message.topic,
+                settings=self.settings,
+                index=self.index_cache.get(session),
+            )
+
+    def _store_bug(self, message: mqtt.MQTTMessage, exc: Exception) -> IngestResult | None:
+        try:
+            with session_scope(self.session_factory, write_lock=True) as session:
+                return dead_letter(
+                    session,
+                    topic=message.topic,
+                    reason=f"internal error: {exc!r}",
+                    payload=bytes(message.payload),
+                )
+        except SQLAlchemyError:
+            return None
+
+    def _bounce(self) -> None:
+        """Drop and re-open the connection from another thread: the broker resends unacked messages."""
+        if self._stopping.is_set() or not self._bounce_lock.acquire(blocking=False):
+            return
+
+        def _run() -> None:
+            try:
+                self.client.disconnect()
+                self.client.loop_stop()
+                if not self._stopping.wait(self.retry_delay_s):
+                    self._connect()
+            finally:
+                self._bounce_lock.release()
+
+        threading.Thread(target=_run, name="central-consumer-reconnect", daemon=True).start()
+
+
+def run_consumer(
+    settings: CentralSettings, session_factory: sessionmaker[Session], stop: threading.Event
+) -> None:
+    """Run one consumer until `stop` is set (the body of `central serve` for ingest)."""
+    consumer = AlertConsumer(settings=settings, session_factory=session_factory)
+    consumer.start()
+    try:
+        while not stop.wait(60):
+            log.info("consumer %s: %s", settings.broker.client_id, consumer.summary)
+    finally:
+        consumer.stop()
+
+
+__all__ = [
+    "AlertConsumer",
+    "IngestResult",
+    "IngestSummary",
+    "dead_letter",
+    "ingest_alert",
+    "ingest_jsonl",
+    "ingest_payload",
+    "run_consumer",
+]
