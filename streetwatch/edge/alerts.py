@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
-ALERT_SCHEMA = "streetwatch.alert/1"
+ALERT_SCHEMA: Literal["streetwatch.alert/1"] = "streetwatch.alert/1"
 TOPIC_PREFIX = "streetwatch/v1"
 ALERTS_SHARED_SUBSCRIPTION = f"$share/central/{TOPIC_PREFIX}/alerts/#"
 
