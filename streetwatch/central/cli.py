@@ -1,0 +1,289 @@
+"""The `central` command: migrate, import merchants, ingest, export, users, serve.
+
+The database comes from `--database-url`, else $STREETWATCH_DATABASE_URL, else SQLite under ./var/;
+the broker and the rest from `--config FILE` (or $STREETWATCH_CENTRAL_CONFIG) and the environment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import getpass
+import io
+import json
+import logging
+import os
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from streetwatch.central.config import CentralSettings, ConfigError, load_settings
+from streetwatch.central.db import (
+    default_database_url,
+    make_engine,
+    make_session_factory,
+    migrate,
+    session_scope,
+)
+from streetwatch.central.merchants import MerchantImportError, import_merchants
+from streetwatch.central.models import USER_ROLES, Area, Case, Merchant, User
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+log = logging.getLogger(__name__)
+
+EXPORT_COLUMNS = (
+    "id",
+    "violation",
+    "status",
+    "lat",
+    "lon",
+    "first_seen",
+    "last_seen",
+    "alert_count",
+    "episode_count",
+    "merchant_id",
+    "merchant_name",
+    "attribution_method",
+    "attribution_distance_m",
+    "priority",
+    "area_id",
+    "active",
+    "merged_into_id",
+)
+
+
+class CliError(Exception):
+    """A user-facing error: printed without a traceback, exit status 1."""
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _session_factory(args: argparse.Namespace) -> sessionmaker[Session]:
+    return make_session_factory(make_engine(args.database_url))
+
+
+def _settings(args: argparse.Namespace) -> CentralSettings:
+    try:
+        return load_settings(args.config)
+    except ConfigError as exc:
+        raise CliError(str(exc)) from None
+
+
+def export_rows(session: Session) -> list[dict[str, object]]:
+    """Every case (merged ones too) with its merchant, status, counts and location, oldest first."""
+    rows = session.execute(
+        select(Case, Merchant.name).outerjoin(Merchant, Merchant.id == Case.merchant_id).order_by(Case.id)
+    )
+    return [
+        {
+            **{column: getattr(case, column) for column in EXPORT_COLUMNS if column != "merchant_name"},
+            "merchant_name": merchant_name,
+            "first_seen": case.first_seen.isoformat(),
+            "last_seen": case.last_seen.isoformat(),
+        }
+        for case, merchant_name in rows
+    ]
+
+
+def write_export(rows: Sequence[dict[str, object]], fmt: str, out: TextIO) -> None:
+    if fmt == "json":
+        json.dump(list(rows), out, ensure_ascii=False, indent=1)
+        out.write("\n")
+        return
+    writer = csv.DictWriter(out, fieldnames=EXPORT_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+
+
+def _read_password(args: argparse.Namespace) -> str:
+    if args.password_env:
+        value = os.environ.get(args.password_env)
+        if value is None:
+            raise CliError(f"--password-env: environment variable {args.password_env} is not set")
+        return value
+    if not sys.stdin.isatty():
+        raise CliError("no terminal to prompt for a password: use --password-env VAR")
+    first = getpass.getpass(f"password for {args.username}: ")
+    if first != getpass.getpass("repeat: "):
+        raise CliError("the passwords differ")
+    return first
+
+
+# ---------------------------------------------------------------- commands
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    migrate(args.database_url)
+    print("database is at the newest schema revision")
+    return 0
+
+
+def cmd_import_merchants(args: argparse.Namespace) -> int:
+    try:
+        with session_scope(_session_factory(args)) as session:
+            summary = import_merchants(session, args.file)
+    except MerchantImportError as exc:
+        raise CliError(str(exc)) from None
+    print(f"{args.file}: {summary.created} merchants created, {summary.updated} updated")
+    return 0
+
+
+def cmd_ingest_jsonl(args: argparse.Namespace) -> int:
+    from streetwatch.central.ingest import ingest_jsonl
+
+    if not args.file.is_file():
+        raise CliError(f"{args.file}: no such file")
+    summary = ingest_jsonl(args.file, session_factory=_session_factory(args), settings=_settings(args))
+    print(
+        f"{args.file}: {summary.total} alerts: {summary.created} opened a case, {summary.joined} joined a "
+        f"case, {summary.duplicate} duplicates, {summary.dead_letter} dead letters"
+    )
+    for reason in summary.reasons:
+        print(f"  dead letter: {reason}")
+    return 0
+
+
+def cmd_export_cases(args: argparse.Namespace) -> int:
+    with session_scope(_session_factory(args)) as session:
+        rows = export_rows(session)
+    if args.output is None:
+        write_export(rows, args.format, sys.stdout)
+    else:
+        buffer = io.StringIO()
+        write_export(rows, args.format, buffer)
+        args.output.write_text(buffer.getvalue(), encoding="utf-8")
+        print(f"{len(rows)} cases written to {args.output}", file=sys.stderr)
+    return 0
+
+
+def cmd_create_user(args: argparse.Namespace) -> int:
+    from streetwatch.central.passwords import hash_password
+
+    password = _read_password(args)
+    try:
+        password_hash = hash_password(password)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    try:
+        with session_scope(_session_factory(args)) as session:
+            if args.area and session.get(Area, args.area) is None:
+                raise CliError(f"--area: unknown area {args.area!r}")
+            session.add(
+                User(
+                    username=args.username,
+                    password_hash=password_hash,
+                    role=args.role,
+                    area_id=args.area,
+                    is_active=True,
+                )
+            )
+    except IntegrityError:
+        raise CliError(f"user {args.username!r} already exists") from None
+    print(f"user {args.username} created ({args.role}, {'area ' + args.area if args.area else 'city-wide'})")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Ingest in a background thread; the web app in the foreground when it is installed."""
+    from streetwatch.central.ingest import run_consumer
+
+    settings = _settings(args)
+    factory = _session_factory(args)
+    stop = threading.Event()
+    worker = threading.Thread(target=run_consumer, args=(settings, factory, stop), name="central-ingest")
+    worker.start()
+    try:
+        app = None if args.no_web else _build_web_app(settings, factory)
+        if app is None:
+            log.info("serving ingest only (no web app); Ctrl-C stops")
+            while worker.is_alive():
+                worker.join(1.0)
+        else:
+            import uvicorn
+
+            uvicorn.run(app, host=settings.web.host, port=settings.web.port, log_level="info")
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop.set()
+        worker.join(10)
+    return 0
+
+
+def _build_web_app(settings: CentralSettings, factory: sessionmaker[Session]) -> FastAPI | None:
+    # HOOK: the web queue + JSON API (streetwatch.central.api.app.build_app), when installed.
+    try:
+        from streetwatch.central.api.app import build_app
+    except ImportError as exc:
+        log.warning("web app not available (%s): serving ingest only", exc)
+        return None
+    return build_app(settings, factory)
+
+
+# ---------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="central", description=__doc__.splitlines()[0])
+    parser.add_argument("--database-url", default=None, help="default: $STREETWATCH_DATABASE_URL or var/")
+    parser.add_argument(
+        "--config", type=Path, default=None, help="settings YAML (configs/central.example.yaml)"
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("migrate", help="create or upgrade the database schema").set_defaults(func=cmd_migrate)
+
+    p = sub.add_parser("import-merchants", help="load merchants from GeoJSON or CSV (WKT); updates by id")
+    p.add_argument("file", type=Path)
+    p.set_defaults(func=cmd_import_merchants)
+
+    p = sub.add_parser("ingest-jsonl", help="ingest alerts from a file, one JSON alert per line")
+    p.add_argument("file", type=Path)
+    p.set_defaults(func=cmd_ingest_jsonl)
+
+    p = sub.add_parser("export-cases", help="every case with merchant, status, alert count, location")
+    p.add_argument("--format", choices=("json", "csv"), default="json")
+    p.add_argument("--output", type=Path, default=None, help="default: standard output")
+    p.set_defaults(func=cmd_export_cases)
+
+    p = sub.add_parser("create-user", help="add a reviewer or admin")
+    p.add_argument("username")
+    p.add_argument("--role", choices=USER_ROLES, default="reviewer")
+    p.add_argument("--area", default=None, help="area id the user may see; default: city-wide")
+    p.add_argument(
+        "--password-env", default=None, help="environment variable with the password (else prompt)"
+    )
+    p.set_defaults(func=cmd_create_user)
+
+    p = sub.add_parser("serve", help="run ingest (and the web queue when installed)")
+    p.add_argument("--no-web", action="store_true", help="ingest only")
+    p.set_defaults(func=cmd_serve)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    args.database_url = args.database_url or default_database_url()
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(args.func(args))
+    except CliError as exc:
+        print(f"central: error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
