@@ -1,0 +1,135 @@
+"""Per-camera analysis: detections → tracks → rules → geo → alerts with evidence.
+
+`CameraAnalyzer` holds one camera's state (tracker, rule engine, static-foreground model, ground
+homography). It is fed frames and their detections by the worker (live, batched across cameras)
+or by replay (one file, in order), so both paths run the very same code.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+
+import supervision as sv
+
+from streetwatch.edge.alerts import Alert, Location, ModelRef, new_id
+from streetwatch.edge.config import CameraConfig, EdgeConfig
+from streetwatch.edge.evidence import render_evidence
+from streetwatch.edge.foreground import ForegroundParams, StaticForeground
+from streetwatch.edge.geo import (
+    BehindHorizonError,
+    GroundHomography,
+    fit_homography,
+    pixel_to_geo,
+    polygon_geo_to_px,
+)
+from streetwatch.edge.rules import ViolationEngine
+from streetwatch.edge.tracking import CameraTracker, TrackerSettings
+from streetwatch.edge.types import Frame, ViolationEvent
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class AlertContext:
+    """What every alert of this edge box carries besides the event itself."""
+
+    edge_id: str
+    model: ModelRef
+    config: EdgeConfig
+
+
+class CameraAnalyzer:
+    """One camera's analysis state; `analyze` turns one frame's detections into alerts."""
+
+    def __init__(self, camera: CameraConfig, context: AlertContext) -> None:
+        self.camera = camera
+        self.context = context
+        self.homography: GroundHomography | None = (
+            fit_homography(camera.calibration.points) if camera.calibration else None
+        )
+        rules = context.config.rules
+        self.tracker = CameraTracker(camera.id, TrackerSettings.for_camera(camera, rules))
+        self.engine = ViolationEngine(camera, rules, polygons_px=self._zone_polygons())
+        # Background modelling costs a few ms per frame: only cameras that watch for goods pay it.
+        watches_goods = any("stacked_goods" in zone.violations for zone in camera.zones)
+        self.foreground = (
+            StaticForeground(camera.id, ForegroundParams(min_area_px=rules.static_min_area_px))
+            if watches_goods
+            else None
+        )
+
+    def _zone_polygons(self) -> dict[str, Sequence[tuple[float, float]]]:
+        polygons: dict[str, Sequence[tuple[float, float]]] = {}
+        for zone in self.camera.zones:
+            if zone.polygon_px is not None:
+                polygons[zone.id] = list(zone.polygon_px)
+            elif zone.polygon_geo is not None and self.homography is not None:
+                polygons[zone.id] = polygon_geo_to_px(self.homography, zone.polygon_geo, zone_id=zone.id)
+        return polygons
+
+    def analyze(self, frame: Frame, detections: sv.Detections) -> list[Alert]:
+        tracks = self.tracker.update(t=frame.pts_s, detections=detections)
+        regions = self.foreground.update(frame.image, frame.pts_s) if self.foreground else []
+        events = self.engine.update(
+            t=frame.pts_s,
+            captured_at=frame.captured_at,
+            tracks=tracks,
+            static_regions=[region.box for region in regions],
+        )
+        return [self._to_alert(event, frame) for event in events]
+
+    def _to_alert(self, event: ViolationEvent, frame: Frame) -> Alert:
+        settings = self.context.config.evidence
+        rendered = render_evidence(
+            frame.image,
+            event.objects,
+            max_width=settings.max_width,
+            jpeg_quality=settings.jpeg_quality,
+            max_bytes=settings.max_bytes,
+        )
+        started_at = frame.captured_at - timedelta(seconds=frame.pts_s - event.started_pts_s)
+        alert = Alert(
+            alert_id=new_id("al"),
+            episode_id=event.episode_id,
+            state=event.state,
+            edge_id=self.context.edge_id,
+            camera_id=self.camera.id,
+            source_kind=self.camera.kind,
+            violation=event.violation,
+            started_at=started_at,
+            observed_at=frame.captured_at,
+            dwell_s=round(event.dwell_s, 1),
+            confidence=round(event.confidence, 3),
+            location=self._locate(event.anchor_px),
+            zone_id=event.zone_id,
+            track_id=event.track_id,
+            objects=list(rendered.objects),
+            evidence=rendered.evidence,
+            model=self.context.model,
+        )
+        log.info(
+            "camera %s episode %s %s %s zone %s track %s dwell %.0fs",
+            self.camera.id, event.episode_id, event.kind, event.violation, event.zone_id,
+            event.track_id, event.dwell_s,
+        )
+        return alert
+
+    def _locate(self, anchor_px: tuple[float, float]) -> Location | None:
+        if self.homography is None:
+            return None
+        try:
+            return pixel_to_geo(self.homography, anchor_px[0], anchor_px[1])
+        except BehindHorizonError:
+            log.warning("camera %s: ground point %s is above the horizon; alert sent without location",
+                        self.camera.id, anchor_px)
+            return None
+
+
+def build_analyzers(
+    config: EdgeConfig, model: ModelRef, cameras: Sequence[CameraConfig]
+) -> dict[str, CameraAnalyzer]:
+    context = AlertContext(edge_id=config.edge_id, model=model, config=config)
+    return {camera.id: CameraAnalyzer(camera, context) for camera in cameras}
