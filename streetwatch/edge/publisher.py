@@ -1,0 +1,332 @@
+"""Drains the durable outbox to the MQTT broker, QoS 1, and keeps the edge's retained status.
+
+Delivery promise: an alert leaves the outbox only when the broker has acknowledged it (PUBACK,
+seen in paho's `on_publish`). So nothing is lost to a broker outage or an edge restart:
+- a message in flight when the connection drops stays in paho's memory and is resent (DUP) after
+  paho reconnects, and it stays in the outbox;
+- after an edge restart, everything still in the outbox is published again.
+Either way an alert may arrive twice; central is idempotent by alert_id.
+
+Status: `streetwatch/v1/status/{edge_id}`, retained, QoS 1: "online" after each connect, a last
+will "offline" (set before connecting) if the connection dies, and "offline" on `stop()`.
+MQTT fixes a will's payload when the connection is opened, so the will's `at` is the time that
+connection was opened (`reason` says which kind of offline it is); readers use receive time.
+
+Only MQTT 3.1.1 features are used (the embedded broker speaks nothing else); on MQTT 5 a PUBACK
+with a failure reason code leaves the alert in the outbox to be retried.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Literal
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from streetwatch.edge.alerts import status_topic
+from streetwatch.edge.config import EdgeConfig
+from streetwatch.edge.metrics import EdgeMetrics
+from streetwatch.edge.outbox import Outbox, OutboxError, OutboxItem
+from streetwatch.mqtt_common import connect_async, describe_reason, make_client, parse_broker_url
+
+log = logging.getLogger(__name__)
+
+STATUS_SCHEMA = "streetwatch.status/1"
+DEFAULT_MAX_INFLIGHT = 100
+RECONNECT_MIN_S = 1
+RECONNECT_MAX_S = 30
+POLL_S = 1.0  # the drain loop also looks at the outbox this often without a notify()
+
+StatusState = Literal["online", "offline"]
+
+
+def status_payload(edge_id: str, state: StatusState, *, reason: str | None = None) -> bytes:
+    """The retained `streetwatch.status/1` message for `status_topic(edge_id)`."""
+    body: dict[str, str] = {"schema": STATUS_SCHEMA, "edge_id": edge_id, "state": state,
+                            "at": datetime.now(UTC).isoformat().replace("+00:00", "Z")}
+    if reason is not None:
+        body["reason"] = reason
+    return json.dumps(body).encode()
+
+
+@dataclass(frozen=True)
+class PublisherStats:
+    """Counters since start. `published` counts PUBLISH packets handed to paho (first sends);
+    `acked` counts PUBACKs that removed an alert from the outbox."""
+
+    published: int
+    acked: int
+    rejected: int  # MQTT 5 PUBACKs with a failure reason code (alert kept for retry)
+    in_flight: int
+    outbox_depth: int
+    connected: bool
+    connect_refusals: int
+
+
+@dataclass(frozen=True)
+class _InFlight:
+    alert_id: str
+    camera_id: str
+
+
+class Publisher:
+    """One per edge box: `start()`, `notify()` after each `outbox.put()`, `stop()` at shutdown."""
+
+    def __init__(
+        self,
+        config: EdgeConfig,
+        outbox: Outbox,
+        *,
+        metrics: EdgeMetrics | None = None,
+        max_inflight: int = DEFAULT_MAX_INFLIGHT,
+    ) -> None:
+        if max_inflight < 1:
+            raise ValueError(f"max_inflight must be >= 1, got {max_inflight}")
+        self.edge_id = config.edge_id
+        self.broker = config.broker
+        self.outbox = outbox
+        self.metrics = metrics
+        self.max_inflight = max_inflight
+        self.host, self.port, url_tls = parse_broker_url(config.broker.url)
+        self._tls = config.broker.tls if config.broker.tls is not None else url_tls
+        self._lock = threading.Lock()
+        self._inflight: dict[int, _InFlight | None] = {}  # mid -> alert (None: a status message)
+        self._inflight_ids: set[str] = set()
+        self._early: dict[int, ReasonCode] = {}  # PUBACKs that beat `_register` (see there)
+        self._counts = {"published": 0, "acked": 0, "rejected": 0, "refusals": 0}
+        self._connected = threading.Event()
+        self._stopping = threading.Event()
+        self._wake = threading.Event()
+        self._failing = False
+        self._client: mqtt.Client | None = None
+        self._thread: threading.Thread | None = None
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Connect in the background (retrying with back-off) and start draining the outbox."""
+        if self._client is not None:
+            raise RuntimeError(f"edge {self.edge_id}: publisher already started")
+        client = make_client(client_id=f"sw-edge-{self.edge_id}", protocol=self.broker.protocol,
+                             username=self.broker.username, password=self.broker.password(), tls=self._tls)
+        client.on_pre_connect = self._on_pre_connect
+        client.on_connect = self._on_connect
+        client.on_connect_fail = self._on_connect_fail
+        client.on_disconnect = self._on_disconnect
+        client.on_publish = self._on_publish
+        self._set_will(client)
+        client.reconnect_delay_set(RECONNECT_MIN_S, RECONNECT_MAX_S)
+        client.max_inflight_messages_set(self.max_inflight + 2)  # + room for status messages
+        connect_async(client, host=self.host, port=self.port, keepalive_s=self.broker.keepalive_s)
+        self._client = client
+        log.info("edge %s: connecting to %s:%d (MQTT %s)", self.edge_id, self.host, self.port,
+                 self.broker.protocol)
+        client.loop_start()
+        self._thread = threading.Thread(target=self._drain_loop, name=f"publisher-{self.edge_id}",
+                                        daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """Publish retained "offline", disconnect cleanly (so the will is not sent), stop threads.
+
+        Alerts not yet acknowledged stay in the outbox for the next start.
+        """
+        client = self._client
+        if client is None or self._stopping.is_set():
+            return
+        self._stopping.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+        if self._connected.is_set():
+            info = client.publish(status_topic(self.edge_id), status_payload(self.edge_id, "offline",
+                                  reason="stopped"), qos=1, retain=True)
+            try:
+                info.wait_for_publish(timeout_s)
+            except (RuntimeError, ValueError) as exc:
+                log.warning("edge %s: offline status not delivered at stop: %s", self.edge_id, exc)
+        client.disconnect()
+        client.loop_stop()
+        self._set_connected(False)
+        log.info("edge %s: publisher stopped, %d alert(s) left in the outbox", self.edge_id,
+                 self._safe_depth())
+
+    def notify(self) -> None:
+        """Wake the drain loop now (call after `outbox.put`); cheap and safe from any thread."""
+        self._wake.set()
+
+    def wait_connected(self, timeout_s: float) -> bool:
+        """Block until the broker accepted the connection (True) or the timeout passed (False)."""
+        return self._connected.wait(timeout_s)
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    def stats(self) -> PublisherStats:
+        with self._lock:
+            counts = dict(self._counts)
+            in_flight = len(self._inflight_ids)
+        return PublisherStats(published=counts["published"], acked=counts["acked"],
+                              rejected=counts["rejected"], in_flight=in_flight,
+                              outbox_depth=self._safe_depth(), connected=self.connected,
+                              connect_refusals=counts["refusals"])
+
+    # --- paho callbacks (paho's network thread) ------------------------------------------------
+
+    def _set_will(self, client: mqtt.Client) -> None:
+        client.will_set(status_topic(self.edge_id), status_payload(self.edge_id, "offline",
+                        reason="connection lost"), qos=1, retain=True)
+
+    def _on_pre_connect(self, client: mqtt.Client, userdata: object) -> None:
+        self._set_will(client)  # refresh the will's `at` for each (re)connect
+
+    def _on_connect(self, client: mqtt.Client, userdata: object, flags: mqtt.ConnectFlags,
+                    reason_code: ReasonCode, properties: Properties | None) -> None:
+        if reason_code.is_failure:
+            # Not connected: paho drops the link and retries with back-off. (Frigate's bug was
+            # to mark itself connected here regardless of the code.)
+            with self._lock:
+                self._counts["refusals"] += 1
+            log.warning("edge %s: broker %s:%d refused the connection: %s", self.edge_id, self.host,
+                        self.port, describe_reason(reason_code))
+            self._set_connected(False)
+            return
+        self._failing = False
+        info = client.publish(status_topic(self.edge_id), status_payload(self.edge_id, "online"),
+                              qos=1, retain=True)
+        self._register(info.mid, None)
+        self._set_connected(True)
+        log.info("edge %s: connected to %s:%d, %d alert(s) in flight will be resent", self.edge_id,
+                 self.host, self.port, len(self._inflight_ids))
+        self._wake.set()
+
+    def _on_connect_fail(self, client: mqtt.Client, userdata: object) -> None:
+        # Log the first failure of an outage as a warning, the retries (every <= 30 s) at debug.
+        level = logging.DEBUG if self._failing else logging.WARNING
+        self._failing = True
+        log.log(level, "edge %s: cannot reach broker %s:%d; retrying with back-off", self.edge_id,
+                self.host, self.port)
+
+    def _on_disconnect(self, client: mqtt.Client, userdata: object, flags: mqtt.DisconnectFlags,
+                       reason_code: ReasonCode, properties: Properties | None) -> None:
+        was_connected = self.connected
+        self._set_connected(False)
+        if was_connected and not self._stopping.is_set():
+            log.warning("edge %s: lost broker connection (%s); %d alert(s) in flight are kept and resent",
+                        self.edge_id, describe_reason(reason_code), len(self._inflight_ids))
+
+    def _on_publish(self, client: mqtt.Client, userdata: object, mid: int, reason_code: ReasonCode,
+                    properties: Properties | None) -> None:
+        with self._lock:
+            if mid not in self._inflight:
+                self._early[mid] = reason_code
+                return
+            entry = self._inflight.pop(mid)
+        self._complete(entry, reason_code)
+
+    # --- drain loop (publisher thread) ---------------------------------------------------------
+
+    def _drain_loop(self) -> None:
+        while not self._stopping.is_set():
+            self._wake.wait(POLL_S)
+            self._wake.clear()
+            if self._stopping.is_set():
+                break
+            try:
+                if self._connected.is_set():
+                    self._drain()
+                if self.metrics is not None:
+                    self.metrics.outbox_depth.set(self.outbox.depth())
+            except OutboxError:
+                log.exception("edge %s: outbox unusable; retrying in %.0f s", self.edge_id, POLL_S)
+                self._stopping.wait(POLL_S)
+
+    def _drain(self) -> None:
+        """Publish waiting alerts, oldest first, keeping at most `max_inflight` unacknowledged."""
+        while self._connected.is_set() and not self._stopping.is_set():
+            with self._lock:
+                busy = set(self._inflight_ids)
+            free = self.max_inflight - len(busy)
+            if free <= 0:
+                return  # an ack wakes us
+            items = [i for i in self.outbox.pending(len(busy) + free) if i.alert_id not in busy][:free]
+            if not items:
+                return
+            for item in items:
+                self._publish(item)
+
+    def _publish(self, item: OutboxItem) -> None:
+        assert self._client is not None
+        info = self._client.publish(item.topic, item.payload, qos=1, retain=False)
+        if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
+            # NO_CONN: paho keeps the message and sends it after reconnecting, so it is in flight.
+            log.warning("camera %s: alert %s not queued by paho (%s); stays in the outbox",
+                        item.camera_id, item.alert_id, mqtt.error_string(info.rc))
+            return
+        with self._lock:
+            self._counts["published"] += 1
+        self._register(info.mid, _InFlight(item.alert_id, item.camera_id))
+        self.outbox.record_attempt(item.alert_id)
+        log.debug("camera %s: alert %s published (mid %d, attempt %d)", item.camera_id, item.alert_id,
+                  info.mid, item.attempts + 1)
+
+    def _register(self, mid: int, entry: _InFlight | None) -> None:
+        """Remember what a mid carries. paho calls on_publish under its own lock, so we cannot
+        hold ours across publish(); a PUBACK that arrives before this runs waits in `_early`."""
+        with self._lock:
+            early = self._early.pop(mid, None)
+            if early is None:
+                self._inflight[mid] = entry
+                if entry is not None:
+                    self._inflight_ids.add(entry.alert_id)
+                return
+        self._complete(entry, early)
+
+    def _complete(self, entry: _InFlight | None, reason_code: ReasonCode) -> None:
+        """A PUBACK arrived: delete the alert from the outbox, or keep it if the broker refused."""
+        if entry is None:
+            return
+        if reason_code.is_failure:
+            log.warning("camera %s: broker refused alert %s (%s); kept in the outbox for retry",
+                        entry.camera_id, entry.alert_id, describe_reason(reason_code))
+            with self._lock:
+                self._counts["rejected"] += 1
+                self._inflight_ids.discard(entry.alert_id)
+            return
+        try:
+            self.outbox.ack(entry.alert_id)
+        except OutboxError:
+            log.exception("camera %s: alert %s delivered but not removed from the outbox (it will be "
+                          "sent again)", entry.camera_id, entry.alert_id)
+        with self._lock:
+            self._counts["acked"] += 1
+            self._inflight_ids.discard(entry.alert_id)
+        if self.metrics is not None:
+            self.metrics.alerts_published.labels(camera=entry.camera_id).inc()
+        self._wake.set()
+
+    # --- helpers -----------------------------------------------------------------------------
+
+    def _set_connected(self, up: bool) -> None:
+        if up:
+            self._connected.set()
+        else:
+            self._connected.clear()
+        if self.metrics is not None:
+            self.metrics.mqtt_connected.set(1 if up else 0)
+
+    def _safe_depth(self) -> int:
+        try:
+            return self.outbox.depth()
+        except OutboxError:
+            return -1
+
+
+__all__ = ["STATUS_SCHEMA", "Publisher", "PublisherStats", "status_payload"]
