@@ -38,6 +38,7 @@ class EdgeMetrics:
     frames_decoded{camera}     frames decoded from the stream (before sampling)
     frames_dropped{camera}     frames skipped because the detector could not keep up
     inference_seconds          one detector call (a batch may span cameras, so no camera label)
+    frames_inferred            frames run through the detector (throughput = rate of this)
     alerts_published{camera}   alerts the broker acknowledged (PUBACK)
     outbox_full{camera}        alerts refused because the outbox was full (not stored!)
     outbox_depth               alerts waiting in the outbox
@@ -54,6 +55,8 @@ class EdgeMetrics:
                                       ["camera"], namespace=NAMESPACE, registry=reg)
         self.inference_seconds = Histogram("inference_seconds", "Seconds per detector call",
                                            namespace=NAMESPACE, buckets=INFERENCE_BUCKETS, registry=reg)
+        self.frames_inferred = Counter("frames_inferred", "Frames run through the detector",
+                                       namespace=NAMESPACE, registry=reg)
         self.alerts_published = Counter("alerts_published", "Alerts acknowledged by the broker",
                                         ["camera"], namespace=NAMESPACE, registry=reg)
         self.outbox_full = Counter("outbox_full", "Alerts refused because the outbox was full",
@@ -67,6 +70,11 @@ class EdgeMetrics:
         if registry is None:
             # Process CPU/memory/fds, as the default registry would export them.
             ProcessCollector(registry=reg)
+
+    def observe_inference(self, seconds: float, frames: int) -> None:
+        """Record one detector call that processed `frames` frames in `seconds`."""
+        self.inference_seconds.observe(seconds)
+        self.frames_inferred.inc(frames)
 
     def sample(self, name: str, labels: dict[str, str] | None = None) -> float | None:
         """The current value of one exported sample (e.g. 'streetwatch_outbox_depth'), or None."""

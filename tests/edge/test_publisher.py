@@ -371,6 +371,7 @@ def test_metrics_endpoint_serves_the_edge_registry() -> None:
     assert start_metrics_server(0, metrics) is None  # 0 = off
     metrics.alerts_published.labels(camera="cam-7").inc(2)
     metrics.outbox_depth.set(3)
+    metrics.observe_inference(0.012, frames=4)
     server = start_metrics_server(free_port(), metrics, addr="127.0.0.1")
     assert server is not None
     try:
@@ -380,6 +381,8 @@ def test_metrics_endpoint_serves_the_edge_registry() -> None:
         server.close()
     assert 'streetwatch_alerts_published_total{camera="cam-7"} 2.0' in text
     assert "streetwatch_outbox_depth 3.0" in text
+    assert 'streetwatch_inference_seconds_bucket{le="0.02"} 1.0' in text
+    assert "streetwatch_frames_inferred_total 4.0" in text
     assert EdgeMetrics().sample("streetwatch_outbox_depth") == 0  # registries are independent
 
 
