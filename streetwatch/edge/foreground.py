@@ -19,12 +19,17 @@ the fast one, and has been slow-foreground for at least `min_static_s`. Connecte
 Robustness: a global gain (median ratio of frame to slow background over background pixels)
 is divided out before comparing, so camera exposure changes and the slow drift of daylight are
 not foreground; the threshold is max(diff_threshold, noise_k * robust noise sigma), so sensor
-noise is not either; a ghost (an object that was in the background at start-up and has left)
+noise is not either; a change that only scales brightness and keeps the colour (a shadow falling
+across the pavement, a street lamp) is lighting, not an object (the brightness/colour distortion
+test MOG2 uses for shadows; a mid-grey object on grey pavement can pass for a shadow, a known
+limit); a ghost (an object that was in the background at start-up and has left)
 is recognised because its outline has edges in the slow background but not in the frame, and is
 healed instead of reported.
 
 Learning rates are derived from the elapsed stream time between samples, alpha = 1 - exp(-dt/tau),
-so behaviour is set in seconds and holds at any sample_fps, with jitter or dropped frames.
+so behaviour is set in seconds and holds at any sample_fps, with jitter or dropped frames (at
+sample_fps 1: alpha 0.049 fast, 0.0017 slow; at 5 fps: 0.0100 and 0.00033). For the first
+`warmup_s` the slow background is the plain mean of the frames seen and nothing is reported.
 """
 
 from __future__ import annotations
@@ -54,6 +59,7 @@ class ForegroundParams:
     min_area_px: float = 900.0
     reset_fraction: float = 0.6  # fast-foreground share of the frame that means "the view changed"
     ghost_edge_ratio: float = 0.6
+    shade_range: tuple[float, float] = (0.45, 1.3)  # brightness ratios a shadow or light may cause
 
 
 @dataclass(frozen=True)
@@ -103,7 +109,9 @@ class StaticForeground:
         self._t_prev = t
         frame = small / self._gain(small)
         threshold = self._threshold(frame, self._fast)
-        fg_slow = _difference(frame, self._slow) > threshold
+        fg_slow = (_difference(frame, self._slow) > threshold) & ~_shading(
+            frame, self._slow, tolerance=0.5 * threshold, ratio_range=self.params.shade_range
+        )
         fg_fast = _difference(frame, self._fast) > threshold
         if fg_fast.mean() > self.params.reset_fraction:
             log.info("camera %s: %.0f%% of the view changed at t=%.1f; restarting the backgrounds",
@@ -139,16 +147,16 @@ class StaticForeground:
     def _gain(self, small: np.ndarray) -> float:
         """Global brightness ratio of the frame to the slow background, over background pixels."""
         assert self._slow is not None
-        ref = _grey(self._slow)
-        usable = (ref > 20) & ~self._fg_slow
+        ref = _grey(self._slow)[::2, ::2]  # a quarter of the pixels is plenty for a median
+        usable = (ref > 20) & ~self._fg_slow[::2, ::2]
         if np.count_nonzero(usable) < 100:
             return 1.0
-        ratio = _grey(small)[usable] / ref[usable]
+        ratio = _grey(small)[::2, ::2][usable] / ref[usable]
         return float(np.clip(np.median(ratio), 0.2, 5.0))
 
     def _threshold(self, frame: np.ndarray, fast: np.ndarray) -> float:
         """diff_threshold, raised for noisy sensors: noise_k * 1.4826 * MAD of the grey difference."""
-        diff = _grey(frame) - _grey(fast)
+        diff = (_grey(frame) - _grey(fast))[::2, ::2]
         sigma = 1.4826 * float(np.median(np.abs(diff - np.median(diff))))
         return max(self.params.diff_threshold, self.params.noise_k * sigma)
 
@@ -213,6 +221,24 @@ def _difference(frame: np.ndarray, background: np.ndarray) -> np.ndarray:
     """Per-pixel max over channels of |frame - background| (colour changes count, not only luma)."""
     b, g, r = cv2.split(cv2.absdiff(frame, background))
     return np.asarray(cv2.max(cv2.max(b, g), r))
+
+
+def _shading(
+    frame: np.ndarray, background: np.ndarray, *, tolerance: float, ratio_range: tuple[float, float]
+) -> np.ndarray:
+    """Pixels whose change is only a brightness factor (a shadow, a lamp): frame ~ r * background
+    with r in ratio_range and the colour left over below tolerance (the brightness/colour
+    distortion split used by MOG2's shadow test). Such pixels are lighting, not objects."""
+    dot = cv2.transform(cv2.multiply(frame, background), np.ones((1, 3), np.float32))
+    norm = cv2.transform(cv2.multiply(background, background), np.ones((1, 3), np.float32))
+    ratio = dot / np.maximum(norm, 1.0)
+    scaled = background * ratio[:, :, None]
+    return (
+        (ratio >= ratio_range[0])
+        & (ratio <= ratio_range[1])
+        & (_difference(frame, scaled) < tolerance)
+        & (_grey(background) > 30)
+    )
 
 
 def _grey(image: np.ndarray) -> np.ndarray:

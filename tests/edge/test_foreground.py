@@ -2,7 +2,7 @@
 
 There is no street-level video among the assets, so each test holds a real photo still for
 minutes at 1 fps, with fresh Gaussian sensor noise on every frame (sigma 4 grey levels) and a
-slow lighting drift (the scene darkens by 20 % over the run, as in late afternoon), and pastes a
+slow lighting drift (the scene darkens by 2.4 % a minute, as in late afternoon), and pastes a
 crop of real goods from the Hanoi market photo onto the street where the test wants an object.
 """
 
@@ -43,21 +43,25 @@ def paste_box(goods: np.ndarray) -> tuple[float, float, float, float]:
     return (x, y, x + goods.shape[1], y + goods.shape[0])
 
 
+def with_goods(scene: np.ndarray, goods: np.ndarray) -> np.ndarray:
+    out = scene.copy()
+    x, y = PASTE_AT
+    out[y : y + goods.shape[0], x : x + goods.shape[1]] = goods
+    return out
+
+
 def clip(
-    scene: np.ndarray, *, goods: np.ndarray | None, present: Callable[[int], bool], seconds: int
+    scene: np.ndarray, *, changed: np.ndarray | None, present: Callable[[int], bool], seconds: int
 ) -> Iterator[tuple[int, np.ndarray]]:
-    """(t, frame) at 1 fps: the still scene with the goods where present(t), noise and drift."""
+    """(t, frame) at 1 fps: the still scene, or `changed` where present(t), with noise and drift."""
     noise = np.empty(scene.shape, np.float32)
     cv2.setRNGSeed(11)
-    with_goods = scene.copy()
-    if goods is not None:
-        x, y = PASTE_AT
-        with_goods[y : y + goods.shape[0], x : x + goods.shape[1]] = goods
-    base_plain, base_goods = scene.astype(np.float32), with_goods.astype(np.float32)
+    base_plain = scene.astype(np.float32)
+    base_changed = base_plain if changed is None else changed.astype(np.float32)
     for t in range(seconds):
         gain = 1.0 - DRIFT * t / DRIFT_SPAN_S
         cv2.randn(noise, np.zeros(3), np.full(3, NOISE_SIGMA))  # every channel (a bare float: blue only)
-        base = base_goods if present(t) else base_plain
+        base = base_changed if present(t) else base_plain
         yield t, cv2.convertScaleAbs(cv2.scaleAdd(base, gain, noise))
 
 
@@ -75,8 +79,9 @@ def run(frames: Iterator[tuple[int, np.ndarray]]) -> dict[int, list[StaticRegion
 
 
 def test_goods_left_on_the_street_become_a_static_region_until_removed(scene, goods):
-    arrive, leave = 100, 460  # on the street for 6 minutes: longer than the 300 s stacked_goods rule
-    seen = run(clip(scene, goods=goods, present=lambda t: arrive <= t < leave, seconds=480))
+    arrive, leave = 40, 360  # after the 30 s warm-up; 320 s on the street: past the 300 s goods rule
+    present = lambda t: arrive <= t < leave  # noqa: E731
+    seen = run(clip(scene, changed=with_goods(scene, goods), present=present, seconds=380))
     truth = paste_box(goods)
 
     assert all(not seen[t] for t in range(arrive)), "nothing is static before the goods arrive"
@@ -88,22 +93,31 @@ def test_goods_left_on_the_street_become_a_static_region_until_removed(scene, go
         assert abs(region.static_since_t - arrive) <= 3, f"t={t}: static since {region.static_since_t}"
     first = min(t for t in range(arrive, leave) if seen[t])
     assert first - arrive < 60, f"goods first reported {first - arrive} s after they arrived"
-    assert all(not seen[t] for t in range(leave + 2, 480)), "the region must go when the goods go"
+    assert all(not seen[t] for t in range(leave + 2, 380)), "the region must go when the goods go"
 
 
 def test_still_scene_with_noise_and_lighting_drift_has_no_static_region(scene):
-    seen = run(clip(scene, goods=None, present=lambda t: False, seconds=400))
+    seen = run(clip(scene, changed=None, present=lambda t: False, seconds=300))
     assert [t for t, regions in seen.items() if regions] == []
 
 
 @pytest.mark.parametrize(
     ("present", "case"),
     [
-        (lambda t: 100 <= t < 106, "passing: goods carried through for 6 s"),
-        (lambda t: t < 90, "ghost: goods in view at start-up, taken away at 90 s"),
+        (lambda t: 60 <= t < 66, "passing: goods carried through for 6 s"),
+        (lambda t: t < 50, "ghost: goods in view at start-up, taken away at 50 s"),
     ],
     ids=["transient", "ghost"],
 )
 def test_objects_that_do_not_stay_are_not_reported(scene, goods, present: Callable[[int], bool], case: str):
-    seen = run(clip(scene, goods=goods, present=present, seconds=240))
+    seen = run(clip(scene, changed=with_goods(scene, goods), present=present, seconds=160))
     assert [t for t, regions in seen.items() if regions] == [], case
+
+
+def test_a_shadow_that_falls_and_stays_is_not_an_object(scene):
+    """A truck's or a building's shadow across the right lane: the road darkens to 55 %, keeps
+    its colour and texture, and stays: lighting, not goods."""
+    shaded = scene.astype(np.float32)
+    shaded[400:540, 520:900] *= 0.55
+    seen = run(clip(scene, changed=shaded.astype(np.uint8), present=lambda t: t >= 50, seconds=160))
+    assert [t for t, regions in seen.items() if regions] == []
