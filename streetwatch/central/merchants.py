@@ -90,8 +90,8 @@ def check_zone(polygon: object, where: str) -> Polygon:
     if not isinstance(polygon, Polygon):
         kind = getattr(polygon, "geom_type", type(polygon).__name__)
         raise MerchantImportError(f"{where}: expected a Polygon zone, got {kind}")
-    if polygon.is_empty or polygon.area == 0:
-        raise MerchantImportError(f"{where}: the zone polygon is empty or has no area")
+    if polygon.is_empty:
+        raise MerchantImportError(f"{where}: the zone polygon is empty")
     min_x, min_y, max_x, max_y = polygon.bounds
     if not (-180 <= min_x <= max_x <= 180 and -90 <= min_y <= max_y <= 90):
         raise MerchantImportError(
@@ -100,6 +100,8 @@ def check_zone(polygon: object, where: str) -> Polygon:
     if not polygon.is_valid:
         reason = shapely.is_valid_reason(polygon)
         raise MerchantImportError(f"{where}: the zone polygon is not valid ({reason})")
+    if polygon.area == 0:
+        raise MerchantImportError(f"{where}: the zone polygon has no area")
     return polygon
 
 
