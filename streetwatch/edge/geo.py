@@ -81,7 +81,7 @@ DEFAULT_POINT_SIGMA_M = 1.0
 """Assumed per-axis error of calibration points when an exact 4-point fit leaves no residual to
 measure it (points picked on a web map or with a phone GPS are rarely better than a metre)."""
 
-_COLLINEAR_TOL = 1e-3  # triangle area in normalised coordinates (spread ~1) below which 3 points are a line
+_COLLINEAR_TOL = 1e-3  # distance from a line, in units of the points' RMS spread, that counts as on it
 
 
 class CalibrationError(ValueError):
@@ -185,27 +185,42 @@ def _validated_arrays(points: Sequence[PointPair]) -> tuple[np.ndarray, np.ndarr
 
 
 def _check_geometry(xy: np.ndarray, what: str) -> None:
-    """Refuse all-collinear points and, for exactly 4, any three on a line (both degenerate)."""
+    """Refuse point sets without 4 points in general position (no 3 on a line): that is the
+    case exactly when all points, or all but one, lie on one line; the homography is then
+    undetermined however many points there are."""
     centred = xy - xy.mean(axis=0)
     spread = float(np.sqrt(np.mean(np.sum(centred**2, axis=1))))
     if spread == 0.0:
         raise CalibrationError(f"calibration.points: all {what} points are identical")
-    norm = centred / spread
-    singular = np.linalg.svd(norm, compute_uv=False)
-    if singular[1] / singular[0] < _COLLINEAR_TOL:
+    on_line = _most_collinear(centred / spread)
+    if len(on_line) == len(xy):
         raise CalibrationError(
             f"calibration.points: all {len(xy)} {what} points are collinear; "
             "pick points spread over the ground, not along one line"
         )
-    if len(xy) == 4:
-        for i, j, k in ((0, 1, 2), (0, 1, 3), (0, 2, 3), (1, 2, 3)):
-            a, b, c = norm[i], norm[j], norm[k]
-            area = 0.5 * abs((b[0] - a[0]) * (c[1] - a[1]) - (b[1] - a[1]) * (c[0] - a[0]))
-            if area < _COLLINEAR_TOL:
-                raise CalibrationError(
-                    f"calibration.points: {what} points {i}, {j} and {k} are collinear; with exactly 4 "
-                    "points no three may lie on one line (move one or add more points)"
-                )
+    if len(on_line) == len(xy) - 1:
+        names = ", ".join(str(i) for i in on_line[:-1]) + f" and {on_line[-1]}"
+        raise CalibrationError(
+            f"calibration.points: {what} points {names} are collinear and only one point is off "
+            "that line; a homography needs 4 points with no three on one line (move or add points)"
+        )
+
+
+def _most_collinear(norm: np.ndarray) -> list[int]:
+    """Indices of the largest set of points on one line (normalised coordinates, spread ~1)."""
+    best: list[int] = []
+    for i in range(len(norm)):
+        for j in range(i + 1, len(norm)):
+            direction = norm[j] - norm[i]
+            length = float(np.hypot(*direction))
+            if length < _COLLINEAR_TOL:
+                continue
+            rel = norm - norm[i]
+            distance = np.abs(direction[0] * rel[:, 1] - direction[1] * rel[:, 0]) / length
+            on = np.flatnonzero(distance < _COLLINEAR_TOL).tolist()
+            if len(on) > len(best):
+                best = on
+    return best
 
 
 def _orient(matrix: np.ndarray, px: np.ndarray) -> np.ndarray:

@@ -131,6 +131,11 @@ def test_four_points_fit_exactly():
         (calibration(FOUR[:3]), "at least 4 point pairs, got 3"),
         (calibration([(100.0, 700.0), (500.0, 800.0), (900.0, 900.0), (1300.0, 1000.0)]), "collinear"),
         (calibration([(100.0, 700.0), (500.0, 800.0), (900.0, 900.0), (1300.0, 700.0)]), "points 0, 1 and 2"),
+        (
+            calibration([(100.0, 700.0), (500.0, 800.0), (900.0, 900.0), (1300.0, 1000.0), (1500.0, 700.0)]),
+            "points 0, 1, 2 and 3 are collinear and only one",
+        ),
+        (calibration(FOUR[:3] + [FOUR[0]]), "points 0, 1 and 3 are collinear"),  # a point given twice
         (calibration(FOUR[:3]) + [((300.0, 700.0), (float("nan"), 120.58))], r"points\[3\]: non-finite"),
         (calibration(FOUR[:3]) + [((300.0, 700.0), (120.58, 31.30))], r"points\[3\].*out of range"),
         (
@@ -140,8 +145,8 @@ def test_four_points_fit_exactly():
         ([((1.0, 2.0),)] * 4, "expected pairs"),
     ],
     ids=[
-        "3-points", "collinear-image", "3-of-4-collinear", "nan", "lon-lat-swapped", "collinear-ground",
-        "shape",
+        "3-points", "collinear-image", "3-of-4-collinear", "4-of-5-collinear", "duplicate", "nan",
+        "lon-lat-swapped", "collinear-ground", "shape",
     ],
 )
 def test_degenerate_calibration_is_refused_with_the_reason(pairs: list, message: str):
