@@ -149,18 +149,7 @@ class CameraTracker:
         self._bytetracks = self._new_bytetracks()
 
     def _new_bytetracks(self) -> dict[Role, ByteTrackTracker]:
-        s = self.settings
-        return {
-            role: ByteTrackTracker(
-                lost_track_buffer=max(1, round(s.lost_track_s * 30.0)),  # counted in 30 fps frames
-                frame_rate=s.sample_fps,
-                track_activation_threshold=s.track_activation_threshold,
-                minimum_consecutive_frames=s.minimum_consecutive_frames,
-                minimum_iou_threshold=s.minimum_iou_threshold,
-                high_conf_det_threshold=s.high_conf_det_threshold,
-            )
-            for role in TRACKED_ROLES
-        }
+        return {role: new_bytetrack(self.settings) for role in TRACKED_ROLES}
 
     def update(self, *, t: float, detections: sv.Detections) -> list[TrackState]:
         """Feed one frame's detections at stream time `t`; return the tracks seen recently.
@@ -306,6 +295,18 @@ class CameraTracker:
             if stable.bt_id is not None:
                 self._bt_to_sid.pop((stable.role, stable.bt_id), None)
             logger.debug("camera %s: %s track %d dropped", self.camera_id, stable.role, sid)
+
+
+def new_bytetrack(settings: TrackerSettings) -> ByteTrackTracker:
+    """A ByteTrack configured for the sample rate: its lost-track buffer is counted in 30 fps frames."""
+    return ByteTrackTracker(
+        lost_track_buffer=max(1, round(settings.lost_track_s * 30.0)),
+        frame_rate=settings.sample_fps,
+        track_activation_threshold=settings.track_activation_threshold,
+        minimum_consecutive_frames=settings.minimum_consecutive_frames,
+        minimum_iou_threshold=settings.minimum_iou_threshold,
+        high_conf_det_threshold=settings.high_conf_det_threshold,
+    )
 
 
 def _ground(xyxy: np.ndarray) -> np.ndarray:

@@ -17,7 +17,7 @@ import supervision as sv
 
 from streetwatch.edge.config import CameraConfig, RulesConfig, ZoneConfig
 from streetwatch.edge.rules import STATIC_REGION_CONFIDENCE, ViolationEngine
-from streetwatch.edge.tracking import CameraTracker, TrackState
+from streetwatch.edge.tracking import CameraTracker, TrackerSettings, TrackState, new_bytetrack
 from streetwatch.edge.types import ViolationEvent
 
 Box = tuple[float, float, float, float]
@@ -134,6 +134,9 @@ def test_parked_car_for_two_hours_is_one_episode_despite_misses_occlusion_jitter
     frames = scene(leave + 120, objects)
     events = run(frames)
     rules = RulesConfig()
+    bare = new_bytetrack(TrackerSettings())  # what CameraTracker runs per role, without stable ids
+    bare_ids = {int(i) for t, o, _ in frames for i in bare.update(detections(o), timestamp=t).tracker_id}
+    assert len(bare_ids - {-1}) >= 2, "ByteTrack alone should lose the car's id (else this proves little)"
 
     assert len({e.episode_id for e in events}) == 1
     counts = Counter(e.kind for e in events)

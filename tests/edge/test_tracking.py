@@ -11,9 +11,8 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 import supervision as sv
-from trackers import ByteTrackTracker
 
-from streetwatch.edge.tracking import CameraTracker, TrackerSettings, TrackState
+from streetwatch.edge.tracking import CameraTracker, TrackerSettings, TrackState, new_bytetrack
 
 CLASS_IDS = {"person": 0, "car": 2, "umbrella": 25, "goods": 80}
 ROLE_OF = {
@@ -51,12 +50,7 @@ def _still_car_with_gap(gap: range) -> list[tuple[float, sv.Detections]]:
 def test_still_car_keeps_its_stable_id_through_a_30_s_gap_where_bytetrack_changes_id() -> None:
     frames = _still_car_with_gap(range(40, 70))
     settings = TrackerSettings()
-    bare = ByteTrackTracker(
-        lost_track_buffer=round(settings.lost_track_s * 30), frame_rate=settings.sample_fps,
-        track_activation_threshold=settings.track_activation_threshold,
-        high_conf_det_threshold=settings.high_conf_det_threshold,
-        minimum_iou_threshold=settings.minimum_iou_threshold,
-    )  # fmt: skip
+    bare = new_bytetrack(settings)  # what CameraTracker runs per role, without stable ids
     bare_ids = {int(i) for t, d in frames for i in bare.update(d, timestamp=t).tracker_id if i >= 0}
     assert len(bare_ids) == 2, (
         "ByteTrack alone should lose the car in a 30 s gap (else this test proves nothing)"
