@@ -91,10 +91,12 @@ class StaticForeground:
         self._t_start = 0.0
         self._t_prev = 0.0
         self._scale = 1.0
+        self._last: list[StaticRegion] = []
 
     def reset(self) -> None:
         """Forget the backgrounds (the next frame starts a new warm-up)."""
         self._fast = self._slow = None
+        self._last = []
 
     def update(self, image_bgr: np.ndarray, t: float) -> list[StaticRegion]:
         """Feed one frame (H, W, 3) uint8 BGR at stream time t; return the current static regions."""
@@ -105,7 +107,7 @@ class StaticForeground:
         dt = t - self._t_prev
         if dt <= 0:
             log.debug("camera %s: frame at t=%.3f not after %.3f, skipped", self.camera_id, t, self._t_prev)
-            return []
+            return list(self._last)  # a repeated frame changes nothing
         self._t_prev = t
         frame = small / self._gain(small)
         threshold = self._threshold(frame, self._fast)
@@ -125,7 +127,8 @@ class StaticForeground:
         if t - self._t_start < self.params.warmup_s:
             return []
         aged = (t - np.nan_to_num(self._since, nan=t)) >= self.params.min_static_s
-        return self._regions(frame, fg_slow & ~fg_fast & aged, t)
+        self._last = self._regions(frame, fg_slow & ~fg_fast & aged, t)
+        return list(self._last)
 
     def _prepare(self, image_bgr: np.ndarray) -> np.ndarray:
         if image_bgr.ndim != 3 or image_bgr.shape[2] != 3:
@@ -143,6 +146,7 @@ class StaticForeground:
         self._since = np.full(small.shape[:2], np.nan, np.float32)
         self._fg_slow = np.zeros(small.shape[:2], bool)
         self._t_start = self._t_prev = t
+        self._last = []
 
     def _gain(self, small: np.ndarray) -> float:
         """Global brightness ratio of the frame to the slow background, over background pixels."""
