@@ -119,7 +119,7 @@ class ViolationEngine:
         findings = [
             *parking_findings(self.zones, seen, t=t, rules=self.rules),
             *vending_findings(self.zones, seen, t=t, rules=self.rules),
-            *goods_findings(self.zones, seen, regions, t=t, rules=self.rules),
+            *goods_findings(self.zones, seen, regions=regions, t=t, rules=self.rules),
         ]
         for finding in findings:
             event = self._apply(finding, t=t, allowed=allowed[finding.zone_id])
@@ -256,13 +256,13 @@ def parking_findings(
     for zone in zones.for_violation("illegal_parking"):
         for vehicle in (v for v, inside in zip(vehicles, zone.contains(points), strict=True) if inside):
             findings.append(
-                _track_finding(zone, "illegal_parking", vehicle, t=t, min_score=rules.min_median_score)
+                _track_finding(zone, "illegal_parking", track=vehicle, t=t, min_score=rules.min_median_score)
             )
     return findings
 
 
 def _track_finding(
-    zone: PixelZone, violation: Violation, track: TrackState, *, t: float, min_score: float
+    zone: PixelZone, violation: Violation, *, track: TrackState, t: float, min_score: float
 ) -> Finding:
     dwell = zone.dwell_for(violation)
     return Finding(
@@ -300,12 +300,12 @@ def vending_findings(
         near = _near_any(prop_boxes, np.array([p.box for p in inside]))
         kept = [prop for prop, ok in zip(props, zone.contains(prop_points) | near, strict=True) if ok]
         if kept:
-            findings.append(_vending_finding(zone, inside, kept, t=t))
+            findings.append(_vending_finding(zone, inside, props=kept, t=t))
     return findings
 
 
 def _vending_finding(
-    zone: PixelZone, persons: list[TrackState], props: list[TrackState], *, t: float
+    zone: PixelZone, persons: list[TrackState], *, props: list[TrackState], t: float
 ) -> Finding:
     main = min(persons, key=lambda p: p.still_since_t)  # the one who has stayed longest
     return Finding(
@@ -334,8 +334,8 @@ def _near_any(boxes: np.ndarray, persons: np.ndarray) -> np.ndarray:
 def goods_findings(
     zones: CameraZones,
     seen: Sequence[TrackState],
-    regions: Sequence[_StaticRegion],
     *,
+    regions: Sequence[_StaticRegion],
     t: float,
     rules: RulesConfig,
 ) -> list[Finding]:
@@ -350,7 +350,7 @@ def goods_findings(
         for track, inside in zip(goods, zone.contains(goods_points), strict=True):
             if inside:
                 findings.append(
-                    _track_finding(zone, "stacked_goods", track, t=t, min_score=rules.min_median_score)
+                    _track_finding(zone, "stacked_goods", track=track, t=t, min_score=rules.min_median_score)
                 )
         for region, inside in zip(regions, zone.contains(region_points), strict=True):
             if inside:

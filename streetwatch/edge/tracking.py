@@ -204,7 +204,7 @@ class CameraTracker:
             sid = self._bt_to_sid.get((role, int(tid))) if tid >= 0 else None
             stable = self._stable.get(sid) if sid is not None else None
             if stable is not None and stable.frame_no != self._frame_no:
-                self._observe(stable, frame, i, t=t)
+                self._observe(stable, frame, row=i, t=t)
 
     def _reassociate(self, role: Role, frame: _RoleFrame, *, t: float) -> None:
         """Bind unmatched detections to lost stable tracks of the same role at the same place."""
@@ -223,7 +223,7 @@ class CameraTracker:
                 t - stable.last_seen_t,
                 frame.tracker_ids[rows[r]],
             )
-            self._observe(stable, frame, int(rows[r]), t=t)
+            self._observe(stable, frame, row=int(rows[r]), t=t)
 
     def _may_reassociate(self, stable: _Stable, t: float) -> bool:
         if stable.frame_no == self._frame_no:
@@ -266,13 +266,13 @@ class CameraTracker:
             logger.debug(
                 "camera %s: new %s track %d (%s)", self.camera_id, role, stable.sid, stable.class_name
             )
-            self._observe(stable, frame, int(i), t=t)
+            self._observe(stable, frame, row=int(i), t=t)
 
-    def _observe(self, stable: _Stable, frame: _RoleFrame, i: int, *, t: float) -> None:
-        """Record detection i of this frame on a stable track and rebind its ByteTrack id."""
-        frame.matched[i] = True
-        box = frame.xyxy[i].copy()
-        tid = int(frame.tracker_ids[i])
+    def _observe(self, stable: _Stable, frame: _RoleFrame, *, row: int, t: float) -> None:
+        """Record detection `row` of this frame on a stable track and rebind its ByteTrack id."""
+        frame.matched[row] = True
+        box = frame.xyxy[row].copy()
+        tid = int(frame.tracker_ids[row])
         if tid >= 0 and stable.bt_id != tid:
             if stable.bt_id is not None:
                 self._bt_to_sid.pop((stable.role, stable.bt_id), None)
@@ -282,8 +282,8 @@ class CameraTracker:
         tolerance = self.settings.still_tolerance * max(float(box[3] - box[1]), 1.0)
         if float(np.linalg.norm(ground - stable.still_anchor)) > tolerance:
             stable.still_anchor, stable.still_since_t = ground, t
-        stable.box, stable.score, stable.last_seen_t = box, float(frame.scores[i]), t
-        stable.class_name = str(frame.class_names[i]) or stable.class_name
+        stable.box, stable.score, stable.last_seen_t = box, float(frame.scores[row]), t
+        stable.class_name = str(frame.class_names[row]) or stable.class_name
         stable.scores.append(stable.score)
         stable.frame_no = self._frame_no
 

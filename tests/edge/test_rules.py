@@ -135,7 +135,9 @@ def test_parked_car_for_two_hours_is_one_episode_despite_misses_occlusion_jitter
     events = run(frames)
     rules = RulesConfig()
     bare = new_bytetrack(TrackerSettings())  # what CameraTracker runs per role, without stable ids
-    bare_ids = {int(i) for t, o, _ in frames for i in bare.update(detections(o), timestamp=t).tracker_id}
+    bare_ids = {
+        int(i) for t, o, _ in frames for i in np.asarray(bare.update(detections(o), timestamp=t).tracker_id)
+    }
     assert len(bare_ids - {-1}) >= 2, "ByteTrack alone should lose the car's id (else this proves little)"
 
     assert len({e.episode_id for e in events}) == 1
