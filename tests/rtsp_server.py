@@ -1,0 +1,139 @@
+"""A real RTSP server on loopback for tests: GStreamer's gst-rtsp-server serving one MP4 file.
+
+Two halves in one file:
+- run as a script with /usr/bin/python3 (Debian's `gi` binds only to the system interpreter):
+  ``/usr/bin/python3 tests/rtsp_server.py FILE.mp4 --mount /cam --port 0`` serves FILE (H.264 in
+  MP4) at rtsp://127.0.0.1:PORT/cam and prints the bound PORT on stdout, then runs until SIGTERM.
+  The stream ends at the end of the file (it does not loop): give a long enough clip
+  (clips.long_clip makes one).
+- imported by tests (stdlib only at import time): ``RtspServer(path, mount)``, a context manager
+  that starts that subprocess, reads the port and offers ``url``, ``stop()`` and ``restart()``
+  (same port, so a client can reconnect to the same URL).
+
+Debian packages: python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base
+gstreamer1.0-plugins-good gstreamer1.0-plugins-bad.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import subprocess
+import time
+from pathlib import Path
+from types import TracebackType
+
+SYSTEM_PYTHON = "/usr/bin/python3"
+_START_TIMEOUT_S = 15.0
+
+
+class RtspServer:
+    """A gst-rtsp-server subprocess serving `path` at rtsp://127.0.0.1:PORT{mount}."""
+
+    def __init__(self, path: str | Path, mount: str = "/cam", *, port: int = 0) -> None:
+        if not mount.startswith("/"):
+            raise ValueError(f"mount: expected a path starting with '/', got {mount!r}")
+        self.path = Path(path)
+        self.mount = mount
+        self.port = port
+        self._process: subprocess.Popen[str] | None = None
+
+    @property
+    def url(self) -> str:
+        if not self.port:
+            raise RuntimeError("RtspServer: not started yet, the port is unknown")
+        return f"rtsp://127.0.0.1:{self.port}{self.mount}"
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def start(self) -> RtspServer:
+        """Start the server (on the port it had before, if any) and wait until it listens."""
+        if self.running:
+            return self
+        command = [SYSTEM_PYTHON, __file__, str(self.path), "--mount", self.mount, "--port", str(self.port)]
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self._process = process
+        self.port = self._read_port(process)
+        return self
+
+    def _read_port(self, process: subprocess.Popen[str]) -> int:
+        assert process.stdout is not None
+        line = process.stdout.readline()  # the server prints the port once it is listening
+        if not line.strip().isdigit():
+            process.kill()
+            _, err = process.communicate(timeout=_START_TIMEOUT_S)
+            raise RuntimeError(f"RTSP server for {self.path} did not start: {line!r} {err[-2000:]}")
+        return int(line)
+
+    def stop(self, *, kill: bool = True) -> None:
+        """End the server: SIGKILL by default (a crash as a camera would have), else SIGTERM."""
+        process, self._process = self._process, None
+        if process is None:
+            return
+        if kill:
+            process.kill()
+        else:
+            process.terminate()
+        process.communicate(timeout=_START_TIMEOUT_S)
+
+    def restart(self, *, down_s: float = 0.0) -> RtspServer:
+        """Kill the server, stay down for `down_s` seconds, start it again on the same port."""
+        self.stop()
+        if down_s:
+            time.sleep(down_s)
+        return self.start()
+
+    def __enter__(self) -> RtspServer:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+def _serve(path: Path, mount: str, port: int) -> None:
+    """Run a gst-rtsp-server for one file until SIGTERM/SIGINT (system interpreter only)."""
+    import gi
+
+    gi.require_version("Gst", "1.0")
+    gi.require_version("GstRtspServer", "1.0")
+    from gi.repository import GLib, Gst, GstRtspServer
+
+    Gst.init(None)
+    server = GstRtspServer.RTSPServer()
+    server.set_address("127.0.0.1")
+    server.set_service(str(port))
+    factory = GstRtspServer.RTSPMediaFactory()
+    # config-interval=1 resends SPS/PPS every second so a client joining late can decode.
+    location = str(path).replace("\\", "\\\\").replace('"', '\\"')
+    factory.set_launch(
+        f'( filesrc location="{location}" ! qtdemux ! h264parse '
+        "! rtph264pay name=pay0 pt=96 config-interval=1 )"
+    )
+    factory.set_shared(True)
+    server.get_mount_points().add_factory(mount, factory)
+    if server.attach(None) == 0:
+        raise SystemExit(f"cannot listen on 127.0.0.1:{port}")
+    loop = GLib.MainLoop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        GLib.unix_signal_add(GLib.PRIORITY_DEFAULT, signum, loop.quit)
+    print(server.get_bound_port(), flush=True)
+    loop.run()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Serve one H.264 MP4 file over RTSP on 127.0.0.1.")
+    parser.add_argument("file", type=Path)
+    parser.add_argument("--mount", default="/cam")
+    parser.add_argument("--port", type=int, default=0, help="0 = any free port")
+    args = parser.parse_args(argv)
+    if not args.file.is_file():
+        raise SystemExit(f"{args.file}: no such file")
+    _serve(args.file.resolve(), args.mount, args.port)
+
+
+if __name__ == "__main__":
+    main()
