@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -95,6 +96,7 @@ class Publisher:
         self.max_inflight = max_inflight
         self.host, self.port, url_tls = parse_broker_url(config.broker.url)
         self._tls = config.broker.tls if config.broker.tls is not None else url_tls
+        self._password = config.broker.password()  # fails now, naming the env var, if it is unset
         self._lock = threading.Lock()
         self._inflight: dict[int, _InFlight | None] = {}  # mid -> alert (None: a status message)
         self._inflight_ids: set[str] = set()
@@ -114,7 +116,7 @@ class Publisher:
         if self._client is not None:
             raise RuntimeError(f"edge {self.edge_id}: publisher already started")
         client = make_client(client_id=f"sw-edge-{self.edge_id}", protocol=self.broker.protocol,
-                             username=self.broker.username, password=self.broker.password(), tls=self._tls)
+                             username=self.broker.username, password=self._password, tls=self._tls)
         client.on_pre_connect = self._on_pre_connect
         client.on_connect = self._on_connect
         client.on_connect_fail = self._on_connect_fail
@@ -209,10 +211,12 @@ class Publisher:
 
     def _on_connect_fail(self, client: mqtt.Client, userdata: object) -> None:
         # Log the first failure of an outage as a warning, the retries (every <= 30 s) at debug.
+        # paho calls this inside its `except OSError`, so the cause (refused, DNS, TLS verify) is here.
         level = logging.DEBUG if self._failing else logging.WARNING
         self._failing = True
-        log.log(level, "edge %s: cannot reach broker %s:%d; retrying with back-off", self.edge_id,
-                self.host, self.port)
+        cause = sys.exc_info()[1]
+        log.log(level, "edge %s: cannot reach broker %s:%d (%s); retrying with back-off", self.edge_id,
+                self.host, self.port, cause if cause is not None else "no detail")
 
     def _on_disconnect(self, client: mqtt.Client, userdata: object, flags: mqtt.DisconnectFlags,
                        reason_code: ReasonCode, properties: Properties | None) -> None:

@@ -29,7 +29,7 @@ from conftest import BrokerEndpoint, free_port
 from factories import make_alert
 
 from streetwatch.edge.alerts import Alert, alert_topic, parse_alert, status_topic
-from streetwatch.edge.config import BrokerConfig, CameraConfig, EdgeConfig
+from streetwatch.edge.config import BrokerConfig, CameraConfig, ConfigError, EdgeConfig, TlsConfig
 from streetwatch.edge.metrics import EdgeMetrics, start_metrics_server
 from streetwatch.edge.outbox import Outbox
 from streetwatch.edge.publisher import STATUS_SCHEMA, Publisher
@@ -37,6 +37,7 @@ from streetwatch.mqtt_common import MqttSetupError, connect_async, make_client, 
 
 WAIT_S = 30.0  # upper bound for any wait; a healthy run needs a fraction of a second
 needs_mosquitto = pytest.mark.skipif(shutil.which("mosquitto") is None, reason="no mosquitto binary")
+needs_openssl = pytest.mark.skipif(shutil.which("openssl") is None, reason="no openssl binary")
 
 
 def wait_for(predicate: Callable[[], bool], timeout_s: float = WAIT_S) -> bool:
@@ -179,6 +180,18 @@ def test_make_client_refuses_settings_that_cannot_work(kwargs: dict[str, object]
     args: dict[str, object] = {"client_id": "x", "protocol": "3.1.1", **kwargs}
     with pytest.raises(MqttSetupError, match=phrase):
         make_client(**args)  # type: ignore[arg-type]
+
+
+def test_publisher_refuses_to_start_without_its_password(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("SW_TEST_UNSET_PASSWORD", raising=False)
+    config = EdgeConfig(edge_id="box-1", cameras=[CameraConfig(id="cam-1", url="street.mp4")],
+                        broker=BrokerConfig(username="box-1", password_env="SW_TEST_UNSET_PASSWORD"))
+    box = Outbox(tmp_path / "outbox.sqlite")
+    with pytest.raises(ConfigError, match="SW_TEST_UNSET_PASSWORD is not set"):
+        Publisher(config, box)
+    box.close()
 
 
 # --- delivery and status on the session broker -----------------------------------------------
@@ -392,8 +405,10 @@ def test_metrics_endpoint_serves_the_edge_registry() -> None:
 class OwnBroker:
     """A broker this test may stop and restart on the same port (and, for Mosquitto, give users)."""
 
-    def __init__(self, kind: str, port: int, workdir: Path, *, users: dict[str, str] | None = None) -> None:
+    def __init__(self, kind: str, port: int, workdir: Path, *, users: dict[str, str] | None = None,
+                 listener_conf: tuple[str, ...] = ()) -> None:
         self.kind, self.port, self.workdir, self.users = kind, port, workdir, users
+        self.listener_conf = listener_conf  # extra Mosquitto listener lines, e.g. TLS files
         self.protocol = "3.1.1" if kind == "embedded" else "5"  # cover both protocol versions
         self._broker: object = None
         self._process: subprocess.Popen[bytes] | None = None
@@ -410,7 +425,8 @@ class OwnBroker:
             raise RuntimeError(f"mosquitto did not listen on {self.port}")
 
     def _mosquitto_conf(self) -> Path:
-        lines = [f"listener {self.port} 127.0.0.1", "persistence false", f"user {getpass.getuser()}"]
+        lines = [f"listener {self.port} 127.0.0.1", *self.listener_conf, "persistence false",
+                 f"user {getpass.getuser()}"]
         if self.users:
             passwords = self.workdir / "mosquitto.passwd"
             passwords.write_text("")
@@ -592,3 +608,51 @@ def test_broker_outage_loses_no_alert(kind: str, tmp_path: Path) -> None:
         relay.close()
         broker.stop()
         outbox.close()
+
+
+def make_test_pki(folder: Path) -> tuple[Path, Path, Path]:
+    """A throw-away CA and a server certificate for 127.0.0.1: (ca.pem, server.pem, server.key)."""
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    (folder / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    for args in (
+        ["req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "1", "-subj", "/CN=sw test CA"],
+        ["req", *ec, "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1"],
+        ["x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+         "-out", "server.pem", "-days", "1", "-extfile", "san.ext"],
+    ):
+        subprocess.run(["openssl", *args], cwd=folder, check=True, capture_output=True)
+    return folder / "ca.pem", folder / "server.pem", folder / "server.key"
+
+
+@needs_mosquitto
+@needs_openssl
+def test_mqtts_url_connects_with_tls_and_verifies_the_broker(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    ca, cert, key = make_test_pki(tmp_path)
+    broker = OwnBroker("mosquitto", free_port(), tmp_path,
+                       listener_conf=(f"cafile {ca}", f"certfile {cert}", f"keyfile {key}"))
+    broker.start()
+    url = f"mqtts://127.0.0.1:{broker.port}"
+    trusted = EdgeConfig(edge_id="box-tls", cameras=[CameraConfig(id="cam-1", url="street.mp4")],
+                         broker=BrokerConfig(url=url, protocol="5", tls=TlsConfig(ca_file=ca)))
+    untrusted = trusted.model_copy(update={"broker": BrokerConfig(url=url, protocol="5")})  # system CAs
+    try:
+        with Outbox(tmp_path / "outbox.sqlite") as box:
+            box.put(make_alert(edge_id="box-tls"))
+            refused = Publisher(untrusted, box)
+            refused.start()
+            assert not refused.wait_connected(1.0)  # our CA is not a system CA: verification fails
+            refused.stop()
+            assert "CERTIFICATE_VERIFY_FAILED" in caplog.text
+            assert box.depth() == 1
+
+            publisher = Publisher(trusted, box)
+            publisher.start()
+            try:
+                assert publisher.wait_connected(WAIT_S)
+                assert wait_for(lambda: box.depth() == 0)  # PUBACK came back over TLS
+            finally:
+                publisher.stop()
+    finally:
+        broker.stop()
