@@ -1,0 +1,103 @@
+"""The web application factory: review pages, the JSON API under /api/, evidence, OpenAPI at /docs.
+
+`build_app(settings, session_factory)` builds everything from its arguments (nothing at import
+time), so tests, `central serve` and the demo each make their own app over their own database.
+"""
+
+from __future__ import annotations
+
+import logging
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
+from sqlalchemy.orm import Session, sessionmaker
+from starlette.middleware.sessions import SessionMiddleware
+from starlette.responses import Response
+
+from streetwatch.central.api import alerts, auth, cases, evidence, merchants
+from streetwatch.central.api.deps import LoginRequired
+from streetwatch.central.api.security import LoginRateLimiter
+from streetwatch.central.api.settings import WebSecurity, web_security_from_env
+from streetwatch.central.config import CentralSettings
+from streetwatch.central.review import ReviewService
+from streetwatch.central.web import pages
+from streetwatch.central.web.nearby import NearbyZones
+from streetwatch.central.web.render import STATIC_DIR, make_templates
+
+log = logging.getLogger(__name__)
+
+SESSION_COOKIE = "streetwatch_session"
+
+
+def api_router() -> APIRouter:
+    router = APIRouter(prefix="/api")
+    for module in (cases, merchants, alerts):
+        router.include_router(module.router)
+    router.include_router(auth.router)
+    return router
+
+
+def _security_headers(response: Response) -> None:
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("X-Frame-Options", "DENY")
+    response.headers.setdefault("Referrer-Policy", "same-origin")
+
+
+def build_app(
+    settings: CentralSettings,
+    session_factory: sessionmaker[Session],
+    *,
+    security: WebSecurity | None = None,
+    review: ReviewService | None = None,
+) -> FastAPI:
+    """The app over `session_factory`. `security` defaults to the environment (see api/settings.py)
+    and refuses to start without a real secret in production mode."""
+    security = security or web_security_from_env()
+    secret = security.resolved_secret()
+    app = FastAPI(
+        title="StreetWatch central",
+        summary="Review queue and JSON API for street-order violation cases",
+        version="1",
+        docs_url="/docs",
+        openapi_url="/openapi.json",
+    )
+    app.state.settings = settings
+    app.state.security = security
+    app.state.session_factory = session_factory
+    app.state.review = review or ReviewService(session_factory)
+    app.state.templates = make_templates()
+    app.state.nearby_zones = NearbyZones()
+    app.state.login_limiter = LoginRateLimiter(
+        max_failures=security.login_max_failures, window_s=security.login_window_s
+    )
+    app.add_middleware(
+        SessionMiddleware,
+        secret_key=secret,
+        session_cookie=SESSION_COOKIE,
+        max_age=security.session_max_age_s,
+        same_site="lax",
+        https_only=security.secure_cookies,
+    )
+
+    @app.middleware("http")
+    async def _headers(request: Request, call_next):  # type: ignore[no-untyped-def]
+        response = await call_next(request)
+        _security_headers(response)
+        return response
+
+    @app.exception_handler(LoginRequired)
+    async def _login_required(request: Request, exc: LoginRequired) -> Response:
+        if "application/json" in request.headers.get("accept", ""):
+            return JSONResponse({"detail": "Not logged in"}, status_code=401)
+        login_url = app.url_path_for("login_page")
+        return RedirectResponse(f"{login_url}?{urlencode({'next': exc.next_path})}", status_code=303)
+
+    app.include_router(api_router())
+    app.include_router(auth.pages)
+    app.include_router(evidence.router)
+    app.include_router(pages.router)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    log.info("web app built (mode %s, secure cookies %s)", security.mode, security.secure_cookies)
+    return app

@@ -1,0 +1,146 @@
+"""Login and logout for the pages; API tokens (issue, revoke) and /api/me for API clients.
+
+Login: CSRF-checked form; at most N failures per (user name, client IP) per window, then 429 even
+for the right password until the window passes; the session is cleared on login (no fixation) and
+holds the user id, a fingerprint of the password hash (a password change ends old sessions) and a
+fresh CSRF token. Unknown user names cost the same hash check as wrong passwords.
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import lru_cache
+from typing import Annotated
+
+from fastapi import APIRouter, Form, HTTPException, Request, Response, status
+from fastapi.responses import RedirectResponse
+from sqlalchemy import select
+
+from streetwatch.central.api.deps import (
+    SESSION_PASSWORD_KEY,
+    SESSION_USER_KEY,
+    CsrfChecked,
+    CurrentUser,
+    SessionDep,
+)
+from streetwatch.central.api.schemas import TokenCreatedPublic, TokenCreateRequest, UserPublic
+from streetwatch.central.api.security import (
+    CSRF_SESSION_KEY,
+    LoginRateLimiter,
+    new_csrf_token,
+    password_fingerprint,
+)
+from streetwatch.central.api.tokens import TokenError, issue_token, revoke_token
+from streetwatch.central.models import ApiToken, User
+from streetwatch.central.passwords import hash_password, verify_password
+from streetwatch.central.web.render import render, safe_next
+
+log = logging.getLogger(__name__)
+
+pages = APIRouter(include_in_schema=False)
+router = APIRouter(tags=["auth"])
+
+
+@lru_cache(maxsize=1)
+def _dummy_hash() -> str:
+    return hash_password("streetwatch-timing-equaliser")
+
+
+def client_ip(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+@pages.get("/login", name="login_page")
+def login_page(request: Request, next: str | None = None) -> Response:  # noqa: A002 - query name
+    return render(request, "login.html", {"error": None, "next_url": safe_next(next), "username": ""})
+
+
+def _check_password(session: SessionDep, username: str, password: str) -> User | None:
+    user = session.scalars(select(User).where(User.username == username)).one_or_none()
+    if user is None or not user.is_active:
+        verify_password(password, _dummy_hash())
+        return None
+    return user if verify_password(password, user.password_hash) else None
+
+
+@pages.post("/login", name="login", dependencies=[CsrfChecked])
+def login(
+    request: Request,
+    session: SessionDep,
+    username: Annotated[str, Form(max_length=64)],
+    password: Annotated[str, Form(max_length=1024)],
+    next: Annotated[str, Form(max_length=2000)] = "/",  # noqa: A002 - form field name
+) -> Response:
+    limiter: LoginRateLimiter = request.app.state.login_limiter
+    ip = client_ip(request)
+    context = {"next_url": safe_next(next), "username": username}
+    if limiter.blocked(username, ip):
+        log.warning("login: user %s from %s blocked by the rate limit", username, ip)
+        return render(
+            request,
+            "login.html",
+            {**context, "error": "Too many failed logins. Wait a minute."},
+            status_code=status.HTTP_429_TOO_MANY_REQUESTS,
+            headers={"Retry-After": "60"},
+        )
+    user = _check_password(session, username, password)
+    if user is None:
+        limiter.record_failure(username, ip)
+        log.info("login: failed for user %s from %s", username, ip)
+        return render(
+            request,
+            "login.html",
+            {**context, "error": "Wrong user name or password."},
+            status_code=status.HTTP_401_UNAUTHORIZED,
+        )
+    limiter.reset(username, ip)
+    request.session.clear()
+    request.session.update(
+        {
+            SESSION_USER_KEY: user.id,
+            SESSION_PASSWORD_KEY: password_fingerprint(user.password_hash),
+            CSRF_SESSION_KEY: new_csrf_token(),
+        }
+    )
+    log.info("login: user %s from %s", user.username, ip)
+    return RedirectResponse(safe_next(next), status_code=status.HTTP_303_SEE_OTHER)
+
+
+@pages.post("/logout", name="logout", dependencies=[CsrfChecked])
+def logout(request: Request) -> Response:
+    request.session.clear()
+    return RedirectResponse("/login", status_code=status.HTTP_303_SEE_OTHER)
+
+
+@router.get("/me", response_model=UserPublic)
+def read_me(user: CurrentUser) -> UserPublic:
+    return UserPublic(id=user.id, username=user.username, role=user.role, area_id=user.area_id)
+
+
+def _require_admin(user: User) -> None:
+    if user.role != "admin":
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "admin role required")
+
+
+@router.post("/tokens", response_model=TokenCreatedPublic, status_code=status.HTTP_201_CREATED)
+def create_token(body: TokenCreateRequest, request: Request, user: CurrentUser) -> TokenCreatedPublic:
+    """Issue a token for a user (admins only). The secret is in this response and nowhere else."""
+    _require_admin(user)
+    try:
+        issued = issue_token(
+            request.app.state.session_factory, username=body.username, name=body.name, actor=user.username
+        )
+    except TokenError as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, exc.detail) from None
+    return TokenCreatedPublic(id=issued.id, username=issued.username, name=issued.name, token=issued.secret)
+
+
+@router.delete("/tokens/{token_id}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_token(token_id: int, request: Request, session: SessionDep, user: CurrentUser) -> Response:
+    """Revoke a token: its owner or an admin may. Requests with it get 401 from then on."""
+    token = session.get(ApiToken, token_id)
+    if token is None or (token.user_id != user.id and user.role != "admin"):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"token {token_id} not found")
+    session.rollback()  # end the read transaction before the service writes (SQLite: one writer)
+    revoke_token(request.app.state.session_factory, token_id, actor=user.username)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,164 @@
+"""/api/cases: the review queue as JSON, and the four review actions."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, HTTPException, Query, status
+
+from streetwatch.central.access import case_visible
+from streetwatch.central.api.deps import CurrentUser, ReviewDep, SessionDep, scope_of
+from streetwatch.central.api.queries import (
+    MAX_PAGE,
+    BadCursor,
+    CaseFilters,
+    QueueCursor,
+    case_alerts,
+    case_audit,
+    filter_scope,
+    list_cases,
+    merchants_by_id,
+)
+from streetwatch.central.api.schemas import (
+    ActionPublic,
+    AlertPublic,
+    AuditPublic,
+    CaseDetailPublic,
+    CasePublic,
+    DismissRequest,
+    MergeRequest,
+    Page,
+    ReassignRequest,
+)
+from streetwatch.central.models import Case
+from streetwatch.central.review import Conflict, InvalidInput, NotFound, Reviewer, ReviewError, ReviewOutcome
+
+router = APIRouter(prefix="/cases", tags=["cases"])
+
+StatusParam = Literal["new", "confirmed", "dismissed", "notified", "rectified", "escalated", "closed"]
+ViolationParam = Literal["illegal_parking", "street_vending", "stacked_goods"]
+CASE_DETAIL_ALERTS = 100
+
+
+@router.get("", response_model=Page[CasePublic])
+def read_cases(
+    session: SessionDep,
+    user: CurrentUser,
+    status_: Annotated[StatusParam, Query(alias="status")] = "new",
+    violation: ViolationParam | None = None,
+    area: Annotated[str | None, Query(max_length=64)] = None,
+    merchant: Annotated[str | None, Query(max_length=64)] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
+    offset: Annotated[int, Query(ge=0, le=10_000)] = 0,
+    after: Annotated[str | None, Query(max_length=200, description="cursor from next_cursor")] = None,
+) -> Page[CasePublic]:
+    """Cases the caller may see, by priority (high first) then age (oldest first)."""
+    try:
+        cursor = QueueCursor.decode(after) if after else None
+    except BadCursor as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
+    filters = CaseFilters(status=status_, violation=violation, area_id=area, merchant_id=merchant)
+    scopes = [scope_of(session, user), filter_scope(session, area)]
+    page = list_cases(session, filters, scopes=scopes, limit=limit, offset=offset, after=cursor)
+    merchants = merchants_by_id(session, [c.merchant_id for c in page.cases])
+    return Page[CasePublic](
+        data=[CasePublic.of(c, merchants.get(c.merchant_id or "")) for c in page.cases],
+        count=page.count,
+        count_capped=page.count_capped,
+        next_cursor=page.next_cursor.encode() if page.next_cursor else None,
+    )
+
+
+def visible_case(session: SessionDep, user: CurrentUser, case_id: int) -> Case:
+    """The case, or 404 when it does not exist or lies outside the caller's area."""
+    case = session.get(Case, case_id)
+    if case is None or not case_visible(scope_of(session, user), case):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"case {case_id} not found")
+    return case
+
+
+@router.get("/{case_id}", response_model=CaseDetailPublic)
+def read_case(case_id: int, session: SessionDep, user: CurrentUser) -> CaseDetailPublic:
+    """One case with its newest alerts (up to 100; page with /api/cases/{id}/alerts) and audit log."""
+    case = visible_case(session, user, case_id)
+    merchant = merchants_by_id(session, [case.merchant_id]).get(case.merchant_id or "")
+    return CaseDetailPublic(
+        **CasePublic.of(case, merchant).model_dump(),
+        alerts=[AlertPublic.of(a) for a in case_alerts(session, case.id, limit=CASE_DETAIL_ALERTS)],
+        audit=[AuditPublic.of(e) for e in case_audit(session, case.id)],
+    )
+
+
+def _run(action: str, call: Callable[[], ReviewOutcome]) -> ActionPublic:
+    """Run a review action and map its errors: 404 not found/outside area, 409 state, 422 input."""
+    try:
+        outcome = call()
+    except NotFound as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, exc.detail) from None
+    except Conflict as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, exc.detail) from None
+    except InvalidInput as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, exc.detail) from None
+    except ReviewError as exc:  # pragma: no cover - every subclass is mapped above
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, exc.detail) from None
+    return ActionPublic(
+        case_id=outcome.case_id,
+        action=outcome.action,
+        status=outcome.status,
+        audit_id=outcome.audit_id,
+        at=outcome.at,
+        message=f"case {outcome.case_id}: {action}",
+    )
+
+
+@router.post("/{case_id}/confirm", response_model=ActionPublic)
+def confirm_case(case_id: int, session: SessionDep, user: CurrentUser, review: ReviewDep) -> ActionPublic:
+    reviewer = Reviewer.of(session, user)
+    return _run("confirmed", lambda: review.confirm(case_id, reviewer=reviewer))
+
+
+@router.post("/{case_id}/dismiss", response_model=ActionPublic)
+def dismiss_case(
+    case_id: int, body: DismissRequest, session: SessionDep, user: CurrentUser, review: ReviewDep
+) -> ActionPublic:
+    reviewer = Reviewer.of(session, user)
+    return _run("dismissed", lambda: review.dismiss(case_id, reason=body.reason, reviewer=reviewer))
+
+
+@router.post("/{case_id}/merge", response_model=ActionPublic)
+def merge_case(
+    case_id: int, body: MergeRequest, session: SessionDep, user: CurrentUser, review: ReviewDep
+) -> ActionPublic:
+    reviewer = Reviewer.of(session, user)
+
+    def call() -> ReviewOutcome:
+        return review.merge(case_id, into_case_id=body.into_case_id, reviewer=reviewer)
+
+    return _run(f"merged into case {body.into_case_id}", call)
+
+
+@router.post("/{case_id}/reassign", response_model=ActionPublic)
+def reassign_case(
+    case_id: int, body: ReassignRequest, session: SessionDep, user: CurrentUser, review: ReviewDep
+) -> ActionPublic:
+    reviewer = Reviewer.of(session, user)
+
+    def call() -> ReviewOutcome:
+        return review.reassign(case_id, merchant_id=body.merchant_id, reviewer=reviewer)
+
+    return _run(f"reassigned to merchant {body.merchant_id}", call)
+
+
+@router.get("/{case_id}/alerts", response_model=Page[AlertPublic])
+def read_case_alerts(
+    case_id: int,
+    session: SessionDep,
+    user: CurrentUser,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> Page[AlertPublic]:
+    """All alerts behind a case, newest first."""
+    case = visible_case(session, user, case_id)
+    alerts = case_alerts(session, case.id, limit=limit, offset=offset)
+    return Page[AlertPublic](data=[AlertPublic.of(a) for a in alerts], count=case.alert_count)

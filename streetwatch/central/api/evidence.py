@@ -1,0 +1,85 @@
+"""/evidence/{sha256}: evidence JPEGs, served through the app only (never a static mount).
+
+An image is served to a logged-in user (session cookie or API token) who may see at least one
+case that uses it; anyone else gets 404 (401 without any login), so the existence of an image in
+another area is not revealed. Pages pass `?case_id=` so the check is one indexed lookup; without
+it the case is found by the image hash.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query, Request, status
+from fastapi.responses import FileResponse
+from sqlalchemy import select
+
+from streetwatch.central.access import case_clause, case_visible, refine
+from streetwatch.central.api.deps import AnyUser, SessionDep, scope_of
+from streetwatch.central.models import Alert, Case
+
+router = APIRouter(tags=["evidence"])
+
+SHA256_PATTERN = r"^[0-9a-f]{64}$"
+_SHA256 = re.compile(SHA256_PATTERN)
+
+
+def evidence_file(evidence_dir: Path, sha256: str) -> Path | None:
+    """The stored file of an evidence hash, in the layouts the store uses (sharded or flat)."""
+    if not _SHA256.match(sha256):
+        return None
+    for candidate in (
+        evidence_dir / sha256[:2] / f"{sha256}.jpg",
+        evidence_dir / sha256[:2] / sha256[2:4] / f"{sha256}.jpg",
+        evidence_dir / f"{sha256}.jpg",
+    ):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _case_uses(session: SessionDep, case: Case, sha256: str) -> bool:
+    if case.evidence_sha256 == sha256:
+        return True
+    hit = session.scalar(
+        select(Alert.alert_id).where(Alert.case_id == case.id, Alert.evidence_sha256 == sha256).limit(1)
+    )
+    return hit is not None
+
+
+def _visible_use(session: SessionDep, user: AnyUser, sha256: str, case_id: int | None) -> bool:
+    scope = scope_of(session, user)
+    if case_id is not None:
+        case = session.get(Case, case_id)
+        return case is not None and case_visible(scope, case) and _case_uses(session, case, sha256)
+    via_alerts = select(Alert.case_id).where(Alert.evidence_sha256 == sha256)
+    stmt = (
+        select(Case)
+        .where((Case.evidence_sha256 == sha256) | Case.id.in_(via_alerts), case_clause(scope))
+        .limit(50)
+    )
+    return bool(refine([scope], session.scalars(stmt)))
+
+
+@router.get("/evidence/{sha256}", name="evidence", response_class=FileResponse)
+def read_evidence(
+    request: Request,
+    sha256: str,
+    session: SessionDep,
+    user: AnyUser,
+    case_id: Annotated[int | None, Query(gt=0, description="a case that uses the image (faster)")] = None,
+) -> FileResponse:
+    """The evidence JPEG, if a case the caller may see uses it."""
+    not_found = HTTPException(status.HTTP_404_NOT_FOUND, "evidence not found")
+    if not _SHA256.match(sha256) or not _visible_use(session, user, sha256, case_id):
+        raise not_found
+    path = evidence_file(Path(request.app.state.settings.evidence_dir), sha256)
+    if path is None:
+        raise not_found
+    return FileResponse(
+        path,
+        media_type="image/jpeg",
+        headers={"Cache-Control": "private, max-age=86400", "X-Content-Type-Options": "nosniff"},
+    )

@@ -1,0 +1,181 @@
+"""Pydantic models of the JSON API: `XPublic` for responses, `XRequest` for bodies, lists as {data, count}."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from streetwatch.central.models import Alert, AuditLog, Case, Merchant
+
+T = TypeVar("T")
+
+
+class Page(BaseModel, Generic[T]):
+    data: list[T]
+    count: int = Field(description="matching items (capped: see count_capped)")
+    count_capped: bool = Field(default=False, description="true when there are more than `count`")
+    next_cursor: str | None = Field(default=None, description="pass as `after` for the next page")
+
+
+class AttributionPublic(BaseModel):
+    method: str = Field(description="inside_zone | nearest | manual | none")
+    distance_m: float | None
+
+
+class MerchantBrief(BaseModel):
+    id: str
+    name: str
+    address: str
+
+
+class CasePublic(BaseModel):
+    id: int
+    violation: str
+    status: str
+    priority: int
+    lat: float | None
+    lon: float | None
+    area_id: str | None
+    first_seen: datetime
+    last_seen: datetime
+    alert_count: int
+    merchant: MerchantBrief | None
+    attribution: AttributionPublic
+    evidence_url: str | None
+    merged_into_id: int | None
+
+    @classmethod
+    def of(cls, case: Case, merchant: Merchant | None) -> CasePublic:
+        return cls(
+            id=case.id,
+            violation=case.violation,
+            status=case.status,
+            priority=case.priority,
+            lat=case.lat,
+            lon=case.lon,
+            area_id=case.area_id,
+            first_seen=case.first_seen,
+            last_seen=case.last_seen,
+            alert_count=case.alert_count,
+            merchant=MerchantBrief(id=merchant.id, name=merchant.name, address=merchant.address)
+            if merchant is not None
+            else None,
+            attribution=AttributionPublic(
+                method=case.attribution_method, distance_m=case.attribution_distance_m
+            ),
+            evidence_url=f"/evidence/{case.evidence_sha256}" if case.evidence_sha256 else None,
+            merged_into_id=case.merged_into_id,
+        )
+
+
+class AlertPublic(BaseModel):
+    alert_id: str
+    episode_id: str
+    case_id: int
+    edge_id: str
+    camera_id: str
+    violation: str
+    state: str
+    observed_at: datetime
+    confidence: float
+    lat: float | None
+    lon: float | None
+    accuracy_m: float | None
+    evidence_url: str | None
+
+    @classmethod
+    def of(cls, alert: Alert) -> AlertPublic:
+        return cls(
+            alert_id=alert.alert_id,
+            episode_id=alert.episode_id,
+            case_id=alert.case_id,
+            edge_id=alert.edge_id,
+            camera_id=alert.camera_id,
+            violation=alert.violation,
+            state=alert.state,
+            observed_at=alert.observed_at,
+            confidence=alert.confidence,
+            lat=alert.lat,
+            lon=alert.lon,
+            accuracy_m=alert.accuracy_m,
+            evidence_url=f"/evidence/{alert.evidence_sha256}" if alert.evidence_sha256 else None,
+        )
+
+
+class AuditPublic(BaseModel):
+    id: int
+    actor: str
+    action: str
+    detail: dict[str, object]
+    at: datetime
+
+    @classmethod
+    def of(cls, entry: AuditLog) -> AuditPublic:
+        return cls(
+            id=entry.id, actor=entry.actor, action=entry.action, detail=dict(entry.detail or {}), at=entry.at
+        )
+
+
+class CaseDetailPublic(CasePublic):
+    alerts: list[AlertPublic]
+    audit: list[AuditPublic]
+
+
+class MerchantPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    name: str
+    address: str
+    licence: str
+    contact: str
+    road: str
+    grade: str
+    area_id: str | None
+    zone_wkt: str = Field(description="storefront responsibility zone, lon/lat WKT")
+
+
+class DismissRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str = Field(min_length=1, max_length=200, description="why the case is not a violation")
+
+
+class MergeRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    into_case_id: int = Field(gt=0, description="the case that absorbs this one")
+
+
+class ReassignRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    merchant_id: str = Field(min_length=1, max_length=64)
+
+
+class ActionPublic(BaseModel):
+    case_id: int
+    action: str
+    status: str
+    audit_id: int
+    at: datetime
+    message: str
+
+
+class TokenCreateRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    username: str = Field(min_length=1, max_length=64, description="the user the token acts as")
+    name: str = Field(default="", max_length=100, description="what the token is for")
+
+
+class TokenCreatedPublic(BaseModel):
+    id: int
+    username: str
+    name: str
+    token: str = Field(description="the secret: shown once, store it now")
+
+
+class UserPublic(BaseModel):
+    id: int
+    username: str
+    role: str
+    area_id: str | None
