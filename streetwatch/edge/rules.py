@@ -19,7 +19,7 @@ raises an alert.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -86,7 +86,7 @@ class ViolationEngine:
     """Rules of one camera. Call `update` once per sampled frame, after the tracker."""
 
     def __init__(
-        self, camera: CameraConfig, rules: RulesConfig, *, polygons_px: dict[str, Polygon] | None = None
+        self, camera: CameraConfig, rules: RulesConfig, *, polygons_px: Mapping[str, Polygon] | None = None
     ) -> None:
         self.camera_id = camera.id
         self.rules = rules

@@ -128,7 +128,9 @@ class CameraZones:
         if unknown:
             raise ValueError(f"camera {camera.id!r} polygons_px: no zone with id(s) {sorted(unknown)}")
         self.zones: tuple[PixelZone, ...] = tuple(
-            _build_zone(camera.id, zone, polygons_px.get(zone.id)) for zone in camera.zones
+            _build_zone(camera.id, zone, polygons_px.get(zone.id))
+            for zone in camera.zones
+            if _has_pixels(camera, zone, polygons_px)
         )
         logger.debug("camera %s: %d zone(s) ready", camera.id, len(self.zones))
 
@@ -141,6 +143,17 @@ class CameraZones:
 
     def minute_of_day(self, captured_at: datetime) -> float:
         return local_minute(captured_at, self.tz)
+
+
+def _has_pixels(camera: CameraConfig, zone: ZoneConfig, polygons_px: Mapping[str, Polygon]) -> bool:
+    """A moving camera's geo zone has no fixed pixel polygon: skip it here (logged), fail for fixed ones."""
+    if zone.polygon_px is not None or zone.id in polygons_px or camera.kind == "fixed":
+        return True
+    logger.warning(
+        "camera %s (%s) zone %s: given in polygon_geo without a pixel polygon; the pixel rules skip it",
+        camera.id, camera.kind, zone.id,
+    )  # fmt: skip
+    return False
 
 
 def _build_zone(camera_id: str, zone: ZoneConfig, given: Polygon | None) -> PixelZone:

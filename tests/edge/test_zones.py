@@ -146,3 +146,12 @@ def test_bad_zone_input_is_named(
 def test_minute_of_day_uses_camera_timezone() -> None:
     zones = CameraZones(_camera(_zone(), timezone="Asia/Shanghai"))
     assert zones.minute_of_day(datetime(2026, 6, 1, 11, 15, tzinfo=UTC)) == 19 * 60 + 15
+
+
+def test_moving_camera_geo_zone_without_pixels_is_skipped_not_fatal() -> None:
+    geo = ZoneConfig(
+        id="z-geo", violations=["illegal_parking"], polygon_geo=[(31.0, 121.0), (31.0, 121.1), (31.1, 121.0)]
+    )
+    px = _zone(id="z-px")
+    camera = CameraConfig(id="dash-1", kind="vehicle", url="rtsp://127.0.0.1/x", zones=[geo, px])
+    assert [z.id for z in CameraZones(camera).zones] == ["z-px"]
