@@ -91,6 +91,7 @@ class StaticForeground:
         self._t_start = 0.0
         self._t_prev = 0.0
         self._scale = 1.0
+        self._noise: float | None = None  # smoothed noise sigma (grey levels); kept across restarts
         self._last: list[StaticRegion] = []
 
     def reset(self) -> None:
@@ -110,7 +111,7 @@ class StaticForeground:
             return list(self._last)  # a repeated frame changes nothing
         self._t_prev = t
         frame = small / self._gain(small)
-        threshold = self._threshold(frame, self._fast)
+        threshold = self._threshold(frame, self._fast, dt)
         fg_slow = (_difference(frame, self._slow) > threshold) & ~_shading(
             frame, self._slow, tolerance=0.5 * threshold, ratio_range=self.params.shade_range
         )
@@ -158,11 +159,20 @@ class StaticForeground:
         ratio = _grey(small)[::2, ::2][usable] / ref[usable]
         return float(np.clip(np.median(ratio), 0.2, 5.0))
 
-    def _threshold(self, frame: np.ndarray, fast: np.ndarray) -> float:
-        """diff_threshold, raised for noisy sensors: noise_k * 1.4826 * MAD of the grey difference."""
+    def _threshold(self, frame: np.ndarray, fast: np.ndarray, dt: float) -> float:
+        """diff_threshold, raised for noisy sensors to noise_k * sigma.
+
+        sigma: 1.4826 * MAD of the grey frame - fast background difference, smoothed over a
+        minute. A frame whose estimate jumps over 3x the running value is a scene change, not
+        noise, and leaves it alone (else a changed view would raise the threshold above itself).
+        """
         diff = (_grey(frame) - _grey(fast))[::2, ::2]
         sigma = 1.4826 * float(np.median(np.abs(diff - np.median(diff))))
-        return max(self.params.diff_threshold, self.params.noise_k * sigma)
+        if self._noise is None:
+            self._noise = sigma
+        elif sigma < 3 * self._noise + 1:
+            self._noise += _alpha(dt, 60.0) * (sigma - self._noise)
+        return max(self.params.diff_threshold, self.params.noise_k * self._noise)
 
     def _learn(self, frame: np.ndarray, fg_slow: np.ndarray, t: float, dt: float) -> None:
         assert self._slow is not None and self._fast is not None

@@ -129,3 +129,18 @@ def test_a_shadow_that_falls_and_stays_is_not_an_object(scene):
     shaded[400:540, 520:900] *= 0.55
     seen = run(clip(scene, changed=shaded.astype(np.uint8), present=lambda t: t >= 50, seconds=160))
     assert [t for t, regions in seen.items() if regions] == []
+
+
+def test_a_moved_camera_restarts_instead_of_reporting_the_whole_view(scene, street_dir: Path):
+    """The view switches to another street (camera bumped, PTZ preset changed) and stays."""
+    other = cv2.imread(str(street_dir / "kerb_pickup_truck_scooter.jpg"))
+    assert other is not None
+    other = cv2.resize(other, (scene.shape[1], scene.shape[0]))
+    seen = run(clip(scene, changed=other, present=lambda t: t >= 50, seconds=160))
+    assert [t for t, regions in seen.items() if regions] == []
+
+
+@pytest.mark.parametrize("shape", [(480, 640), (480, 640, 4), (480, 640, 1)])
+def test_a_frame_that_is_not_bgr_is_refused_naming_the_camera(shape: tuple[int, ...]):
+    with pytest.raises(ValueError, match=r"camera cam-test: expected an \(H, W, 3\) BGR image"):
+        StaticForeground("cam-test").update(np.zeros(shape, np.uint8), 0.0)
