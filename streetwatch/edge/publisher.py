@@ -264,22 +264,25 @@ class Publisher:
             if not items:
                 return
             for item in items:
-                self._publish(item)
+                if not self._publish(item):
+                    return  # retried at the next wake-up, not in a busy loop
 
-    def _publish(self, item: OutboxItem) -> None:
+    def _publish(self, item: OutboxItem) -> bool:
+        """Hand one alert to paho; False if paho did not take it (it stays in the outbox)."""
         assert self._client is not None
         info = self._client.publish(item.topic, item.payload, qos=1, retain=False)
         if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
             # NO_CONN: paho keeps the message and sends it after reconnecting, so it is in flight.
             log.warning("camera %s: alert %s not queued by paho (%s); stays in the outbox",
                         item.camera_id, item.alert_id, mqtt.error_string(info.rc))
-            return
+            return False
         with self._lock:
             self._counts["published"] += 1
         self._register(info.mid, _InFlight(item.alert_id, item.camera_id))
         self.outbox.record_attempt(item.alert_id)
         log.debug("camera %s: alert %s published (mid %d, attempt %d)", item.camera_id, item.alert_id,
                   info.mid, item.attempts + 1)
+        return True
 
     def _register(self, mid: int, entry: _InFlight | None) -> None:
         """Remember what a mid carries. paho calls on_publish under its own lock, so we cannot
