@@ -22,6 +22,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Literal
 
 import numpy as np
 import supervision as sv
@@ -44,6 +45,7 @@ EPISODE_MATCH_IOU = 0.5  # a new track id at an active episode's place continues
 PROP_REACH = 0.5  # a prop within this many person heights of a person in the zone counts
 
 EpisodeKey = tuple[str, ...]
+EventKind = Literal["start", "reminder", "end"]
 Region = tuple[float, float, float, float]
 
 
@@ -140,6 +142,9 @@ class ViolationEngine:
             return self._event(episode, "reminder", t=t)
         if not finding.qualifies:
             return None
+        return self._start(finding, t=t, allowed=allowed)
+
+    def _start(self, finding: Finding, *, t: float, allowed: bool) -> ViolationEvent | None:
         if allowed:
             logger.debug(
                 "camera %s zone %s: %s by track %s inside an allowed window; no episode",
@@ -227,12 +232,12 @@ class ViolationEngine:
         self._statics = StaticRegionTracker(self.camera_id, self.rules)
         return events
 
-    def _event(self, episode: _Episode, kind: str, *, t: float) -> ViolationEvent:
+    def _event(self, episode: _Episode, kind: EventKind, *, t: float) -> ViolationEvent:
         finding = episode.finding
         return ViolationEvent(
             camera_id=self.camera_id,
             episode_id=episode.episode_id,
-            kind=kind,  # type: ignore[arg-type]
+            kind=kind,
             violation=finding.violation,
             zone_id=finding.zone_id,
             track_id=episode.subject,

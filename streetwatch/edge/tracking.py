@@ -226,11 +226,12 @@ class CameraTracker:
             self._observe(stable, frame, row=int(rows[r]), t=t)
 
     def _may_reassociate(self, stable: _Stable, t: float) -> bool:
-        if stable.frame_no == self._frame_no:
-            return False
+        return stable.frame_no != self._frame_no and t - stable.last_seen_t <= self._window(stable)
+
+    def _window(self, stable: _Stable) -> float:
+        """How long a lost track may be re-associated: long if it was still, short if it was moving."""
         was_still = stable.still_since_t < stable.last_seen_t
-        window = self.settings.reassociate_within_s if was_still else self.settings.reassociate_moving_s
-        return t - stable.last_seen_t <= window
+        return self.settings.reassociate_within_s if was_still else self.settings.reassociate_moving_s
 
     def _similarity(self, boxes: np.ndarray, known: np.ndarray) -> np.ndarray:
         """(D, K) similarity in [0, 1]; 0 where neither the IoU nor the ground distance qualifies."""
@@ -288,9 +289,9 @@ class CameraTracker:
         stable.frame_no = self._frame_no
 
     def _prune(self, t: float) -> None:
-        s = self.settings
-        keep = max(s.reassociate_within_s, s.reassociate_moving_s, s.report_lost_s)
-        for sid in [sid for sid, track in self._stable.items() if t - track.last_seen_t > keep]:
+        report = self.settings.report_lost_s
+        expired = [sid for sid, s in self._stable.items() if t - s.last_seen_t > max(self._window(s), report)]
+        for sid in expired:
             stable = self._stable.pop(sid)
             if stable.bt_id is not None:
                 self._bt_to_sid.pop((stable.role, stable.bt_id), None)
