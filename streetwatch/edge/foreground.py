@@ -61,6 +61,16 @@ class ForegroundParams:
     ghost_edge_ratio: float = 0.6
     shade_range: tuple[float, float] = (0.45, 1.3)  # brightness ratios a shadow or light may cause
 
+    def __post_init__(self) -> None:
+        if self.work_width < 64:
+            raise ValueError(f"work_width: expected >= 64 px, got {self.work_width}")
+        if not 0 < self.fast_tau_s < self.slow_tau_s:
+            raise ValueError(
+                f"fast_tau_s, slow_tau_s: expected 0 < fast < slow, got {self.fast_tau_s}, {self.slow_tau_s}"
+            )
+        if not 0 < self.shade_range[0] <= 1 <= self.shade_range[1]:
+            raise ValueError(f"shade_range: expected (low <= 1, high >= 1), got {self.shade_range}")
+
 
 @dataclass(frozen=True)
 class StaticRegion:

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 import pytest
 
-from streetwatch.edge.foreground import StaticForeground, StaticRegion
+from streetwatch.edge.foreground import ForegroundParams, StaticForeground, StaticRegion
 
 NOISE_SIGMA = 4.0
 DRIFT = 0.20  # fraction the light falls over DRIFT_SPAN_S
@@ -144,3 +144,26 @@ def test_a_moved_camera_restarts_instead_of_reporting_the_whole_view(scene, stre
 def test_a_frame_that_is_not_bgr_is_refused_naming_the_camera(shape: tuple[int, ...]):
     with pytest.raises(ValueError, match=r"camera cam-test: expected an \(H, W, 3\) BGR image"):
         StaticForeground("cam-test").update(np.zeros(shape, np.uint8), 0.0)
+
+
+def test_goods_that_stay_past_absorb_after_become_background(scene, goods):
+    """A lasting change of the scene (here after 60 s instead of the default 2 h) is absorbed:
+    the region goes and does not come back while the goods stay."""
+    detector = StaticForeground("cam-test", ForegroundParams(absorb_after_s=60.0))
+    frames = clip(scene, changed=with_goods(scene, goods), present=lambda t: t >= 40, seconds=200)
+    seen = {t: detector.update(frame, float(t)) for t, frame in frames}
+    assert any(seen[t] for t in range(60, 100)), "reported before it is absorbed"
+    assert [t for t in range(102, 200) if seen[t]] == []
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"fast_tau_s": 600.0, "slow_tau_s": 20.0}, "expected 0 < fast < slow"),
+        ({"work_width": 32}, "work_width"),
+        ({"shade_range": (1.2, 1.5)}, "shade_range"),
+    ],
+)
+def test_bad_parameters_are_refused_naming_the_field(params: dict[str, object], message: str):
+    with pytest.raises(ValueError, match=message):
+        ForegroundParams(**params)  # type: ignore[arg-type]
