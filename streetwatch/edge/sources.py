@@ -60,6 +60,7 @@ class DecodeStats:
 
     frames_decoded: int = 0
     frames_sampled: int = 0
+    last_pts_s: float | None = None  # stream time of the last decoded frame (sampled or not)
 
 
 class StepSampler:
@@ -116,7 +117,7 @@ def iter_sampled_frames(
         stats.frames_decoded += 1
         pts_s = _frame_time(av_frame, last_pts_s, number=number, fps=fps)
         number += 1
-        last_pts_s = pts_s
+        last_pts_s = stats.last_pts_s = pts_s
         first_pts_s = pts_s if first_pts_s is None else first_pts_s
         if not sampler.due(pts_s):
             continue
@@ -164,43 +165,47 @@ class SourceOptions:
 class _Timeline:
     """Keeps pts_s and Frame.index increasing across reconnects and replay loops.
 
-    A live stream restarts its clock on reconnect; its next session continues from the last frame
-    plus the wall time that passed (the outage counts as time). A looped file continues one frame
-    period after the previous loop's last frame.
+    A live stream restarts its clock on reconnect; its next session continues from the last
+    decoded frame plus the wall time that passed (the outage counts as time). A looped file
+    continues one frame period after the previous loop's last frame.
     """
 
     def __init__(self, *, live: bool, start_wall_time: datetime) -> None:
         self.live = live
         self.start_wall_time = start_wall_time
         self._offset_s = 0.0
-        self._session_first: float | None = None
-        self._last_pts_s: float | None = None
-        self._last_monotonic = 0.0
-        self._next_index = 0
+        self._rebased = False
+        self._end_s: float | None = None  # rebased stream time where the last session ended
+        self._end_monotonic = 0.0
         self._step_s = 0.0
+        self._next_index = 0
 
     def new_session(self, step_s: float) -> None:
-        self._session_first = None
+        self._rebased = False
         self._step_s = step_s
+
+    def end_session(self, last_pts_s: float | None) -> None:
+        """Record where the session ended: `last_pts_s` is its last decoded frame's stream time."""
+        if self._rebased and last_pts_s is not None:
+            self._end_s = last_pts_s + self._offset_s
+            self._end_monotonic = time.monotonic()
 
     def session_wall_start(self) -> datetime | None:
         """start_wall_time for the next replay session (None for live: wall clock per frame)."""
         return None if self.live else self.start_wall_time + timedelta(seconds=self._next_start_s())
 
     def _next_start_s(self) -> float:
-        if self._last_pts_s is None:
+        if self._end_s is None:
             return 0.0
-        gap = time.monotonic() - self._last_monotonic if self.live else self._step_s
-        return self._last_pts_s + max(gap, 0.0)
+        gap = time.monotonic() - self._end_monotonic if self.live else self._step_s
+        return self._end_s + max(gap, 0.0)
 
     def rebase(self, frame: Frame) -> Frame:
-        if self._session_first is None:
-            self._session_first = frame.pts_s
-            self._offset_s = self._next_start_s() - frame.pts_s if self._last_pts_s is not None else 0.0
-        pts_s = frame.pts_s + self._offset_s
-        self._last_pts_s, self._last_monotonic = pts_s, time.monotonic()
+        if not self._rebased:
+            self._rebased = True
+            self._offset_s = self._next_start_s() - frame.pts_s if self._end_s is not None else 0.0
         index, self._next_index = self._next_index, self._next_index + 1
-        return dataclasses.replace(frame, pts_s=pts_s, index=index)
+        return dataclasses.replace(frame, pts_s=frame.pts_s + self._offset_s, index=index)
 
 
 class CameraSource:
@@ -258,8 +263,10 @@ class CameraSource:
         """The next frame, or None if none came within `timeout` seconds or the source finished."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
+            # Short waits so a consumer blocked here notices when the source finishes.
+            wait = 0.05 if deadline is None else min(0.05, deadline - time.monotonic())
             try:
-                return self._queue.get(timeout=0.05)
+                return self._queue.get(timeout=wait) if wait > 0 else self._queue.get_nowait()
             except queue.Empty:
                 if self.finished or (deadline is not None and time.monotonic() >= deadline):
                     return None
@@ -290,7 +297,7 @@ class CameraSource:
                     continue  # next loop of a replay
                 backoff = self.options.backoff_initial_s if healthy else backoff
                 log.warning(
-                    "camera %s: reconnecting in %.1f s (%s)", self.camera_id, backoff, self.last_error
+                    "camera %s: reconnecting in %.2f s (%s)", self.camera_id, backoff, self.last_error
                 )
                 if self._stop.wait(backoff):
                     break
@@ -325,6 +332,13 @@ class CameraSource:
     def _pump(self, container: av.container.InputContainer, timeline: _Timeline) -> None:
         stream = container.streams.video[0]
         timeline.new_session(1.0 / float(stream.average_rate or stream.guessed_rate or _FALLBACK_FPS))
+        self.stats.last_pts_s = None
+        try:
+            self._pump_session(container, timeline)
+        finally:
+            timeline.end_session(self.stats.last_pts_s)
+
+    def _pump_session(self, container: av.container.InputContainer, timeline: _Timeline) -> None:
         frames = iter_sampled_frames(
             container,
             camera_id=self.camera_id,
