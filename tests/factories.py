@@ -1,6 +1,6 @@
 """Valid domain values for tests, with overrides: `make_alert(camera_id="cam-2", state="ended")`.
 
-Import as `from factories import make_alert` (tests/ is on sys.path through tests/conftest.py).
+Import as `from factories import make_alert` (tests/ is on pytest's pythonpath, see pyproject.toml).
 """
 
 from __future__ import annotations

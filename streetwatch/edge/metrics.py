@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Protocol
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import (
@@ -30,6 +32,22 @@ log = logging.getLogger(__name__)
 NAMESPACE = "streetwatch"
 # YOLOX-Nano takes ~11-16 ms per frame on a 2-core CPU; a batch of 4 up to ~60 ms.
 INFERENCE_BUCKETS = (0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5)
+
+
+class SourceHealth(Protocol):
+    """What `observe_sources` reads from a camera source (edge.sources.CameraSource fits)."""
+
+    @property
+    def camera_id(self) -> str: ...
+
+    @property
+    def frames_decoded(self) -> int: ...
+
+    @property
+    def frames_dropped(self) -> int: ...
+
+    @property
+    def connected(self) -> bool: ...
 
 
 class EdgeMetrics:
@@ -70,6 +88,26 @@ class EdgeMetrics:
         if registry is None:
             # Process CPU/memory/fds, as the default registry would export them.
             ProcessCollector(registry=reg)
+        self._seen: dict[tuple[str, str], int] = {}  # (camera, counter) -> last cumulative value
+        self._seen_lock = threading.Lock()
+
+    def observe_sources(self, sources: Iterable[SourceHealth]) -> None:
+        """Copy the sources' own cumulative counters into the Prometheus counters (by delta) and
+        set stream_connected; call it as often as convenient (e.g. once per pipeline step)."""
+        with self._seen_lock:
+            for source in sources:
+                camera = source.camera_id
+                self._advance(self.frames_decoded, camera, "decoded", source.frames_decoded)
+                self._advance(self.frames_dropped, camera, "dropped", source.frames_dropped)
+                self.stream_connected.labels(camera=camera).set(1 if source.connected else 0)
+
+    def _advance(self, counter: Counter, camera: str, key: str, total: int) -> None:
+        last = self._seen.get((camera, key), 0)
+        # A smaller total means the source object was replaced: its count restarted from 0.
+        delta = total - last if total >= last else total
+        if delta > 0:
+            counter.labels(camera=camera).inc(delta)
+        self._seen[(camera, key)] = total
 
     def observe_inference(self, seconds: float, frames: int) -> None:
         """Record one detector call that processed `frames` frames in `seconds`."""
@@ -111,4 +149,4 @@ def start_metrics_server(port: int, metrics: EdgeMetrics, *, addr: str = "0.0.0.
     return MetricsServer(server, thread)
 
 
-__all__ = ["EdgeMetrics", "MetricsServer", "start_metrics_server"]
+__all__ = ["EdgeMetrics", "MetricsServer", "SourceHealth", "start_metrics_server"]

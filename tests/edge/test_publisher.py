@@ -399,6 +399,32 @@ def test_metrics_endpoint_serves_the_edge_registry() -> None:
     assert EdgeMetrics().sample("streetwatch_outbox_depth") == 0  # registries are independent
 
 
+@dataclass
+class _Source:
+    camera_id: str
+    frames_decoded: int = 0
+    frames_dropped: int = 0
+    connected: bool = True
+
+
+def test_observe_sources_turns_cumulative_source_counts_into_counters() -> None:
+    metrics = EdgeMetrics()
+    cam1, cam2 = _Source("cam-1", 10, 1), _Source("cam-2", 5, 0, connected=False)
+    metrics.observe_sources([cam1, cam2])
+    cam1.frames_decoded, cam1.frames_dropped = 25, 3
+    metrics.observe_sources([cam1, cam2])
+    metrics.observe_sources([_Source("cam-2", 4, 0)])  # cam-2's source was re-created: 4 new frames
+
+    def value(name: str, camera: str) -> float | None:
+        return metrics.sample(f"streetwatch_{name}", {"camera": camera})
+
+    assert value("frames_decoded_total", "cam-1") == 25
+    assert value("frames_dropped_total", "cam-1") == 3
+    assert value("frames_decoded_total", "cam-2") == 9
+    assert value("stream_connected", "cam-1") == 1
+    assert value("stream_connected", "cam-2") == 1
+
+
 # --- broker outage: the test owns the broker --------------------------------------------------
 
 
