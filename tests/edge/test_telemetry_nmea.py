@@ -6,9 +6,12 @@ checksum in the parser's library would show.
 
 from __future__ import annotations
 
+import itertools
 import logging
+import os
 import socket
 import threading
+import tty
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from functools import reduce
@@ -192,3 +195,18 @@ def test_udp_reader_takes_one_or_many_sentences_per_datagram() -> None:
     assert [p.t.second for p in poses] == [0, 1]
     assert all(p.heading_deg == pytest.approx(90.0) for p in poses)
     assert reader.stats["malformed"] == 1
+
+
+def test_serial_device_is_read_as_a_file_through_a_real_tty() -> None:
+    """A pseudo-terminal stands in for /dev/ttyUSB0: same kernel tty layer, no hardware needed."""
+    master, slave = os.openpty()
+    tty.setraw(slave)  # what `stty -F /dev/ttyUSB0 raw` does for a real receiver
+    try:
+        os.write(master, ("\r\n".join([*epoch(0), "garbage", *epoch(1), *epoch(2)]) + "\r\n").encode())
+        stats = ParseStats("tty")
+        poses = list(itertools.islice(read_nmea_file(os.ttyname(slave), stats=stats), 2))
+    finally:
+        os.close(master)
+        os.close(slave)
+    assert [p.t.second for p in poses] == [0, 1]
+    assert stats["malformed"] == 1
