@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 METRES_PER_DEG_LAT = 111_320.0
 VIEW_PX = (240, 180)
-DEFAULT_HALF_SPAN_M = 30.0
+DEFAULT_HALF_SPAN_M = 20.0
 MAX_HALF_SPAN_M = 150.0
 
 
@@ -30,6 +30,7 @@ class ZoneShape:
 class SvgZone:
     merchant_id: str
     label: str
+    short_label: str  # fitted to the zone's width; the full label is the tooltip
     points: str  # "x,y x,y ..." for <polygon points=...>
     label_x: float
     label_y: float
@@ -55,14 +56,26 @@ def to_local_m(lon: float, lat: float, *, lon0: float, lat0: float) -> tuple[flo
     return east, north
 
 
-def _half_span(zones: Sequence[ZoneShape], *, lon0: float, lat0: float, accuracy_m: float) -> float:
-    """Fit the view to the zones and the accuracy circle, between the default and the maximum."""
-    reach = max(DEFAULT_HALF_SPAN_M, accuracy_m * 1.2)
+def _half_span(
+    zones: Sequence[ZoneShape], *, lon0: float, lat0: float, accuracy_m: float, attributed: str | None
+) -> float:
+    """Fit the view to the accuracy circle and the attributed zone (others may be cut at the edge)."""
+    reach = max(DEFAULT_HALF_SPAN_M, accuracy_m * 1.3)
     for zone in zones:
+        if zone.merchant_id != attributed:
+            continue
         for lon, lat in zone.ring:
             east, north = to_local_m(lon, lat, lon0=lon0, lat0=lat0)
-            reach = max(reach, abs(east) * 1.1, abs(north) * 1.1)
+            reach = max(reach, abs(east) * 1.15, abs(north) * 1.15)
     return min(reach, MAX_HALF_SPAN_M)
+
+
+def fit_label(label: str, width_px: float, *, px_per_char: float = 5.2) -> str:
+    """The label shortened to fit a polygon `width_px` wide (empty when not even 3 characters fit)."""
+    room = int(width_px / px_per_char)
+    if room < 3:
+        return ""
+    return label if len(label) <= room else label[: room - 1] + "…"
 
 
 def _nice_scale(metres_per_px: float, target_px: float = 60.0) -> int:
@@ -83,7 +96,7 @@ def build_map(
 ) -> SvgMap:
     """Project the case point and nearby zones into a north-up SVG box centred on the case."""
     width, height = VIEW_PX
-    half = _half_span(zones, lon0=lon, lat0=lat, accuracy_m=accuracy_m)
+    half = _half_span(zones, lon0=lon, lat0=lat, accuracy_m=accuracy_m, attributed=attributed_merchant_id)
     px_per_m = (min(width, height) / 2) / half
     cx, cy = width / 2, height / 2
 
@@ -96,12 +109,14 @@ def build_map(
         pts = [project(p_lon, p_lat) for p_lon, p_lat in zone.ring]
         if not pts:
             continue
-        label_x = sum(p[0] for p in pts) / len(pts)
-        label_y = sum(p[1] for p in pts) / len(pts)
+        xs, ys = [p[0] for p in pts], [p[1] for p in pts]
+        label_x = (min(xs) + max(xs)) / 2
+        label_y = max(ys) + 10  # under the zone, where it does not hide the case point
         svg_zones.append(
             SvgZone(
                 merchant_id=zone.merchant_id,
                 label=zone.label,
+                short_label=fit_label(zone.label, max(xs) - min(xs) + 16),
                 points=" ".join(f"{x},{y}" for x, y in pts),
                 label_x=round(label_x, 1),
                 label_y=round(label_y, 1),
