@@ -191,6 +191,16 @@ def test_byte_stream_split_anywhere_with_garbage_and_a_bad_packet() -> None:
     assert stats["checksum"] == 1 and stats["truncated"] == 1 and stats["malformed"] >= 1
 
 
+def test_corrupted_length_does_not_swallow_the_next_packet() -> None:
+    bad = bytearray(full_packet(T0))
+    bad[16] += 10  # declares 10 bytes more than it has: the next packet's key falls inside it
+    good = full_packet(T0 + timedelta(seconds=1))
+    stats = ParseStats("uav-1")
+    poses = parse_klv_bytes([bytes(bad) + good], source="uav-1", stats=stats)
+    assert [p.t for p in poses] == [T0 + timedelta(seconds=1)]
+    assert stats["malformed"] >= 1  # the bad packet no longer ends with the checksum item
+
+
 def test_klv_from_an_mpeg_ts_data_stream_through_pyav(tmp_path: Path) -> None:
     """PyAV can mux a KLV data stream: write H.264 + KLV into MPEG-TS, read the poses back."""
     path = tmp_path / "uav.ts"

@@ -261,6 +261,8 @@ class KlvStreamDecoder:
             pose = to_pose(decode_uas_local_set(packet, stats=self.stats), source=self.source)
         except KlvError as exc:
             self.stats.fail(exc.kind, str(exc))
+            # Resync just after the bad packet's key: a corrupted length may have swallowed the next key.
+            self._buffer = packet[len(UAS_LS_KEY) :] + self._buffer
             return None
         if pose is None:
             self.stats.fail("no_time", "packet without timestamp (tag 2) or sensor position (tags 13/14)")
