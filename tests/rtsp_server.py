@@ -7,8 +7,9 @@ Two halves in one file:
   The stream ends at the end of the file (it does not loop): give a long enough clip
   (clips.long_clip makes one).
 - imported by tests (stdlib only at import time): ``RtspServer(path, mount)``, a context manager
-  that starts that subprocess, reads the port and offers ``url``, ``stop()`` and ``restart()``
-  (same port, so a client can reconnect to the same URL).
+  that starts that subprocess, reads the port and offers ``url``, ``stop()``, ``restart()``
+  (same port, so a client can reconnect to the same URL) and ``freeze()`` / ``thaw()`` (SIGSTOP /
+  SIGCONT: a camera that hangs without closing the connection).
 
 Debian packages: python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base
 gstreamer1.0-plugins-good gstreamer1.0-plugins-bad.
@@ -73,10 +74,23 @@ class RtspServer:
         if process is None:
             return
         if kill:
-            process.kill()
+            process.kill()  # also ends a frozen (SIGSTOPped) server
         else:
             process.terminate()
         process.communicate(timeout=_START_TIMEOUT_S)
+
+    def freeze(self) -> None:
+        """SIGSTOP the server: connections stay open but nothing is sent or answered (a hung camera)."""
+        self._signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        """SIGCONT a frozen server."""
+        self._signal(signal.SIGCONT)
+
+    def _signal(self, signum: signal.Signals) -> None:
+        if self._process is None or self._process.poll() is not None:
+            raise RuntimeError(f"RTSP server for {self.path} is not running")
+        self._process.send_signal(signum)
 
     def restart(self, *, down_s: float = 0.0) -> RtspServer:
         """Kill the server, stay down for `down_s` seconds, start it again on the same port."""

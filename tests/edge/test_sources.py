@@ -342,6 +342,24 @@ def test_rtsp_stream_recovers_after_the_server_restarts(rtsp_server: RtspServer,
     assert thread_errors == []
 
 
+def test_hung_rtsp_server_is_detected_by_the_socket_timeout(rtsp_server: RtspServer) -> None:
+    """A camera that keeps the TCP connection open but sends nothing: the read times out, the
+    source reconnects, and frames flow again once the camera answers."""
+    options = SourceOptions(backoff_initial_s=0.1, backoff_max_s=0.4, timeout_s=1.0)
+    with CameraSource(camera(rtsp_server.url, sample_fps=5.0, cid="cam-hung"), options=options) as source:
+        take(source)
+        rtsp_server.freeze()
+        try:
+            wait_for(lambda: not source.connected and source.reconnects >= 1)
+        finally:
+            rtsp_server.thaw()
+        sampled_at_thaw = source.frames_sampled
+        after = take(source)
+        while after.index < sampled_at_thaw:
+            after = take(source)
+        assert source.connected
+
+
 def take(source: CameraSource) -> Frame:
     frame = source.get(timeout=15)
     if frame is None:
