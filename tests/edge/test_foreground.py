@@ -105,7 +105,7 @@ def test_goods_left_on_the_street_become_a_static_region_until_removed(scene, go
 
 
 def test_still_scene_with_noise_and_lighting_drift_has_no_static_region(scene):
-    seen = run(clip(scene, changed=None, present=lambda t: False, seconds=300))
+    seen = run(clip(scene, changed=None, present=lambda t: False, seconds=240))
     assert [t for t, regions in seen.items() if regions] == []
 
 
