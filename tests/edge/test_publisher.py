@@ -443,7 +443,8 @@ class OwnBroker:
         if self.kind == "embedded":
             from iotcore import Broker
 
-            self._broker = Broker(port=self.port, listen="127.0.0.1").start()
+            # Same payload limit as the session broker in conftest (iotcore's default is 20 KiB).
+            self._broker = Broker(port=self.port, listen="127.0.0.1", max_payload_size=1024 * 1024).start()
             return
         self._process = subprocess.Popen(["mosquitto", "-c", str(self._mosquitto_conf())], cwd=self.workdir,
                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
