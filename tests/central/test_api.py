@@ -585,7 +585,7 @@ def test_demo_mode_runs_without_a_secret(
     assert len(security.resolved_secret()) >= 32
 
 
-def test_openapi_lists_the_api(world: World) -> None:
+def test_openapi_lists_the_api_and_docs_need_no_cdn(world: World) -> None:
     spec = world.client.get("/openapi.json").json()
     for path in (
         "/api/cases",
@@ -597,4 +597,19 @@ def test_openapi_lists_the_api(world: World) -> None:
         "/api/merchants",
     ):
         assert path in spec["paths"], path
-    assert world.client.get("/docs").status_code == 200
+    assert spec["components"]["securitySchemes"]["HTTPBearer"] == {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "an API token: `Authorization: Bearer sw_...`",
+    }
+    docs = world.client.get("/docs")
+    assert docs.status_code == 200
+    assert "/docs-assets/swagger-ui-bundle.js" in docs.text and "cdn." not in docs.text
+    assert world.client.get("/docs-assets/swagger-ui-bundle.js").status_code == 200
+
+
+def test_pages_carry_a_strict_content_security_policy(world: World) -> None:
+    headers = world.client.get("/login").headers
+    assert "script-src 'self'" in headers["content-security-policy"]
+    assert "frame-ancestors 'none'" in headers["content-security-policy"]
+    assert headers["x-frame-options"] == "DENY"

@@ -118,6 +118,9 @@ def test_review_queue_confirm_and_dismiss_by_keyboard(
     server: Server, browser: Browser, artefacts: Path
 ) -> None:
     page = browser.new_page(viewport={"width": 1280, "height": 900})
+    problems: list[str] = []  # script errors and CSP violations show up here
+    page.on("console", lambda msg: problems.append(msg.text) if msg.type == "error" else None)
+    page.on("pageerror", lambda exc: problems.append(str(exc)))
     _log_in(page, server.url, "north")
     cards = page.locator('[data-testid="case-card"]')
     # north sees its three cases, highest priority first (parking 33 > vending 22 > polygon-only 20)
@@ -169,6 +172,14 @@ def test_review_queue_confirm_and_dismiss_by_keyboard(
 
     page.goto(f"{server.url}/")
     expect(cards).to_have_count(1)  # only the untouched case is still new
+    assert problems == []
+    page.close()
+
+
+def test_api_docs_work_offline(server: Server, browser: Browser) -> None:
+    page = browser.new_page()
+    page.goto(f"{server.url}/docs")
+    expect(page.get_by_text("/api/cases/{case_id}/confirm").first).to_be_visible()
     page.close()
 
 

@@ -7,10 +7,12 @@ time), so tests, `central serve` and the demo each make their own app over their
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, FastAPI, Request
-from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.middleware.sessions import SessionMiddleware
@@ -39,10 +41,47 @@ def api_router() -> APIRouter:
     return router
 
 
-def _security_headers(response: Response) -> None:
+# Pages load scripts, styles and images from this origin only (no inline script, no CDN).
+PAGE_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+DOCS_ASSETS = "/docs-assets"
+
+
+def _security_headers(path: str, response: Response) -> None:
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("X-Frame-Options", "DENY")
     response.headers.setdefault("Referrer-Policy", "same-origin")
+    if path != "/docs":  # Swagger UI starts itself with an inline script
+        response.headers.setdefault("Content-Security-Policy", PAGE_CSP)
+
+
+def _add_offline_docs(app: FastAPI) -> None:
+    """Swagger UI at /docs from assets shipped in the fastapi-offline wheel: no CDN, no internet."""
+    try:
+        import fastapi_offline
+    except ImportError:  # docs then load their assets from the default CDN
+        log.warning("fastapi-offline is not installed: /docs needs internet access for its assets")
+        app.add_api_route("/docs", _cdn_docs, include_in_schema=False)
+        return
+    assets = Path(fastapi_offline.__file__).parent / "static"
+    app.mount(DOCS_ASSETS, StaticFiles(directory=assets), name="docs-assets")
+
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title="StreetWatch central API",
+            swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{DOCS_ASSETS}/favicon.png",
+        )
+
+    app.add_api_route("/docs", docs, include_in_schema=False)
+
+
+def _cdn_docs() -> HTMLResponse:
+    return get_swagger_ui_html(openapi_url="/openapi.json", title="StreetWatch central API")
 
 
 def build_app(
@@ -60,7 +99,8 @@ def build_app(
         title="StreetWatch central",
         summary="Review queue and JSON API for street-order violation cases",
         version="1",
-        docs_url="/docs",
+        docs_url=None,
+        redoc_url=None,
         openapi_url="/openapi.json",
     )
     app.state.settings = settings
@@ -84,7 +124,7 @@ def build_app(
     @app.middleware("http")
     async def _headers(request: Request, call_next):  # type: ignore[no-untyped-def]
         response = await call_next(request)
-        _security_headers(response)
+        _security_headers(request.url.path, response)
         return response
 
     @app.exception_handler(LoginRequired)
@@ -94,6 +134,7 @@ def build_app(
         login_url = app.url_path_for("login_page")
         return RedirectResponse(f"{login_url}?{urlencode({'next': exc.next_path})}", status_code=303)
 
+    _add_offline_docs(app)
     app.include_router(api_router())
     app.include_router(auth.pages)
     app.include_router(evidence.router)

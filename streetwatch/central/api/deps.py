@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session, sessionmaker
 
 from streetwatch.central.access import AreaScope, load_scope
@@ -64,9 +65,11 @@ def _bearer(request: Request) -> str | None:
     return value.strip()
 
 
-def get_token_user(request: Request, session: SessionDep) -> User:
-    token = _bearer(request)
-    if token is None:
+bearer_scheme = HTTPBearer(auto_error=False, description="an API token: `Authorization: Bearer sw_...`")
+
+
+def _user_from_token(session: Session, token: str | None) -> User:
+    if not token:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED, "Not authenticated", headers={"WWW-Authenticate": "Bearer"}
         )
@@ -78,6 +81,13 @@ def get_token_user(request: Request, session: SessionDep) -> User:
             headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
         )
     return user
+
+
+def get_token_user(
+    session: SessionDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
+) -> User:
+    return _user_from_token(session, credentials.credentials.strip() if credentials else None)
 
 
 CurrentUser = Annotated[User, Depends(get_token_user)]
@@ -109,8 +119,9 @@ WebUser = Annotated[User, Depends(get_web_user)]
 
 def get_token_or_web_user(request: Request, session: SessionDep) -> User:
     """For resources both pages and API clients fetch (evidence images): a token or a login."""
-    if _bearer(request) is not None:
-        return get_token_user(request, session)
+    token = _bearer(request)
+    if token is not None:
+        return _user_from_token(session, token)
     user = session_user(request, session)
     if user is None:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "Not authenticated")
