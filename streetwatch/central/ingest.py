@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Literal
 
 import paho.mqtt.client as mqtt
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DataError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from streetwatch.central.attribution import MerchantIndex, MerchantIndexCache, load_merchant_index
@@ -49,10 +49,31 @@ class IngestResult:
     reason: str | None = None
 
 
+def scrub(value: object) -> object:
+    """Replace NUL characters in every string (PostgreSQL text and JSONB cannot hold them)."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, dict):
+        return {str(scrub(k)): scrub(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [scrub(v) for v in value]
+    return value
+
+
+def _text(value: str) -> str:
+    return value.replace("\x00", "\ufffd")
+
+
 def dead_letter(session: Session, *, topic: str, reason: str, payload: bytes | str) -> IngestResult:
-    """Store an unusable message with its reason (payload truncated to a bound)."""
+    """Store an unusable message with its reason (payload truncated to a bound, NULs replaced)."""
     text = payload.decode("utf-8", errors="replace") if isinstance(payload, bytes) else payload
-    session.add(DeadLetter(topic=topic[:512], reason=reason, payload=text[:DEAD_LETTER_PAYLOAD_MAX_CHARS]))
+    session.add(
+        DeadLetter(
+            topic=_text(topic[:512]),
+            reason=_text(reason),
+            payload=_text(text[:DEAD_LETTER_PAYLOAD_MAX_CHARS]),
+        )
+    )
     session.flush()
     log.warning("dead letter from %s: %s", topic, reason)
     return IngestResult("dead_letter", reason=reason)
@@ -79,7 +100,9 @@ def stored_payload(alert: WireAlert, *, evidence_sha256: str | None) -> dict[str
             "height": alert.evidence.height,
             "sha256": evidence_sha256,
         }
-    return data
+    scrubbed = scrub(data)
+    assert isinstance(scrubbed, dict)
+    return scrubbed
 
 
 def _alert_row(alert: WireAlert, *, case_id: int, evidence_sha256: str | None) -> Alert:
@@ -100,10 +123,10 @@ def _alert_row(alert: WireAlert, *, case_id: int, evidence_sha256: str | None) -
         accuracy_m=loc.accuracy_m if loc else None,
         confidence=alert.confidence,
         zone_id=alert.zone_id,
-        track_id=str(alert.track_id),
+        track_id=_text(str(alert.track_id))[:64],
         evidence_sha256=evidence_sha256,
         payload=stored_payload(alert, evidence_sha256=evidence_sha256),
-        model_name=alert.model.name,
+        model_name=_text(alert.model.name),
         model_sha256=alert.model.sha256,
     )
 
@@ -364,6 +387,14 @@ class AlertConsumer:
         for attempt in range(self.db_retries + 1):
             try:
                 return self._store(message)
+            except DataError as exc:  # the database refuses this content: retrying cannot help
+                log.warning(
+                    "consumer %s: database refused the message on %s: %s",
+                    self.settings.broker.client_id,
+                    message.topic,
+                    exc.orig,
+                )
+                return self._dead_letter_message(message, f"database refused the message: {exc.orig}")
             except SQLAlchemyError as exc:
                 log.warning(
                     "consumer %s: database error on %s (attempt %d): %s",
@@ -378,7 +409,7 @@ class AlertConsumer:
                 log.exception(
                     "consumer %s: unexpected error on %s", self.settings.broker.client_id, message.topic
                 )
-                return self._store_bug(message, exc)
+                return self._dead_letter_message(message, f"internal error: {exc!r}")
         return None
 
     def _store(self, message: mqtt.MQTTMessage) -> IngestResult:
@@ -391,13 +422,13 @@ class AlertConsumer:
                 index=self.index_cache.get(session),
             )
 
-    def _store_bug(self, message: mqtt.MQTTMessage, exc: Exception) -> IngestResult | None:
+    def _dead_letter_message(self, message: mqtt.MQTTMessage, reason: str) -> IngestResult | None:
         try:
             with session_scope(self.session_factory, write_lock=True) as session:
                 return dead_letter(
                     session,
                     topic=message.topic,
-                    reason=f"internal error: {exc!r}",
+                    reason=reason,
                     payload=bytes(message.payload),
                 )
         except SQLAlchemyError:

@@ -119,6 +119,21 @@ def test_unknown_fields_are_kept_and_evidence_bytes_are_not(
         assert case is not None and case.evidence_sha256 == sha
 
 
+def test_nul_characters_are_stored_on_every_backend(
+    session_factory: sessionmaker[Session], central_settings: CentralSettings
+) -> None:
+    """JSON may carry \\u0000, which PostgreSQL text/JSONB refuse: it is replaced, the alert kept."""
+    body = json.loads(wire(track_id="t\x00"))
+    body["note"] = "a\x00b"
+    body["objects"] = [{"cls": "car\x00", "score": 0.9, "bbox": [1, 2, 3, 4]}]
+    result = ingest(session_factory, central_settings, json.dumps(body).encode())
+    assert result.outcome == "created"
+    with session_scope(session_factory) as session:
+        row = session.get(Alert, body["alert_id"])
+        assert row is not None and row.track_id == "t\ufffd"
+        assert row.payload["note"] == "a\ufffdb" and row.payload["objects"][0]["cls"] == "car\ufffd"
+
+
 def test_evidence_is_a_file_named_by_its_sha256(
     session_factory: sessionmaker[Session],
     central_settings: CentralSettings,
@@ -166,6 +181,7 @@ def _too_large() -> bytes:
 
 BAD_PAYLOADS = [
     ("not-json", b"{this is not json", TOPIC, "not JSON"),
+    ("not-json-nul-bytes", b"\x00\xff\x00garbage", TOPIC, "not JSON"),
     ("not-object", b"[1, 2, 3]", TOPIC, "expected a JSON object, got list"),
     (
         "schema-missing-field",
@@ -224,7 +240,7 @@ def test_bad_payloads_become_dead_letters_with_the_reason(
         letter = session.scalars(select(DeadLetter)).one()
         assert reason in letter.reason and letter.topic == topic
         assert len(letter.payload) <= DEAD_LETTER_PAYLOAD_MAX_CHARS
-        assert letter.payload[:20] == payload.decode("utf-8", errors="replace")[:20]
+        assert letter.payload[:20] == payload.decode("utf-8", errors="replace").replace("\x00", "\ufffd")[:20]
     assert count(session_factory, Alert) == 0 and count(session_factory, Case) == 0
     # and the next good alert goes through
     assert ingest(session_factory, central_settings, wire()).outcome == "created"
