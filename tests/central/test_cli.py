@@ -1,0 +1,150 @@
+"""The `central` command: migrate, import-merchants, ingest-jsonl, export-cases, create-user."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from factories import make_alert
+from sqlalchemy import select
+
+from streetwatch.central.cli import EXPORT_COLUMNS, main
+from streetwatch.central.db import make_engine, make_session_factory, session_scope
+from streetwatch.central.models import Area, User
+from streetwatch.central.passwords import verify_password
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLE_MERCHANTS = REPO / "configs" / "merchants.example.geojson"
+# inside m-001's zone and 3 m south of m-005's zone (see configs/merchants.example.geojson)
+INSIDE = {"lat": 31.30007, "lon": 120.58535, "accuracy_m": 2.0}
+NEAR = {"lat": 31.299873, "lon": 120.58535, "accuracy_m": 2.0}
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture()
+def settings_file(tmp_path: Path) -> Path:
+    path = tmp_path / "central.yaml"
+    path.write_text(f"evidence_dir: {tmp_path / 'evidence'}\n", encoding="utf-8")
+    return path
+
+
+def test_console_script_migrates_from_the_installed_package(empty_db_url: str, tmp_path: Path) -> None:
+    exe = shutil.which("central") or str(Path(sys.executable).parent / "central")
+    result = subprocess.run(
+        [exe, "--database-url", empty_db_url, "migrate"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ},
+    )
+    assert result.returncode == 0, result.stderr
+    assert "newest schema revision" in result.stdout
+
+
+def test_import_ingest_export_round_trip(
+    capsys: pytest.CaptureFixture[str], db_url: str, tmp_path: Path, settings_file: Path
+) -> None:
+    code, out, _ = run(capsys, "--database-url", db_url, "import-merchants", str(EXAMPLE_MERCHANTS))
+    assert code == 0 and "8 merchants created, 0 updated" in out
+    code, out, _ = run(capsys, "--database-url", db_url, "import-merchants", str(EXAMPLE_MERCHANTS))
+    assert code == 0 and "0 merchants created, 8 updated" in out
+
+    first = make_alert(location=INSIDE)
+    lines = [
+        first.to_json(),
+        make_alert(
+            episode_id=first.episode_id,
+            location=INSIDE,
+            observed_at=first.observed_at + timedelta(minutes=15),
+        ).to_json(),
+        make_alert(violation="stacked_goods", location=NEAR).to_json(),
+        b"{broken",
+    ]
+    jsonl = tmp_path / "alerts.jsonl"
+    jsonl.write_bytes(b"\n".join(lines) + b"\n")
+    code, out, _ = run(
+        capsys, "--database-url", db_url, "--config", str(settings_file), "ingest-jsonl", str(jsonl)
+    )
+    assert code == 0
+    assert "4 alerts: 2 opened a case, 1 joined a case, 0 duplicates, 1 dead letters" in out
+    assert "dead letter: not JSON" in out
+
+    code, out, _ = run(capsys, "--database-url", db_url, "export-cases", "--format", "json")
+    cases = json.loads(out)
+    assert code == 0 and len(cases) == 2
+    parking = next(c for c in cases if c["violation"] == "illegal_parking")
+    goods = next(c for c in cases if c["violation"] == "stacked_goods")
+    assert (parking["merchant_id"], parking["merchant_name"], parking["attribution_method"]) == (
+        "m-001",
+        "Golden Noodle House",
+        "inside_zone",
+    )
+    assert (parking["status"], parking["alert_count"]) == ("new", 2)
+    assert parking["lat"] == pytest.approx(INSIDE["lat"]) and parking["lon"] == pytest.approx(INSIDE["lon"])
+    assert (goods["merchant_id"], goods["attribution_method"]) == ("m-005", "nearest")
+    assert goods["attribution_distance_m"] == pytest.approx(3.0, abs=0.1)
+
+    out_file = tmp_path / "cases.csv"
+    code, _, err = run(
+        capsys, "--database-url", db_url, "export-cases", "--format", "csv", "--output", str(out_file)
+    )
+    rows = list(csv.DictReader(io.StringIO(out_file.read_text(encoding="utf-8"))))
+    assert code == 0 and "2 cases written" in err
+    assert tuple(rows[0].keys()) == EXPORT_COLUMNS
+    assert {(r["id"], r["merchant_id"], r["status"], r["alert_count"]) for r in rows} == {
+        (str(c["id"]), c["merchant_id"], c["status"], str(c["alert_count"])) for c in cases
+    }
+
+
+def test_import_errors_exit_1_naming_file_feature_and_field(
+    capsys: pytest.CaptureFixture[str], db_url: str, tmp_path: Path
+) -> None:
+    bad = tmp_path / "bad.geojson"
+    doc = json.loads(EXAMPLE_MERCHANTS.read_text(encoding="utf-8"))
+    doc["features"][2]["properties"]["name"] = ""
+    bad.write_text(json.dumps(doc), encoding="utf-8")
+    code, _, err = run(capsys, "--database-url", db_url, "import-merchants", str(bad))
+    assert code == 1
+    assert f"{bad}: feature 2: field 'name'" in err
+
+
+def test_create_user(
+    capsys: pytest.CaptureFixture[str], db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REVIEWER_PASSWORD", "correct horse battery")
+    factory = make_session_factory(make_engine(db_url))
+    with session_scope(factory) as session:
+        session.add(Area(id="gusu", name="Gusu District", level="district"))
+    base = ["--database-url", db_url, "create-user"]
+    code, out, _ = run(
+        capsys, *base, "wang", "--role", "reviewer", "--area", "gusu", "--password-env", "REVIEWER_PASSWORD"
+    )
+    assert code == 0 and "user wang created (reviewer, area gusu)" in out
+    code, _, err = run(capsys, *base, "wang", "--password-env", "REVIEWER_PASSWORD")
+    assert code == 1 and "user 'wang' already exists" in err
+    code, _, err = run(capsys, *base, "li", "--area", "nowhere", "--password-env", "REVIEWER_PASSWORD")
+    assert code == 1 and "--area: unknown area 'nowhere'" in err
+    code, _, err = run(capsys, *base, "li", "--password-env", "NO_SUCH_VARIABLE_SET")
+    assert code == 1 and "NO_SUCH_VARIABLE_SET is not set" in err
+    with session_scope(factory) as session:
+        users = session.scalars(select(User)).all()
+    assert [(u.username, u.role, u.area_id, u.is_active) for u in users] == [
+        ("wang", "reviewer", "gusu", True)
+    ]
+    assert verify_password("correct horse battery", users[0].password_hash)
+    assert not verify_password("wrong", users[0].password_hash)
+    assert "correct horse" not in users[0].password_hash

@@ -1,0 +1,146 @@
+"""Schema and engine: Alembic migrations up and down on the backend under test, SQLite pragmas."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+from alembic import command
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, inspect, select, text
+from sqlalchemy.orm import Session, sessionmaker
+
+from streetwatch.central.db import (
+    alembic_config,
+    downgrade,
+    make_engine,
+    make_session_factory,
+    migrate,
+    session_scope,
+)
+from streetwatch.central.models import Base, DeadLetter
+
+TABLES = {
+    "alembic_version",
+    "alerts",
+    "api_tokens",
+    "areas",
+    "audit_log",
+    "case_locks",
+    "cases",
+    "dead_letters",
+    "episodes",
+    "merchants",
+    "users",
+}
+
+
+def table_names(url: str) -> set[str]:
+    engine = make_engine(url)
+    try:
+        return set(inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+
+
+def test_migrations_create_every_table_and_match_the_models(empty_db_url: str) -> None:
+    assert table_names(empty_db_url) == set()
+    migrate(empty_db_url)
+    assert table_names(empty_db_url) == TABLES
+    assert {t.name for t in Base.metadata.sorted_tables} == TABLES - {"alembic_version"}
+    # autogenerate finds nothing to do: the migrations and the models agree (types included)
+    command.check(alembic_config(empty_db_url))
+
+
+def test_migrations_go_down_and_up_again(empty_db_url: str) -> None:
+    migrate(empty_db_url)
+    downgrade(empty_db_url)
+    assert table_names(empty_db_url) <= {"alembic_version"}
+    migrate(empty_db_url)
+    engine = make_engine(empty_db_url)
+    try:
+        with engine.connect() as conn:
+            version = conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
+    finally:
+        engine.dispose()
+    assert version == ScriptDirectory.from_config(alembic_config(empty_db_url)).get_current_head()
+
+
+def test_timestamps_come_back_as_aware_utc(session_factory: sessionmaker[Session]) -> None:
+    shanghai = timezone(timedelta(hours=8))
+    at = datetime(2026, 1, 15, 16, 30, tzinfo=shanghai)
+    with session_scope(session_factory) as session:
+        session.add(DeadLetter(topic="t", reason="r", payload="p", received_at=at))
+    with session_scope(session_factory) as session:
+        stored = session.scalars(select(DeadLetter.received_at)).one()
+    assert stored == at and stored.tzinfo is not None and stored.utcoffset() == timedelta(0)
+    assert stored == datetime(2026, 1, 15, 8, 30, tzinfo=UTC)
+
+
+def test_naive_timestamps_are_refused(session_factory: sessionmaker[Session]) -> None:
+    with pytest.raises(Exception, match="naive datetime"), session_scope(session_factory) as session:
+        session.add(DeadLetter(topic="t", reason="r", payload="p", received_at=datetime(2026, 1, 1)))
+        session.flush()
+
+
+def test_sqlite_runs_in_wal_mode_with_foreign_keys(db_backend: str, engine: Engine) -> None:
+    if db_backend != "sqlite":
+        pytest.skip("SQLite pragmas: this run uses PostgreSQL")
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 1000
+
+
+def test_sqlite_write_lock_transactions_wait_for_each_other(db_url: str, db_backend: str) -> None:
+    """Two SQLite writers with write_lock=True never fail with 'database is locked': one waits and
+    then sees the other's rows (PostgreSQL serialises case decisions with row locks instead)."""
+    if db_backend != "sqlite":
+        pytest.skip("BEGIN IMMEDIATE is SQLite's; this run uses PostgreSQL")
+    engine = make_engine(db_url)
+    factory = make_session_factory(engine)
+    first_in = threading.Event()
+    release = threading.Event()
+    errors: list[BaseException] = []
+
+    def first() -> None:
+        try:
+            with session_scope(factory, write_lock=True) as session:
+                session.add(DeadLetter(topic="a", reason="r", payload="p"))
+                session.flush()
+                first_in.set()
+                release.wait(10)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    thread = threading.Thread(target=first)
+    thread.start()
+    assert first_in.wait(10)
+    second_done = threading.Event()
+
+    def second() -> None:
+        try:
+            with session_scope(factory, write_lock=True) as session:
+                n = len(session.scalars(select(DeadLetter)).all())
+                session.add(DeadLetter(topic="b", reason=f"saw {n}", payload="p"))
+            second_done.set()
+        except BaseException as exc:
+            errors.append(exc)
+
+    other = threading.Thread(target=second)
+    other.start()
+    time.sleep(0.3)  # let the second writer reach BEGIN IMMEDIATE and wait there
+    release.set()
+    thread.join(20)
+    other.join(20)
+    engine.dispose()
+    assert errors == [] and second_done.is_set()
+    check = make_engine(db_url)
+    try:
+        with Session(check) as session:
+            reasons = [d.reason for d in session.scalars(select(DeadLetter).order_by(DeadLetter.id))]
+    finally:
+        check.dispose()
+    assert reasons == ["r", "saw 1"]  # the second transaction began after the first committed
