@@ -7,19 +7,24 @@ import io
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
+import uuid
 from datetime import timedelta
 from pathlib import Path
 
+import paho.mqtt.client as mqtt
 import pytest
 from factories import make_alert
 from sqlalchemy import select
 
 from streetwatch.central.cli import EXPORT_COLUMNS, main
 from streetwatch.central.db import make_engine, make_session_factory, session_scope
-from streetwatch.central.models import Area, User
+from streetwatch.central.models import Alert, Area, User
 from streetwatch.central.passwords import verify_password
+from streetwatch.edge.alerts import alert_topic
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE_MERCHANTS = REPO / "configs" / "merchants.example.geojson"
@@ -148,3 +153,49 @@ def test_create_user(
     assert verify_password("correct horse battery", users[0].password_hash)
     assert not verify_password("wrong", users[0].password_hash)
     assert "correct horse" not in users[0].password_hash
+
+
+def test_serve_ingests_from_the_broker_until_interrupted(
+    mqtt_broker: object, db_url: str, tmp_path: Path
+) -> None:
+    edge_id = f"box-{uuid.uuid4().hex[:8]}"
+    group = f"t{uuid.uuid4().hex[:8]}"
+    config = tmp_path / "central.yaml"
+    config.write_text(
+        "broker:\n"
+        f"  url: {mqtt_broker.url}\n"  # type: ignore[attr-defined]
+        f"  protocol: '{mqtt_broker.protocol}'\n"  # type: ignore[attr-defined]
+        f"  client_id: {group}-serve\n"
+        f"  subscription: $share/{group}/streetwatch/v1/alerts/{edge_id}/+\n"
+        f"evidence_dir: {tmp_path / 'evidence'}\n",
+        encoding="utf-8",
+    )
+    exe = shutil.which("central") or str(Path(sys.executable).parent / "central")
+    proc = subprocess.Popen(
+        [exe, "--database-url", db_url, "--config", str(config), "serve", "--no-web"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    factory = make_session_factory(make_engine(db_url))
+    alert = make_alert(edge_id=edge_id)
+    publisher = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311)
+    publisher.connect(mqtt_broker.host, mqtt_broker.port)  # type: ignore[attr-defined]
+    publisher.loop_start()
+    try:
+        deadline = time.monotonic() + 60
+        stored = False
+        while not stored and time.monotonic() < deadline and proc.poll() is None:
+            # publish until the worker has subscribed and stored it (redeliveries are idempotent)
+            publisher.publish(alert_topic(edge_id, "cam-1"), alert.to_json(), qos=1).wait_for_publish(5)
+            time.sleep(0.5)
+            with session_scope(factory) as session:
+                stored = session.get(Alert, alert.alert_id) is not None
+        assert stored, "serve did not ingest the alert"
+    finally:
+        publisher.disconnect()
+        publisher.loop_stop()
+        proc.send_signal(signal.SIGINT)
+        output, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, output
+    assert "serving ingest only" in output and f"subscribed to $share/{group}" in output
