@@ -93,36 +93,28 @@ def still_scene(
     height, width = base.shape[:2]
     rng = np.random.default_rng(seed)
     noise = _noise_field(rng, height, width, noise_sigma)
+    work = np.empty(base.shape, np.int16)  # reused: fresh 12 MB buffers per 1080p frame cost more
     count = max(1, round(seconds * fps))
     for i in range(count):
         t = i / fps
-        frame = base.copy()
+        np.copyto(work, base)
         for paste in pastes:
             if paste.active(t):
-                _paste(frame, paste)
-        yield _add_noise(frame, noise, rng, brightness_drift * i / max(1, count - 1))
+                _paste(work, paste)
+        if noise is not None:
+            dy, dx = (int(v) for v in rng.integers(0, _NOISE_MARGIN, size=2))
+            work += noise[dy : dy + height, dx : dx + width]
+        work += round(brightness_drift * i / max(1, count - 1))
+        np.clip(work, 0, 255, out=work)
+        yield work.astype(np.uint8)  # a new array per frame: callers may keep frames
 
 
 def _noise_field(rng: np.random.Generator, height: int, width: int, sigma: float) -> np.ndarray | None:
     if sigma <= 0:
         return None
     shape = (height + _NOISE_MARGIN, width + _NOISE_MARGIN, 3)
-    return rng.normal(0.0, sigma, shape).astype(np.float32)
-
-
-def _add_noise(
-    frame: np.ndarray, noise: np.ndarray | None, rng: np.random.Generator, offset: float
-) -> np.ndarray:
-    if noise is None and offset == 0:
-        return frame
-    out = frame.astype(np.float32)
-    if noise is not None:
-        dy, dx = (int(v) for v in rng.integers(0, _NOISE_MARGIN, size=2))
-        out += noise[dy : dy + frame.shape[0], dx : dx + frame.shape[1]]
-    if offset:
-        out += offset
-    np.clip(out, 0, 255, out=out)
-    return out.astype(np.uint8)
+    # Whole grey levels, as a sensor delivers; int16 arithmetic is several times faster than float.
+    return np.rint(rng.normal(0.0, sigma, shape)).astype(np.int16)
 
 
 def _paste(frame: np.ndarray, paste: Paste) -> None:
