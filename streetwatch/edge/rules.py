@@ -382,15 +382,18 @@ def _region_finding(zone: PixelZone, region: _StaticRegion, *, t: float) -> Find
 class StaticRegionTracker:
     """Gives static foreground regions stable ids by position and drops those a track explains.
 
-    A region a person, vehicle or goods track overlaps (IoU >= EXPLAIN_IOU, or the track covers
-    EXPLAIN_COVER of it) is that object, not goods on the pavement: its entry is forgotten, so its
-    presence must start again once it is unexplained. Tracks the tracker still reports while
-    briefly missed count as explainers, so a parked car's missed frame does not turn it into goods.
+    A region a confirmed (median score >= min_median_score) person, vehicle or goods track overlaps
+    (IoU >= EXPLAIN_IOU, or the track covers EXPLAIN_COVER of it) is that object, not goods on the
+    pavement: its entry is forgotten, so its presence must start again once it is unexplained. A
+    weak track the rules would not trust as evidence does not veto a region either. Tracks the
+    tracker still reports while briefly missed count as explainers, so a parked car's missed frame
+    does not turn it into goods.
     """
 
     def __init__(self, camera_id: str, rules: RulesConfig) -> None:
         self.camera_id = camera_id
         self.min_area = float(rules.static_min_area_px)
+        self.min_score = rules.min_median_score
         self.forget_after_s = rules.end_after_s
         self._regions: list[_StaticRegion] = []
         self._next = 1
@@ -402,7 +405,7 @@ class StaticRegionTracker:
         boxes = np.array(regions, dtype=np.float64).reshape(-1, 4)
         areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
         boxes = boxes[areas >= self.min_area]
-        explained = _explained(boxes, explainers)
+        explained = _explained(boxes, [tr for tr in explainers if tr.median_score >= self.min_score])
         matches = self._match(boxes)
         seen: list[_StaticRegion] = []
         for i, box in enumerate(boxes):

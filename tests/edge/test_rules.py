@@ -335,6 +335,25 @@ def test_static_region_explained_by_a_parked_car_is_not_goods() -> None:
 
 
 @pytest.mark.parametrize(
+    ("role", "median", "box", "expected"),
+    [
+        pytest.param("vehicle", 0.6, (395.0, 555.0, 485.0, 645.0), 0, id="confirmed-car-same-box"),
+        pytest.param("person", 0.7, (390.0, 500.0, 490.0, 650.0), 0, id="person-covering-it"),
+        pytest.param("vehicle", 0.2, (395.0, 555.0, 485.0, 645.0), 1, id="weak-car-does-not-veto"),
+        pytest.param("vehicle", 0.6, (700.0, 555.0, 900.0, 645.0), 1, id="car-beside-it"),
+    ],
+)
+def test_which_tracks_explain_a_static_region(role: str, median: float, box: Box, expected: int) -> None:
+    """The rule alone: only a confirmed track over the region explains it away."""
+    engine = ViolationEngine(camera(), RulesConfig())
+    events = []
+    for t in range(0, 320):
+        track = TrackState(5, role, "x", box, median, median, 0.0, float(t), 0.0)  # type: ignore[arg-type]
+        events += engine.update(t=float(t), captured_at=NOON_SHANGHAI, tracks=[track], static_regions=[GOODS])
+    assert [e.violation for e in events if e.violation == "stacked_goods"] == ["stacked_goods"] * expected
+
+
+@pytest.mark.parametrize(
     ("region", "expected"),
     [
         pytest.param((400.0, 600.0, 420.0, 640.0), 0, id="800px2-below-static_min_area_px"),
