@@ -61,6 +61,7 @@ class DecodeStats:
     frames_decoded: int = 0
     frames_sampled: int = 0
     last_pts_s: float | None = None  # stream time of the last decoded frame (sampled or not)
+    packets_corrupt: int = 0  # packets the decoder refused and that were skipped
 
 
 class StepSampler:
@@ -101,10 +102,11 @@ def iter_sampled_frames(
     pts_s = pts * time_base (a frame without pts: the previous pts_s + 1/fps, or its number / fps).
     captured_at = start_wall_time + (pts_s - first pts_s) for a replay; with start_wall_time=None
     (live streams) the UTC wall clock when the frame was decoded. Frame.index counts sampled frames
-    from 0. Only sampled frames are converted to BGR. Ends when the stream ends (for RTSP also when
-    the server goes away: PyAV then just stops iterating).
+    from 0. Only sampled frames are converted to BGR. A packet the decoder refuses is skipped and
+    counted (stats.packets_corrupt). Ends when the stream ends (for RTSP also when the server goes
+    away: PyAV then just stops iterating). Raises ValueError if there is no video stream.
     """
-    stream = container.streams.video[0]
+    stream = first_video_stream(container, camera_id=camera_id)
     if keyframes_only:
         stream.codec_context.skip_frame = "NONKEY"  # the decoder drops non-key frames unseen
     fps = float(stream.average_rate or stream.guessed_rate or _FALLBACK_FPS)
@@ -113,7 +115,7 @@ def iter_sampled_frames(
     first_pts_s: float | None = None
     last_pts_s: float | None = None
     number = 0
-    for av_frame in container.decode(stream):
+    for av_frame in _decode_skipping_corrupt(container, stream, camera_id=camera_id, stats=stats):
         stats.frames_decoded += 1
         pts_s = _frame_time(av_frame, last_pts_s, number=number, fps=fps)
         number += 1
@@ -128,6 +130,30 @@ def iter_sampled_frames(
         image = av_frame.to_ndarray(format="bgr24")
         index, stats.frames_sampled = stats.frames_sampled, stats.frames_sampled + 1
         yield Frame(camera_id, image, pts_s, captured_at, index, keyframe=bool(av_frame.key_frame))
+
+
+def first_video_stream(container: av.container.InputContainer, *, camera_id: str) -> av.VideoStream:
+    """The stream that is decoded; ValueError naming the camera and input if there is none."""
+    if not container.streams.video:
+        raise ValueError(f"camera {camera_id}: {container.name} has no video stream")
+    return container.streams.video[0]
+
+
+def _decode_skipping_corrupt(
+    container: av.container.InputContainer, stream: av.VideoStream, *, camera_id: str, stats: DecodeStats
+) -> Iterator[av.VideoFrame]:
+    """Decode packet by packet: `container.decode()` would end the whole stream at the first
+    corrupt packet (InvalidDataError), where the decoder recovers at the next key frame."""
+    for packet in container.demux(stream):
+        try:
+            frames = packet.decode()
+        except av.error.InvalidDataError as exc:
+            stats.packets_corrupt += 1
+            if stats.packets_corrupt == 1 or stats.packets_corrupt % 100 == 0:
+                log.warning("camera %s: skipped %d corrupt packet(s) so far (%s)",
+                            camera_id, stats.packets_corrupt, exc)
+            continue
+        yield from frames
 
 
 def _frame_time(av_frame: av.VideoFrame, last_pts_s: float | None, *, number: int, fps: float) -> float:
@@ -322,7 +348,7 @@ class CameraSource:
                 level = logging.WARNING if self.live else logging.INFO
                 log.log(level, "camera %s: stream ended after %d frames", self.camera_id,
                         self.stats.frames_sampled - sampled_before)
-        except (av.error.FFmpegError, OSError) as exc:
+        except (av.error.FFmpegError, OSError, ValueError) as exc:
             self.last_error = f"{type(exc).__name__}: {exc}"
             log.warning("camera %s: cannot read %s: %s", self.camera_id, _redact(self.url), self.last_error)
         finally:
@@ -330,7 +356,7 @@ class CameraSource:
         return self.stats.frames_sampled > sampled_before
 
     def _pump(self, container: av.container.InputContainer, timeline: _Timeline) -> None:
-        stream = container.streams.video[0]
+        stream = first_video_stream(container, camera_id=self.camera_id)
         timeline.new_session(1.0 / float(stream.average_rate or stream.guessed_rate or _FALLBACK_FPS))
         self.stats.last_pts_s = None
         try:

@@ -13,6 +13,7 @@ import re
 import socket
 import threading
 import time
+import wave
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,7 +21,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-from clips import Paste, load_image, solid_frames, still_scene, write_h264_clip
+from clips import Paste, load_image, long_clip, solid_frames, still_scene, write_h264_clip
 from rtsp_server import RtspServer
 
 from streetwatch.edge.config import CameraConfig
@@ -213,6 +214,31 @@ def test_video_stream_of_a_clip_with_audio_decodes(assets_dir: Path) -> None:
     assert frames[0].image.shape == (*size, 3)
 
 
+def test_corrupt_packets_are_skipped_and_decoding_goes_on(street_clip: Path, tmp_path: Path) -> None:
+    data = bytearray(street_clip.read_bytes())
+    rng = np.random.default_rng(1)
+    for start in np.linspace(len(data) * 0.2, len(data) * 0.6, 5).astype(int):
+        data[start : start + 3000] = rng.integers(0, 256, 3000, dtype=np.uint8).tobytes()
+    corrupt = tmp_path / "corrupt.mp4"
+    corrupt.write_bytes(bytes(data))
+    frames, stats = sample_file(corrupt, sample_fps=1.0, start_wall_time=datetime.now(UTC))
+    assert stats.packets_corrupt >= 1
+    assert stats.frames_decoded >= 0.8 * FPS * SECONDS  # not cut off at the first bad packet
+    assert frames[-1].pts_s >= SECONDS - 1.5
+
+
+def test_long_clip_repeats_the_video_without_re_encoding(short_clip: Path, tmp_path: Path) -> None:
+    long = long_clip(short_clip, tmp_path / "long.mp4", 3)
+    with av.open(str(short_clip)) as one, av.open(str(long)) as three:
+        assert [s.type for s in three.streams] == ["video"]
+        one_sizes = [p.size for p in one.demux(video=0) if p.size]
+        three_sizes = [p.size for p in three.demux(video=0) if p.size]
+    assert three_sizes == one_sizes * 3  # the same packets, copied
+    frames, stats = sample_file(long, sample_fps=1.0, start_wall_time=datetime.now(UTC))
+    assert stats.frames_decoded == 3 * 4 * FPS
+    assert [round(f.pts_s, 2) for f in frames] == [float(i) for i in range(12)]
+
+
 # --- CameraSource: replay ---------------------------------------------------------------------
 
 
@@ -230,6 +256,14 @@ def test_replay_is_lossless_and_reports_when_done(assets_dir: Path, thread_error
     assert thread_errors == []
 
 
+def test_stop_ends_a_replay_blocked_on_a_full_queue(street_clip: Path) -> None:
+    source = CameraSource(camera(street_clip, sample_fps=FPS), options=SourceOptions(queue_size=1)).start()
+    wait_for(lambda: source.frames_sampled >= 2)  # one frame queued, the next one waiting
+    source.stop(timeout_s=5.0)
+    assert not source._thread.is_alive()
+    assert source.frames_sampled < FPS * SECONDS and source.frames_dropped == 0
+
+
 def test_looped_replay_keeps_stream_time_increasing(short_clip: Path) -> None:
     start = datetime(2026, 5, 1, 8, 0, tzinfo=UTC)
     options = SourceOptions(loop=True, start_wall_time=start)
@@ -242,7 +276,7 @@ def test_looped_replay_keeps_stream_time_increasing(short_clip: Path) -> None:
     assert [f.captured_at for f in frames if f is not None] == [start + timedelta(seconds=p) for p in pts]
 
 
-@pytest.fixture(params=["garbage", "truncated", "missing"])
+@pytest.fixture(params=["garbage", "truncated", "missing", "audio_only"])
 def broken_file(request: pytest.FixtureRequest, tmp_path: Path, short_clip: Path) -> Path:
     path = tmp_path / f"{request.param}.mp4"
     if request.param == "garbage":
@@ -250,6 +284,13 @@ def broken_file(request: pytest.FixtureRequest, tmp_path: Path, short_clip: Path
     elif request.param == "truncated":
         data = short_clip.read_bytes()
         path.write_bytes(data[: len(data) // 2])  # the MP4 index (moov) is at the end: cut off
+    elif request.param == "audio_only":
+        path = tmp_path / "audio_only.wav"
+        with wave.open(str(path), "wb") as wav:
+            wav.setnchannels(1)
+            wav.setsampwidth(2)
+            wav.setframerate(8000)
+            wav.writeframes(bytes(16000))
     return path
 
 
