@@ -1,0 +1,124 @@
+"""`edge` command line: run (live), replay (offline, to JSONL), calibrate (check a calibration)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+
+from streetwatch.edge.config import CameraConfig, ConfigError, EdgeConfig, load_edge_config
+
+log = logging.getLogger(__name__)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        config = load_edge_config(args.config)
+        return int(args.handler(args, config))
+    except ConfigError as exc:
+        print(f"edge: {exc}", file=sys.stderr)
+        return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="edge", description="StreetWatch edge worker")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="watch every camera live and publish alerts over MQTT")
+    run.add_argument("--config", required=True, type=Path)
+    run.set_defaults(handler=_run)
+
+    replay = commands.add_parser("replay", help="analyse a video file offline; write alerts as JSONL")
+    replay.add_argument("video", type=Path)
+    replay.add_argument("--config", required=True, type=Path)
+    replay.add_argument("--camera", help="camera id whose zones and calibration apply (default: first)")
+    replay.add_argument("--out", type=Path, default=Path("alerts.jsonl"))
+    replay.add_argument("--start-time", type=_utc, help="UTC ISO time of the first frame (default: now)")
+    replay.add_argument("--no-progress", action="store_true")
+    replay.set_defaults(handler=_replay)
+
+    calibrate = commands.add_parser("calibrate", help="check calibrations: reprojection error in metres")
+    calibrate.add_argument("--config", required=True, type=Path)
+    calibrate.add_argument("--camera", help="only this camera")
+    calibrate.set_defaults(handler=_calibrate)
+    return parser
+
+
+def _utc(text: str) -> datetime:
+    value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def pick_camera(config: EdgeConfig, camera_id: str | None) -> CameraConfig:
+    if camera_id is None:
+        return config.cameras[0]
+    for camera in config.cameras:
+        if camera.id == camera_id:
+            return camera
+    known = ", ".join(c.id for c in config.cameras)
+    raise ConfigError(f"--camera {camera_id!r} is not in the config (cameras: {known})")
+
+
+def _run(args: argparse.Namespace, config: EdgeConfig) -> int:
+    from streetwatch.edge.worker import EdgeWorker
+
+    worker = EdgeWorker(config)
+
+    def _graceful(signum: int, _frame: FrameType | None) -> None:
+        log.info("edge %s: signal %d, stopping", config.edge_id, signum)
+        worker.stop()
+
+    signal.signal(signal.SIGTERM, _graceful)
+    signal.signal(signal.SIGINT, _graceful)
+    worker.start()
+    worker.run()
+    return 0
+
+
+def _replay(args: argparse.Namespace, config: EdgeConfig) -> int:
+    from streetwatch.edge.replay import replay_file
+
+    camera = pick_camera(config, args.camera)
+    if not args.video.is_file():
+        print(f"edge replay: {args.video}: no such video file", file=sys.stderr)
+        return 2
+    count = replay_file(
+        args.video,
+        config=config,
+        camera=camera,
+        out=args.out,
+        start_time=args.start_time or datetime.now(UTC),
+        progress=not args.no_progress,
+    )
+    print(f"edge replay: {count} alert(s) written to {args.out}")
+    return 0
+
+
+def _calibrate(args: argparse.Namespace, config: EdgeConfig) -> int:
+    from streetwatch.edge.geo import calibration_report, format_calibration_report
+
+    cameras = [pick_camera(config, args.camera)] if args.camera else config.cameras
+    checked = 0
+    for camera in cameras:
+        if camera.calibration is None:
+            print(f"camera {camera.id}: no calibration")
+            continue
+        report = calibration_report(camera.calibration.points)
+        print(f"camera {camera.id}:")
+        print(format_calibration_report(report))
+        checked += 1
+    return 0 if checked else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
