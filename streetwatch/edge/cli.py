@@ -81,7 +81,10 @@ def _run(args: argparse.Namespace, config: EdgeConfig) -> int:
     signal.signal(signal.SIGTERM, _graceful)
     signal.signal(signal.SIGINT, _graceful)
     worker.start()
-    worker.run()
+    try:
+        worker.run()
+    finally:
+        worker.stop()
     return 0
 
 

@@ -117,6 +117,7 @@ class CameraConfig(StrictModel):
     url: str = Field(description="rtsp://... URL or a video file path")
     sample_fps: float = Field(default=1.0, gt=0, le=60, description="frames analysed per second of stream")
     keyframes_only: bool = Field(default=False, description="decode key frames only (cheap; fixed cameras)")
+    loop: bool = Field(default=False, description="video files only: start again at the end (demos, soak)")
     timezone: str = Field(default="UTC", description="IANA zone for allowed_windows, e.g. Asia/Shanghai")
     calibration: CalibrationConfig | None = None
     zones: list[ZoneConfig] = Field(default_factory=list)
