@@ -364,19 +364,36 @@ def rtsp_server(street_clip: Path) -> Iterator[RtspServer]:
         yield server
 
 
-def test_rtsp_stream_recovers_after_the_server_restarts(rtsp_server: RtspServer, thread_errors: list) -> None:
+def test_rtsp_camera_down_at_start_then_restarted_is_followed(
+    street_clip: Path, caplog: pytest.LogCaptureFixture, thread_errors: list
+) -> None:
+    """Camera down at start (refused, back-off grows), comes up (frames, back-off reset), is killed
+    and restarted on the same port (the source reconnects and frames flow again)."""
+    caplog.set_level(logging.WARNING, logger="streetwatch.edge.sources")
+    server = RtspServer(street_clip, "/kerb", port=unused_port())
     options = SourceOptions(backoff_initial_s=0.1, backoff_max_s=0.4, timeout_s=3.0)
     began = datetime.now(UTC)
-    with CameraSource(camera(rtsp_server.url, sample_fps=10.0, cid="cam-rtsp"), options=options) as source:
-        before = [take(source) for _ in range(3)]
-        assert source.connected and source.reconnects == 0
-        rtsp_server.restart(down_s=0.5)  # killed: the stream ends, connects are refused, then back
-        sampled_at_restart = source.frames_sampled
-        after = take(source)
-        while after.index < sampled_at_restart:  # skip frames queued before the restart
+    with CameraSource(camera(server.url, sample_fps=10.0, cid="cam-rtsp"), options=options) as source:
+        try:
+            wait_for(lambda: source.reconnects >= 3)
+            server.start()
+            before = [take(source) for _ in range(3)]
+            assert source.connected
+            reconnects_when_up = source.reconnects
+            server.restart(down_s=0.5)  # killed: the stream ends, connects are refused, then back
+            sampled_at_restart = source.frames_sampled
             after = take(source)
-        assert source.reconnects >= 1
-        assert source.connected
+            while after.index < sampled_at_restart:  # skip frames queued before the restart
+                after = take(source)
+            assert source.reconnects > reconnects_when_up
+            assert source.connected
+        finally:
+            server.stop()
+    pattern = re.compile(r"camera cam-rtsp: reconnecting in ([0-9.]+) s \((.*)\)")
+    waits = [(float(m[1]), m[2]) for r in caplog.records if (m := pattern.match(r.getMessage()))]
+    assert [w for w, _ in waits[:3]] == [0.1, 0.2, 0.4]  # refused while down
+    ended = [i for i, (_, why) in enumerate(waits) if why == "stream ended"]
+    assert len(ended) == 1 and waits[ended[0]][0] == 0.1  # reset after the healthy stream
     assert after.image.shape == before[0].image.shape == (SIZE[1], SIZE[0], 3)
     assert after.pts_s > before[-1].pts_s  # stream time keeps going across the reconnect
     assert began <= before[0].captured_at <= after.captured_at <= datetime.now(UTC)  # live: wall clock
