@@ -79,6 +79,9 @@ class TrackerSettings:
     reassociate_iou: float = 0.5
     reassociate_distance: float = 0.3  # ground-point distance, in box heights
     still_tolerance: float = 0.25  # ground-point drift, in box heights, that still counts as still
+    # A move must hold for this many observations in a row before stillness restarts: a pedestrian
+    # cutting a parked car's box for a frame or two must not restart its dwell.
+    move_confirm_frames: int = 3
     score_history: int = 31  # scores kept per track for the median
     report_lost_s: float = 10.0  # report a missed track (with its last box) this long
 
@@ -105,6 +108,7 @@ class _Stable:
     still_since_t: float
     still_anchor: np.ndarray
     bt_id: int | None = None
+    moved_at: list[float] = field(default_factory=list)  # times of consecutive off-anchor sightings
     frame_no: int = -1  # the last frame that updated this track
 
     def state(self) -> TrackState:
@@ -230,7 +234,9 @@ class CameraTracker:
 
     def _window(self, stable: _Stable) -> float:
         """How long a lost track may be re-associated: long if it was still, short if it was moving."""
-        was_still = stable.still_since_t < stable.last_seen_t
+        # Still for longer than a move takes to confirm, and not in the middle of one.
+        settle_s = self.settings.move_confirm_frames / self.settings.sample_fps
+        was_still = not stable.moved_at and stable.last_seen_t - stable.still_since_t >= settle_s
         return self.settings.reassociate_within_s if was_still else self.settings.reassociate_moving_s
 
     def _similarity(self, boxes: np.ndarray, known: np.ndarray) -> np.ndarray:
@@ -279,14 +285,23 @@ class CameraTracker:
                 self._bt_to_sid.pop((stable.role, stable.bt_id), None)
             self._bt_to_sid[(stable.role, tid)] = stable.sid
             stable.bt_id = tid
-        ground = _ground(box[None])[0]
-        tolerance = self.settings.still_tolerance * max(float(box[3] - box[1]), 1.0)
-        if float(np.linalg.norm(ground - stable.still_anchor)) > tolerance:
-            stable.still_anchor, stable.still_since_t = ground, t
+        self._update_stillness(stable, box, t=t)
         stable.box, stable.score, stable.last_seen_t = box, float(frame.scores[row]), t
         stable.class_name = str(frame.class_names[row]) or stable.class_name
         stable.scores.append(stable.score)
         stable.frame_no = self._frame_no
+
+    def _update_stillness(self, stable: _Stable, box: np.ndarray, *, t: float) -> None:
+        """Restart stillness once the ground point has left the tolerance for enough sightings in a row."""
+        ground = _ground(box[None])[0]
+        tolerance = self.settings.still_tolerance * max(float(box[3] - box[1]), 1.0)
+        if float(np.linalg.norm(ground - stable.still_anchor)) <= tolerance:
+            stable.moved_at.clear()
+            return
+        stable.moved_at.append(t)
+        if len(stable.moved_at) >= self.settings.move_confirm_frames:
+            stable.still_anchor, stable.still_since_t = ground, stable.moved_at[-1]
+            stable.moved_at.clear()
 
     def _prune(self, t: float) -> None:
         report = self.settings.report_lost_s

@@ -184,3 +184,25 @@ def test_stream_time_going_back_resets_tracks_with_fresh_ids() -> None:
     for t in range(0, 3):
         states = tracker.update(t=float(t), detections=detections([(CAR, 0.6, "car")]))
     assert [(s.stable_id, s.first_seen_t) for s in states] == [(2, 1.0)]
+
+
+def test_brief_occlusion_of_the_bottom_does_not_restart_stillness() -> None:
+    """A pedestrian cuts the lower 40 px of the parked car's box for 1-2 frames every half minute."""
+    tracker = CameraTracker("cam-1")
+    for t in range(0, 200):
+        cut = 40.0 if t % 30 in (10, 11) else 0.0
+        states = tracker.update(
+            t=float(t), detections=detections([((CAR[0], CAR[1], CAR[2], CAR[3] - cut), 0.6, "car")])
+        )
+    assert [(s.first_seen_t, s.still_since_t) for s in states] == [(1.0, 1.0)]
+
+
+@pytest.mark.parametrize(("moved_frames", "restarted"), [(2, False), (3, True), (10, True)])
+def test_a_move_restarts_stillness_once_it_holds(moved_frames: int, restarted: bool) -> None:
+    tracker = CameraTracker("cam-1", TrackerSettings(move_confirm_frames=3))
+    for t in range(0, 60):
+        dx = 60.0 if 30 <= t < 30 + moved_frames else 0.0
+        box = (CAR[0] + dx, CAR[1], CAR[2] + dx, CAR[3])
+        states = tracker.update(t=float(t), detections=detections([(box, 0.6, "car")]))
+    (state,) = states
+    assert (state.still_since_t > 30.0) is restarted
