@@ -11,6 +11,8 @@ need_apt=()
   need_apt+=(python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good
              gstreamer1.0-plugins-bad)
 command -v chromium >/dev/null || need_apt+=(chromium)   # the browser tests drive Debian's chromium
+command -v mosquitto >/dev/null || need_apt+=(mosquitto) # broker outage/ACL tests run their own Mosquitto
+command -v openssl >/dev/null || need_apt+=(openssl)     # throw-away CA for the MQTT TLS test
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     echo "setup: installing Debian packages: ${need_apt[*]}"
