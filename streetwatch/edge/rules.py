@@ -6,7 +6,9 @@ starts on the first qualifying finding (one `start`), repeats as a `reminder` at
 `reminder_interval_s` while its evidence is present, and `end`s once the evidence has been absent
 for `end_after_s` (so a few missed detections do not end it). Inside an allowed time window no
 episode starts and no reminder is sent; a running episode still ends normally. Times are stream
-times, never the wall clock, so a replay runs as fast as the CPU allows.
+times, never the wall clock, so a replay runs as fast as the CPU allows. Every event's
+observed_pts_s is the frame's t (for `end`: the frame that decided it, end_after_s after the last
+sighting); started_pts_s is when the dwell began (the track's still_since, a region's first sighting).
 
 Rules (DESIGN.md): illegal_parking = a vehicle still inside the zone for the dwell; street_vending
 = a person still inside the zone for the dwell with a vending prop in the zone or next to them
