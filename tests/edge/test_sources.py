@@ -373,8 +373,9 @@ def test_rtsp_camera_down_at_start_then_restarted_is_followed(
     server = RtspServer(street_clip, "/kerb", port=unused_port())
     options = SourceOptions(backoff_initial_s=0.1, backoff_max_s=0.4, timeout_s=3.0)
     began = datetime.now(UTC)
-    with CameraSource(camera(server.url, sample_fps=10.0, cid="cam-rtsp"), options=options) as source:
-        try:
+    source = CameraSource(camera(server.url, sample_fps=10.0, cid="cam-rtsp"), options=options)
+    try:
+        with source:  # stopped before the server, so the server's last stop is not a stream end
             wait_for(lambda: source.reconnects >= 3)
             server.start()
             before = [take(source) for _ in range(3)]
@@ -387,8 +388,8 @@ def test_rtsp_camera_down_at_start_then_restarted_is_followed(
                 after = take(source)
             assert source.reconnects > reconnects_when_up
             assert source.connected
-        finally:
-            server.stop()
+    finally:
+        server.stop()
     pattern = re.compile(r"camera cam-rtsp: reconnecting in ([0-9.]+) s \((.*)\)")
     waits = [(float(m[1]), m[2]) for r in caplog.records if (m := pattern.match(r.getMessage()))]
     assert [w for w, _ in waits[:3]] == [0.1, 0.2, 0.4]  # refused while down
