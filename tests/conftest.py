@@ -65,13 +65,10 @@ def mqtt_broker() -> Iterator[BrokerEndpoint]:
         parsed = urlparse(url)
         yield BrokerEndpoint(url, parsed.hostname or "127.0.0.1", parsed.port or 1883, "5", False)
         return
-    from iotcore import Broker
+    from streetwatch.embedded_broker import start_embedded_broker
 
     port = free_port()
-    # iotcore's default max_payload_size is 20 KiB: it drops the connection of a publisher that sends
-    # an alert with real evidence (up to MAX_PAYLOAD_BYTES = 512 KiB). Allow more than the wire limit
-    # so an oversized alert reaches central and is dead-lettered there.
-    broker = Broker(port=port, listen="127.0.0.1", max_payload_size=1024 * 1024).start()
+    broker = start_embedded_broker(port)  # payload limit above the wire limit (see that module)
     try:
         yield BrokerEndpoint(f"mqtt://127.0.0.1:{port}", "127.0.0.1", port, "3.1.1", True)
     finally:

@@ -268,7 +268,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="run ingest (and the web queue when installed)")
     p.add_argument("--no-web", action="store_true", help="ingest only")
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("demo", help="everything on one machine: broker, edge replaying footage, queue")
+    p.add_argument("--port", type=int, default=8000, help="web queue port")
+    p.add_argument("--workdir", type=Path, default=None, help="keep the demo's files here (default: temp)")
+    p.add_argument("--broker-url", default=None, help="default: $STREETWATCH_MQTT_URL, else an embedded broker")
+    p.set_defaults(func=cmd_demo)
     return parser
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from streetwatch.demo import run_demo
+
+    broker_url = args.broker_url or os.environ.get("STREETWATCH_MQTT_URL")
+    return run_demo(port=args.port, workdir=args.workdir, broker_url=broker_url)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

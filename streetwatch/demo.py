@@ -1,0 +1,241 @@
+"""`central demo`: the whole system on one machine with no set-up (edge and central together).
+
+An embedded MQTT broker (or the configured one), SQLite in a temp folder, sample merchants, an
+edge worker (a separate `edge run` process) replaying footage built from the real street photos in
+$STREETWATCH_ASSETS_DIR plus the real parking-lot clip, central ingest, and the review queue on
+http://127.0.0.1:8000 with a printed login.
+
+There is no street-level video among the shared assets, so the demo's street camera plays a real
+photo held still for minutes (sensor noise, goods set down on the pavement part-way through), like
+the tests do. Its calibration is that of a pinhole camera 6 m up looking along the street; the
+merchants' storefront zones are the kerb strips in front of the shops, mapped through it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import yaml
+
+from streetwatch.central.config import BrokerSettings, CentralSettings, WebSettings
+from streetwatch.central.db import make_engine, make_session_factory, migrate
+from streetwatch.central.merchants import import_merchants
+from streetwatch.central.models import User
+from streetwatch.central.passwords import hash_password
+from streetwatch.edge.geo import fit_homography, pixel_to_geo
+from streetwatch.edge.manifest import DEFAULT_MANIFEST
+from streetwatch.embedded_broker import EMBEDDED_PROTOCOL, start_embedded_broker
+from streetwatch.footage import Paste, still_scene, write_h264_clip
+
+log = logging.getLogger(__name__)
+
+STREET_PHOTO = "kerb_parked_cars_street.jpg"
+MARKET_PHOTO = "market_hanoi_goods_on_ground.jpg"
+ORIGIN = (31.29950, 120.58500)  # the street camera's position (Suzhou)
+DEMO_USER = "demo"
+
+# Street camera (958x568 photo): pinhole model, focal 900 px, 6 m high, horizon at row 300.
+_FOCAL_PX, _HEIGHT_M, _HORIZON_Y, _CENTRE_X = 900.0, 6.0, 300.0, 479.0
+RIGHT_KERB_PX = [[540, 335], [760, 335], [760, 390], [540, 390]]
+LEFT_KERB_PX = [[200, 330], [420, 330], [420, 380], [200, 380]]
+PAVEMENT_PX = [[0, 450], [400, 450], [400, 568], [0, 568]]
+MERCHANTS_PX = {  # storefront responsibility zones: the strip in front of each shop
+    ("m-101", "Golden Noodle House", "12 Rossi Street"): [[540, 335], [650, 335], [650, 395], [540, 395]],
+    ("m-102", "Fresh Fruit Corner", "14 Rossi Street"): [[650, 335], [770, 335], [770, 395], [650, 395]],
+    ("m-103", "Lucky Hardware", "11 Rossi Street"): [[190, 330], [310, 330], [310, 385], [190, 385]],
+    ("m-104", "Jade Tea Shop", "13 Rossi Street"): [[310, 330], [430, 330], [430, 385], [310, 385]],
+    ("m-105", "Sunrise Bakery", "9 Rossi Street"): [[0, 440], [420, 440], [420, 568], [0, 568]],
+}
+
+
+def street_pixel_to_latlon(x: float, y: float) -> tuple[float, float]:
+    """Ground point of a street-camera pixel under the demo's pinhole model (used to calibrate)."""
+    ahead_m = _FOCAL_PX * _HEIGHT_M / (y - _HORIZON_Y)
+    east_m = (x - _CENTRE_X) * ahead_m / _FOCAL_PX
+    lat = ORIGIN[0] + ahead_m / 111_320.0
+    lon = ORIGIN[1] + east_m / (111_320.0 * math.cos(math.radians(ORIGIN[0])))
+    return lat, lon
+
+
+def street_calibration() -> list[list[list[float]]]:
+    pixels = [(100, 560), (860, 560), (300, 360), (700, 360), (479, 420)]
+    return [[[x, y], list(street_pixel_to_latlon(x, y))] for x, y in pixels]
+
+
+def merchants_geojson() -> dict[str, object]:
+    homography = fit_homography([((p[0][0], p[0][1]), (p[1][0], p[1][1])) for p in street_calibration()])
+    features = []
+    for (merchant_id, name, address), polygon_px in MERCHANTS_PX.items():
+        ring = [pixel_to_geo(homography, x, y) for x, y in polygon_px]
+        coordinates = [[loc.lon, loc.lat] for loc in ring] + [[ring[0].lon, ring[0].lat]]
+        features.append({
+            "type": "Feature",
+            "properties": {"id": merchant_id, "name": name, "address": address, "road": "Rossi Street",
+                           "licence": f"91320500DEMO{merchant_id[-3:]}", "contact": "+86 512 6000 0000"},
+            "geometry": {"type": "Polygon", "coordinates": [coordinates]},
+        })
+    return {"type": "FeatureCollection", "features": features}
+
+
+def build_footage(assets_dir: Path, workdir: Path) -> dict[str, Path]:
+    """The demo cameras' video files: two scenes built from real photos, and the real lot clip."""
+    street_dir = assets_dir / "street"
+    street = _read_image(street_dir / STREET_PHOTO)
+    market = _read_image(street_dir / MARKET_PHOTO)
+    goods = market[250:310, 300:480].copy()  # basins and boxes set down on the pavement at t=60 s
+    clips = {
+        "cam-street": write_h264_clip(
+            workdir / "street.mp4",
+            still_scene(street, seconds=420, fps=1, seed=1, pastes=[Paste(goods, (120, 450), 60.0, 1e9)]),
+            fps=1,
+        ),
+        "cam-market": write_h264_clip(workdir / "market.mp4", still_scene(market, seconds=240, fps=1, seed=2), fps=1),
+    }
+    lot = assets_dir / "car-detection.mp4"
+    if lot.is_file():
+        clips["cam-lot"] = lot
+    return clips
+
+
+def _read_image(path: Path):  # type: ignore[no-untyped-def]
+    image = cv2.imread(str(path))
+    if image is None:
+        raise SystemExit(f"central demo: cannot read {path}: set STREETWATCH_ASSETS_DIR to the shared assets")
+    return image
+
+
+def edge_config(workdir: Path, clips: dict[str, Path], broker_url: str, protocol: str) -> dict[str, object]:
+    """The demo edge box: the street camera calibrated, the market camera with carts as props."""
+    manifest = yaml.safe_load(DEFAULT_MANIFEST.read_text())
+    manifest["models"][0]["roles"]["bicycle"] = "vending_prop"  # the lane market's goods bicycles are carts
+    (workdir / "manifest.yaml").write_text(yaml.safe_dump(manifest))
+    cameras: list[dict[str, object]] = [{
+        "id": "cam-street", "url": str(clips["cam-street"]), "sample_fps": 1,
+        "calibration": {"points": street_calibration()},
+        "zones": [
+            {"id": "z-right-kerb", "violations": ["illegal_parking"], "polygon_px": RIGHT_KERB_PX},
+            {"id": "z-left-kerb", "violations": ["illegal_parking"], "polygon_px": LEFT_KERB_PX},
+            {"id": "z-pavement", "violations": ["stacked_goods"], "polygon_px": PAVEMENT_PX},
+        ],
+    }, {
+        "id": "cam-market", "url": str(clips["cam-market"]), "sample_fps": 1,
+        "zones": [{"id": "z-lane", "violations": ["street_vending"],
+                   "polygon_px": [[180, 200], [640, 200], [640, 480], [180, 480]]}],
+    }]
+    if "cam-lot" in clips:
+        cameras.append({"id": "cam-lot", "url": str(clips["cam-lot"]), "sample_fps": 2,
+                        "zones": [{"id": "z-lot", "violations": ["illegal_parking"], "dwell_s": 10,
+                                   "polygon_px": [[0, 0], [768, 0], [768, 432], [0, 432]]}]})
+    return {
+        "edge_id": "box-demo",
+        "broker": {"url": broker_url, "protocol": protocol},
+        "model": {"name": "yolox_nano", "manifest": str(workdir / "manifest.yaml")},
+        "outbox": str(workdir / "outbox.sqlite"),
+        "cameras": cameras,
+    }
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+def start_broker(url: str | None) -> tuple[str, str, object | None]:
+    """(url, protocol, embedded broker or None): the configured broker, else an embedded one."""
+    if url:
+        return url, os.environ.get("STREETWATCH_MQTT_PROTOCOL", "5"), None
+    port = 1883 if _port_free(1883) else _free_port()
+    broker = start_embedded_broker(port)
+    log.info("embedded MQTT broker (MQTT 3.1.1) on 127.0.0.1:%d", port)
+    return f"mqtt://127.0.0.1:{port}", EMBEDDED_PROTOCOL, broker
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def prepare_database(url: str, workdir: Path) -> str:
+    """Migrate, import the sample merchants, create the demo reviewer; return its password."""
+    migrate(url)
+    factory = make_session_factory(make_engine(url))
+    merchants = workdir / "merchants.geojson"
+    merchants.write_text(json.dumps(merchants_geojson()))
+    password = secrets.token_urlsafe(9)
+    with factory.begin() as session:
+        import_merchants(session, merchants)
+        session.add(User(username=DEMO_USER, password_hash=hash_password(password), role="admin"))
+    return password
+
+
+def run_demo(*, port: int, workdir: Path | None, broker_url: str | None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    assets = Path(os.environ.get("STREETWATCH_ASSETS_DIR") or Path.cwd().parent / "shared" / "assets")
+    if not _port_free(port):
+        raise SystemExit(f"central demo: port {port} is in use; stop what uses it or pass --port")
+    own_workdir = workdir is None
+    workdir = workdir or Path(tempfile.mkdtemp(prefix="streetwatch-demo-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("STREETWATCH_MODE", "demo")
+    os.environ.setdefault("STREETWATCH_MODEL_DIR", str(assets))
+    url, protocol, broker = start_broker(broker_url)
+    database_url = f"sqlite:///{workdir / 'central.sqlite'}"
+    password = prepare_database(database_url, workdir)
+    settings = CentralSettings(
+        broker=BrokerSettings(url=url, protocol=protocol),  # type: ignore[arg-type]
+        web=WebSettings(host="127.0.0.1", port=port),
+        evidence_dir=workdir / "evidence",
+    )
+    edge = _start_edge(workdir, build_footage(assets, workdir), url, protocol)
+    print(f"\nStreetWatch demo: open http://127.0.0.1:{port}  login: {DEMO_USER} / {password}\n"
+          f"  files in {workdir}; the edge worker logs to {workdir / 'edge.log'}; Ctrl-C stops.\n", flush=True)
+    try:
+        _serve(settings, database_url)
+    finally:
+        edge.terminate()
+        edge.wait(15)
+        if broker is not None:
+            broker.stop()  # type: ignore[attr-defined]
+        if own_workdir:
+            shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
+def _start_edge(workdir: Path, clips: dict[str, Path], broker_url: str, protocol: str) -> subprocess.Popen[bytes]:
+    config = workdir / "edge.yaml"
+    config.write_text(yaml.safe_dump(edge_config(workdir, clips, broker_url, protocol)))
+    log_file = (workdir / "edge.log").open("wb")
+    command = [sys.executable, "-m", "streetwatch.edge.cli", "run", "--config", str(config)]
+    return subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT)
+
+
+def _serve(settings: CentralSettings, database_url: str) -> None:
+    import uvicorn
+
+    from streetwatch.central.api.app import build_app
+    from streetwatch.central.ingest import run_consumer
+
+    factory = make_session_factory(make_engine(database_url))
+    stop = threading.Event()
+    ingest = threading.Thread(target=run_consumer, args=(settings, factory, stop), name="central-ingest")
+    ingest.start()
+    try:
+        uvicorn.run(build_app(settings, factory), host=settings.web.host, port=settings.web.port, log_level="warning")
+    finally:
+        stop.set()
+        ingest.join(10)
+        time.sleep(0.1)
