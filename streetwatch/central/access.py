@@ -13,9 +13,10 @@ except `load_scope` is pure.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import shapely
 from shapely.geometry.base import BaseGeometry
 from sqlalchemy import ColumnElement, and_, false, or_, select, true
@@ -36,11 +37,12 @@ class AreaScope:
     area_ids: frozenset[str]
     polygon: BaseGeometry | None
     bbox: tuple[float, float, float, float] | None  # (min_lon, min_lat, max_lon, max_lat)
+    bbox_exact: bool = False  # the polygon is its bounding box: the SQL pre-filter is then exact
 
     def contains_point(self, lat: float | None, lon: float | None) -> bool:
         if self.polygon is None or lat is None or lon is None:
             return False
-        return bool(shapely.contains_xy(self.polygon, lon, lat))
+        return bool(shapely.intersects_xy(self.polygon, lon, lat))  # the edge counts, as in SQL BETWEEN
 
     def covers(self, *, area_id: str | None, lat: float | None, lon: float | None) -> bool:
         """The exact test: the area id is inside the subtree or the point is inside the polygon."""
@@ -76,11 +78,13 @@ def build_scope(areas: Iterable[Area], root_id: str) -> AreaScope:
         polygon = shapely.from_wkt(root.polygon_wkt)
         shapely.prepare(polygon)
     bbox = tuple(float(v) for v in polygon.bounds) if polygon is not None else None
+    exact = polygon is None or bool(shapely.equals(polygon, shapely.box(*polygon.bounds)))
     return AreaScope(
         root_id=root_id,
         area_ids=descendants({a.id: a.parent_id for a in rows}, root_id),
         polygon=polygon,
         bbox=bbox,  # type: ignore[arg-type]
+        bbox_exact=exact,
     )
 
 
@@ -101,14 +105,22 @@ def load_scope(session: Session, user: User) -> AreaScope | None:
     return build_scope(areas, user.area_id)
 
 
-def case_clause(scope: AreaScope | None) -> ColumnElement[bool]:
-    """SQL pre-filter for cases: a superset of `scope.covers` (refine the rows afterwards)."""
+def case_clause(scope: AreaScope | None, *, avoid_indexes: bool = False) -> ColumnElement[bool]:
+    """SQL pre-filter for cases: a superset of `scope.covers` (refine the rows afterwards).
+
+    `avoid_indexes` wraps the columns in no-op expressions (`x || ''`, `x + 0`) so a planner cannot
+    pick their indexes: the queue query wants its ordered index, and SQLite would otherwise gather
+    every row of a big area through `ix_cases_area_id` and sort them all for one page.
+    """
     if scope is None:
         return true()
-    parts: list[ColumnElement[bool]] = [Case.area_id.in_(sorted(scope.area_ids))]
+    area_id = Case.area_id.concat("") if avoid_indexes else Case.area_id
+    lat = Case.lat + 0 if avoid_indexes else Case.lat
+    lon = Case.lon + 0 if avoid_indexes else Case.lon
+    parts: list[ColumnElement[bool]] = [area_id.in_(sorted(scope.area_ids))]
     if scope.bbox is not None:
         min_lon, min_lat, max_lon, max_lat = scope.bbox
-        parts.append(and_(Case.lat.between(min_lat, max_lat), Case.lon.between(min_lon, max_lon)))
+        parts.append(and_(lat.between(min_lat, max_lat), lon.between(min_lon, max_lon)))
     return or_(*parts) if parts else false()
 
 
@@ -116,10 +128,39 @@ def case_visible(scope: AreaScope | None, case: Case) -> bool:
     return scope is None or scope.covers(area_id=case.area_id, lat=case.lat, lon=case.lon)
 
 
+def needs_refine(scopes: Iterable[AreaScope | None]) -> bool:
+    """True if some scope's SQL pre-filter is only a superset (a polygon that is not a rectangle)."""
+    return any(s is not None and not s.bbox_exact for s in scopes)
+
+
 def refine(scopes: Iterable[AreaScope | None], cases: Iterable[Case]) -> list[Case]:
     """Keep the cases every scope covers exactly (the SQL pre-filter lets bounding-box hits in)."""
     active = [s for s in scopes if s is not None]
     return [c for c in cases if all(s.covers(area_id=c.area_id, lat=c.lat, lon=c.lon) for s in active)]
+
+
+def covered_mask(
+    scope: AreaScope,
+    *,
+    area_ids: Sequence[str | None],
+    lats: Sequence[float | None],
+    lons: Sequence[float | None],
+) -> np.ndarray:
+    """`scope.covers` for many rows at once (vectorised point-in-polygon), as a boolean array."""
+    by_id = np.fromiter((a is not None and a in scope.area_ids for a in area_ids), dtype=bool, count=len(area_ids))
+    if scope.polygon is None:
+        return by_id
+    lat = np.array([np.nan if v is None else v for v in lats], dtype=float)
+    lon = np.array([np.nan if v is None else v for v in lons], dtype=float)
+    inside = shapely.intersects_xy(scope.polygon, lon, lat)
+    return by_id | inside
+
+
+def nested(user_scope: AreaScope | None, area_scope: AreaScope | None) -> bool:
+    """False when a filter area lies outside the user's area: such a query can only be empty."""
+    if user_scope is None or area_scope is None:
+        return True
+    return area_scope.root_id in user_scope.area_ids
 
 
 def merchant_clause(scope: AreaScope | None) -> ColumnElement[bool]:

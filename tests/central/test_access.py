@@ -57,6 +57,7 @@ TRIANGLE = AreaScope(
         (None, 2.0, 2.0, True),  # by the polygon alone
         ("other", 2.0, 2.0, True),  # inside the polygon though filed under another area
         (None, 8.0, 8.0, False),  # inside the bounding box, outside the triangle
+        (None, 5.0, 0.0, True),  # on the edge: counts, as BETWEEN does in the SQL pre-filter
         ("other", 8.0, 8.0, False),
         (None, None, None, False),
         ("other", 20.0, 20.0, False),
@@ -78,9 +79,7 @@ def test_scope_covers_by_area_id_or_polygon(
         ("reviewer", "n1", "street", False),
     ],
 )
-def test_who_sees_the_whole_city(
-    role: str, area_id: str | None, level: str | None, unrestricted: bool
-) -> None:
+def test_who_sees_the_whole_city(role: str, area_id: str | None, level: str | None, unrestricted: bool) -> None:
     user = User(username="u", password_hash="x", role=role, area_id=area_id)
     assert is_unrestricted(user, level) is unrestricted
 
@@ -154,9 +153,7 @@ def test_each_user_sees_only_its_area(
         assert count_cases(session, CaseFilters(), scopes=[scope]) == (len(expected), False)
 
 
-def test_area_filter_narrows_but_never_widens(
-    session_factory: sessionmaker[Session], city: dict[str, int]
-) -> None:
+def test_area_filter_narrows_but_never_widens(session_factory: sessionmaker[Session], city: dict[str, int]) -> None:
     with session_factory() as session:
         assert _visible_names(session, "city", city, area_id="north-st1") == {"tea0", "tea1", "tea2"}
         assert _visible_names(session, "city", city, area_id="south") == {"south0", "south1"}
@@ -170,14 +167,10 @@ def test_filters_and_order(session_factory: sessionmaker[Session], city: dict[st
         scope = load_scope(session, _user(session, "north"))
         page = list_cases(session, CaseFilters(), scopes=[scope], limit=10)
         # priority first (high to low), then the older first
-        assert [c.id for c in page.cases] == [
-            city[n] for n in ("tea2", "tea1", "tea0", "north-id", "north-poly")
-        ]
+        assert [c.id for c in page.cases] == [city[n] for n in ("tea2", "tea1", "tea0", "north-id", "north-poly")]
 
 
-def test_keyset_pages_cover_everything_once(
-    session_factory: sessionmaker[Session], city: dict[str, int]
-) -> None:
+def test_keyset_pages_cover_everything_once(session_factory: sessionmaker[Session], city: dict[str, int]) -> None:
     with session_factory() as session:
         seen: list[int] = []
         cursor: QueueCursor | None = None
@@ -210,3 +203,27 @@ def test_count_is_capped(session_factory: sessionmaker[Session]) -> None:
     with session_factory() as session:
         assert count_cases(session, CaseFilters(), scopes=[None], cap=5) == (5, True)
         assert count_cases(session, CaseFilters(), scopes=[None], cap=6) == (6, False)
+
+
+def test_non_rectangular_area_is_refined_exactly(session_factory: sessionmaker[Session]) -> None:
+    """A triangular district: its bounding box lets corner cases into the SQL result; the exact
+    polygon test must drop them from the page and from the count alike."""
+    seed_city(session_factory)
+    triangle = "POLYGON((121.50 31.20, 121.52 31.20, 121.50 31.22, 121.50 31.20))"
+    with session_scope(session_factory) as s:
+        s.add(Area(id="tri", name="Triangle", level="district", parent_id="city", polygon_wkt=triangle))
+        s.flush()
+        s.add(User(username="tri", password_hash="x", role="reviewer", area_id="tri"))
+        inside = [add_case(s, lat=31.201 + i * 0.001, lon=121.501, priority=50 - i).id for i in range(4)]
+        # inside the bounding box but beyond the hypotenuse, with higher priority: first in SQL order
+        for i in range(6):
+            add_case(s, lat=31.218, lon=121.518 - i * 0.0001, priority=90)
+    with session_factory() as session:
+        scope = load_scope(session, _user(session, "tri"))
+        assert scope is not None and not scope.bbox_exact
+        page = list_cases(session, CaseFilters(), scopes=[scope], limit=2)
+        assert [c.id for c in page.cases] == inside[:2]
+        rest = list_cases(session, CaseFilters(), scopes=[scope], limit=2, after=page.next_cursor)
+        assert [c.id for c in rest.cases] == inside[2:]
+        assert count_cases(session, CaseFilters(), scopes=[scope]) == (4, False)
+        assert page.count == 4

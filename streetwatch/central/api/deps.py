@@ -70,9 +70,7 @@ bearer_scheme = HTTPBearer(auto_error=False, description="an API token: `Authori
 
 def _user_from_token(session: Session, token: str | None) -> User:
     if not token:
-        raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED, "Not authenticated", headers={"WWW-Authenticate": "Bearer"}
-        )
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "Not authenticated", headers={"WWW-Authenticate": "Bearer"})
     user = user_for_token(session, token)
     if user is None:
         raise HTTPException(

@@ -55,11 +55,7 @@ def _visible_use(session: SessionDep, user: AnyUser, sha256: str, case_id: int |
         case = session.get(Case, case_id)
         return case is not None and case_visible(scope, case) and _case_uses(session, case, sha256)
     via_alerts = select(Alert.case_id).where(Alert.evidence_sha256 == sha256)
-    stmt = (
-        select(Case)
-        .where((Case.evidence_sha256 == sha256) | Case.id.in_(via_alerts), case_clause(scope))
-        .limit(50)
-    )
+    stmt = select(Case).where((Case.evidence_sha256 == sha256) | Case.id.in_(via_alerts), case_clause(scope)).limit(50)
     return bool(refine([scope], session.scalars(stmt)))
 
 

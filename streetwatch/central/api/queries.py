@@ -14,13 +14,22 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+import numpy as np
 from sqlalchemy import ColumnElement, Select, and_, func, or_, select
 from sqlalchemy.orm import Session
 
-from streetwatch.central.access import AreaScope, build_scope, case_clause, refine
+from streetwatch.central.access import (
+    AreaScope,
+    build_scope,
+    case_clause,
+    covered_mask,
+    needs_refine,
+    nested,
+    refine,
+)
 from streetwatch.central.models import Alert, Area, AuditLog, Case, Merchant
 
-COUNT_CAP = 10_000
+COUNT_CAP = 1_000  # "1,000+" is all a reviewer needs; a bigger count costs more than the page
 MAX_PAGE = 200
 
 
@@ -76,12 +85,17 @@ def filter_scope(session: Session, area_id: str | None) -> AreaScope | None:
 
 
 def _where(filters: CaseFilters, scopes: Sequence[AreaScope | None]) -> list[ColumnElement[bool]]:
+    """The filter conditions. Unless a merchant is named (its index is then the best start), every
+    condition but the status is kept off its index so the planner walks `ix_cases_queue` in order
+    and stops after one page, on SQLite and PostgreSQL alike."""
+    pin = not filters.merchant_id
     conditions: list[ColumnElement[bool]] = [Case.status == filters.status]
     if filters.violation:
-        conditions.append(Case.violation == filters.violation)
+        violation = Case.violation.concat("") if pin else Case.violation
+        conditions.append(violation == filters.violation)
     if filters.merchant_id:
         conditions.append(Case.merchant_id == filters.merchant_id)
-    conditions.extend(case_clause(s) for s in scopes if s is not None)
+    conditions.extend(case_clause(s, avoid_indexes=pin) for s in scopes if s is not None)
     return conditions
 
 
@@ -110,42 +124,64 @@ def list_cases(
     limit: int,
     after: QueueCursor | None = None,
     offset: int = 0,
+    count_cap: int = COUNT_CAP,
 ) -> CasePage:
     """One page of cases visible under every scope, best first; fetches in batches only when the
     polygon refinement drops rows (restricted users whose area is not a rectangle)."""
     limit = max(1, min(limit, MAX_PAGE))
+    if not nested(*_pair(scopes)):
+        return CasePage(cases=[], next_cursor=None, count=0, count_capped=False)
     wanted = offset + limit + 1
     found: list[Case] = []
     cursor = after
     batch = wanted
+    exact = not needs_refine(scopes)
     while len(found) < wanted:
         stmt = select(Case).where(*_where(filters, scopes))
         if cursor is not None:
             stmt = stmt.where(_after(cursor))
         rows = list(session.scalars(_ordered(stmt).limit(batch)))
-        found.extend(refine(scopes, rows))
+        found.extend(rows if exact else refine(scopes, rows))
         if len(rows) < batch:
             break
         cursor = QueueCursor.of(rows[-1])
         batch = min(batch * 2, 2_000)
     page = found[offset : offset + limit]
     next_cursor = QueueCursor.of(page[-1]) if len(found) > offset + limit and page else None
-    count, capped = count_cases(session, filters, scopes=scopes)
+    if next_cursor is None and after is None:  # everything fitted on this page: the count is known
+        count, capped = min(len(found), count_cap), len(found) > count_cap
+    else:
+        count, capped = count_cases(session, filters, scopes=scopes, cap=count_cap)
     return CasePage(cases=page, next_cursor=next_cursor, count=count, count_capped=capped)
+
+
+def _pair(scopes: Sequence[AreaScope | None]) -> tuple[AreaScope | None, AreaScope | None]:
+    """(the user's scope, the filter's scope) from the list handlers pass."""
+    user = scopes[0] if scopes else None
+    area = scopes[1] if len(scopes) > 1 else None
+    return user, area
 
 
 def count_cases(
     session: Session, filters: CaseFilters, *, scopes: Sequence[AreaScope | None], cap: int = COUNT_CAP
 ) -> tuple[int, bool]:
     """(matching cases, True if there are more than `cap`), reading at most cap + 1 index entries."""
+    if not nested(*_pair(scopes)):
+        return 0, False
     where = _where(filters, scopes)
-    if all(s is None for s in scopes):
-        inner = select(Case.id).where(*where).limit(cap + 1).subquery()
-        total = int(session.scalar(select(func.count()).select_from(inner)) or 0)
+    if not needs_refine(scopes):
+        # At most cap + 1 ids: cheap, and the same plan as the page query.
+        ids = select(Case.id).where(*where).limit(cap + 1)
+        total = len(session.scalars(ids).all())
     else:
         rows = session.execute(select(Case.area_id, Case.lat, Case.lon).where(*where).limit(cap + 1)).all()
-        active = [s for s in scopes if s is not None]
-        total = sum(1 for r in rows if all(s.covers(area_id=r[0], lat=r[1], lon=r[2]) for s in active))
+        keep = np.ones(len(rows), dtype=bool)
+        for scope in scopes:
+            if scope is not None and rows:
+                keep &= covered_mask(
+                    scope, area_ids=[r[0] for r in rows], lats=[r[1] for r in rows], lons=[r[2] for r in rows]
+                )
+        total = int(keep.sum())
     return min(total, cap), total > cap
 
 

@@ -62,9 +62,7 @@ class CasePublic(BaseModel):
             merchant=MerchantBrief(id=merchant.id, name=merchant.name, address=merchant.address)
             if merchant is not None
             else None,
-            attribution=AttributionPublic(
-                method=case.attribution_method, distance_m=case.attribution_distance_m
-            ),
+            attribution=AttributionPublic(method=case.attribution_method, distance_m=case.attribution_distance_m),
             evidence_url=f"/evidence/{case.evidence_sha256}" if case.evidence_sha256 else None,
             merged_into_id=case.merged_into_id,
         )
@@ -113,9 +111,7 @@ class AuditPublic(BaseModel):
 
     @classmethod
     def of(cls, entry: AuditLog) -> AuditPublic:
-        return cls(
-            id=entry.id, actor=entry.actor, action=entry.action, detail=dict(entry.detail or {}), at=entry.at
-        )
+        return cls(id=entry.id, actor=entry.actor, action=entry.action, detail=dict(entry.detail or {}), at=entry.at)
 
 
 class CaseDetailPublic(CasePublic):

@@ -24,9 +24,7 @@ SECRET_KEY_ENV = "STREETWATCH_SECRET_KEY"
 MODE_ENV = "STREETWATCH_MODE"
 COOKIE_SECURE_ENV = "STREETWATCH_COOKIE_SECURE"
 MIN_SECRET_CHARS = 32
-PLACEHOLDER_SECRETS = frozenset(
-    {"changethis", "changeme", "change-me", "secret", "secret-key", "dev", "test"}
-)
+PLACEHOLDER_SECRETS = frozenset({"changethis", "changeme", "change-me", "secret", "secret-key", "dev", "test"})
 
 Mode = Literal["production", "development", "demo"]
 

@@ -11,6 +11,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 METRES_PER_DEG_LAT = 111_320.0
 VIEW_PX = (240, 180)
 DEFAULT_HALF_SPAN_M = 20.0
@@ -100,26 +102,22 @@ def build_map(
     px_per_m = (min(width, height) / 2) / half
     cx, cy = width / 2, height / 2
 
-    def project(p_lon: float, p_lat: float) -> tuple[float, float]:
-        east, north = to_local_m(p_lon, p_lat, lon0=lon, lat0=lat)
-        return round(cx + east * px_per_m, 1), round(cy - north * px_per_m, 1)
-
+    scale = np.array([METRES_PER_DEG_LAT * math.cos(math.radians(lat)), -METRES_PER_DEG_LAT]) * px_per_m
     svg_zones = []
     for zone in zones:
-        pts = [project(p_lon, p_lat) for p_lon, p_lat in zone.ring]
-        if not pts:
+        if not zone.ring:
             continue
-        xs, ys = [p[0] for p in pts], [p[1] for p in pts]
-        label_x = (min(xs) + max(xs)) / 2
-        label_y = max(ys) + 10  # under the zone, where it does not hide the case point
+        # (lon, lat) -> pixels in one vectorised step: east to the right, north up.
+        pts = np.round((np.asarray(zone.ring, dtype=float) - (lon, lat)) * scale + (cx, cy), 1)
+        xs, ys = pts[:, 0], pts[:, 1]
         svg_zones.append(
             SvgZone(
                 merchant_id=zone.merchant_id,
                 label=zone.label,
-                short_label=fit_label(zone.label, max(xs) - min(xs) + 16),
-                points=" ".join(f"{x},{y}" for x, y in pts),
-                label_x=round(label_x, 1),
-                label_y=round(label_y, 1),
+                short_label=fit_label(zone.label, float(xs.max() - xs.min()) + 16),
+                points=" ".join(f"{x:g},{y:g}" for x, y in pts.tolist()),
+                label_x=round(float(xs.min() + xs.max()) / 2, 1),
+                label_y=round(float(ys.max()) + 10, 1),  # under the zone: the case point stays clear
                 attributed=zone.merchant_id == attributed_merchant_id,
             )
         )

@@ -3,7 +3,8 @@
 A queue page draws the zones around each of its cases. Asking the database for them per case
 would mean parsing WKT for thousands of merchants per request (there is no spatial index in the
 portable schema), so the zones are parsed once into a shapely STRtree and rebuilt only when the
-merchants table changes (its row count or newest `updated_at`, one cheap aggregate per request).
+merchants table changes (attribution's fingerprint: row count and newest `updated_at`, checked at
+most every `check_interval_s`).
 """
 
 from __future__ import annotations
@@ -11,14 +12,16 @@ from __future__ import annotations
 import logging
 import math
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
 
 import numpy as np
 import shapely
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from streetwatch.central.attribution import merchant_fingerprint
 from streetwatch.central.models import Merchant
 from streetwatch.central.web.mapsvg import METRES_PER_DEG_LAT, ZoneShape
 
@@ -27,7 +30,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class _Snapshot:
-    version: tuple[int, datetime | None]
+    version: tuple[int, str]
     ids: list[str]
     labels: list[str]
     geoms: np.ndarray
@@ -37,14 +40,22 @@ class _Snapshot:
 class NearbyZones:
     """Thread-safe cache of merchant zones; `around` returns the zones within a radius of a point."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, check_interval_s: float = 5.0, clock: Callable[[], float] = time.monotonic) -> None:
         self._lock = threading.Lock()
         self._snapshot: _Snapshot | None = None
+        self._check_interval_s = check_interval_s
+        self._clock = clock
+        self._checked_at = -math.inf
 
     def _current(self, session: Session) -> _Snapshot:
-        count, newest = session.execute(select(func.count(Merchant.id), func.max(Merchant.updated_at))).one()
-        version = (int(count or 0), newest)
+        """The zones, re-read when the merchants changed (checked at most every few seconds: the
+        check is a full-table aggregate)."""
+        now = self._clock()
+        if self._snapshot is not None and now - self._checked_at < self._check_interval_s:
+            return self._snapshot
+        version = merchant_fingerprint(session)
         with self._lock:
+            self._checked_at = now
             if self._snapshot is not None and self._snapshot.version == version:
                 return self._snapshot
             rows = session.execute(select(Merchant.id, Merchant.name, Merchant.zone_wkt)).all()
@@ -54,8 +65,12 @@ class NearbyZones:
             log.info("map zones: indexed %d merchant zones", len(rows))
             return self._snapshot
 
+    def warm(self, session: Session) -> int:
+        """Build the index now; the number of zones in it."""
+        return len(self._current(session).ids)
+
     def around(
-        self, session: Session, *, lat: float, lon: float, radius_m: float = 60.0, limit: int = 12
+        self, session: Session, *, lat: float, lon: float, radius_m: float = 60.0, limit: int = 8
     ) -> list[ZoneShape]:
         """Up to `limit` zones within `radius_m` of (lat, lon), nearest first."""
         snap = self._current(session)
@@ -65,12 +80,14 @@ class NearbyZones:
         dlon = radius_m / (METRES_PER_DEG_LAT * max(math.cos(math.radians(lat)), 0.01))
         box = shapely.box(lon - dlon, lat - dlat, lon + dlon, lat + dlat)
         hits = snap.tree.query(box, predicate="intersects")
-        point = shapely.Point(lon, lat)
-        ordered = sorted(hits.tolist(), key=lambda i: shapely.distance(snap.geoms[i], point))[:limit]
-        return [_shape(snap.ids[i], snap.labels[i], snap.geoms[i]) for i in ordered]
+        if len(hits) == 0:
+            return []
+        distances = shapely.distance(snap.geoms[hits], shapely.Point(lon, lat))
+        ordered = hits[np.argsort(distances, kind="stable")][:limit]
+        return [_shape(snap.ids[i], snap.labels[i], snap.geoms[i]) for i in ordered.tolist()]
 
 
 def _shape(merchant_id: str, label: str, geom: shapely.Geometry) -> ZoneShape:
     polygon = geom.geoms[0] if hasattr(geom, "geoms") else geom
-    ring = [(float(x), float(y)) for x, y in polygon.exterior.coords]
+    ring = [(x, y) for x, y in shapely.get_coordinates(polygon.exterior).tolist()]
     return ZoneShape(merchant_id=merchant_id, label=label, ring=ring)
