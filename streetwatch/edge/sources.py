@@ -241,8 +241,8 @@ class CameraSource:
     gets the newest; a failed open or an ended stream is logged and retried with exponential
     back-off. Replay (files): a full queue blocks the decoder (lossless); the end of the file ends
     the source (`finished`) unless options.loop. Nothing raised in the thread leaves it.
-    Counters (read any time): frames_decoded, frames_sampled, frames_dropped, reconnects,
-    last_error, connected.
+    Counters (read any time): frames_decoded, frames_sampled, frames_dropped, packets_corrupt,
+    reconnects, last_error, connected.
     """
 
     def __init__(self, camera: CameraConfig, *, options: SourceOptions | None = None) -> None:
@@ -268,6 +268,10 @@ class CameraSource:
     @property
     def frames_sampled(self) -> int:
         return self.stats.frames_sampled
+
+    @property
+    def packets_corrupt(self) -> int:
+        return self.stats.packets_corrupt
 
     @property
     def finished(self) -> bool:
@@ -346,7 +350,7 @@ class CameraSource:
             if not self._stop.is_set():
                 self.last_error = "stream ended"
                 level = logging.WARNING if self.live else logging.INFO
-                log.log(level, "camera %s: stream ended after %d frames", self.camera_id,
+                log.log(level, "camera %s: stream ended after %d sampled frames", self.camera_id,
                         self.stats.frames_sampled - sampled_before)
         except (av.error.FFmpegError, OSError, ValueError) as exc:
             self.last_error = f"{type(exc).__name__}: {exc}"
