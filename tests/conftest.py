@@ -8,13 +8,12 @@
 from __future__ import annotations
 
 import os
-import socket
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
+from support import BrokerEndpoint, free_port
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_ASSETS = REPO.parent / "shared" / "assets"
@@ -40,21 +39,6 @@ def model_dir() -> Path:
 @pytest.fixture(scope="session")
 def street_dir(assets_dir: Path) -> Path:
     return assets_dir / "street"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@dataclass(frozen=True)
-class BrokerEndpoint:
-    url: str
-    host: str
-    port: int
-    protocol: str  # "5" for Mosquitto, "3.1.1" for the embedded broker
-    embedded: bool
 
 
 @pytest.fixture(scope="session")

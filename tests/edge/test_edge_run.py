@@ -24,8 +24,8 @@ import paho.mqtt.client as mqtt
 import pytest
 import yaml
 from clips import still_scene, write_h264_clip
-from conftest import BrokerEndpoint, free_port
 from rtsp_server import RtspServer
+from support import BrokerEndpoint, free_port
 
 from streetwatch.edge.alerts import alert_topic, parse_alert
 

@@ -25,8 +25,8 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
-from conftest import BrokerEndpoint, free_port
 from factories import make_alert
+from support import BrokerEndpoint, free_port
 
 from streetwatch.edge.alerts import Alert, alert_topic, parse_alert, status_topic
 from streetwatch.edge.config import BrokerConfig, CameraConfig, ConfigError, EdgeConfig, TlsConfig

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 import paho.mqtt.client as mqtt
 import pytest
-from conftest import BrokerEndpoint
+from support import BrokerEndpoint
 
 from streetwatch.edge.telemetry import (
     TelemetryHandler,
