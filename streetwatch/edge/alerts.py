@@ -23,7 +23,9 @@ MAX_OBJECTS = 64
 
 Violation = Literal["illegal_parking", "street_vending", "stacked_goods"]
 VIOLATIONS: tuple[Violation, ...] = ("illegal_parking", "street_vending", "stacked_goods")
-AlertState = Literal["active", "ended"]
+# `sighting`: a moving camera saw the object once on one pass (no dwell on the edge); central
+# confirms a violation from sightings on separate passes. Older messages never carry it.
+AlertState = Literal["active", "ended", "sighting"]
 SourceKind = Literal["fixed", "vehicle", "drone"]
 
 # Ids travel inside MQTT topics and file names: no '/', '+', '#', spaces or control characters.

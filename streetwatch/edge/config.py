@@ -111,6 +111,90 @@ class ZoneConfig(StrictModel):
         return self.dwell_s if self.dwell_s is not None else DEFAULT_DWELL_S[violation]
 
 
+TelemetrySource = Literal["nmea_file", "nmea_tcp", "nmea_udp", "gpx", "srt", "klv", "mqtt"]
+FILE_TELEMETRY: tuple[str, ...] = ("nmea_file", "gpx", "srt", "klv")
+
+
+class CameraModelConfig(StrictModel):
+    """A moving camera's lens and mounting (see edge/geo.py, section 3)."""
+
+    hfov_deg: float | None = Field(default=None, gt=1, lt=179, description="horizontal field of view")
+    matrix: list[list[float]] | None = Field(default=None, description="3x3 calibration matrix [[fx,0,cx],...]")
+    matrix_image_size: tuple[int, int] | None = Field(default=None, description="(w, h) the matrix was measured at")
+    mount_height_m: float | None = Field(default=None, gt=0, le=10, description="vehicles: lens above the road")
+    ground_alt_m: float | None = Field(
+        default=None, ge=-500, le=9000, description="drones without relative altitude: ground altitude (MSL)"
+    )
+    yaw_deg: float = Field(default=0.0, ge=-180, le=360, description="camera yaw relative to the platform nose")
+    pitch_deg: float = Field(default=0.0, ge=-90, le=90, description="camera pitch relative to the platform")
+    roll_deg: float = Field(default=0.0, ge=-180, le=180, description="camera roll relative to the platform")
+    position_sigma_m: float = Field(default=2.0, ge=0, le=100, description="GPS 1-sigma for accuracy_m")
+    attitude_sigma_deg: float = Field(default=1.0, ge=0, le=45, description="measured attitude 1-sigma")
+    assumed_attitude_sigma_deg: float = Field(
+        default=3.0, ge=0, le=45, description="1-sigma when pitch/roll are assumed level (GPS-only telemetry)"
+    )
+    height_sigma_m: float = Field(default=0.2, ge=0, le=100, description="height above ground 1-sigma")
+
+    @model_validator(mode="after")
+    def _one_lens(self) -> CameraModelConfig:
+        if (self.hfov_deg is None) == (self.matrix is None):
+            raise ValueError("give exactly one of hfov_deg or matrix")
+        if self.matrix is not None:
+            if len(self.matrix) != 3 or any(len(row) != 3 for row in self.matrix):
+                raise ValueError(f"matrix must be 3x3, got {self.matrix}")
+            if not (self.matrix[0][0] > 0 and self.matrix[1][1] > 0):
+                fx, fy = self.matrix[0][0], self.matrix[1][1]
+                raise ValueError(f"matrix focal lengths fx, fy must be > 0, got {fx}, {fy}")
+            if self.matrix_image_size is None:
+                raise ValueError("matrix needs matrix_image_size: the (w, h) it was measured at")
+        return self
+
+
+class TelemetryConfig(StrictModel):
+    """Where a moving camera's poses come from (see edge/telemetry)."""
+
+    source: TelemetrySource
+    path: Path | None = Field(default=None, description="file sources; default: the video's sidecar (replay)")
+    host: str | None = Field(default=None, description="nmea_tcp: the GPS host; nmea_udp: address to bind")
+    port: int | None = Field(default=None, ge=1, le=65535)
+    max_gap_s: float = Field(default=2.0, gt=0, le=60, description="frames further from a pose are not geo-matched")
+    clock_offset_s: float = Field(
+        default=0.0, ge=-86_400, le=86_400, description="telemetry time = frame time + this"
+    )
+    clock_tz: str | None = Field(default=None, description="srt: IANA zone of the drone's local clock")
+
+    @model_validator(mode="after")
+    def _fields_for_source(self) -> TelemetryConfig:
+        if self.source in ("nmea_tcp", "nmea_udp"):
+            if self.port is None:
+                raise ValueError(f"source {self.source} needs port")
+            if self.source == "nmea_tcp" and self.host is None:
+                raise ValueError("source nmea_tcp needs host")
+            if self.path is not None:
+                raise ValueError(f"source {self.source} reads a socket: remove path")
+        elif self.host is not None or self.port is not None:
+            raise ValueError(f"source {self.source} takes no host/port")
+        if self.source == "mqtt" and self.path is not None:
+            raise ValueError("source mqtt reads streetwatch/v1/telemetry/{edge_id}/{camera_id}: remove path")
+        if self.clock_tz is not None and self.source != "srt":
+            raise ValueError(f"clock_tz applies to srt only, not {self.source}")
+        return self
+
+
+class MovingRulesConfig(StrictModel):
+    """Rules of moving cameras (ground positions instead of pixels)."""
+
+    pass_gap_s: float = Field(
+        default=30, ge=1, le=3600, description="unseen this long: the next sighting is a new pass"
+    )
+    min_frames: int = Field(default=2, ge=1, le=100, description="frames an object needs in a pass to be reported")
+    still_tolerance_m: float = Field(
+        default=1.0, gt=0, le=50, description="ground drift (beyond the accuracy) that still counts as still"
+    )
+    match_radius_m: float = Field(default=3.0, gt=0, le=50, description="minimum gate to join an object")
+    prop_reach_m: float = Field(default=3.0, gt=0, le=50, description="street vending: prop within this of a person")
+
+
 class CameraConfig(StrictModel):
     id: str = Field(pattern=ID_PATTERN)
     kind: SourceKind = "fixed"
@@ -121,6 +205,8 @@ class CameraConfig(StrictModel):
     timezone: str = Field(default="UTC", description="IANA zone for allowed_windows, e.g. Asia/Shanghai")
     calibration: CalibrationConfig | None = None
     zones: list[ZoneConfig] = Field(default_factory=list)
+    camera_model: CameraModelConfig | None = Field(default=None, description="vehicle/drone cameras only")
+    telemetry: TelemetryConfig | None = Field(default=None, description="vehicle/drone cameras only")
 
 
 class RulesConfig(StrictModel):
@@ -131,6 +217,7 @@ class RulesConfig(StrictModel):
         default=0.25, gt=0, le=2, description="max ground-point drift, in box heights, to count as still"
     )
     static_min_area_px: int = Field(default=900, ge=16, description="smallest static region for goods")
+    moving: MovingRulesConfig = Field(default_factory=MovingRulesConfig)
 
 
 class EvidenceConfig(StrictModel):
@@ -154,6 +241,7 @@ class EdgeConfig(StrictModel):
         verify_unique_ids(self)
         for camera in self.cameras:
             verify_geo_zones_have_calibration(camera)
+            verify_moving_camera(camera)
         return self
 
 
@@ -179,6 +267,44 @@ def verify_geo_zones_have_calibration(camera: CameraConfig) -> None:
                 f"camera {camera.id!r} zone {zone.id!r} is given in polygon_geo but the camera has no "
                 "calibration; add calibration.points or give the zone as polygon_px"
             )
+
+
+def verify_moving_camera(camera: CameraConfig) -> None:
+    """Vehicle/drone cameras need telemetry and a camera model and zones in polygon_geo; fixed ones none of it."""
+    where = f"camera {camera.id!r} (kind {camera.kind})"
+    if camera.kind == "fixed":
+        for name in ("camera_model", "telemetry"):
+            if getattr(camera, name) is not None:
+                raise ValueError(f"{where}: {name} is for vehicle/drone cameras; remove it or set kind")
+        return
+    if camera.telemetry is None or camera.camera_model is None:
+        missing = " and ".join(n for n in ("telemetry", "camera_model") if getattr(camera, n) is None)
+        raise ValueError(f"{where}: a moving camera needs {missing} (its pose comes from telemetry)")
+    if camera.calibration is not None:
+        raise ValueError(f"{where}: calibration.points are for fixed cameras; a moving camera uses camera_model")
+    for zone in camera.zones:
+        if zone.polygon_geo is None:
+            raise ValueError(f"{where} zone {zone.id!r}: a moving camera's zones must be polygon_geo (lat, lon); "
+                             "pixel polygons move with the camera")
+    _verify_platform(camera, where, camera.camera_model, camera.telemetry)
+
+
+def _verify_platform(camera: CameraConfig, where: str, model: CameraModelConfig, telemetry: TelemetryConfig) -> None:
+    if camera.kind == "vehicle":
+        if model.mount_height_m is None:
+            raise ValueError(f"{where}: camera_model.mount_height_m is required (lens height above the road)")
+        if telemetry.source in ("srt", "klv"):
+            raise ValueError(f"{where}: telemetry.source {telemetry.source} is a drone format; use nmea_*, gpx or mqtt")
+        return
+    if model.mount_height_m is not None:
+        raise ValueError(f"{where}: mount_height_m is for vehicles; a drone's height comes from its telemetry")
+    if telemetry.source in ("nmea_file", "nmea_tcp", "nmea_udp", "gpx") and model.ground_alt_m is None:
+        raise ValueError(f"{where}: telemetry.source {telemetry.source} has no height above ground; "
+                         "set camera_model.ground_alt_m")
+    if telemetry.source == "klv" and model.ground_alt_m is None:
+        raise ValueError(f"{where}: KLV gives altitude above sea level; set camera_model.ground_alt_m")
+    if telemetry.source == "srt" and telemetry.clock_tz is None:
+        raise ValueError(f"{where}: telemetry.clock_tz is required for srt (the drone clock's IANA zone)")
 
 
 def load_edge_config(path: str | Path) -> EdgeConfig:
@@ -213,8 +339,10 @@ __all__ = [
     "VIOLATIONS",
     "BrokerConfig",
     "CameraConfig",
+    "CameraModelConfig",
     "ConfigError",
     "EdgeConfig",
+    "TelemetryConfig",
     "ZoneConfig",
     "load_edge_config",
 ]

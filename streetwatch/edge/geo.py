@@ -10,8 +10,10 @@ Two parts, kept apart:
    latitudes, far below what a box bottom is good for, so pyproj is not worth the dependency.
 
 2. Fixed cameras: a ground-plane homography fitted from >= 4 pixel <-> (lat, lon) pairs maps
-   image pixels to tangent-plane metres. (Moving cameras, posed from GPS/attitude, will add their
-   own section below and reuse part 1.)
+   image pixels to tangent-plane metres.
+
+3. Moving cameras (patrol vehicles, drones): a pinhole camera posed per frame from telemetry;
+   each pixel's ray is intersected with flat ground (see the section's own notes).
 
 Everything here is a pure function of its arguments.
 """
@@ -26,6 +28,7 @@ import cv2
 import numpy as np
 
 from streetwatch.edge.alerts import Location
+from streetwatch.edge.telemetry.pose import Pose
 
 # --------------------------------------------------------------------------------------------
 # 1. Local tangent plane
@@ -437,3 +440,244 @@ def format_calibration_report(report: CalibrationReport, *, camera_id: str = "")
     if len(report.points) == 4:
         lines.append("note: 4 points fit exactly; add more points to measure the calibration error")
     return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------
+# 3. Moving cameras: per-frame pose from telemetry, rays onto flat ground
+# --------------------------------------------------------------------------------------------
+#
+# Frames. World: east/north/up metres (ENU) around the camera's ground point. Attitude: yaw
+# clockwise from true north, pitch positive nose/lens up, roll positive right side down, applied
+# in that order (intrinsic z-y-x, the aerospace convention NMEA/DJI/MISB angles follow). Camera:
+# OpenCV pinhole (x right, y down, z along the optical axis).
+#
+# Vehicle: camera attitude = vehicle attitude (heading, pitch, roll) composed with the mount
+# offsets (yaw/pitch/roll of the camera relative to the vehicle's nose); height = mount height
+# above the road. A GPS-only source (NMEA RMC/GGA, GPX) has no pitch or roll: the vehicle is
+# assumed level (pitch = roll = 0) and its heading is the course over ground the parser derived;
+# the accuracy then uses `assumed_attitude_sigma_deg` instead of `attitude_sigma_deg`.
+# Drone: height above ground = the pose's relative altitude (take-off point as flat-ground
+# stand-in), else `alt_m - ground_alt_m`. An earth-referenced gimbal (DJI) gives the camera's
+# attitude directly; a platform-referenced one (MISB tags 18/19/20) is composed with the
+# airframe's heading/pitch/roll (None -> 0, assumed); without a gimbal the camera is the airframe
+# composed with the mount offsets. Mount offsets are applied after an earth-referenced gimbal too
+# (a residual boresight correction, 0 by default).
+#
+# Accuracy (1-sigma radius, metres) of a ground point at horizontal range rho from the camera at
+# height h, slant distance D = sqrt(h^2 + rho^2), focal length f (pixels):
+#   angle error        s_a = sqrt(s_att^2 + (box_bottom_px / f)^2)           (radians)
+#   along the ray      s_r = D^2 / h * s_a        (d rho / d depression = -D^2 / h)
+#   across the ray     s_c = rho * s_a            (a yaw error swings the point sideways)
+#   from the height    s_h = rho / h * height_sigma_m
+#   accuracy_m         = sqrt(position_sigma_m^2 + s_r^2 + s_c^2 + s_h^2)
+# It grows with range (quadratically along the ray: near the horizon a small angle error moves
+# the point far) and with attitude uncertainty.
+
+_OPENCV_TO_BODY = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])
+"""Columns: OpenCV camera x (right), y (down), z (forward) in body (right, forward, up) coordinates."""
+
+MIN_DEPRESSION_RAD = math.radians(0.5)  # rays flatter than this never meet the ground usefully
+
+
+class PoseUnusable(ValueError):
+    """A telemetry pose that cannot place the camera (no heading, no height); the message says why."""
+
+
+@dataclass(frozen=True)
+class Intrinsics:
+    """Pinhole intrinsics in pixels of the analysed frame (no distortion: dash and drone cameras
+    are usually rectified by the camera; a strongly distorted lens needs undistorting first)."""
+
+    fx: float
+    fy: float
+    cx: float
+    cy: float
+
+    @classmethod
+    def from_hfov(cls, hfov_deg: float, width: int, height: int) -> Intrinsics:
+        """Square pixels, principal point at the image centre: fx = (W / 2) / tan(hfov / 2)."""
+        if not 0.0 < hfov_deg < 180.0:
+            raise ValueError(f"hfov_deg must be in (0, 180), got {hfov_deg}")
+        f = (width / 2.0) / math.tan(math.radians(hfov_deg) / 2.0)
+        return cls(fx=f, fy=f, cx=width / 2.0, cy=height / 2.0)
+
+    @classmethod
+    def from_matrix(
+        cls, matrix: Sequence[Sequence[float]], *, calibrated_size: tuple[int, int], image_size: tuple[int, int]
+    ) -> Intrinsics:
+        """A 3x3 calibration matrix measured at `calibrated_size` (w, h), scaled to `image_size`."""
+        k = np.asarray(matrix, dtype=np.float64)
+        sx, sy = image_size[0] / calibrated_size[0], image_size[1] / calibrated_size[1]
+        return cls(fx=k[0, 0] * sx, fy=k[1, 1] * sy, cx=k[0, 2] * sx, cy=k[1, 2] * sy)
+
+
+@dataclass(frozen=True)
+class MountOffsets:
+    """The camera's yaw/pitch/roll relative to the platform (degrees); e.g. a kerb-facing camera
+    on the right side of a car: yaw 90, pitch -10."""
+
+    yaw_deg: float = 0.0
+    pitch_deg: float = 0.0
+    roll_deg: float = 0.0
+
+
+@dataclass(frozen=True)
+class Uncertainty:
+    """Inputs of the accuracy formula above (1-sigma)."""
+
+    position_sigma_m: float = 2.0
+    attitude_sigma_deg: float = 1.0
+    assumed_attitude_sigma_deg: float = 3.0
+    height_sigma_m: float = 0.2
+    box_bottom_px: float = DEFAULT_BOX_BOTTOM_PX
+
+
+@dataclass(frozen=True, eq=False)
+class CameraPose:
+    """Where a moving camera was and how it looked, for one frame.
+
+    rotation: (3, 3) world-from-camera (columns: the OpenCV camera axes in ENU). height_m: above
+    the ground plane. attitude_sigma_rad: per-angle 1-sigma used for accuracy. assumed: what the
+    pose had to assume (e.g. 'level vehicle'), for logs.
+    """
+
+    lat: float
+    lon: float
+    height_m: float
+    rotation: np.ndarray
+    attitude_sigma_rad: float
+    assumed: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, eq=False)
+class GroundPoints:
+    """Parallel (N,) arrays: east/north metres in `plane`, lat/lon, accuracy_m, valid (False for
+    pixels on or above the horizon; their values are NaN)."""
+
+    plane: TangentPlane
+    east: np.ndarray
+    north: np.ndarray
+    lat: np.ndarray
+    lon: np.ndarray
+    accuracy_m: np.ndarray
+    valid: np.ndarray
+
+
+def attitude_matrix(yaw_deg: float, pitch_deg: float, roll_deg: float) -> np.ndarray:
+    """(3, 3) whose columns are the body's right, forward and up axes in the parent frame's
+    (right=east, forward=north, up) coordinates, after yaw (clockwise), pitch (up), roll (right down)."""
+    y, p, r = (math.radians(v) for v in (yaw_deg, pitch_deg, roll_deg))
+    fwd = np.array([math.sin(y), math.cos(y), 0.0])
+    right = np.array([math.cos(y), -math.sin(y), 0.0])
+    up = np.array([0.0, 0.0, 1.0])
+    fwd, up = math.cos(p) * fwd + math.sin(p) * up, -math.sin(p) * fwd + math.cos(p) * up
+    right, up = math.cos(r) * right - math.sin(r) * up, math.sin(r) * right + math.cos(r) * up
+    return np.column_stack([right, fwd, up])
+
+
+def _camera_rotation(platform: np.ndarray, offsets: MountOffsets) -> np.ndarray:
+    mount = attitude_matrix(offsets.yaw_deg, offsets.pitch_deg, offsets.roll_deg)
+    return platform @ mount @ _OPENCV_TO_BODY
+
+
+def vehicle_camera_pose(
+    pose: Pose, *, mount_height_m: float, offsets: MountOffsets, uncertainty: Uncertainty
+) -> CameraPose:
+    """A vehicle camera's pose; a GPS-only pose is taken as a level vehicle heading along its course."""
+    if pose.heading_deg is None:
+        raise PoseUnusable(f"{pose.source}: no heading or course at {pose.t.isoformat()} (vehicle standing "
+                           "since the fix?); cannot orient the camera")
+    assumed = ("level vehicle (no pitch/roll in telemetry)",) if pose.pitch_deg is None or pose.roll_deg is None else ()
+    platform = attitude_matrix(pose.heading_deg, pose.pitch_deg or 0.0, pose.roll_deg or 0.0)
+    sigma = uncertainty.assumed_attitude_sigma_deg if assumed else uncertainty.attitude_sigma_deg
+    return CameraPose(lat=pose.lat, lon=pose.lon, height_m=mount_height_m,
+                      rotation=_camera_rotation(platform, offsets),
+                      attitude_sigma_rad=math.radians(sigma), assumed=assumed)
+
+
+def drone_camera_pose(
+    pose: Pose, *, offsets: MountOffsets, uncertainty: Uncertainty, ground_alt_m: float | None = None
+) -> CameraPose:
+    """A drone camera's pose from its height above ground and its gimbal (see the section notes)."""
+    height = _drone_height(pose, ground_alt_m)
+    assumed: list[str] = []
+    gimbal = pose.gimbal
+    if gimbal is not None and gimbal.reference == "earth":
+        platform = attitude_matrix(gimbal.yaw_deg, gimbal.pitch_deg, gimbal.roll_deg)
+    else:
+        if pose.heading_deg is None:
+            raise PoseUnusable(f"{pose.source}: no platform heading at {pose.t.isoformat()} for a "
+                               f"{'platform-referenced gimbal' if gimbal else 'camera without gimbal'}")
+        if pose.pitch_deg is None or pose.roll_deg is None:
+            assumed.append("level airframe (no pitch/roll in telemetry)")
+        platform = attitude_matrix(pose.heading_deg, pose.pitch_deg or 0.0, pose.roll_deg or 0.0)
+        if gimbal is not None:
+            platform = platform @ attitude_matrix(gimbal.yaw_deg, gimbal.pitch_deg, gimbal.roll_deg)
+    sigma = uncertainty.assumed_attitude_sigma_deg if assumed else uncertainty.attitude_sigma_deg
+    return CameraPose(lat=pose.lat, lon=pose.lon, height_m=height, rotation=_camera_rotation(platform, offsets),
+                      attitude_sigma_rad=math.radians(sigma), assumed=tuple(assumed))
+
+
+def _drone_height(pose: Pose, ground_alt_m: float | None) -> float:
+    if pose.rel_alt_m is not None:
+        height = pose.rel_alt_m
+    elif pose.alt_m is not None and ground_alt_m is not None:
+        height = pose.alt_m - ground_alt_m
+    else:
+        raise PoseUnusable(f"{pose.source}: no relative altitude at {pose.t.isoformat()} and no "
+                           "camera_model.ground_alt_m to subtract from the altitude")
+    if not height > 0.5:
+        raise PoseUnusable(f"{pose.source}: height above ground {height:.1f} m at {pose.t.isoformat()}; "
+                           "the drone must be airborne (> 0.5 m) to project onto the ground")
+    return float(height)
+
+
+def project_to_ground(
+    cam: CameraPose, intrinsics: Intrinsics, xy: np.ndarray, *, plane: TangentPlane | None = None,
+    uncertainty: Uncertainty = Uncertainty(),
+) -> GroundPoints:
+    """Vectorised: (N, 2) pixels -> flat-ground points (in `plane`, default: the camera's ground
+    point) with accuracy_m from the formula in the section notes."""
+    xy = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
+    plane = plane or TangentPlane(cam.lat, cam.lon)
+    rays = np.column_stack([(xy[:, 0] - intrinsics.cx) / intrinsics.fx,
+                            (xy[:, 1] - intrinsics.cy) / intrinsics.fy, np.ones(len(xy))]) @ cam.rotation.T
+    horizontal = np.hypot(rays[:, 0], rays[:, 1])
+    valid = -rays[:, 2] > np.tan(MIN_DEPRESSION_RAD) * horizontal
+    with np.errstate(divide="ignore", invalid="ignore"):
+        scale = np.where(valid, cam.height_m / -rays[:, 2], np.nan)
+    de, dn = rays[:, 0] * scale, rays[:, 1] * scale
+    cam_e, cam_n = plane.to_enu(np.array([cam.lat]), np.array([cam.lon]))
+    east, north = de + cam_e[0], dn + cam_n[0]
+    lat, lon = plane.to_latlon(east, north)
+    accuracy = ground_accuracy(np.hypot(de, dn), height_m=cam.height_m, focal_px=intrinsics.fx,
+                               attitude_sigma_rad=cam.attitude_sigma_rad, uncertainty=uncertainty)
+    return GroundPoints(plane=plane, east=east, north=north, lat=lat, lon=lon,
+                        accuracy_m=np.where(valid, accuracy, np.nan), valid=valid)
+
+
+def ground_accuracy(
+    rho: np.ndarray, *, height_m: float, focal_px: float, attitude_sigma_rad: float, uncertainty: Uncertainty
+) -> np.ndarray:
+    """1-sigma radius (metres) at horizontal ranges `rho`; the formula is in the section notes."""
+    angle = math.hypot(attitude_sigma_rad, uncertainty.box_bottom_px / focal_px)
+    slant2 = height_m**2 + rho**2
+    along = slant2 / height_m * angle
+    across = rho * angle
+    from_height = rho / height_m * uncertainty.height_sigma_m
+    return np.sqrt(uncertainty.position_sigma_m**2 + along**2 + across**2 + from_height**2)
+
+
+def ground_to_image(cam: CameraPose, intrinsics: Intrinsics, latlon: np.ndarray) -> np.ndarray:
+    """Vectorised inverse: (N, 2) (lat, lon) ground points -> (N, 2) pixels; NaN behind the camera."""
+    latlon = np.asarray(latlon, dtype=np.float64).reshape(-1, 2)
+    plane = TangentPlane(cam.lat, cam.lon)
+    east, north = plane.to_enu(latlon[:, 0], latlon[:, 1])
+    world = np.column_stack([east, north, np.full(len(east), -cam.height_m)])
+    local = world @ cam.rotation  # camera coordinates (rotation is orthonormal)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        x = intrinsics.fx * local[:, 0] / local[:, 2] + intrinsics.cx
+        y = intrinsics.fy * local[:, 1] / local[:, 2] + intrinsics.cy
+    out = np.column_stack([x, y])
+    out[local[:, 2] <= 0] = np.nan
+    return out
