@@ -54,8 +54,7 @@ def world(
     ]
     cases = seed_cases(session_factory, central_settings, jpegs)
     issued = {
-        u: issue_token(session_factory, username=u, name="test")
-        for u in ("admin", "city", "north", "south", "street")
+        u: issue_token(session_factory, username=u, name="test") for u in ("admin", "city", "north", "south", "street")
     }
     app = build_app(central_settings, session_factory, security=DEV_SECURITY)
     with TestClient(app) as client:
@@ -107,9 +106,7 @@ def test_revoked_token_is_401(world: World) -> None:
 
 def _audit_all(factory: sessionmaker[Session]) -> list[tuple[str, str, dict[str, object]]]:
     with factory() as s:
-        return [
-            (r.actor, r.action, dict(r.detail)) for r in s.scalars(select(AuditLog).order_by(AuditLog.id))
-        ]
+        return [(r.actor, r.action, dict(r.detail)) for r in s.scalars(select(AuditLog).order_by(AuditLog.id))]
 
 
 def test_revoke_through_the_service_is_401_too(world: World) -> None:
@@ -195,9 +192,7 @@ def test_case_list_shape_order_and_filters(world: World) -> None:
 def test_paging_with_cursor(world: World) -> None:
     first = world.client.get("/api/cases?limit=3", headers=world.auth("city")).json()
     assert len(first["data"]) == 3 and first["next_cursor"]
-    rest = world.client.get(
-        f"/api/cases?limit=3&after={first['next_cursor']}", headers=world.auth("city")
-    ).json()
+    rest = world.client.get(f"/api/cases?limit=3&after={first['next_cursor']}", headers=world.auth("city")).json()
     assert len(rest["data"]) == 1 and rest["next_cursor"] is None
     assert _ids(first).isdisjoint(_ids(rest))
 
@@ -299,12 +294,8 @@ def test_dismiss_records_the_reason(world: World) -> None:
     assert response.status_code == 200
     with world.factory() as s:
         assert s.get(Case, noodle).status == "dismissed"  # type: ignore[union-attr]
-    assert _audit(world.factory, noodle) == [
-        ("north", "dismiss", {"from": "new", "reason": "allowed_time_window"})
-    ]
-    blank = world.client.post(
-        f"/api/cases/{noodle}/dismiss", json={"reason": "   "}, headers=world.auth("north")
-    )
+    assert _audit(world.factory, noodle) == [("north", "dismiss", {"from": "new", "reason": "allowed_time_window"})]
+    blank = world.client.post(f"/api/cases/{noodle}/dismiss", json={"reason": "   "}, headers=world.auth("north"))
     assert blank.status_code in (409, 422)
 
 
@@ -312,9 +303,7 @@ def test_merge_moves_alerts_and_audits_both_cases(world: World) -> None:
     tea = world.cases["tea"]
     with session_scope(world.factory) as s:
         dup = add_case(s, lat=31.23512, lon=121.47217, area_id="north-st1", alerts=2, priority=5).id
-    response = world.client.post(
-        f"/api/cases/{dup}/merge", json={"into_case_id": tea}, headers=world.auth("north")
-    )
+    response = world.client.post(f"/api/cases/{dup}/merge", json={"into_case_id": tea}, headers=world.auth("north"))
     assert response.status_code == 200
     with world.factory() as s:
         source, target = s.get(Case, dup), s.get(Case, tea)
@@ -375,9 +364,7 @@ def test_reassign_sets_manual_attribution(world: World) -> None:
     )
     assert other_area.status_code == 404
     assert other_area.json() == {"detail": "merchant 'm-fruit' not found"}
-    city = world.client.post(
-        f"/api/cases/{tea}/reassign", json={"merchant_id": "m-fruit"}, headers=world.auth("city")
-    )
+    city = world.client.post(f"/api/cases/{tea}/reassign", json={"merchant_id": "m-fruit"}, headers=world.auth("city"))
     assert city.status_code == 200
 
 
@@ -438,9 +425,7 @@ def test_login_without_csrf_is_403(world: World) -> None:
     response = world.client.post("/login", data={"username": "north", "password": PASSWORD})
     assert response.status_code == 403
     assert response.json() == {"detail": "CSRF token missing or invalid"}
-    forged = world.client.post(
-        "/login", data={"username": "north", "password": PASSWORD, "csrf_token": "forged"}
-    )
+    forged = world.client.post("/login", data={"username": "north", "password": PASSWORD, "csrf_token": "forged"})
     assert forged.status_code == 403
 
 
@@ -461,9 +446,7 @@ def test_session_cookie_flags(world: World) -> None:
 def test_login_rate_limit_is_429_even_for_the_right_password(world: World) -> None:
     token = _csrf(world.client.get("/login").text)
     for _ in range(5):
-        wrong = world.client.post(
-            "/login", data={"username": "north", "password": "nope", "csrf_token": token}
-        )
+        wrong = world.client.post("/login", data={"username": "north", "password": "nope", "csrf_token": token})
         assert wrong.status_code == 401
         assert "Wrong user name or password." in wrong.text
     blocked = world.client.post(
@@ -613,3 +596,27 @@ def test_pages_carry_a_strict_content_security_policy(world: World) -> None:
     assert "script-src 'self'" in headers["content-security-policy"]
     assert "frame-ancestors 'none'" in headers["content-security-policy"]
     assert headers["x-frame-options"] == "DENY"
+
+
+def test_two_reviewers_confirming_at_once_one_wins(world: World) -> None:
+    """The case row is locked per action: the second reviewer gets a conflict, one audit row."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from streetwatch.central.models import User
+    from streetwatch.central.review import Conflict, Reviewer, ReviewService
+
+    service = ReviewService(world.factory)
+    with world.factory() as s:
+        reviewers = [Reviewer.of(s, s.scalars(select(User).where(User.username == u)).one()) for u in ("north", "city")]
+    tea = world.cases["tea"]
+
+    def attempt(reviewer: Reviewer) -> str:
+        try:
+            return service.confirm(tea, reviewer=reviewer).status
+        except Conflict as exc:
+            return exc.detail
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        results = sorted(pool.map(attempt, reviewers))
+    assert results == sorted(["confirmed", f"case {tea} is confirmed; confirm needs a case that is new"])
+    assert len(_audit(world.factory, tea)) == 1

@@ -114,9 +114,7 @@ def _audit(factory: sessionmaker[Session]) -> list[tuple[int | None, str, str, d
         return [(r.case_id, r.actor, r.action, dict(r.detail)) for r in rows]
 
 
-def test_review_queue_confirm_and_dismiss_by_keyboard(
-    server: Server, browser: Browser, artefacts: Path
-) -> None:
+def test_review_queue_confirm_and_dismiss_by_keyboard(server: Server, browser: Browser, artefacts: Path) -> None:
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     problems: list[str] = []  # script errors and CSP violations show up here
     page.on("console", lambda msg: problems.append(msg.text) if msg.type == "error" else None)
@@ -147,9 +145,7 @@ def test_review_queue_confirm_and_dismiss_by_keyboard(
     page.keyboard.press("d")  # dismiss: the reason dialog opens
     expect(page.locator("#dismiss-dialog")).to_be_visible()
     page.keyboard.press("2")  # the second reason: not_a_violation
-    expect(page.locator("#toast")).to_contain_text(
-        f"Case {server.cases['noodle']} dismissed (not_a_violation)."
-    )
+    expect(page.locator("#toast")).to_contain_text(f"Case {server.cases['noodle']} dismissed (not_a_violation).")
     expect(second).to_have_class("case-card done")
 
     entries = _audit(server.factory)
@@ -173,6 +169,40 @@ def test_review_queue_confirm_and_dismiss_by_keyboard(
     page.goto(f"{server.url}/")
     expect(cards).to_have_count(1)  # only the untouched case is still new
     assert problems == []
+    page.close()
+
+
+def test_merge_and_reassign_by_keyboard(server: Server, browser: Browser) -> None:
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    _log_in(page, server.url, "city")
+    cards = page.locator('[data-testid="case-card"]')
+    expect(cards).to_have_count(4)
+    page.keyboard.press("r")  # reassign the first card (tea) to the noodle bar
+    dialog = page.locator("#reassign-dialog")
+    expect(dialog).to_be_visible()
+    page.keyboard.type("m-noodle")
+    page.keyboard.press("Enter")
+    expect(page.locator("#toast")).to_contain_text(f"Case {server.cases['tea']} reassigned to merchant m-noodle.")
+    page.keyboard.press("j")  # the reassigned card stays; move down to the next one
+    page.keyboard.press("j")  # skip noodle: the polygon-only parking case is third
+    expect(cards.nth(2)).to_have_class("case-card selected")
+    page.keyboard.press("m")
+    expect(page.locator("#merge-dialog")).to_be_visible()
+    page.keyboard.type(str(server.cases["tea"]))
+    page.keyboard.press("Enter")
+    expect(page.locator("#toast")).to_contain_text(
+        f"Case {server.cases['north-poly']} merged into case {server.cases['tea']}."
+    )
+    entries = _audit(server.factory)
+    assert [(c, actor, action) for c, actor, action, _ in entries] == [
+        (server.cases["tea"], "city", "reassign"),
+        (server.cases["tea"], "city", "merge_in"),
+        (server.cases["north-poly"], "city", "merge"),
+    ]
+    with server.factory() as s:
+        tea = s.get(Case, server.cases["tea"])
+        assert tea is not None and (tea.merchant_id, tea.attribution_method) == ("m-noodle", "manual")
+        assert tea.alert_count == 5  # 3 of its own + 2 merged in
     page.close()
 
 

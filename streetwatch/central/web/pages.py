@@ -190,6 +190,7 @@ def _act(request: Request, next_path: str, call: Callable[[], ReviewOutcome], do
                 "status": outcome.status,
                 "case_id": outcome.case_id,
                 "audit_id": outcome.audit_id,
+                "still_open": outcome.status == "new",  # a reassigned case stays in the queue
             }
         )
     target = safe_next(next_path)

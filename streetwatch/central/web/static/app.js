@@ -44,7 +44,9 @@
       const body = await response.json().catch(() => ({}));
       if (!response.ok) { say(body.detail || ("failed: HTTP " + response.status), true); return; }
       say(body.message || "done");
-      if (card && document.querySelectorAll("#queue .case-card").length > 1) {
+      if (card && body.still_open) {
+        markReassigned(card, form);
+      } else if (card && document.querySelectorAll("#queue .case-card").length > 1) {
         card.classList.add("done");
         card.classList.remove("selected");
         card.querySelectorAll(".actions").forEach((el) => el.remove());
@@ -57,6 +59,14 @@
     } catch (err) {
       say("network error: " + err, true);
     }
+  }
+
+  // The case stays in the queue after a reassignment: show the new merchant in place.
+  function markReassigned(card, form) {
+    const field = form.querySelector('[name="merchant_id"]');
+    const cell = card.querySelector('[data-testid="merchant"]');
+    if (field && cell) { cell.textContent = field.value + " (reassigned, manual)"; }
+    field.value = "";
   }
 
   function actionForm(card, action) { return card && card.querySelector('form[data-action="' + action + '"]'); }
