@@ -90,18 +90,19 @@ def merchants_geojson() -> dict[str, object]:
     return {"type": "FeatureCollection", "features": features}
 
 
+def street_clip(assets_dir: Path, path: Path) -> Path:
+    """The kerb street held for 7 minutes; basins and boxes are set down on the pavement at t=60 s."""
+    street = _read_image(assets_dir / "street" / STREET_PHOTO)
+    goods = _read_image(assets_dir / "street" / MARKET_PHOTO)[250:310, 300:480].copy()
+    frames = still_scene(street, seconds=420, fps=1, seed=1, pastes=[Paste(goods, (120, 450), 60.0, 1e9)])
+    return write_h264_clip(path, frames, fps=1)
+
+
 def build_footage(assets_dir: Path, workdir: Path) -> dict[str, Path]:
     """The demo cameras' video files: two scenes built from real photos, and the real lot clip."""
-    street_dir = assets_dir / "street"
-    street = _read_image(street_dir / STREET_PHOTO)
-    market = _read_image(street_dir / MARKET_PHOTO)
-    goods = market[250:310, 300:480].copy()  # basins and boxes set down on the pavement at t=60 s
+    market = _read_image(assets_dir / "street" / MARKET_PHOTO)
     clips = {
-        "cam-street": write_h264_clip(
-            workdir / "street.mp4",
-            still_scene(street, seconds=420, fps=1, seed=1, pastes=[Paste(goods, (120, 450), 60.0, 1e9)]),
-            fps=1,
-        ),
+        "cam-street": street_clip(assets_dir, workdir / "street.mp4"),
         "cam-market": write_h264_clip(workdir / "market.mp4", still_scene(market, seconds=240, fps=1, seed=2), fps=1),
     }
     lot = assets_dir / "car-detection.mp4"
@@ -122,29 +123,37 @@ def edge_config(workdir: Path, clips: dict[str, Path], broker_url: str, protocol
     manifest = yaml.safe_load(DEFAULT_MANIFEST.read_text())
     manifest["models"][0]["roles"]["bicycle"] = "vending_prop"  # the lane market's goods bicycles are carts
     (workdir / "manifest.yaml").write_text(yaml.safe_dump(manifest))
-    cameras: list[dict[str, object]] = [{
-        "id": "cam-street", "url": str(clips["cam-street"]), "sample_fps": 1,
-        "calibration": {"points": street_calibration()},
-        "zones": [
-            {"id": "z-right-kerb", "violations": ["illegal_parking"], "polygon_px": RIGHT_KERB_PX},
-            {"id": "z-left-kerb", "violations": ["illegal_parking"], "polygon_px": LEFT_KERB_PX},
-            {"id": "z-pavement", "violations": ["stacked_goods"], "polygon_px": PAVEMENT_PX},
-        ],
-    }, {
-        "id": "cam-market", "url": str(clips["cam-market"]), "sample_fps": 1,
-        "zones": [{"id": "z-lane", "violations": ["street_vending"],
-                   "polygon_px": [[180, 200], [640, 200], [640, 480], [180, 480]]}],
-    }]
-    if "cam-lot" in clips:
-        cameras.append({"id": "cam-lot", "url": str(clips["cam-lot"]), "sample_fps": 2,
-                        "zones": [{"id": "z-lot", "violations": ["illegal_parking"], "dwell_s": 10,
-                                   "polygon_px": [[0, 0], [768, 0], [768, 432], [0, 432]]}]})
+    cameras = [camera for camera_id, camera in _demo_cameras(clips).items() if camera_id in clips]
     return {
         "edge_id": "box-demo",
         "broker": {"url": broker_url, "protocol": protocol},
         "model": {"name": "yolox_nano", "manifest": str(workdir / "manifest.yaml")},
         "outbox": str(workdir / "outbox.sqlite"),
         "cameras": cameras,
+    }
+
+
+def _demo_cameras(clips: dict[str, Path]) -> dict[str, dict[str, object]]:
+    return {
+        "cam-street": {
+            "id": "cam-street", "url": str(clips.get("cam-street")), "sample_fps": 1,
+            "calibration": {"points": street_calibration()},
+            "zones": [
+                {"id": "z-right-kerb", "violations": ["illegal_parking"], "polygon_px": RIGHT_KERB_PX},
+                {"id": "z-left-kerb", "violations": ["illegal_parking"], "polygon_px": LEFT_KERB_PX},
+                {"id": "z-pavement", "violations": ["stacked_goods"], "polygon_px": PAVEMENT_PX},
+            ],
+        },
+        "cam-market": {
+            "id": "cam-market", "url": str(clips.get("cam-market")), "sample_fps": 1,
+            "zones": [{"id": "z-lane", "violations": ["street_vending"],
+                       "polygon_px": [[180, 200], [640, 200], [640, 480], [180, 480]]}],
+        },
+        "cam-lot": {
+            "id": "cam-lot", "url": str(clips.get("cam-lot")), "sample_fps": 2,
+            "zones": [{"id": "z-lot", "violations": ["illegal_parking"], "dwell_s": 10,
+                       "polygon_px": [[0, 0], [768, 0], [768, 432], [0, 432]]}],
+        },
     }
 
 
