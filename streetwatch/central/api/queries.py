@@ -84,11 +84,15 @@ def filter_scope(session: Session, area_id: str | None) -> AreaScope | None:
     return build_scope(session.scalars(select(Area)), area_id)
 
 
-def _where(filters: CaseFilters, scopes: Sequence[AreaScope | None]) -> list[ColumnElement[bool]]:
-    """The filter conditions. Unless a merchant is named (its index is then the best start), every
-    condition but the status is kept off its index so the planner walks `ix_cases_queue` in order
-    and stops after one page, on SQLite and PostgreSQL alike."""
-    pin = not filters.merchant_id
+def _where(
+    session: Session, filters: CaseFilters, scopes: Sequence[AreaScope | None]
+) -> list[ColumnElement[bool]]:
+    """The filter conditions. On SQLite, unless a merchant is named (its index is then the best
+    start), every condition but the status is kept off its index so the planner walks
+    `ix_cases_queue` in order and stops after one page; SQLite would otherwise gather a whole
+    violation or area through its index and sort it. PostgreSQL's cost-based planner picks the
+    queue index by itself, and wrapped columns would only spoil its row estimates."""
+    pin = session.get_bind().dialect.name == "sqlite" and not filters.merchant_id
     conditions: list[ColumnElement[bool]] = [Case.status == filters.status]
     if filters.violation:
         violation = Case.violation.concat("") if pin else Case.violation
@@ -137,7 +141,7 @@ def list_cases(
     batch = wanted
     exact = not needs_refine(scopes)
     while len(found) < wanted:
-        stmt = select(Case).where(*_where(filters, scopes))
+        stmt = select(Case).where(*_where(session, filters, scopes))
         if cursor is not None:
             stmt = stmt.where(_after(cursor))
         rows = list(session.scalars(_ordered(stmt).limit(batch)))
@@ -168,7 +172,7 @@ def count_cases(
     """(matching cases, True if there are more than `cap`), reading at most cap + 1 index entries."""
     if not nested(*_pair(scopes)):
         return 0, False
-    where = _where(filters, scopes)
+    where = _where(session, filters, scopes)
     if not needs_refine(scopes):
         # At most cap + 1 ids: cheap, and the same plan as the page query.
         ids = select(Case.id).where(*where).limit(cap + 1)
