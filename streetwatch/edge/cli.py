@@ -89,20 +89,25 @@ def _run(args: argparse.Namespace, config: EdgeConfig) -> int:
 
 
 def _replay(args: argparse.Namespace, config: EdgeConfig) -> int:
+    from streetwatch.edge.moving import TelemetryFileError
     from streetwatch.edge.replay import replay_file
 
     camera = pick_camera(config, args.camera)
     if not args.video.is_file():
         print(f"edge replay: {args.video}: no such video file", file=sys.stderr)
         return 2
-    count = replay_file(
-        args.video,
-        config=config,
-        camera=camera,
-        out=args.out,
-        start_time=args.start_time or datetime.now(UTC),
-        progress=not args.no_progress,
-    )
+    try:
+        count = replay_file(
+            args.video,
+            config=config,
+            camera=camera,
+            out=args.out,
+            start_time=args.start_time or datetime.now(UTC),
+            progress=not args.no_progress,
+        )
+    except TelemetryFileError as exc:
+        print(f"edge replay: {exc}", file=sys.stderr)
+        return 2
     print(f"edge replay: {count} alert(s) written to {args.out}")
     return 0
 

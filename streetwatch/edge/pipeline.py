@@ -10,7 +10,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
+from pathlib import Path
 
 import supervision as sv
 
@@ -25,6 +26,7 @@ from streetwatch.edge.geo import (
     pixel_to_geo,
     polygon_geo_to_px,
 )
+from streetwatch.edge.moving import MovingCameraAnalyzer, pose_track_for
 from streetwatch.edge.rules import ViolationEngine
 from streetwatch.edge.tracking import CameraTracker, TrackerSettings
 from streetwatch.edge.types import Frame, ViolationEvent
@@ -128,8 +130,25 @@ class CameraAnalyzer:
             return None
 
 
+Analyzer = CameraAnalyzer | MovingCameraAnalyzer
+
+
 def build_analyzers(
-    config: EdgeConfig, model: ModelRef, cameras: Sequence[CameraConfig]
-) -> dict[str, CameraAnalyzer]:
+    config: EdgeConfig,
+    model: ModelRef,
+    cameras: Sequence[CameraConfig],
+    *,
+    video: Path | None = None,
+    clip_start: datetime | None = None,
+) -> dict[str, Analyzer]:
+    """One analyzer per camera: fixed cameras by homography, vehicles/drones by their telemetry
+    (`video`/`clip_start`: a replay's file, for telemetry sidecars and SRT clocks)."""
     context = AlertContext(edge_id=config.edge_id, model=model, config=config)
-    return {camera.id: CameraAnalyzer(camera, context) for camera in cameras}
+    analyzers: dict[str, Analyzer] = {}
+    for camera in cameras:
+        if camera.kind == "fixed":
+            analyzers[camera.id] = CameraAnalyzer(camera, context)
+        else:
+            track = pose_track_for(camera, video=video, clip_start=clip_start)
+            analyzers[camera.id] = MovingCameraAnalyzer(camera, context, track=track)
+    return analyzers

@@ -35,7 +35,7 @@ def replay_alerts(
 ) -> Iterator[Alert]:
     """Yield the alerts the camera's rules raise on this file, in stream order."""
     detector = detector or Detector.from_config(config.model)
-    analyzer = build_analyzers(config, detector.model_ref, [camera])[camera.id]
+    analyzer = build_analyzers(config, detector.model_ref, [camera], video=video, clip_start=start_time)[camera.id]
     with open_container(str(video)) as container:
         frames = iter_sampled_frames(
             container,

@@ -17,7 +17,7 @@ from streetwatch.edge.config import EdgeConfig
 from streetwatch.edge.detector import Detector
 from streetwatch.edge.metrics import EdgeMetrics, start_metrics_server
 from streetwatch.edge.outbox import Outbox, OutboxFull
-from streetwatch.edge.pipeline import CameraAnalyzer, build_analyzers
+from streetwatch.edge.pipeline import Analyzer, build_analyzers
 from streetwatch.edge.publisher import Publisher
 from streetwatch.edge.sources import CameraSource, SourceOptions
 from streetwatch.edge.types import Frame
@@ -36,7 +36,7 @@ class EdgeWorker:
         self.metrics = EdgeMetrics()
         self.outbox = Outbox(config.outbox)
         self.publisher = Publisher(config, self.outbox, metrics=self.metrics)
-        self.analyzers: dict[str, CameraAnalyzer] = build_analyzers(
+        self.analyzers: dict[str, Analyzer] = build_analyzers(
             config, self.detector.model_ref, config.cameras
         )
         self.sources = [
