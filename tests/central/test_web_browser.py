@@ -23,12 +23,12 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 from review_seed import PASSWORD, seed_cases, seed_city, street_jpeg
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
+from support import free_port
 
 from streetwatch.central.api.app import build_app
 from streetwatch.central.api.settings import WebSecurity
 from streetwatch.central.config import CentralSettings
 from streetwatch.central.models import AuditLog, Case
-from tests.conftest import free_port
 
 log = logging.getLogger(__name__)
 
