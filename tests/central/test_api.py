@@ -620,3 +620,39 @@ def test_two_reviewers_confirming_at_once_one_wins(world: World) -> None:
         results = sorted(pool.map(attempt, reviewers))
     assert results == sorted(["confirmed", f"case {tea} is confirmed; confirm needs a case that is new"])
     assert len(_audit(world.factory, tea)) == 1
+
+
+@pytest.mark.parametrize(
+    ("target", "expected"),
+    [
+        ("/?status=new", "/?status=new"),
+        ("/cases/3", "/cases/3"),
+        ("", "/"),
+        ("https://evil.example/", "/"),
+        ("//evil.example/x", "/"),
+        ("/\\evil.example", "/"),
+        ("javascript:alert(1)", "/"),
+        ("cases/3", "/"),
+    ],
+)
+def test_safe_next_keeps_redirects_on_site(target: str, expected: str) -> None:
+    from streetwatch.central.web.render import safe_next
+
+    assert safe_next(target) == expected
+
+
+def test_login_upgrades_a_weak_password_hash(world: World) -> None:
+    """A hash made with weaker Argon2 parameters is replaced at the next successful login."""
+    from argon2 import PasswordHasher
+
+    from streetwatch.central.models import User
+    from streetwatch.central.passwords import needs_rehash
+
+    weak = PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1).hash(PASSWORD)
+    with session_scope(world.factory) as s:
+        s.scalars(select(User).where(User.username == "south")).one().password_hash = weak
+    _login(world.client, "south")
+    with world.factory() as s:
+        stored = s.scalars(select(User).where(User.username == "south")).one().password_hash
+    assert stored != weak and not needs_rehash(stored)
+    assert world.client.get("/").status_code == 200  # the session made at login is still valid

@@ -32,7 +32,7 @@ from streetwatch.central.api.security import (
 )
 from streetwatch.central.api.tokens import TokenError, issue_token, revoke_token
 from streetwatch.central.models import ApiToken, User
-from streetwatch.central.passwords import hash_password, verify_password
+from streetwatch.central.passwords import hash_password, needs_rehash, verify_password
 from streetwatch.central.web.render import render, safe_next
 
 log = logging.getLogger(__name__)
@@ -61,6 +61,18 @@ def _check_password(session: SessionDep, username: str, password: str) -> User |
         verify_password(password, _dummy_hash())
         return None
     return user if verify_password(password, user.password_hash) else None
+
+
+def _upgrade_hash(session: SessionDep, user: User, password: str) -> None:
+    """Re-hash with the current Argon2 parameters when the stored hash was made with weaker ones."""
+    if not needs_rehash(user.password_hash):
+        return
+    try:
+        user.password_hash = hash_password(password)
+    except ValueError:  # a legacy password shorter than today's minimum: keep its hash
+        return
+    session.commit()
+    log.info("login: password hash of user %s upgraded", user.username)
 
 
 @pages.post("/login", name="login", dependencies=[CsrfChecked])
@@ -94,6 +106,7 @@ def login(
             status_code=status.HTTP_401_UNAUTHORIZED,
         )
     limiter.reset(username, ip)
+    _upgrade_hash(session, user, password)
     request.session.clear()
     request.session.update(
         {
