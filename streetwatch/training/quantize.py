@@ -1,0 +1,112 @@
+"""INT8 static quantisation of a detector ONNX with onnxruntime, and its comparison with FP32.
+
+Calibration feeds real images through the edge `Detector.preprocess`, so the activation ranges are
+those of the tensors the model sees in production (letterbox, colour order and scaling differ
+between YOLOX and Ultralytics; calibrating on differently prepared tensors gives wrong ranges).
+"""
+
+from __future__ import annotations
+
+import logging
+import statistics
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+from streetwatch.edge.detector import Detector
+from streetwatch.training.operational import iou_matrix
+
+logger = logging.getLogger(__name__)
+
+
+class DetectorCalibrationReader(CalibrationDataReader):
+    """Yields one {input name: (1, 3, H, W) tensor} per calibration image, prepared by the detector."""
+
+    def __init__(self, detector: Detector, images: Sequence[np.ndarray], input_name: str) -> None:
+        self._detector = detector
+        self._images = list(images)
+        self._input_name = input_name
+        self._next = 0
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        if self._next >= len(self._images):
+            return None
+        prepared = self._detector.preprocess([self._images[self._next]])
+        self._next += 1
+        return {self._input_name: prepared.tensor.copy()}  # the detector reuses its buffer
+
+    def rewind(self) -> None:
+        self._next = 0
+
+
+def quantize_int8(
+    fp32_path: str | Path,
+    int8_path: str | Path,
+    *,
+    detector: Detector,
+    images: Sequence[np.ndarray],
+    per_channel: bool = True,
+) -> Path:
+    """Static INT8 (QDQ, signed weights, unsigned activations, MinMax calibration) of `fp32_path`."""
+    if not images:
+        raise ValueError("calibration images: expected at least one image")
+    input_name = ort.InferenceSession(str(fp32_path), providers=["CPUExecutionProvider"]).get_inputs()[0].name
+    reader = DetectorCalibrationReader(detector, images, input_name)
+    quantize_static(
+        str(fp32_path),
+        str(int8_path),
+        reader,
+        quant_format=QuantFormat.QDQ,
+        per_channel=per_channel,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+        calibrate_method=CalibrationMethod.MinMax,
+    )
+    logger.info("quantised %s -> %s on %d calibration images", fp32_path, int8_path, len(images))
+    return Path(int8_path)
+
+
+def median_latency_ms(detector: Detector, images: Sequence[np.ndarray], *, repeats: int = 3) -> float:
+    """Median of the bare inference call (no pre/post-processing) over images x repeats."""
+    times = []
+    prepared = [detector.preprocess([img]).tensor.copy() for img in images]
+    detector.infer_raw(prepared[0])  # warm-up
+    for _ in range(repeats):
+        for tensor in prepared:
+            start = time.perf_counter()
+            detector.infer_raw(tensor)
+            times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times)
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """How many of the reference model's detections the other model keeps (same class, IoU >= 0.5)."""
+
+    reference: int
+    kept: int
+    extra: int
+
+    @property
+    def kept_share(self) -> float:
+        return self.kept / self.reference if self.reference else float("nan")
+
+
+def agreement(reference: Detector, other: Detector, images: Sequence[np.ndarray], *, iou: float = 0.5) -> Agreement:
+    kept = total = extra = 0
+    for image in images:
+        ref, oth = reference.detect(image), other.detect(image)
+        total += len(ref)
+        matrix = iou_matrix(ref.xyxy, oth.xyxy)
+        ref_cls = np.asarray(ref.class_id if ref.class_id is not None else np.zeros(len(ref), int))
+        oth_cls = np.asarray(oth.class_id if oth.class_id is not None else np.zeros(len(oth), int))
+        same = ref_cls[:, None] == oth_cls[None, :]
+        hit = (matrix >= iou) & same
+        kept += int(hit.any(axis=1).sum())
+        extra += int((~hit.any(axis=0)).sum()) if len(oth) else 0
+    return Agreement(reference=total, kept=kept, extra=extra)
