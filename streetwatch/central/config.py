@@ -108,6 +108,14 @@ class CaseSettings(StrictModel):
         default_factory=lambda: dict(DEFAULT_PRIORITY_WEIGHT),
         description="base priority of a case by violation (see cases.priority_of)",
     )
+    sighting_interval_s: float = Field(
+        default=300, ge=1, le=86_400,
+        description="moving cameras: two passes at least this far apart confirm a spot (cases.decide_sighting)",
+    )
+    sighting_min_radius_m: float = Field(
+        default=5.0, gt=0, le=1000,
+        description="two sightings are the same spot within max(this, their accuracies), capped at radius_m",
+    )
 
     @field_validator("radius_m", mode="before")
     @classmethod

@@ -30,18 +30,20 @@ from streetwatch.central.config import CentralSettings
 from streetwatch.central.db import session_scope
 from streetwatch.central.evidence_store import EvidenceError, EvidenceStore, decode_jpeg_b64
 from streetwatch.central.models import DEAD_LETTER_PAYLOAD_MAX_CHARS, Alert, DeadLetter
+from streetwatch.central.sightings import adopt_sightings, decide_sighting
 from streetwatch.edge.alerts import Alert as WireAlert
 from streetwatch.edge.alerts import AlertRejected, edge_id_from_topic, parse_alert
 from streetwatch.mqtt_common import connect_async, describe_reason, make_client, parse_broker_url
 
 log = logging.getLogger(__name__)
 
-Outcome = Literal["created", "joined", "duplicate", "dead_letter"]
+Outcome = Literal["created", "joined", "pending", "duplicate", "dead_letter"]
 
 
 @dataclass(frozen=True)
 class IngestResult:
-    """What happened to one message: a new case, a joined case, a duplicate, or a dead letter."""
+    """What happened to one message: a new case, a joined case, a pending sighting (stored, no case
+    yet), a duplicate, or a dead letter."""
 
     outcome: Outcome
     alert_id: str | None = None
@@ -105,7 +107,7 @@ def stored_payload(alert: WireAlert, *, evidence_sha256: str | None) -> dict[str
     return scrubbed
 
 
-def _alert_row(alert: WireAlert, *, case_id: int, evidence_sha256: str | None) -> Alert:
+def _alert_row(alert: WireAlert, *, case_id: int | None, evidence_sha256: str | None) -> Alert:
     loc = alert.location
     return Alert(
         alert_id=alert.alert_id,
@@ -158,11 +160,13 @@ def ingest_alert(
     lock_for_alert(session, alert, settings=settings.cases)
     existing = session.get(Alert, alert.alert_id)
     if existing is not None:
-        log.info("alert %s: duplicate delivery, case %d unchanged", alert.alert_id, existing.case_id)
+        log.info("alert %s: duplicate delivery, case %s unchanged", alert.alert_id, existing.case_id)
         return IngestResult("duplicate", alert_id=alert.alert_id, case_id=existing.case_id)
     sha256 = EvidenceStore(settings.evidence_dir).put(jpeg) if jpeg is not None else None
     if index is None:
         index = load_merchant_index(session, max_distance_m=settings.attribution.max_distance_m)
+    if alert.state == "sighting":
+        return _ingest_sighting(session, alert, settings=settings, index=index, evidence_sha256=sha256)
     decision = decide_case(session, alert, settings=settings.cases, index=index, evidence_sha256=sha256)
     session.add(_alert_row(alert, case_id=decision.case.id, evidence_sha256=sha256))
     session.flush()
@@ -177,6 +181,23 @@ def ingest_alert(
     return IngestResult(
         "created" if decision.created else "joined", alert_id=alert.alert_id, case_id=decision.case.id
     )
+
+
+def _ingest_sighting(
+    session: Session, alert: WireAlert, *, settings: CentralSettings, index: MerchantIndex, evidence_sha256: str | None
+) -> IngestResult:
+    """A moving camera's sighting: joins a case, confirms a new one with earlier passes, or waits."""
+    decision = decide_sighting(session, alert, settings=settings.cases, index=index, evidence_sha256=evidence_sha256)
+    case_id = decision.case.id if decision.case is not None else None
+    session.add(_alert_row(alert, case_id=case_id, evidence_sha256=evidence_sha256))
+    session.flush()
+    if decision.case is None:
+        return IngestResult("pending", alert_id=alert.alert_id)
+    if decision.confirmed:
+        adopt_sightings(session, decision.case, decision.confirmed, settings=settings.cases, index=index)
+    log.info("alert %s (camera %s, track %s): sighting %s case %d", alert.alert_id, alert.camera_id,
+             alert.track_id, "confirmed" if decision.created else "joined", decision.case.id)
+    return IngestResult("created" if decision.created else "joined", alert_id=alert.alert_id, case_id=case_id)
 
 
 def ingest_payload(
@@ -205,6 +226,7 @@ class IngestSummary:
 
     created: int = 0
     joined: int = 0
+    pending: int = 0
     duplicate: int = 0
     dead_letter: int = 0
     db_errors: int = 0
@@ -217,7 +239,7 @@ class IngestSummary:
 
     @property
     def total(self) -> int:
-        return self.created + self.joined + self.duplicate + self.dead_letter
+        return self.created + self.joined + self.pending + self.duplicate + self.dead_letter
 
 
 def _lines(path: Path) -> Iterator[tuple[int, bytes]]:

@@ -201,13 +201,18 @@ class Episode(Base):
 
 
 class Alert(Base):
-    """One received alert, stored once (its alert_id is the idempotency key)."""
+    """One received alert, stored once (its alert_id is the idempotency key).
+
+    case_id is None only for a moving camera's `sighting` that no case has confirmed yet (a single
+    pass); it gets its case when a later pass confirms the spot (see cases.decide_sighting).
+    """
 
     __tablename__ = "alerts"
+    __table_args__ = (Index("ix_alerts_pending", "violation", "state", "observed_at"),)
 
     alert_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     episode_id: Mapped[str] = mapped_column(String(64), index=True)
-    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"), index=True)
     edge_id: Mapped[str] = mapped_column(String(64))
     camera_id: Mapped[str] = mapped_column(String(64), index=True)
     source_kind: Mapped[str] = mapped_column(String(16))

@@ -211,7 +211,8 @@ def recent_alerts(session: Session, case_ids: Sequence[int], *, per_case: int = 
     )
     grouped: dict[int, list[Alert]] = {cid: [] for cid in case_ids}
     for alert in session.scalars(stmt):
-        grouped.setdefault(alert.case_id, []).append(alert)
+        if alert.case_id is not None:  # always, filtered by case above; pending sightings have none
+            grouped.setdefault(alert.case_id, []).append(alert)
     return grouped
 
 

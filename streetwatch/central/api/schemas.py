@@ -71,7 +71,7 @@ class CasePublic(BaseModel):
 class AlertPublic(BaseModel):
     alert_id: str
     episode_id: str
-    case_id: int
+    case_id: int | None
     edge_id: str
     camera_id: str
     violation: str
