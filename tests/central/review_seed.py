@@ -77,9 +77,7 @@ def seed_city(factory: sessionmaker[Session]) -> dict[str, int]:
             session.add(Area(id=area_id, name=name, level=level, parent_id=parent, polygon_wkt=wkt))
             session.flush()
         for mid, name, address, area_id, wkt in MERCHANTS:
-            session.add(
-                Merchant(id=mid, name=name, address=address, road="Tea Street", zone_wkt=wkt, area_id=area_id)
-            )
+            session.add(Merchant(id=mid, name=name, address=address, road="Tea Street", zone_wkt=wkt, area_id=area_id))
         users = [User(username=u, password_hash=hashed, role=role, area_id=area) for u, role, area in USERS]
         session.add_all(users)
         session.flush()
@@ -205,9 +203,7 @@ def ingest_sighting(
     return case_id
 
 
-def seed_cases(
-    factory: sessionmaker[Session], settings: CentralSettings, jpegs: Sequence[bytes]
-) -> dict[str, int]:
+def seed_cases(factory: sessionmaker[Session], settings: CentralSettings, jpegs: Sequence[bytes]) -> dict[str, int]:
     """Named cases across the areas, through ingest (plus one polygon-only row); {name: case_id}."""
     first, second = jpegs[0], jpegs[-1]
     made = {

@@ -34,9 +34,7 @@ def test_local_metres(lon: float, lat: float, east: float, north: float) -> None
     assert got == pytest.approx((east, north), abs=0.01)
 
 
-def _square(
-    east_m: float, north_m: float, size_m: float, merchant_id: str = "m-1", label: str = "Shop"
-) -> ZoneShape:
+def _square(east_m: float, north_m: float, size_m: float, merchant_id: str = "m-1", label: str = "Shop") -> ZoneShape:
     dlon, dlat = 1 / M_PER_DEG_LON, 1 / 111_320.0
     x0, y0 = LON0 + east_m * dlon, LAT0 + north_m * dlat
     x1, y1 = x0 + size_m * dlon, y0 + size_m * dlat

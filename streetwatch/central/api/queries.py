@@ -84,9 +84,7 @@ def filter_scope(session: Session, area_id: str | None) -> AreaScope | None:
     return build_scope(session.scalars(select(Area)), area_id)
 
 
-def _where(
-    session: Session, filters: CaseFilters, scopes: Sequence[AreaScope | None]
-) -> list[ColumnElement[bool]]:
+def _where(session: Session, filters: CaseFilters, scopes: Sequence[AreaScope | None]) -> list[ColumnElement[bool]]:
     """The filter conditions. On SQLite, unless a merchant is named (its index is then the best
     start), every condition but the status is kept off its index so the planner walks
     `ix_cases_queue` in order and stops after one page; SQLite would otherwise gather a whole
