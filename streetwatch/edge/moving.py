@@ -48,6 +48,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 RULE_ROLES = ("vehicle", "goods", "person", "vending_prop")
+EDGE_MARGIN_PX = 2.0
+PART_COVER = 0.8
 LIVE_TRACK_MAXLEN = 36_000  # ten hours of 1 Hz fixes
 _SIDECAR_SUFFIXES = {"gpx": (".gpx", ".GPX"), "nmea_file": (".nmea", ".NMEA", ".log"), "srt": (".SRT", ".srt")}
 
@@ -136,7 +138,7 @@ def intrinsics_for(model: CameraModelConfig, width: int, height: int) -> Intrins
 
 def observations_of(
     detections: sv.Detections, cam: CameraPose, intrinsics: Intrinsics, *, plane: TangentPlane,
-    uncertainty: Uncertainty,
+    uncertainty: Uncertainty, image_width: int | None = None,
 ) -> list[GroundObservation]:
     """The rule-relevant detections projected onto the ground (vectorised); above-horizon ones dropped."""
     if len(detections) == 0:
@@ -145,10 +147,18 @@ def observations_of(
     keep = np.isin(roles, RULE_ROLES)
     if not keep.any():
         return []
-    boxes = np.asarray(detections.xyxy, dtype=np.float64)[keep]
+    boxes = np.asarray(detections.xyxy, dtype=np.float64)
+    width = float(image_width) if image_width is not None else np.inf
+    # A box cut by the left/right frame edge has a wrong bottom centre: the object is half out of view.
+    keep &= (boxes[:, 0] > EDGE_MARGIN_PX) & (boxes[:, 2] < width - EDGE_MARGIN_PX)
+    scores_all = np.asarray(detections.confidence if detections.confidence is not None else np.ones(len(roles)))
+    keep &= ~part_of_another(boxes, roles, scores_all)
+    if not keep.any():
+        return []
+    boxes = boxes[keep]
     ground = project_to_ground(cam, intrinsics, ground_points(boxes), plane=plane, uncertainty=uncertainty)
     names = np.asarray(detections.data.get("class_name", roles))[keep]
-    scores = np.asarray(detections.confidence if detections.confidence is not None else np.ones(len(roles)))[keep]
+    scores = scores_all[keep]
     return [
         GroundObservation(role=str(roles[keep][i]), class_name=str(names[i]), score=float(scores[i]),  # type: ignore[arg-type]
                           box=(float(b[0]), float(b[1]), float(b[2]), float(b[3])), east=float(ground.east[i]),
@@ -156,6 +166,19 @@ def observations_of(
         for i, b in enumerate(boxes)
         if ground.valid[i] and ground.accuracy_m[i] <= MAX_ACCURACY_M
     ]
+
+
+def part_of_another(boxes: np.ndarray, roles: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """(N,) bool: box i lies mostly (>= PART_COVER of its area) inside a higher-scoring box of the same
+    role. The detector sometimes boxes a car's rear as a second car; on the ground that part would be
+    a second, phantom object a metre away (class-aware NMS keeps it: its IoU with the whole is small)."""
+    lo = np.maximum(boxes[:, None, :2], boxes[None, :, :2])
+    hi = np.minimum(boxes[:, None, 2:], boxes[None, :, 2:])
+    inter = np.prod(np.clip(hi - lo, 0, None), axis=2)
+    area = np.maximum(np.prod(boxes[:, 2:] - boxes[:, :2], axis=1), 1e-9)
+    covered = inter / area[:, None] >= PART_COVER
+    stronger = (scores[None, :] > scores[:, None]) & (roles[None, :] == roles[:, None])
+    return np.asarray((covered & stronger).any(axis=1), dtype=bool)
 
 
 class MovingCameraAnalyzer:
@@ -181,7 +204,8 @@ class MovingCameraAnalyzer:
             return []
         height, width = frame.image.shape[:2]
         intrinsics = intrinsics_for(self.camera.camera_model, width, height)  # type: ignore[arg-type]
-        observations = observations_of(detections, cam, intrinsics, plane=self.plane, uncertainty=self.uncertainty)
+        observations = observations_of(detections, cam, intrinsics, plane=self.plane, uncertainty=self.uncertainty,
+                                       image_width=width)
         events = self.rules.update(t=frame.pts_s, captured_at=frame.captured_at, observations=observations)
         return [self._to_alert(event, frame) for event in events]
 
