@@ -222,4 +222,5 @@ def test_district_user_sees_only_its_district(server: Server, browser: Browser) 
     expect(page.locator('[data-testid="merchant"]')).to_contain_text("Fresh Fruit Corner")
     response = page.goto(f"{server.url}/cases/{server.cases['tea']}")
     assert response is not None and response.status == 404
+    expect(page.get_by_test_id("error")).to_have_text(f"case {server.cases['tea']} not found")
     page.close()

@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from http import HTTPStatus
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -20,6 +21,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.responses import Response
 
@@ -31,7 +33,7 @@ from streetwatch.central.config import CentralSettings
 from streetwatch.central.review import ReviewService
 from streetwatch.central.web import pages
 from streetwatch.central.web.nearby import NearbyZones
-from streetwatch.central.web.render import STATIC_DIR, make_templates
+from streetwatch.central.web.render import STATIC_DIR, make_templates, render
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +107,19 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     yield
 
 
+def _error_response(request: Request, exc: StarletteHTTPException) -> Response:
+    """An HTML page for browsers on the review pages; JSON `{detail}` for the API and other clients."""
+    wants_html = "text/html" in request.headers.get("accept", "")
+    if not wants_html or request.url.path.startswith(("/api/", "/evidence/")):
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+    try:
+        title = HTTPStatus(exc.status_code).phrase
+    except ValueError:
+        title = "Error"
+    context = {"status_code": exc.status_code, "title": title, "detail": exc.detail}
+    return render(request, "error.html", context, status_code=exc.status_code, headers=exc.headers)
+
+
 def build_app(
     settings: CentralSettings,
     session_factory: sessionmaker[Session],
@@ -160,6 +175,11 @@ def build_app(
         return RedirectResponse(f"{login_url}?{urlencode({'next': exc.next_path})}", status_code=303)
 
     _add_offline_docs(app)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        return _error_response(request, exc)
+
     app.include_router(api_router())
     app.include_router(auth.pages)
     app.include_router(evidence.router)

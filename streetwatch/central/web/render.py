@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
@@ -38,7 +39,7 @@ def render(
     context: dict[str, object],
     *,
     status_code: int = 200,
-    headers: dict[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> Response:
     templates: Jinja2Templates = request.app.state.templates
     full = {"csrf_token": csrf_token(request), "user": None, **context}
