@@ -188,14 +188,26 @@ class CaseDecision:
     new_episode: bool
 
 
+_HELD_LOCKS = "streetwatch_case_locks"
+
+
 def take_case_locks(session: Session, keys: Sequence[str]) -> None:
-    """Row-lock every key (in the given, sorted order) until the transaction ends. PostgreSQL only."""
+    """Row-lock every key until the transaction ends (PostgreSQL only), in sorted order.
+
+    One statement: PostgreSQL inserts (and on conflict locks) VALUES rows in list order, so sorted
+    keys give every transaction the same locking order. Keys this session already holds are skipped
+    (a batch locks all its keys up front, then ingests alert by alert).
+    """
     if session.get_bind().dialect.name != "postgresql":
         return  # SQLite: BEGIN IMMEDIATE already holds the database write lock
+    held: set[str] = session.info.setdefault(_HELD_LOCKS, set())
+    wanted = sorted(set(keys) - held)
+    if not wanted:
+        return
     now = utcnow()
-    for key in keys:
-        stmt = pg_insert(CaseLock).values(key=key, touched_at=now)
-        session.execute(stmt.on_conflict_do_update(index_elements=[CaseLock.key], set_={"touched_at": now}))
+    stmt = pg_insert(CaseLock).values([{"key": key, "touched_at": now} for key in wanted])
+    session.execute(stmt.on_conflict_do_update(index_elements=[CaseLock.key], set_={"touched_at": now}))
+    held.update(wanted)
 
 
 def resolve_merged(session: Session, case_id: int) -> Case:
@@ -220,9 +232,7 @@ def _candidates(session: Session, sighting: Sighting, settings: CaseSettings) ->
         Case.first_seen <= sighting.observed_at + gap,
     )
     if sighting.lat is None or sighting.lon is None:
-        query = query.where(
-            Case.lat.is_(None), Case.camera_id == sighting.camera_id, Case.zone_id == sighting.zone_id
-        )
+        query = query.where(Case.lat.is_(None), Case.camera_id == sighting.camera_id, Case.zone_id == sighting.zone_id)
     else:
         radius = settings.radius_m[sighting.violation]  # type: ignore[index]
         dlat = radius / METRES_PER_DEGREE_LAT * 1.5
@@ -232,8 +242,7 @@ def _candidates(session: Session, sighting: Sighting, settings: CaseSettings) ->
             Case.lon.between(sighting.lon - dlon, sighting.lon + dlon),
         )
     return [
-        Candidate(c.id, c.lat, c.lon, c.first_seen, c.last_seen, c.camera_id, c.zone_id)
-        for c in session.scalars(query)
+        Candidate(c.id, c.lat, c.lon, c.first_seen, c.last_seen, c.camera_id, c.zone_id) for c in session.scalars(query)
     ]
 
 
@@ -242,6 +251,11 @@ def find_case(session: Session, alert: WireAlert, *, settings: CaseSettings) -> 
     episode = session.get(Episode, alert.episode_id)
     if episode is not None:
         return resolve_merged(session, episode.case_id)
+    return find_nearby_case(session, alert, settings=settings)
+
+
+def find_nearby_case(session: Session, alert: WireAlert, *, settings: CaseSettings) -> Case | None:
+    """The open case of the alert's violation near it in place and time, or None."""
     sighting = sighting_of(alert)
     chosen = choose_case(
         sighting,
@@ -275,10 +289,8 @@ def open_case(session: Session, alert: WireAlert) -> Case:
     return case
 
 
-def _track_episode(session: Session, case: Case, alert: WireAlert) -> bool:
-    """Record the alert in its episode (creating it); True if the episode is new to the case."""
-    episode = session.get(Episode, alert.episode_id)
-    created = episode is None
+def _track_episode(session: Session, case: Case, alert: WireAlert, episode: Episode | None) -> Episode:
+    """Record the alert in its episode (`episode` = the stored one, None to create it)."""
     if episode is None:
         episode = Episode(
             id=alert.episode_id,
@@ -293,8 +305,7 @@ def _track_episode(session: Session, case: Case, alert: WireAlert) -> bool:
     episode.last_seen = max(episode.last_seen, alert.observed_at)
     if alert.state == "ended":
         episode.ended_at = max(episode.ended_at or alert.observed_at, alert.observed_at)
-    session.flush()
-    return created
+    return episode
 
 
 def apply_alert(
@@ -305,12 +316,19 @@ def apply_alert(
     settings: CaseSettings,
     index: MerchantIndex | None,
     evidence_sha256: str | None,
+    episode: Episode | None = None,
+    episode_loaded: bool = False,
 ) -> bool:
     """Fold one alert into `case`: counts, span, location, activity, evidence, priority, attribution.
 
+    `episode_loaded=True` says `episode` is the alert's stored episode (None: not stored yet), as
+    the caller already looked it up; otherwise it is looked up here.
     Returns True if the alert brought a new episode to the case.
     """
-    new_episode = _track_episode(session, case, alert)
+    if not episode_loaded:
+        episode = session.get(Episode, alert.episode_id)
+    new_episode = episode is None
+    episode = _track_episode(session, case, alert, episode)
     case.alert_count += 1
     case.episode_count += int(new_episode)
     # The case shows the latest evidence (or the first it ever got).
@@ -322,7 +340,8 @@ def apply_alert(
         case.lat, case.lon, case.location_count = running_mean(
             case.lat, case.lon, case.location_count, new_lat=alert.location.lat, new_lon=alert.location.lon
         )
-    case.active = bool(
+    # Active while any episode is open; this alert's own open episode answers without a query.
+    case.active = episode.ended_at is None or bool(
         session.scalar(select(exists().where(Episode.case_id == case.id, Episode.ended_at.is_(None))))
     )
     case.priority = priority_of(
@@ -347,12 +366,14 @@ def attribute_case(case: Case, index: MerchantIndex) -> None:
     case.area_id = index.area_of(case.lat, case.lon, merchant_id=result.merchant_id)
 
 
+def alert_lock_keys(alert: WireAlert, *, settings: CaseSettings) -> list[str]:
+    """The lock keys a decision about this alert takes (its spot's cells or camera view, its episode)."""
+    return lock_keys(sighting_of(alert), episode_id=alert.episode_id, radius_m=settings.radius_m[alert.violation])
+
+
 def lock_for_alert(session: Session, alert: WireAlert, *, settings: CaseSettings) -> None:
     """Take the locks that serialise decisions about this alert's spot and episode (see module doc)."""
-    keys = lock_keys(
-        sighting_of(alert), episode_id=alert.episode_id, radius_m=settings.radius_m[alert.violation]
-    )
-    take_case_locks(session, keys)
+    take_case_locks(session, alert_lock_keys(alert, settings=settings))
 
 
 def decide_case(
@@ -367,12 +388,23 @@ def decide_case(
 
     Call inside the ingest transaction, after `lock_for_alert`.
     """
-    case = find_case(session, alert, settings=settings)
+    episode = session.get(Episode, alert.episode_id)
+    if episode is not None:
+        case: Case | None = resolve_merged(session, episode.case_id)
+    else:
+        case = find_nearby_case(session, alert, settings=settings)
     created = case is None
     if case is None:
         case = open_case(session, alert)
     new_episode = apply_alert(
-        session, case, alert, settings=settings, index=index, evidence_sha256=evidence_sha256
+        session,
+        case,
+        alert,
+        settings=settings,
+        index=index,
+        evidence_sha256=evidence_sha256,
+        episode=episode,
+        episode_loaded=True,
     )
     log.debug("alert %s -> case %d (%s)", alert.alert_id, case.id, "new" if created else "joined")
     return CaseDecision(case=case, created=created, new_episode=new_episode)
@@ -417,9 +449,7 @@ def recount_case(session: Session, case: Case) -> None:
         case.first_seen, case.last_seen = _aware(first), _aware(last)
     if located:
         case.lat, case.lon, case.location_count = float(lat), float(lon), int(located)
-    case.active = bool(
-        session.scalar(select(exists().where(Episode.case_id == case.id, Episode.ended_at.is_(None))))
-    )
+    case.active = bool(session.scalar(select(exists().where(Episode.case_id == case.id, Episode.ended_at.is_(None)))))
 
 
 def _aware(value: datetime) -> datetime:
@@ -429,6 +459,8 @@ def _aware(value: datetime) -> datetime:
 
 __all__ = [
     "CaseDecision",
+    "alert_lock_keys",
+    "take_case_locks",
     "Candidate",
     "Sighting",
     "apply_alert",
@@ -437,6 +469,7 @@ __all__ = [
     "decide_case",
     "distance_m",
     "find_case",
+    "find_nearby_case",
     "lock_cells",
     "lock_for_alert",
     "lock_keys",

@@ -14,8 +14,9 @@ broken evidence) goes to the dead-letter table with the reason and is acknowledg
 from __future__ import annotations
 
 import logging
+import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -25,7 +26,7 @@ from sqlalchemy.exc import DataError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from streetwatch.central.attribution import MerchantIndex, MerchantIndexCache, load_merchant_index
-from streetwatch.central.cases import decide_case, lock_for_alert
+from streetwatch.central.cases import alert_lock_keys, decide_case, lock_for_alert, take_case_locks
 from streetwatch.central.config import CentralSettings
 from streetwatch.central.db import session_scope
 from streetwatch.central.evidence_store import EvidenceError, EvidenceStore, decode_jpeg_b64
@@ -178,9 +179,7 @@ def ingest_alert(
         "opened" if decision.created else "joined",
         decision.case.id,
     )
-    return IngestResult(
-        "created" if decision.created else "joined", alert_id=alert.alert_id, case_id=decision.case.id
-    )
+    return IngestResult("created" if decision.created else "joined", alert_id=alert.alert_id, case_id=decision.case.id)
 
 
 def _ingest_sighting(
@@ -217,6 +216,54 @@ def ingest_payload(
     return ingest_alert(session, alert, topic=topic, settings=settings, index=index, origin=origin)
 
 
+@dataclass(frozen=True)
+class Message:
+    """One payload to ingest: its MQTT topic (None offline), bytes, and a dead-letter label."""
+
+    topic: str | None
+    payload: bytes
+    origin: str | None = None
+
+
+def ingest_many(
+    session: Session,
+    messages: Sequence[Message],
+    *,
+    settings: CentralSettings,
+    index: MerchantIndex | None = None,
+) -> list[IngestResult]:
+    """Ingest several messages in the caller's one transaction (one commit for the batch).
+
+    Every case lock the batch needs is taken first, in one sorted order, so two workers' batches
+    cannot deadlock; then the messages go through `ingest_alert` one by one, exactly as alone.
+    """
+    parsed: list[WireAlert | AlertRejected] = []
+    for message in messages:
+        try:
+            parsed.append(parse_alert(message.payload))
+        except AlertRejected as exc:
+            parsed.append(exc)
+    keys = [
+        key
+        for alert in parsed
+        if isinstance(alert, WireAlert)
+        for key in alert_lock_keys(alert, settings=settings.cases)
+    ]
+    take_case_locks(session, sorted(set(keys)))
+    if index is None:
+        index = load_merchant_index(session, max_distance_m=settings.attribution.max_distance_m)
+    results = []
+    for message, alert in zip(messages, parsed, strict=True):
+        label = message.origin or message.topic or ""
+        if isinstance(alert, AlertRejected):
+            results.append(dead_letter(session, topic=label, reason=alert.reason, payload=message.payload))
+        else:
+            results.append(
+                ingest_alert(session, alert, topic=message.topic, settings=settings, index=index, origin=message.origin)
+            )
+    return results
+
+
 # ---------------------------------------------------------------- offline: JSON lines
 
 
@@ -250,30 +297,60 @@ def _lines(path: Path) -> Iterator[tuple[int, bytes]]:
 
 
 def ingest_jsonl(
-    path: Path, *, session_factory: sessionmaker[Session], settings: CentralSettings
+    path: Path,
+    *,
+    session_factory: sessionmaker[Session],
+    settings: CentralSettings,
+    batch_size: int = 200,
 ) -> IngestSummary:
-    """Ingest a file of one alert JSON per line, each in its own transaction (as off the broker)."""
+    """Ingest a file of one alert JSON per line, `batch_size` lines per transaction."""
     summary = IngestSummary()
     cache = MerchantIndexCache(max_distance_m=settings.attribution.max_distance_m)
+    batch: list[Message] = []
     for number, line in _lines(path):
-        with session_scope(session_factory, write_lock=True) as session:
-            result = ingest_payload(
-                session,
-                line,
-                topic=None,
-                settings=settings,
-                index=cache.get(session),
-                origin=f"file:{path}:{number}",
-            )
-        summary.add(result)
+        batch.append(Message(topic=None, payload=line, origin=f"file:{path}:{number}"))
+        if len(batch) >= batch_size:
+            _ingest_file_batch(batch, session_factory=session_factory, settings=settings, cache=cache, summary=summary)
+            batch = []
+    if batch:
+        _ingest_file_batch(batch, session_factory=session_factory, settings=settings, cache=cache, summary=summary)
     return summary
+
+
+def _ingest_file_batch(
+    batch: Sequence[Message],
+    *,
+    session_factory: sessionmaker[Session],
+    settings: CentralSettings,
+    cache: MerchantIndexCache,
+    summary: IngestSummary,
+) -> None:
+    with session_scope(session_factory, write_lock=True) as session:
+        results = ingest_many(session, batch, settings=settings, index=cache.get(session))
+    for result in results:
+        summary.add(result)
 
 
 # ---------------------------------------------------------------- MQTT consumer
 
 
+@dataclass(frozen=True)
+class _Received:
+    """A message taken off the wire, with the connection it came on (acks are per connection)."""
+
+    message: mqtt.MQTTMessage
+    connection: int
+
+
 class AlertConsumer:
-    """One central ingest worker on the shared alert subscription (run several: the broker splits)."""
+    """One central ingest worker on the shared alert subscription (run several: the broker splits).
+
+    paho's network thread only queues messages; a worker thread ingests whatever has queued up (up
+    to `batch_size`) in one transaction, and acks each message after the commit. Under load that
+    means one commit per batch instead of per alert; idle, a message is handled at once. An ack
+    is only sent on the connection the message arrived on: after a reconnect the broker resends
+    unacked messages itself, and they are recognised as duplicates.
+    """
 
     def __init__(
         self,
@@ -282,16 +359,21 @@ class AlertConsumer:
         session_factory: sessionmaker[Session],
         db_retries: int = 2,
         retry_delay_s: float = 0.5,
+        batch_size: int = 100,
     ) -> None:
         self.settings = settings
         self.session_factory = session_factory
         self.db_retries = db_retries
         self.retry_delay_s = retry_delay_s
+        self.batch_size = batch_size
         self.summary = IngestSummary()
         self.index_cache = MerchantIndexCache(max_distance_m=settings.attribution.max_distance_m)
         self.subscribed = threading.Event()
         self._stopping = threading.Event()
         self._bounce_lock = threading.Lock()
+        self._queue: queue.Queue[_Received] = queue.Queue()
+        self._connection = 0
+        self._worker: threading.Thread | None = None
         broker = settings.broker
         self._host, self._port, tls = parse_broker_url(broker.url)
         self.client = make_client(
@@ -308,11 +390,17 @@ class AlertConsumer:
         self.client.on_message = self._on_message
         self.client.on_disconnect = self._on_disconnect
 
+    @property
+    def name(self) -> str:
+        return self.settings.broker.client_id
+
     # -- lifecycle
 
     def start(self) -> None:
-        """Connect in the background; paho's loop thread reconnects by itself after an outage."""
-        log.info("consumer %s: connecting to %s:%d", self.settings.broker.client_id, self._host, self._port)
+        """Start the ingest thread and connect; paho's loop thread reconnects after an outage."""
+        log.info("consumer %s: connecting to %s:%d", self.name, self._host, self._port)
+        self._worker = threading.Thread(target=self._run, name=f"ingest-{self.name}", daemon=True)
+        self._worker.start()
         self._connect()
 
     def _connect(self) -> None:
@@ -326,11 +414,13 @@ class AlertConsumer:
         self.client.loop_start()
 
     def stop(self) -> None:
-        """Disconnect (the broker keeps the session and queues alerts for this worker's return)."""
+        """Finish the batch in hand, then disconnect (the broker keeps the session and queues)."""
         self._stopping.set()
+        if self._worker is not None:
+            self._worker.join(30)
         self.client.disconnect()
         self.client.loop_stop()
-        log.info("consumer %s: stopped (%s)", self.settings.broker.client_id, self.summary)
+        log.info("consumer %s: stopped (%s)", self.name, self.summary)
 
     def wait_subscribed(self, timeout_s: float) -> bool:
         return self.subscribed.wait(timeout_s)
@@ -346,12 +436,9 @@ class AlertConsumer:
         _props: object = None,
     ) -> None:
         if reason_code.is_failure:
-            log.error(
-                "consumer %s: broker refused: %s",
-                self.settings.broker.client_id,
-                describe_reason(reason_code),
-            )
+            log.error("consumer %s: broker refused: %s", self.name, describe_reason(reason_code))
             return
+        self._connection += 1
         # Resubscribing is harmless on a resumed session and needed on a new one.
         client.subscribe(self.settings.broker.subscription, qos=1)
 
@@ -367,14 +454,12 @@ class AlertConsumer:
         if failed:
             log.error(
                 "consumer %s: subscription %s refused: %s",
-                self.settings.broker.client_id,
+                self.name,
                 self.settings.broker.subscription,
                 ", ".join(failed),
             )
             return
-        log.info(
-            "consumer %s: subscribed to %s", self.settings.broker.client_id, self.settings.broker.subscription
-        )
+        log.info("consumer %s: subscribed to %s", self.name, self.settings.broker.subscription)
         self.subscribed.set()
 
     def _on_disconnect(
@@ -387,22 +472,67 @@ class AlertConsumer:
     ) -> None:
         self.subscribed.clear()
         if not self._stopping.is_set():
-            log.warning(
-                "consumer %s: disconnected (%s); reconnecting",
-                self.settings.broker.client_id,
-                describe_reason(reason_code),
-            )
+            log.warning("consumer %s: disconnected (%s); reconnecting", self.name, describe_reason(reason_code))
 
-    def _on_message(self, client: mqtt.Client, _userdata: object, message: mqtt.MQTTMessage) -> None:
-        result = self._store_with_retries(message)
+    def _on_message(self, _client: mqtt.Client, _userdata: object, message: mqtt.MQTTMessage) -> None:
+        self._queue.put(_Received(message, self._connection))
+
+    # -- the ingest thread
+
+    def _run(self) -> None:
+        while not self._stopping.is_set() or not self._queue.empty():
+            try:
+                first = self._queue.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            batch = [first]
+            while len(batch) < self.batch_size:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            self._process(batch)
+
+    def _process(self, batch: list[_Received]) -> None:
+        """Ingest the batch in one transaction; on any database error fall back to one by one."""
+        try:
+            with session_scope(self.session_factory, write_lock=True) as session:
+                messages = [Message(r.message.topic, bytes(r.message.payload)) for r in batch]
+                results = ingest_many(session, messages, settings=self.settings, index=self.index_cache.get(session))
+        except SQLAlchemyError as exc:
+            log.warning("consumer %s: batch of %d failed (%s); retrying one by one", self.name, len(batch), exc)
+            for received in batch:
+                if not self._process_one(received):
+                    self._drop_unacked()
+                    return
+            return
+        for received, result in zip(batch, results, strict=True):
+            self.summary.add(result)
+            self._ack(received)
+
+    def _process_one(self, received: _Received) -> bool:
+        """Ingest one message alone; False if the database failed (the message stays unacked)."""
+        result = self._store_with_retries(received.message)
         if result is None:
             self.summary.db_errors += 1
             self._bounce()  # not acked: reconnect so the broker delivers it again
-            return
+            return False
         self.summary.add(result)
-        client.ack(message.mid, message.qos)
+        self._ack(received)
+        return True
 
-    # -- processing
+    def _ack(self, received: _Received) -> None:
+        if received.connection == self._connection:
+            self.client.ack(received.message.mid, received.message.qos)
+        # else: an older connection's message; the broker resends it and it is seen as a duplicate
+
+    def _drop_unacked(self) -> None:
+        """Forget queued messages: after the reconnect the broker resends everything unacked."""
+        while True:
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                return
 
     def _store_with_retries(self, message: mqtt.MQTTMessage) -> IngestResult | None:
         """Ingest in one transaction; on database errors retry, then give up (None = do not ack)."""
@@ -410,27 +540,16 @@ class AlertConsumer:
             try:
                 return self._store(message)
             except DataError as exc:  # the database refuses this content: retrying cannot help
-                log.warning(
-                    "consumer %s: database refused the message on %s: %s",
-                    self.settings.broker.client_id,
-                    message.topic,
-                    exc.orig,
-                )
+                log.warning("consumer %s: database refused the message on %s: %s", self.name, message.topic, exc.orig)
                 return self._dead_letter_message(message, f"database refused the message: {exc.orig}")
             except SQLAlchemyError as exc:
                 log.warning(
-                    "consumer %s: database error on %s (attempt %d): %s",
-                    self.settings.broker.client_id,
-                    message.topic,
-                    attempt + 1,
-                    exc,
+                    "consumer %s: database error on %s (attempt %d): %s", self.name, message.topic, attempt + 1, exc
                 )
                 if self._stopping.wait(self.retry_delay_s * (2**attempt)):
                     return None
             except Exception as exc:  # a bug must not stop ingest nor loop forever on one message
-                log.exception(
-                    "consumer %s: unexpected error on %s", self.settings.broker.client_id, message.topic
-                )
+                log.exception("consumer %s: unexpected error on %s", self.name, message.topic)
                 return self._dead_letter_message(message, f"internal error: {exc!r}")
         return None
 
@@ -447,12 +566,7 @@ class AlertConsumer:
     def _dead_letter_message(self, message: mqtt.MQTTMessage, reason: str) -> IngestResult | None:
         try:
             with session_scope(self.session_factory, write_lock=True) as session:
-                return dead_letter(
-                    session,
-                    topic=message.topic,
-                    reason=reason,
-                    payload=bytes(message.payload),
-                )
+                return dead_letter(session, topic=message.topic, reason=reason, payload=bytes(message.payload))
         except SQLAlchemyError:
             return None
 
@@ -473,9 +587,7 @@ class AlertConsumer:
         threading.Thread(target=_run, name="central-consumer-reconnect", daemon=True).start()
 
 
-def run_consumer(
-    settings: CentralSettings, session_factory: sessionmaker[Session], stop: threading.Event
-) -> None:
+def run_consumer(settings: CentralSettings, session_factory: sessionmaker[Session], stop: threading.Event) -> None:
     """Run one consumer until `stop` is set (the body of `central serve` for ingest)."""
     consumer = AlertConsumer(settings=settings, session_factory=session_factory)
     consumer.start()
@@ -488,6 +600,8 @@ def run_consumer(
 
 __all__ = [
     "AlertConsumer",
+    "Message",
+    "ingest_many",
     "IngestResult",
     "IngestSummary",
     "dead_letter",
