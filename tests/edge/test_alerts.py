@@ -54,9 +54,20 @@ def test_valid_alert_round_trips_and_keeps_unknown_fields() -> None:
 
 
 @pytest.mark.parametrize(
+    ("state", "source_kind"), [("active", "fixed"), ("ended", "fixed"), ("sighting", "vehicle"), ("sighting", "drone")]
+)
+def test_states_of_schema_1_include_moving_camera_sightings(state: str, source_kind: str) -> None:
+    """`sighting` was added to streetwatch.alert/1 compatibly: earlier messages stay valid, schema unchanged."""
+    alert = parse_alert(json.dumps(valid_payload(state=state, source_kind=source_kind)))
+    assert (alert.state, alert.source_kind, json.loads(alert.to_json())["schema"]) == (
+        state, source_kind, "streetwatch.alert/1")
+
+
+@pytest.mark.parametrize(
     ("payload", "reason"),
     [
         (b"not json", "not JSON"),
+        (json.dumps(valid_payload(state="seen")).encode(), "state"),
         (b"[1, 2]", "expected a JSON object"),
         (json.dumps(valid_payload(schema="streetwatch.alert/2")).encode(), "unknown schema version"),
         (json.dumps(valid_payload(violation="littering")).encode(), "violation"),
