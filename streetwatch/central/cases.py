@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import logging
 import math
+import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -50,6 +51,8 @@ METRES_PER_DEGREE_LAT = 111_320.0
 # Lock cells use one longitude width for every latitude up to this one (wider than needed nearer
 # the equator, which only costs parallelism); beyond it one lock per violation serialises all.
 LOCK_GRID_MAX_LAT = 80.0
+# Episodes share lock rows by hash bucket: a bounded table at the cost of rare extra waiting.
+EPISODE_LOCK_BUCKETS = 4096
 PRIORITY_ALERTS_CAP = 50
 PRIORITY_DWELL_STEP_S = 300
 PRIORITY_DWELL_CAP = 36
@@ -118,9 +121,14 @@ def choose_case(
     return min(in_reach)[1] if in_reach else None
 
 
+def episode_lock_key(episode_id: str) -> str:
+    """The episode's lock: one of EPISODE_LOCK_BUCKETS (a stable hash), so case_locks stays bounded."""
+    return f"ep|{zlib.crc32(episode_id.encode()) % EPISODE_LOCK_BUCKETS:04d}"
+
+
 def lock_keys(sighting: Sighting, *, episode_id: str, radius_m: float) -> list[str]:
     """The lock keys a decision about this sighting takes, sorted (the fixed locking order)."""
-    keys = {f"ep|{episode_id}"}
+    keys = {episode_lock_key(episode_id)}
     if sighting.lat is None or sighting.lon is None:
         keys.add(f"{sighting.violation}|view|{sighting.camera_id}|{sighting.zone_id}")
     elif abs(sighting.lat) > LOCK_GRID_MAX_LAT:

@@ -145,7 +145,8 @@ def cmd_ingest_jsonl(args: argparse.Namespace) -> int:
     summary = ingest_jsonl(args.file, session_factory=_session_factory(args), settings=_settings(args))
     print(
         f"{args.file}: {summary.total} alerts: {summary.created} opened a case, {summary.joined} joined a "
-        f"case, {summary.duplicate} duplicates, {summary.dead_letter} dead letters"
+        f"case, {summary.pending} pending sightings, {summary.duplicate} duplicates, "
+        f"{summary.dead_letter} dead letters"
     )
     for reason in summary.reasons:
         print(f"  dead letter: {reason}")

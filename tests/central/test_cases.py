@@ -16,6 +16,7 @@ from streetwatch.central.cases import (
     Sighting,
     choose_case,
     distance_m,
+    episode_lock_key,
     lock_keys,
     merge_cases,
     priority_of,
@@ -176,9 +177,10 @@ def test_lock_keys_are_shared_by_every_pair_within_the_radius() -> None:
 def test_lock_keys_are_sorted_and_cover_episode_and_view() -> None:
     keys = lock_keys(sighting(located=False), episode_id="ep-1", radius_m=RADIUS)
     assert keys == sorted(keys)
-    assert keys == ["ep|ep-1", "illegal_parking|view|cam-1|z-1"]
+    assert keys == [episode_lock_key("ep-1"), "illegal_parking|view|cam-1|z-1"]
+    assert episode_lock_key("ep-1") == episode_lock_key("ep-1") != episode_lock_key("ep-2")
     located = lock_keys(sighting(), episode_id="ep-1", radius_m=RADIUS)
-    assert len(located) == 5 and "ep|ep-1" in located  # 2x2 cells + the episode
+    assert len(located) == 5 and episode_lock_key("ep-1") in located  # 2x2 cells + the episode
 
 
 @pytest.mark.parametrize(

@@ -85,7 +85,7 @@ def test_import_ingest_export_round_trip(
         capsys, "--database-url", db_url, "--config", str(settings_file), "ingest-jsonl", str(jsonl)
     )
     assert code == 0
-    assert "4 alerts: 2 opened a case, 1 joined a case, 0 duplicates, 1 dead letters" in out
+    assert "4 alerts: 2 opened a case, 1 joined a case, 0 pending sightings, 0 duplicates, 1 dead letters" in out
     assert "dead letter: not JSON" in out
 
     code, out, _ = run(capsys, "--database-url", db_url, "export-cases", "--format", "json")
