@@ -8,22 +8,23 @@ not used, and the log says so per camera (one warning when a gap starts, one lin
 
 Telemetry: file sources (nmea_file, gpx, srt, klv) are read whole at start from
 `telemetry.path`, or for a replay from the video's sidecar (same stem: .gpx, .nmea, .SRT/.srt;
-KLV from the video itself). Live sources (nmea_tcp, nmea_udp, mqtt) start empty: the caller feeds
-poses into `analyzer.track` as they arrive.
+KLV from the video itself). Live sources (nmea_tcp, nmea_udp, mqtt) start empty: `live_feeds`
+gives the threads (edge/telemetry_feed.py) that fill them while the worker runs.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import supervision as sv
 
 from streetwatch.edge.alerts import Alert, Location, new_id
-from streetwatch.edge.config import FILE_TELEMETRY, CameraConfig, CameraModelConfig, TelemetryConfig
+from streetwatch.edge.config import FILE_TELEMETRY, CameraConfig, CameraModelConfig, EdgeConfig, TelemetryConfig
 from streetwatch.edge.evidence import render_evidence
 from streetwatch.edge.geo import (
     MAX_ACCURACY_M,
@@ -38,7 +39,16 @@ from streetwatch.edge.geo import (
     vehicle_camera_pose,
 )
 from streetwatch.edge.moving_rules import GroundEvent, GroundObservation, GroundRules, rules_plane
-from streetwatch.edge.telemetry import Pose, PoseTrack, read_gpx, read_klv_container, read_nmea_file, read_srt
+from streetwatch.edge.telemetry import (
+    Pose,
+    PoseMatch,
+    PoseTrack,
+    read_gpx,
+    read_klv_container,
+    read_nmea_file,
+    read_srt,
+)
+from streetwatch.edge.telemetry_feed import LiveTelemetry, SharedPoseTrack
 from streetwatch.edge.types import Frame
 from streetwatch.edge.zones import ground_points, resolve_timezone
 
@@ -92,13 +102,21 @@ def read_poses(camera: CameraConfig, *, video: Path | None = None, clip_start: d
     return [record.pose for record in read_srt(path, clock_tz=tz, clip_start=clip_start, source=source)]
 
 
-def pose_track_for(camera: CameraConfig, *, video: Path | None = None, clip_start: datetime | None = None) -> PoseTrack:
+class PoseSource(Protocol):
+    """What the analyzer needs of a pose track (PoseTrack, or SharedPoseTrack for live feeds)."""
+
+    def match(self, t: datetime, *, max_gap_s: float, clock_offset_s: float = 0.0) -> PoseMatch: ...
+
+
+def pose_track_for(
+    camera: CameraConfig, *, video: Path | None = None, clip_start: datetime | None = None
+) -> PoseTrack | SharedPoseTrack:
     """The camera's PoseTrack: read whole for file sources, empty (bounded, fed live) otherwise."""
     telemetry = camera.telemetry
     assert telemetry is not None, f"camera {camera.id} has no telemetry"
     if telemetry.source not in FILE_TELEMETRY:
         log.info("camera %s: telemetry %s is live; poses are fed as they arrive", camera.id, telemetry.source)
-        return PoseTrack(maxlen=LIVE_TRACK_MAXLEN, name=camera.id)
+        return SharedPoseTrack(PoseTrack(maxlen=LIVE_TRACK_MAXLEN, name=camera.id))
     poses = read_poses(camera, video=video, clip_start=clip_start)
     track = PoseTrack(poses, name=camera.id)
     if poses:
@@ -184,7 +202,7 @@ def part_of_another(boxes: np.ndarray, roles: np.ndarray, scores: np.ndarray) ->
 class MovingCameraAnalyzer:
     """One vehicle/drone camera's analysis state; `analyze` turns one frame's detections into alerts."""
 
-    def __init__(self, camera: CameraConfig, context: AlertContext, *, track: PoseTrack) -> None:
+    def __init__(self, camera: CameraConfig, context: AlertContext, *, track: PoseSource) -> None:
         assert camera.camera_model is not None and camera.telemetry is not None
         self.camera = camera
         self.context = context
@@ -256,3 +274,12 @@ class MovingCameraAnalyzer:
             evidence=rendered.evidence, model=self.context.model,
         )
 
+
+
+def live_feeds(config: EdgeConfig, analyzers: Iterable[object]) -> list[LiveTelemetry]:
+    """A (not yet started) live telemetry feeder for each moving camera with a live source."""
+    feeds = []
+    for analyzer in analyzers:
+        if isinstance(analyzer, MovingCameraAnalyzer) and isinstance(analyzer.track, SharedPoseTrack):
+            feeds.append(LiveTelemetry(config, analyzer.camera, analyzer.track))
+    return feeds

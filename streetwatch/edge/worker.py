@@ -16,6 +16,7 @@ from streetwatch.edge.alerts import Alert
 from streetwatch.edge.config import EdgeConfig
 from streetwatch.edge.detector import Detector
 from streetwatch.edge.metrics import EdgeMetrics, start_metrics_server
+from streetwatch.edge.moving import live_feeds
 from streetwatch.edge.outbox import Outbox, OutboxFull
 from streetwatch.edge.pipeline import Analyzer, build_analyzers
 from streetwatch.edge.publisher import Publisher
@@ -42,11 +43,14 @@ class EdgeWorker:
         self.sources = [
             CameraSource(camera, options=SourceOptions(loop=camera.loop)) for camera in config.cameras
         ]
+        self.telemetry = live_feeds(config, self.analyzers.values())  # moving cameras' live poses
         self._stop = threading.Event()
 
     def start(self) -> None:
         start_metrics_server(self.config.metrics_port, self.metrics)
         self.publisher.start()
+        for feed in self.telemetry:
+            feed.start()
         for source in self.sources:
             source.start()
         log.info("edge %s started with %d camera(s)", self.config.edge_id, len(self.sources))
@@ -55,6 +59,8 @@ class EdgeWorker:
         self._stop.set()
         for source in self.sources:
             source.stop()
+        for feed in self.telemetry:
+            feed.stop()
         self.publisher.stop()
         log.info("edge %s stopped", self.config.edge_id)
 

@@ -1,0 +1,122 @@
+"""Live telemetry feeders of moving cameras: real sockets and the real broker fill the camera's pose track.
+
+NMEA sentences are written here with their XOR checksum; MQTT goes through the session's broker
+(Mosquitto where STREETWATCH_TEST_MQTT_URL names one, else the embedded broker).
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from functools import reduce
+
+import paho.mqtt.client as mqtt
+import pytest
+from support import BrokerEndpoint
+
+from streetwatch.edge.config import EdgeConfig
+from streetwatch.edge.telemetry import PoseTrack, TelemetryMessage, telemetry_topic
+from streetwatch.edge.telemetry_feed import LiveTelemetry, SharedPoseTrack
+
+DAY = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def sentence(body: str) -> str:
+    checksum = reduce(lambda acc, ch: acc ^ ord(ch), body, 0)
+    return f"${body}*{checksum:02X}"
+
+
+def rmc(second: int) -> str:
+    return sentence(f"GPRMC,0800{second:02d}.00,A,3118.000,N,12035.000,E,10.0,45.0,010126,,,A")
+
+
+def config(source: dict[str, object], broker_url: str = "mqtt://127.0.0.1:1883", protocol: str = "3.1.1") -> EdgeConfig:
+    return EdgeConfig.model_validate({
+        "edge_id": "box-1", "broker": {"url": broker_url, "protocol": protocol},
+        "cameras": [{"id": "patrol-1", "kind": "vehicle", "url": "rtsp://x/1",
+                     "camera_model": {"hfov_deg": 60, "mount_height_m": 1.5}, "telemetry": source}],
+    })
+
+
+def wait_for(predicate: Callable[[], bool], timeout_s: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return predicate()
+
+
+def feeder(cfg: EdgeConfig) -> tuple[LiveTelemetry, SharedPoseTrack]:
+    track = SharedPoseTrack(PoseTrack(name="patrol-1"))
+    return LiveTelemetry(cfg, cfg.cameras[0], track), track
+
+
+def test_udp_nmea_fills_the_track_and_frames_match_it() -> None:
+    feed, track = feeder(config({"source": "nmea_udp", "host": "127.0.0.1", "port": 1}))
+    feed.telemetry = feed.telemetry.model_copy(update={"port": 0})  # bind a free port instead of 1
+    feed.start()
+    try:
+        assert feed.udp_port
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
+            for second in range(3):
+                sender.sendto((rmc(second) + "\r\n").encode(), ("127.0.0.1", feed.udp_port))
+        assert wait_for(lambda: len(track) >= 2)
+        match = track.match(DAY.replace(hour=8) + timedelta(seconds=0.5), max_gap_s=2.0)
+        assert match.method == "interpolated" and match.pose is not None
+    finally:
+        feed.stop()
+
+
+def test_tcp_nmea_reconnects_after_the_server_closes() -> None:
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+
+    def serve() -> None:
+        for batch in ((0, 1), (5, 6)):  # two connections: the feeder must come back for the second
+            conn, _ = server.accept()
+            with conn:
+                conn.sendall("".join(rmc(s) + "\r\n" for s in batch).encode())
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    feed, track = feeder(config({"source": "nmea_tcp", "host": "127.0.0.1", "port": port}))
+    feed.start()
+    try:
+        assert wait_for(lambda: len(track) >= 4, timeout_s=15.0)
+    finally:
+        feed.stop()
+        server.close()
+
+
+def test_mqtt_telemetry_fills_the_track(mqtt_broker: BrokerEndpoint) -> None:
+    cfg = config({"source": "mqtt"}, broker_url=mqtt_broker.url, protocol=mqtt_broker.protocol)
+    feed, track = feeder(cfg)
+    feed.start()
+    version = mqtt.MQTTv5 if mqtt_broker.protocol == "5" else mqtt.MQTTv311
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=version)
+    client.connect(mqtt_broker.host, mqtt_broker.port)
+    client.loop_start()
+    try:
+        topic = telemetry_topic("box-1", "patrol-1")
+        other = telemetry_topic("box-1", "patrol-2")
+
+        def publish_until_seen() -> bool:
+            message = TelemetryMessage.model_validate({"schema": "streetwatch.telemetry/1", "edge_id": "box-1",
+                                                       "camera_id": "patrol-1", "t": DAY.isoformat(),
+                                                       "lat": 31.3, "lon": 120.58, "heading_deg": 90.0})
+            client.publish(topic, message.to_json(), qos=1).wait_for_publish(5)
+            client.publish(other, b'{"schema": "nope"}', qos=1).wait_for_publish(5)
+            return wait_for(lambda: len(track) >= 1, timeout_s=1.0)
+
+        # the subscription is made on connect, asynchronously: publish until the feeder has it
+        assert wait_for(publish_until_seen, timeout_s=15.0)
+        pose = track.match(DAY, max_gap_s=1.0).pose
+        assert pose is not None and pose.heading_deg == pytest.approx(90.0)
+    finally:
+        client.loop_stop()
+        client.disconnect()
+        feed.stop()
