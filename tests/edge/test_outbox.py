@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -142,12 +144,33 @@ def test_file_that_is_not_sqlite_is_named(tmp_path: Path) -> None:
         Outbox(path)
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root may write to a read-only folder")
-def test_read_only_folder_is_named(tmp_path: Path) -> None:
-    folder = tmp_path / "ro"
-    folder.mkdir(mode=0o500)
-    with pytest.raises(OutboxError, match=rf"folder {folder} is not writable"):
-        Outbox(folder / "outbox.sqlite")
+def test_read_only_folder_is_named() -> None:
+    """Checked as an unprivileged user (root may write anywhere): a forked child drops to `nobody`."""
+    base = Path(tempfile.mkdtemp(prefix="outbox-ro-", dir="/tmp"))
+    folder = base / "ro"
+    folder.mkdir(mode=0o555)
+    base.chmod(0o755)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: no pytest machinery here, report through the pipe and _exit
+        message = "no error"
+        try:
+            if os.geteuid() == 0:
+                os.setgid(65534)
+                os.setuid(65534)
+            Outbox(folder / "outbox.sqlite")
+        except OutboxError as exc:
+            message = str(exc)
+        except BaseException as exc:  # anything else is reported as a failure below
+            message = f"unexpected {exc!r}"
+        os.write(write, message.encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    message = os.read(read, 4096).decode()
+    os.close(read)
+    shutil.rmtree(base)
+    assert f"folder {folder} is not writable" in message
 
 
 def test_concurrent_put_and_ack_lose_nothing(outbox: Outbox) -> None:
