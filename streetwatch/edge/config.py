@@ -231,6 +231,12 @@ class EdgeConfig(StrictModel):
     broker: BrokerConfig = Field(default_factory=BrokerConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     outbox: Path = Field(default=Path("var/outbox.sqlite"))
+    outbox_max_rows: int = Field(
+        default=10_000, ge=1, description="at most this many alerts wait; more are refused (logged, counted)"
+    )
+    outbox_max_bytes: int = Field(
+        default=1024 * 1024 * 1024, ge=1, description="bytes of alerts the outbox may hold (caps its disk use)"
+    )
     metrics_port: int = Field(default=0, ge=0, le=65535, description="Prometheus /metrics; 0 = off")
     rules: RulesConfig = Field(default_factory=RulesConfig)
     evidence: EvidenceConfig = Field(default_factory=EvidenceConfig)

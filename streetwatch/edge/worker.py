@@ -35,7 +35,7 @@ class EdgeWorker:
         self.config = config
         self.detector = detector or Detector.from_config(config.model)
         self.metrics = EdgeMetrics()
-        self.outbox = Outbox(config.outbox)
+        self.outbox = Outbox(config.outbox, max_rows=config.outbox_max_rows, max_bytes=config.outbox_max_bytes)
         self.publisher = Publisher(config, self.outbox, metrics=self.metrics)
         self.analyzers: dict[str, Analyzer] = build_analyzers(
             config, self.detector.model_ref, config.cameras
