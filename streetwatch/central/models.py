@@ -269,3 +269,103 @@ class CaseLock(Base):
 
     key: Mapped[str] = mapped_column(String(200), primary_key=True)
     touched_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+# ---------------------------------------------------------------- the city's workflow (issue 5)
+# Rules live in streetwatch/central/workflow/rules.py; these rows are what the rules act on.
+TIMER_STATUSES: tuple[str, ...] = ("pending", "done")
+NOTIFICATION_STATUSES: tuple[str, ...] = ("pending", "sent", "failed")
+
+
+class CaseTimer(Base):
+    """A deadline stored in the database (so it survives a restart), scanned by the workflow worker."""
+
+    __tablename__ = "case_timers"
+    __table_args__ = (Index("ix_case_timers_due", "status", "due_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(32), doc="rectify")
+    started_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    due_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    status: Mapped[str] = mapped_column(String(16), default="pending", doc="pending | done")
+    outcome: Mapped[str | None] = mapped_column(String(16), doc="rectified | inspection | cancelled")
+    resolved_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class Notification(Base):
+    """The durable outbox: a message to a merchant, written in the case's transaction, sent later."""
+
+    __tablename__ = "notifications"
+    __table_args__ = (Index("ix_notifications_due", "status", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"), index=True)
+    merchant_id: Mapped[str | None] = mapped_column(ForeignKey("merchants.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(32), doc="warning | rectification_notice | penalty_notice")
+    payload: Mapped[dict[str, Any]] = mapped_column(JsonDocument, default=dict)
+    status: Mapped[str] = mapped_column(String(16), default="pending", doc="pending | sent | failed")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class Strike(Base):
+    """One confirmed case of a merchant in the three-strikes sequence (step 1, 2 or 3)."""
+
+    __tablename__ = "strikes"
+
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), primary_key=True)
+    merchant_id: Mapped[str] = mapped_column(ForeignKey("merchants.id"), index=True)
+    step: Mapped[int] = mapped_column(Integer)
+    action: Mapped[str] = mapped_column(String(32), doc="warning | rectification_notice | penalty")
+    at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+    penalty_decision: Mapped[str | None] = mapped_column(Text, doc="required before a step-3 case closes")
+    penalty_by: Mapped[str | None] = mapped_column(String(64))
+    penalty_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class Inspection(Base):
+    """An inspector's visit: sent for a case nobody rectified, or a routine visit done by grade."""
+
+    __tablename__ = "inspections"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"), index=True)
+    merchant_id: Mapped[str | None] = mapped_column(ForeignKey("merchants.id"), index=True)
+    reason: Mapped[str] = mapped_column(String(16), doc="case | routine")
+    due_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    status: Mapped[str] = mapped_column(String(16), default="open", doc="open | done")
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    done_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    done_by: Mapped[str | None] = mapped_column(String(64))
+
+
+class Complaint(Base):
+    """A citizen complaint about a merchant (counts towards its grade)."""
+
+    __tablename__ = "complaints"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    merchant_id: Mapped[str] = mapped_column(ForeignKey("merchants.id"), index=True)
+    received_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+    source: Mapped[str] = mapped_column(String(64), default="")
+    note: Mapped[str] = mapped_column(Text, default="")
+
+
+class Hotspot(Base):
+    """An address or zone with many cases; shown from the threshold until its count is back to zero."""
+
+    __tablename__ = "hotspots"
+
+    key: Mapped[str] = mapped_column(String(300), primary_key=True, doc="merchant:<id> | zone:<camera>/<zone>")
+    label: Mapped[str] = mapped_column(String(300), default="")
+    road: Mapped[str] = mapped_column(String(200), default="", index=True)
+    lat: Mapped[float | None] = mapped_column(Float)
+    lon: Mapped[float | None] = mapped_column(Float)
+    active: Mapped[bool] = mapped_column(Boolean, default=False)
+    case_count: Mapped[int] = mapped_column(Integer, default=0)
+    since: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)

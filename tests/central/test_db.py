@@ -29,10 +29,16 @@ TABLES = {
     "areas",
     "audit_log",
     "case_locks",
+    "case_timers",
     "cases",
+    "complaints",
     "dead_letters",
     "episodes",
+    "hotspots",
+    "inspections",
     "merchants",
+    "notifications",
+    "strikes",
     "users",
 }
 

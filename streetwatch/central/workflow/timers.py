@@ -1,0 +1,143 @@
+"""Notification and the self-rectification timer, applied to the database.
+
+A confirmed case attributed to a merchant gets, in one transaction: its strike, a message in the
+outbox, a `rectify` timer due after the configured window, and the status `notified`. The worker
+then resolves each pending timer with `rules.rectify_decision`: if every episode of the case ended
+(the edge saw the spot clear) by the deadline the case is `rectified`; otherwise at the deadline an
+inspection task is created and the case is `escalated`. Timers are rows, so a restart loses nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import exists, func, select
+from sqlalchemy.orm import Session
+
+from streetwatch.central.models import AuditLog, Case, CaseTimer, Episode, Inspection, Merchant, Notification
+from streetwatch.central.workflow.config import WorkflowSettings
+from streetwatch.central.workflow.rules import rectify_decision
+from streetwatch.central.workflow.strikes import record_strike
+
+log = logging.getLogger(__name__)
+
+ACTOR = "workflow"
+RECTIFY = "rectify"
+NOTICE_KIND = {"warning": "warning", "rectification_notice": "rectification_notice", "penalty": "penalty_notice"}
+
+
+@dataclass(frozen=True)
+class TimerOutcome:
+    case_id: int
+    outcome: str  # rectified | inspection | cancelled
+
+
+def cases_to_start(session: Session, *, limit: int = 200) -> list[Case]:
+    """Confirmed, attributed cases whose workflow has not started (no timer yet), locked for update."""
+    started = exists().where(CaseTimer.case_id == Case.id)
+    query = (
+        select(Case)
+        .where(Case.status == "confirmed", Case.merchant_id.is_not(None), ~started)
+        .order_by(Case.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return list(session.scalars(query))
+
+
+def start_workflow(session: Session, case: Case, *, now: datetime, settings: WorkflowSettings) -> CaseTimer:
+    """Strike, outbox message, timer and status `notified` for one confirmed attributed case."""
+    strike = record_strike(session, case, now=now, settings=settings)
+    due = now + timedelta(minutes=settings.rectify_window_min)
+    merchant = session.get(Merchant, case.merchant_id)
+    payload = _notice_payload(case, merchant, step=strike.step, action=strike.action, due=due)
+    session.add(
+        Notification(
+            case_id=case.id,
+            merchant_id=case.merchant_id,
+            kind=NOTICE_KIND[strike.action],
+            payload=payload,
+            next_attempt_at=now,
+            created_at=now,
+        )
+    )
+    timer = CaseTimer(case_id=case.id, kind=RECTIFY, started_at=now, due_at=due)
+    session.add(timer)
+    case.status = "notified"
+    case.updated_at = now
+    detail = {"strike": strike.step, "action": strike.action, "rectify_by": due.isoformat()}
+    session.add(AuditLog(case_id=case.id, actor=ACTOR, action="notify", detail=detail, at=now))
+    session.flush()
+    log.info("case %s: merchant %s notified (%s), rectify by %s", case.id, case.merchant_id, strike.action, due)
+    return timer
+
+
+def _notice_payload(
+    case: Case, merchant: Merchant | None, *, step: int, action: str, due: datetime
+) -> dict[str, object]:
+    return {
+        "case_id": case.id,
+        "merchant_id": case.merchant_id,
+        "merchant_name": merchant.name if merchant else None,
+        "contact": merchant.contact if merchant else None,
+        "address": merchant.address if merchant else None,
+        "violation": case.violation,
+        "lat": case.lat,
+        "lon": case.lon,
+        "strike": step,
+        "action": action,
+        "rectify_by": due.isoformat(),
+    }
+
+
+def clear_since(session: Session, case_id: int) -> datetime | None:
+    """When the spot was last seen clear: the latest episode end, if no episode of the case is open."""
+    still_open = session.scalar(select(exists().where(Episode.case_id == case_id, Episode.ended_at.is_(None))))
+    if still_open:
+        return None
+    return session.scalar(select(func.max(Episode.ended_at)).where(Episode.case_id == case_id))
+
+
+def pending_timers(session: Session, *, limit: int = 500) -> list[CaseTimer]:
+    query = (
+        select(CaseTimer)
+        .where(CaseTimer.status == "pending")
+        .order_by(CaseTimer.due_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return list(session.scalars(query))
+
+
+def resolve_timer(session: Session, timer: CaseTimer, *, now: datetime) -> TimerOutcome | None:
+    """Apply the 30-minute rule to one pending timer; None while it still waits."""
+    case = session.get(Case, timer.case_id, with_for_update=True)
+    assert case is not None
+    if case.status != "notified":  # a reviewer acted first (closed, merged): nothing left to time
+        return _finish(session, timer, case, outcome="cancelled", now=now)
+    decision = rectify_decision(now=now, due_at=timer.due_at, clear_since=clear_since(session, case.id))
+    if decision == "wait":
+        return None
+    if decision == "rectified":
+        case.status = "rectified"
+    else:
+        case.status = "escalated"
+        inspection = Inspection(
+            case_id=case.id, merchant_id=case.merchant_id, reason="case", due_at=now, created_at=now
+        )
+        session.add(inspection)
+    case.updated_at = now
+    return _finish(session, timer, case, outcome=decision, now=now)
+
+
+def _finish(session: Session, timer: CaseTimer, case: Case, *, outcome: str, now: datetime) -> TimerOutcome:
+    timer.status = "done"
+    timer.outcome = outcome
+    timer.resolved_at = now
+    detail = {"timer": timer.kind, "due_at": timer.due_at.isoformat()}
+    session.add(AuditLog(case_id=case.id, actor=ACTOR, action=outcome, detail=detail, at=now))
+    session.flush()
+    log.info("case %s: %s timer -> %s", case.id, timer.kind, outcome)
+    return TimerOutcome(case_id=case.id, outcome=outcome)
