@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
 import pytest
 
 from streetwatch.edge.config import CameraConfig, RulesConfig
+from streetwatch.edge.moving import part_of_another
 from streetwatch.edge.moving_rules import GroundEvent, GroundObservation, GroundRules, associate, rules_plane
 from streetwatch.edge.types import Role
 
@@ -143,3 +145,21 @@ def test_association_is_greedy_nearest_and_one_to_one() -> None:
     matched = associate(rules.objects, [obs("vehicle", 0.0, 3.5, acc=1.0), obs("vehicle", 0.0, 0.5, acc=1.0),
                                         obs("person", 0.0, 0.0, acc=1.0)], t=1.0, pass_gap_s=30, match_radius_m=3.0)
     assert matched == {0: second, 1: first}  # the person does not join a car
+
+
+@pytest.mark.parametrize(
+    ("boxes", "roles", "scores", "expected"),
+    [
+        # a car's rear boxed again inside the whole car, weaker: a part
+        ([[100, 100, 300, 200], [100, 110, 150, 195]], ["vehicle", "vehicle"], [0.8, 0.4], [False, True]),
+        # the same boxes, the part scoring higher: the whole is not a part of it
+        ([[100, 100, 300, 200], [100, 110, 150, 195]], ["vehicle", "vehicle"], [0.4, 0.8], [False, False]),
+        # a person in front of a car is not part of it (another role)
+        ([[100, 100, 300, 200], [120, 110, 150, 195]], ["vehicle", "person"], [0.8, 0.6], [False, False]),
+        # two cars overlapping a little: neither is a part
+        ([[100, 100, 300, 200], [250, 100, 450, 200]], ["vehicle", "vehicle"], [0.8, 0.6], [False, False]),
+    ],
+)
+def test_part_of_another(boxes: list, roles: list, scores: list, expected: list) -> None:
+    got = part_of_another(np.array(boxes, float), np.array(roles), np.array(scores, float))
+    assert got.tolist() == expected
