@@ -202,6 +202,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     stop = threading.Event()
     worker = threading.Thread(target=run_consumer, args=(settings, factory, stop), name="central-ingest")
     worker.start()
+    _start_workflow_worker(factory, stop)
     try:
         app = None if args.no_web else _build_web_app(settings, factory)
         if app is None:
@@ -218,6 +219,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
         stop.set()
         worker.join(10)
     return 0
+
+
+def _start_workflow_worker(factory: sessionmaker[Session], stop: threading.Event) -> None:
+    """Timers, notifications, grades and hotspots (streetwatch.central.workflow), in a thread."""
+    from streetwatch.central.workflow.config import workflow_settings_from_env
+    from streetwatch.central.workflow.worker import WorkflowEngine, start_worker_thread
+
+    start_worker_thread(WorkflowEngine(factory, workflow_settings_from_env(os.environ)), stop)
 
 
 def _build_web_app(settings: CentralSettings, factory: sessionmaker[Session]) -> FastAPI | None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl
+from collections.abc import Mapping
+
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, ValidationError, model_validator
 
 
 class EventClass(BaseModel):
@@ -45,3 +47,27 @@ class WorkflowSettings(BaseModel):
     retry_max_s: float = Field(default=3600.0, gt=0, description="longest retry delay")
     tick_interval_s: float = Field(default=5.0, gt=0, le=300, description="how often the worker scans timers")
     event_classes: dict[str, EventClass] = Field(default_factory=lambda: dict(DEFAULT_EVENT_CLASSES))
+
+    @model_validator(mode="after")
+    def verify_grade_thresholds(self) -> WorkflowSettings:
+        if self.yellow_at >= self.red_at:
+            raise ValueError(f"yellow_at ({self.yellow_at}) must be below red_at ({self.red_at})")
+        return self
+
+
+WORKFLOW_ENV = {
+    "STREETWATCH_WEBHOOK_URL": "webhook_url",
+    "STREETWATCH_WEBHOOK_SECRET": "webhook_secret",
+    "STREETWATCH_RECTIFY_WINDOW_MIN": "rectify_window_min",
+}
+
+
+def workflow_settings_from_env(environ: Mapping[str, str]) -> WorkflowSettings:
+    """Defaults overridden by the few values an operator sets per deployment (see WORKFLOW_ENV)."""
+    values = {field: environ[name] for name, field in WORKFLOW_ENV.items() if environ.get(name)}
+    try:
+        return WorkflowSettings.model_validate(values)
+    except ValidationError as exc:
+        names = {field: name for name, field in WORKFLOW_ENV.items()}
+        problems = "; ".join(f"{names.get(str(e['loc'][0]), e['loc'][0])}: {e['msg']}" for e in exc.errors())
+        raise ValueError(f"workflow settings from the environment: {problems}") from exc

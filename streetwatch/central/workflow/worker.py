@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -19,13 +18,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from streetwatch.central.db import session_scope
 from streetwatch.central.workflow.clock import Clock, system_clock
 from streetwatch.central.workflow.config import WorkflowSettings
+from streetwatch.central.workflow.grades import GradeChange, recompute_grades
+from streetwatch.central.workflow.hotspots import recompute_hotspots
 from streetwatch.central.workflow.notify import DeliveryReport, NotificationChannel, channel_from_settings, deliver_due
 from streetwatch.central.workflow.timers import cases_to_start, pending_timers, resolve_timer, start_workflow
 
 log = logging.getLogger(__name__)
-
-# Extra steps run after the core ones, each in its own transaction: (name, step(session, now)).
-ExtraStep = tuple[str, Callable[[Session, WorkflowSettings, Clock], object]]
 
 
 @dataclass(frozen=True)
@@ -33,6 +31,8 @@ class TickReport:
     started: list[int] = field(default_factory=list)
     resolved: dict[int, str] = field(default_factory=dict)
     delivery: DeliveryReport = DeliveryReport()
+    grade_changes: list[GradeChange] = field(default_factory=list)
+    hotspots: list[str] = field(default_factory=list)
 
 
 class WorkflowEngine:
@@ -50,7 +50,6 @@ class WorkflowEngine:
         self.settings = settings or WorkflowSettings()
         self.clock = clock
         self.channel = channel if channel is not None else channel_from_settings(self.settings)
-        self.extra_steps: list[ExtraStep] = []
 
     def tick(self) -> TickReport:
         now = self.clock()
@@ -67,11 +66,10 @@ class WorkflowEngine:
         delivery = DeliveryReport()
         if self.channel is not None:
             delivery = deliver_due(self.factory, self.channel, now=now, settings=self.settings)
-        for name, step in self.extra_steps:
-            with session_scope(self.factory, write_lock=True) as session:
-                log.debug("workflow step %s", name)
-                step(session, self.settings, self.clock)
-        return TickReport(started=started, resolved=resolved, delivery=delivery)
+        with session_scope(self.factory, write_lock=True) as session:
+            changes = recompute_grades(session, now=now, settings=self.settings)
+            hot = [h.key for h in recompute_hotspots(session, now=now, settings=self.settings)]
+        return TickReport(started=started, resolved=resolved, delivery=delivery, grade_changes=changes, hotspots=hot)
 
     def run(self, stop: threading.Event) -> None:
         log.info("workflow worker started (tick every %.1f s)", self.settings.tick_interval_s)
