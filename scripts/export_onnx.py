@@ -24,7 +24,7 @@ from streetwatch.edge.manifest import DEFAULT_MANIFEST, REPO_MODELS_DIR
 from streetwatch.training.classmap import ClassMap, load_class_map
 from streetwatch.training.manifest_update import add_entry, install_model_file, make_entry
 from streetwatch.training.models import onnx_detector
-from streetwatch.training.quantize import agreement, median_latency_ms, quantize_int8
+from streetwatch.training.quantize import agreement, paired_latency_ms, quantize_int8
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
@@ -42,6 +42,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--calib-images", type=Path, help="folder of real images for INT8 calibration")
     p.add_argument("--calib-count", type=int, default=64)
     p.add_argument("--data", type=Path, help="data.yaml: report the mAP change FP32 -> INT8")
+    p.add_argument("--int8-min-kept", type=float, default=0.95,
+                   help="add the INT8 entry only if it keeps this share of FP32's detections (default 0.95)")
+    p.add_argument("--force-int8", action="store_true", help="add the INT8 entry whatever its agreement")
     p.add_argument("--replace", action="store_true", help="replace a manifest entry of the same name")
     return p.parse_args(argv)
 
@@ -88,8 +91,13 @@ def main(argv: list[str] | None = None) -> int:
                                  detector=onnx_detector(fp32, name="calib", class_map=class_map, imgsz=args.imgsz),
                                  images=images)
             check_graph(int8, class_map, imgsz=args.imgsz, probe=probe)
-            report_int8(args, fp32, int8, class_map, images, validate)
-            installed.append((f"{args.name}-int8", install_model_file(int8, args.model_dir, name=f"{args.name}-int8")))
+            kept = report_int8(args, fp32, int8, class_map, images, validate)
+            if args.force_int8 or kept >= args.int8_min_kept:
+                installed.append((f"{args.name}-int8",
+                                  install_model_file(int8, args.model_dir, name=f"{args.name}-int8")))
+            else:
+                print(f"INT8 not added to the manifest: keeps {kept:.0%} of FP32's detections, below "
+                      f"--int8-min-kept {args.int8_min_kept:.0%} (--force-int8 adds it anyway)")
     for name, path in installed:
         entry = make_entry(path, name=name, class_map=class_map, input_size=(args.imgsz, args.imgsz))
         add_entry(args.manifest, entry, replace=args.replace)
@@ -99,10 +107,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def report_int8(args: argparse.Namespace, fp32: Path, int8: Path, class_map: ClassMap,
-                images: list[np.ndarray], validate: object) -> None:
+                images: list[np.ndarray], validate: object) -> float:
+    """Print speed-up, detection agreement and (with --data) the mAP change; return the kept share."""
     a = onnx_detector(fp32, name="fp32", class_map=class_map, imgsz=args.imgsz)
     b = onnx_detector(int8, name="int8", class_map=class_map, imgsz=args.imgsz)
-    fp32_ms, int8_ms = median_latency_ms(a, images), median_latency_ms(b, images)
+    fp32_ms, int8_ms = paired_latency_ms(a, b, images)
     agree = agreement(a, b, images)
     print(f"INT8: {int8_ms:.2f} ms vs FP32 {fp32_ms:.2f} ms (x{fp32_ms / int8_ms:.2f}); "
           f"keeps {agree.kept}/{agree.reference} FP32 detections ({agree.kept_share:.0%}), {agree.extra} extra")
@@ -111,6 +120,7 @@ def report_int8(args: argparse.Namespace, fp32: Path, int8: Path, class_map: Cla
         m8 = validate(int8, data=args.data, imgsz=args.imgsz)
         print(f"mAP50 {m32.map50:.3f} -> {m8.map50:.3f} ({m8.map50 - m32.map50:+.3f}); "
               f"mAP50-95 {m32.map50_95:.3f} -> {m8.map50_95:.3f} ({m8.map50_95 - m32.map50_95:+.3f})")
+    return agree.kept_share if agree.reference else 0.0
 
 
 if __name__ == "__main__":

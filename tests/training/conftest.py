@@ -53,12 +53,17 @@ class SeededCentral:
     decisions: dict[int, str]  # case id -> "confirm" or the dismissal reason
 
 
-@pytest.fixture()
-def training_db_url(tmp_path: Path) -> Iterator[str]:
-    """An empty database: a fresh PostgreSQL schema (CI) or a SQLite file."""
+@pytest.fixture(scope="module")
+def training_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("central")
+
+
+@pytest.fixture(scope="module")
+def training_db_url(training_dir: Path) -> Iterator[str]:
+    """An empty database per test module: a fresh PostgreSQL schema (CI) or a SQLite file."""
     base = os.environ.get(PG_ENV)
     if not base:
-        yield f"sqlite:///{tmp_path / 'central.sqlite'}"
+        yield f"sqlite:///{training_dir / 'central.sqlite'}"
         return
     schema = f"t_{uuid.uuid4().hex[:16]}"
     admin = create_engine(base, isolation_level="AUTOCOMMIT")
@@ -123,10 +128,11 @@ def make_alert(index: int, image: np.ndarray, camera_id: str, detector: Detector
     )
 
 
-@pytest.fixture()
-def seeded_central(training_db_url: str, tmp_path: Path, assets_dir: Path, yolox: Detector) -> SeededCentral:
+@pytest.fixture(scope="module")
+def seeded_central(training_db_url: str, training_dir: Path, assets_dir: Path, yolox: Detector) -> SeededCentral:
+    """Seeded once per module: tests only read it (copy `evidence_dir` before changing files)."""
     migrate(training_db_url)
-    settings = CentralSettings(evidence_dir=tmp_path / "evidence")
+    settings = CentralSettings(evidence_dir=training_dir / "evidence")
     engine = make_engine(training_db_url)
     factory = make_session_factory(engine)
     case_ids: dict[str, int] = {}

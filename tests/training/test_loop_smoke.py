@@ -82,8 +82,9 @@ def test_harvest_train_evaluate_export_deploy(seeded_central, tmp_path: Path, mo
     models = tmp_path / "models"
     out = run_script("export_onnx.py", "--weights", best, "--imgsz", str(IMGSZ), "--name", "street_smoke",
                      "--classes", dataset / "classes.yaml", "--manifest", manifest, "--model-dir", models,
-                     "--dynamic", "--int8", "--calib-images", dataset / "images" / "train", cwd=tmp_path)
-    assert "graph ok" in out and "INT8:" in out
+                     "--dynamic", "--int8", "--force-int8", "--data", dataset / "data.yaml",
+                     "--calib-images", dataset / "images" / "train", cwd=tmp_path)
+    assert "graph ok" in out and "INT8:" in out and "mAP50 " in out
     loaded = load_manifest(manifest)
     assert [m.name for m in loaded.models] == ["yolox_nano", "street_smoke", "street_smoke-int8"]  # rollback kept
     entry = loaded.entry("street_smoke")
