@@ -130,7 +130,7 @@ def inspections_due(session: Session, *, now: datetime, scope: AreaScope | None 
             )
         )
     for merchant in merchants:
-        at = inspection_due_at(grade=merchant.grade, last_done=last_done.get(merchant.id), since=merchant.created_at)
+        at = inspection_due_at(grade=merchant.grade, last_done=last_done.get(merchant.id), since=now)
         if at < end_of_day:
             due.append(
                 DueInspection(
