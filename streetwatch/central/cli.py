@@ -193,6 +193,27 @@ def cmd_create_user(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_create_token(args: argparse.Namespace) -> int:
+    from streetwatch.central.api.tokens import TokenError, issue_token
+
+    try:
+        token = issue_token(_session_factory(args), username=args.username, name=args.name, actor="cli")
+    except TokenError as exc:
+        raise CliError(str(exc)) from None
+    # The secret is shown once: only its hash is stored.
+    print(f"token {token.id} for {token.username}: {token.secret}")
+    return 0
+
+
+def cmd_revoke_token(args: argparse.Namespace) -> int:
+    from streetwatch.central.api.tokens import revoke_token
+
+    if not revoke_token(_session_factory(args), args.token_id, actor="cli"):
+        raise CliError(f"token {args.token_id}: no such active token")
+    print(f"token {args.token_id} revoked")
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     """Ingest in a background thread; the web app in the foreground when it is installed."""
     from streetwatch.central.ingest import run_consumer
@@ -274,6 +295,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--password-env", default=None, help="environment variable with the password (else prompt)"
     )
     p.set_defaults(func=cmd_create_user)
+
+    p = sub.add_parser("create-token", help="issue an API token for a user (printed once)")
+    p.add_argument("username")
+    p.add_argument("--name", default="", help="what the token is for")
+    p.set_defaults(func=cmd_create_token)
+
+    p = sub.add_parser("revoke-token", help="revoke an API token by its id")
+    p.add_argument("token_id", type=int)
+    p.set_defaults(func=cmd_revoke_token)
 
     p = sub.add_parser("serve", help="run ingest (and the web queue when installed)")
     p.add_argument("--no-web", action="store_true", help="ingest only")
