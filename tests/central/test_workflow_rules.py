@@ -42,6 +42,13 @@ def test_rectify_decision(now: datetime, clear_since: datetime | None, expected:
     assert rectify_decision(now=now, due_at=DUE, clear_since=clear_since) == expected
 
 
+def test_rectify_decision_ignores_a_clear_view_older_than_a_redispatch() -> None:
+    old_clear = T - timedelta(minutes=5)
+    assert rectify_decision(now=T, due_at=DUE, clear_since=old_clear) == "rectified"
+    assert rectify_decision(now=T, due_at=DUE, clear_since=old_clear, not_before=T) == "wait"
+    assert rectify_decision(now=DUE, due_at=DUE, clear_since=old_clear, not_before=T) == "inspection"
+
+
 @pytest.mark.parametrize(
     ("prior", "step", "action"),
     [(0, 1, "warning"), (1, 2, "rectification_notice"), (2, 3, "penalty"), (7, 3, "penalty")],

@@ -147,3 +147,27 @@ def webhook_server(fail_first: int = 0) -> Iterator[Webhook]:
         server.shutdown()
         server.server_close()
         thread.join(5)
+
+
+@contextmanager
+def serve_app(app: object) -> Iterator[str]:
+    """Run an ASGI app with uvicorn in a thread on a free 127.0.0.1 port; yields its base URL."""
+    import time
+
+    import uvicorn
+    from support import free_port
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))  # type: ignore[arg-type]
+    thread = threading.Thread(target=server.run, name="uvicorn-workflow-test", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

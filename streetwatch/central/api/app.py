@@ -25,13 +25,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.responses import Response
 
-from streetwatch.central.api import alerts, auth, cases, evidence, merchants
+from streetwatch.central.api import alerts, auth, cases, evidence, merchants, open311, stats, workflow
 from streetwatch.central.api.deps import LoginRequired
 from streetwatch.central.api.security import LoginRateLimiter
 from streetwatch.central.api.settings import WebSecurity, web_security_from_env
 from streetwatch.central.config import CentralSettings
 from streetwatch.central.review import ReviewService
-from streetwatch.central.web import pages
+from streetwatch.central.web import pages, workflow_pages
 from streetwatch.central.web.nearby import NearbyZones
 from streetwatch.central.web.render import STATIC_DIR, make_templates, render
 
@@ -42,8 +42,9 @@ SESSION_COOKIE = "streetwatch_session"
 
 def api_router() -> APIRouter:
     router = APIRouter(prefix="/api")
-    for module in (cases, merchants, alerts):
+    for module in (cases, merchants, alerts, workflow, stats):
         router.include_router(module.router)
+    router.include_router(workflow.exports)
     router.include_router(auth.router)
     return router
 
@@ -184,6 +185,9 @@ def build_app(
     app.include_router(auth.pages)
     app.include_router(evidence.router)
     app.include_router(pages.router)
+    app.include_router(workflow_pages.router)
+    app.include_router(open311.router)
+    app.state.open311_public = open311.public_from_env()
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     log.info("web app built (mode %s, secure cookies %s)", security.mode, security.secure_cookies)
     return app

@@ -20,10 +20,15 @@ FREQUENCY_OF_GRADE: Final[dict[Grade, InspectionFrequency]] = {"red": "daily", "
 FREQUENCY_DAYS: Final[dict[InspectionFrequency, int]] = {"daily": 1, "weekly": 7, "monthly": 30}
 
 
-def rectify_decision(*, now: datetime, due_at: datetime, clear_since: datetime | None) -> RectifyDecision:
+def rectify_decision(
+    *, now: datetime, due_at: datetime, clear_since: datetime | None, not_before: datetime | None = None
+) -> RectifyDecision:
     """The 30-minute rule. `clear_since` is when the edge last saw the spot clear (every episode of the
     case ended), None while a violation is still seen. Clear by the deadline: rectified by the merchant;
-    still seen at the deadline: send an inspector; otherwise keep waiting."""
+    still seen at the deadline: send an inspector; otherwise keep waiting. `not_before` ignores a clear
+    view older than it (after a failed verification the old `ended` proved wrong)."""
+    if clear_since is not None and not_before is not None and clear_since < not_before:
+        clear_since = None
     if clear_since is not None and clear_since <= due_at:
         return "rectified"
     if now >= due_at:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -19,6 +20,7 @@ from streetwatch.central.workflow.clock import Clock, system_clock
 from streetwatch.central.workflow.config import WorkflowSettings
 from streetwatch.central.workflow.grades import recompute_grades
 from streetwatch.central.workflow.rules import close_blocker
+from streetwatch.central.workflow.timers import REDISPATCH
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +94,23 @@ class WorkflowService:
             now = self._clock()
             strike.penalty_decision, strike.penalty_by, strike.penalty_at = decision, reviewer.username, now
             self._audit(session, case, reviewer, "penalty", {"decision": decision})
+            return case_step(session, case)
+
+    def verify(self, case_id: int, *, passed: bool, reviewer: Reviewer, note: str = "") -> CaseStep:
+        """核查: an inspector checks a rectified or handled case (before/after photos). Passed: ready to
+        close. Failed: back to dispatch (notified, a new rectification timer)."""
+        with session_scope(self._factory, write_lock=True) as session:
+            case = _locked_case(session, case_id, reviewer)
+            if case.status not in ("rectified", "escalated"):
+                raise Conflict(f"case {case_id} is {case.status}; verify needs a rectified or escalated case")
+            detail: dict[str, object] = {"from": case.status, "note": note.strip()[:MAX_TEXT]}
+            if not passed:
+                now = self._clock()
+                due = now + timedelta(minutes=self._settings.rectify_window_min)
+                case.status = "notified"
+                session.add(CaseTimer(case_id=case.id, kind=REDISPATCH, started_at=now, due_at=due))
+                detail["rectify_by"] = due.isoformat()
+            self._audit(session, case, reviewer, "verified" if passed else "verify_failed", detail)
             return case_step(session, case)
 
     def close(self, case_id: int, *, reviewer: Reviewer, note: str = "") -> CaseStep:

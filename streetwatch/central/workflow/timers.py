@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 
 ACTOR = "workflow"
 RECTIFY = "rectify"
+REDISPATCH = "redispatch"  # after a failed verification: only a newer clear view counts
 NOTICE_KIND = {"warning": "warning", "rectification_notice": "rectification_notice", "penalty": "penalty_notice"}
 
 
@@ -117,7 +118,9 @@ def resolve_timer(session: Session, timer: CaseTimer, *, now: datetime) -> Timer
     assert case is not None
     if case.status != "notified":  # a reviewer acted first (closed, merged): nothing left to time
         return _finish(session, timer, case, outcome="cancelled", now=now)
-    decision = rectify_decision(now=now, due_at=timer.due_at, clear_since=clear_since(session, case.id))
+    not_before = timer.started_at if timer.kind == REDISPATCH else None
+    clear = clear_since(session, case.id)
+    decision = rectify_decision(now=now, due_at=timer.due_at, clear_since=clear, not_before=not_before)
     if decision == "wait":
         return None
     if decision == "rectified":
