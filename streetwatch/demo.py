@@ -205,7 +205,9 @@ def run_demo(*, port: int, workdir: Path | None, broker_url: str | None) -> int:
     database_url = f"sqlite:///{workdir / 'central.sqlite'}"
     password = prepare_database(database_url, workdir)
     settings = CentralSettings(
-        broker=BrokerSettings(url=url, protocol=protocol),  # type: ignore[arg-type]
+        # One worker: a plain subscription. The embedded broker (iotcore 0.4) stops routing when a
+        # client drops holding unacknowledged messages of a shared subscription.
+        broker=BrokerSettings(url=url, protocol=protocol, subscription="streetwatch/v1/alerts/#"),  # type: ignore[arg-type]
         web=WebSettings(host="127.0.0.1", port=port),
         evidence_dir=workdir / "evidence",
     )

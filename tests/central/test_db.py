@@ -5,11 +5,12 @@ from __future__ import annotations
 import threading
 import time
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 from alembic import command
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, inspect, select, text
+from sqlalchemy import inspect, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from streetwatch.central.db import (
@@ -91,20 +92,21 @@ def test_naive_timestamps_are_refused(session_factory: sessionmaker[Session]) ->
         session.flush()
 
 
-def test_sqlite_runs_in_wal_mode_with_foreign_keys(db_backend: str, engine: Engine) -> None:
-    if db_backend != "sqlite":
-        pytest.skip("SQLite pragmas: this run uses PostgreSQL")
-    with engine.connect() as conn:
+def test_sqlite_runs_in_wal_mode_with_foreign_keys(tmp_path: Path) -> None:
+    """SQLite is the default database whichever backend the rest of this run uses."""
+    sqlite_url = f"sqlite:///{tmp_path / 'wal.sqlite'}"
+    migrate(sqlite_url)
+    with make_engine(sqlite_url).connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
         assert (conn.exec_driver_sql("PRAGMA busy_timeout").scalar() or 0) >= 1000
 
 
-def test_sqlite_write_lock_transactions_wait_for_each_other(db_url: str, db_backend: str) -> None:
+def test_sqlite_write_lock_transactions_wait_for_each_other(tmp_path: Path) -> None:
     """Two SQLite writers with write_lock=True never fail with 'database is locked': one waits and
     then sees the other's rows (PostgreSQL serialises case decisions with row locks instead)."""
-    if db_backend != "sqlite":
-        pytest.skip("BEGIN IMMEDIATE is SQLite's; this run uses PostgreSQL")
+    db_url = f"sqlite:///{tmp_path / 'lock.sqlite'}"
+    migrate(db_url)
     engine = make_engine(db_url)
     factory = make_session_factory(engine)
     first_in = threading.Event()
