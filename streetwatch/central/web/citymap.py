@@ -58,7 +58,9 @@ def fit(points: Sequence[tuple[float, float]], size: tuple[int, int] = VIEW_PX) 
     if not points:
         return Projection(0.0, 0.0, 1.0, size[0] / 2, size[1] / 2)
     arr = np.asarray(points, dtype=float)
-    lon0, lat0 = float(arr[:, 0].mean()), float(arr[:, 1].mean())
+    # centre on the bounding box (not the mean): outliers then use the whole view, not half of it
+    lon0 = float(arr[:, 0].min() + arr[:, 0].max()) / 2
+    lat0 = float(arr[:, 1].min() + arr[:, 1].max()) / 2
     east = (arr[:, 0] - lon0) * METRES_PER_DEG_LAT * math.cos(math.radians(lat0))
     north = (arr[:, 1] - lat0) * METRES_PER_DEG_LAT
     span_x = max(float(np.abs(east).max()) * 2, 50.0)
@@ -113,8 +115,10 @@ def build_city_map(
     area_ring: Sequence[tuple[float, float]] = (),
     size: tuple[int, int] = VIEW_PX,
 ) -> CityMap:
-    every = [p for z in zones for p in z.ring] + [(c.lon, c.lat) for c in (*cases, *hotspots)] + list(area_ring)
-    proj = fit(every, size)
+    # Fit the content (a district is kilometres wide, a storefront zone metres): the area outline is
+    # drawn where it falls and only sets the view when there is nothing else to show.
+    every = [p for z in zones for p in z.ring] + [(c.lon, c.lat) for c in (*cases, *hotspots)]
+    proj = fit(every or list(area_ring), size)
     by_road: dict[str, list[tuple[float, float]]] = {}
     for z in zones:
         if z.road:
@@ -123,10 +127,23 @@ def build_city_map(
     roads = [
         SvgShape(road, road, "road", "#8c959f", points=_pts(proj, road_line(c))) for road, c in sorted(by_road.items())
     ]
-    zone_shapes = [
-        SvgShape(z.merchant_id, z.name, z.grade, GRADE_FILL.get(z.grade, "#8c959f"), points=_pts(proj, z.ring))
-        for z in zones
-    ]
+    zone_shapes = []
+    for z in zones:
+        ring = np.asarray(z.ring, dtype=float)
+        x, y = proj.xy(float(ring[:, 0].mean()), float(ring[:, 1].mean()))
+        # r: a marker at the zone's centre so the grade stays visible when the zone is under a pixel
+        zone_shapes.append(
+            SvgShape(
+                z.merchant_id,
+                z.name,
+                z.grade,
+                GRADE_FILL.get(z.grade, "#8c959f"),
+                points=_pts(proj, z.ring),
+                x=x,
+                y=y,
+                r=7,
+            )
+        )
     case_shapes = []
     for c in cases:
         x, y = proj.xy(c.lon, c.lat)

@@ -110,8 +110,9 @@ def road_grades(session: Session, *, merchant_ids: set[str] | None = None) -> li
         if road and (merchant_ids is None or merchant_id in merchant_ids):
             grades[road].append(grade)
     hot: dict[str, int] = defaultdict(int)
-    for road in session.scalars(select(Hotspot.road).where(Hotspot.active.is_(True))):
-        if road in grades:
+    for key, road in session.execute(select(Hotspot.key, Hotspot.road).where(Hotspot.active.is_(True))):
+        owner = key.removeprefix("merchant:") if key.startswith("merchant:") else None
+        if road in grades and (merchant_ids is None or owner in merchant_ids):
             hot[road] += 1
     result = []
     for road in sorted(grades):
