@@ -1,0 +1,128 @@
+"""The workflow through the JSON API on a controllable clock: the case step and history, the penalty a
+third strike needs before closing, verification (passed: close; failed: back to dispatch with a new
+timer that an old `ended` cannot satisfy), complaints, inspections due, statistics."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+from workflow_support import T0, add_merchant, end_episode, open_episode, reviewer
+
+from streetwatch.central.api.app import build_app
+from streetwatch.central.api.settings import WebSecurity
+from streetwatch.central.api.tokens import issue_token
+from streetwatch.central.config import CentralSettings
+from streetwatch.central.db import session_scope
+from streetwatch.central.models import CaseTimer, User
+from streetwatch.central.review import ReviewService
+from streetwatch.central.workflow.clock import ManualClock
+from streetwatch.central.workflow.config import WorkflowSettings
+from streetwatch.central.workflow.worker import WorkflowEngine
+
+MIN = timedelta(minutes=1)
+DEV = WebSecurity(mode="development", secret_key="a" * 40, cookie_secure=False)  # type: ignore[arg-type]
+
+
+@dataclass
+class World:
+    client: TestClient
+    headers: dict[str, str]
+    clock: ManualClock
+    engine: WorkflowEngine
+    factory: sessionmaker[Session]
+    central: CentralSettings
+    episodes: int = 0
+
+    def violation(self, *, self_rectify: bool = False) -> int:
+        self.episodes += 1
+        episode = f"ep-{self.episodes}"
+        case_id = open_episode(self.factory, self.central, at=self.clock(), episode_id=episode)
+        ReviewService(self.factory, clock=self.clock).confirm(case_id, reviewer=reviewer(self.factory))
+        self.engine.tick()
+        if self_rectify:
+            end_episode(self.factory, self.central, at=self.clock() + 5 * MIN, episode_id=episode)
+        self.clock.advance(31 * MIN)
+        self.engine.tick()
+        return case_id
+
+
+@pytest.fixture()
+def world(session_factory: sessionmaker[Session], central_settings: CentralSettings) -> Iterator[World]:
+    add_merchant(session_factory, "m1")
+    with session_scope(session_factory) as session:
+        session.add(User(username="admin", password_hash="x", role="admin"))
+    token = issue_token(session_factory, username="admin", name="t").secret
+    clock = ManualClock(T0)
+    app = build_app(central_settings, session_factory, security=DEV)
+    app.state.workflow_clock = clock
+    engine = WorkflowEngine(session_factory, WorkflowSettings(), clock=clock)
+    with TestClient(app) as client:
+        yield World(client, {"Authorization": f"Bearer {token}"}, clock, engine, session_factory, central_settings)
+
+
+def test_third_strike_needs_a_penalty_then_closes(world: World) -> None:
+    cases = [world.violation() for _ in range(3)]
+    c = world.client
+    step = c.get(f"/api/workflow/cases/{cases[2]}", headers=world.headers).json()
+    assert (step["strike_step"], step["strike_action"], step["status"]) == (3, "penalty", "escalated")
+    assert [h["action"] for h in step["history"]] == ["confirm", "notify", "inspection"]
+    refused = c.post(f"/api/workflow/cases/{cases[2]}/close", json={}, headers=world.headers)
+    assert refused.status_code == 409
+    assert refused.json()["detail"] == (
+        f"case {cases[2]}: a third-strike case needs a penalty decision before it can be closed"
+    )
+    decided = c.post(f"/api/workflow/cases/{cases[2]}/penalty", json={"decision": "fine"}, headers=world.headers)
+    assert decided.status_code == 200 and decided.json()["close_blocker"] is None
+    closed = c.post(f"/api/workflow/cases/{cases[2]}/close", json={"note": "paid"}, headers=world.headers)
+    assert closed.status_code == 200 and closed.json()["status"] == "closed"
+    assert c.get("/api/workflow/cases/99999", headers=world.headers).status_code == 404
+
+
+def test_failed_verification_goes_back_to_dispatch_with_a_new_timer(world: World) -> None:
+    case_id = world.violation(self_rectify=True)
+    c = world.client
+    assert c.get(f"/api/workflow/cases/{case_id}", headers=world.headers).json()["status"] == "rectified"
+    failed = c.post(
+        f"/api/workflow/cases/{case_id}/verify", json={"passed": False, "note": "goods back"}, headers=world.headers
+    )
+    assert failed.status_code == 200 and failed.json()["status"] == "notified"
+    step = c.get(f"/api/workflow/cases/{case_id}", headers=world.headers).json()
+    assert step["rectify_by"] is not None
+    world.clock.advance(5 * MIN)
+    assert world.engine.tick().resolved == {}  # the old `ended` does not count as a new clear view
+    world.clock.advance(25 * MIN)
+    assert world.engine.tick().resolved == {case_id: "inspection"}
+    passed = c.post(f"/api/workflow/cases/{case_id}/verify", json={"passed": True}, headers=world.headers)
+    assert passed.status_code == 200
+    assert c.post(f"/api/workflow/cases/{case_id}/close", json={}, headers=world.headers).json()["status"] == "closed"
+    lifecycle = {r["case_id"]: r for r in c.get("/api/export/lifecycle.json", headers=world.headers).json()}
+    stages = [h["stage"] for h in lifecycle[case_id]["history"]]
+    assert stages == ["file", "dispatch", "feedback", "dispatch", "handle", "verify", "close"]
+    with world.factory() as session:
+        kinds = session.scalars(select(CaseTimer.kind).where(CaseTimer.case_id == case_id).order_by(CaseTimer.id))
+        assert list(kinds) == ["rectify", "redispatch"]
+
+
+def test_complaints_grades_and_inspections_due_through_the_api(world: World) -> None:
+    c = world.client
+    cases = {world.violation() for _ in range(2)}
+    assert (
+        c.post("/api/workflow/merchants/m1/complaints", json={"note": "blocked"}, headers=world.headers).status_code
+        == 201
+    )
+    assert c.post("/api/workflow/merchants/nope/complaints", json={}, headers=world.headers).status_code == 404
+    due = c.get("/api/workflow/inspections/due", headers=world.headers).json()
+    routine = [d for d in due if d["reason"] == "routine"]
+    assert [(d["merchant_id"], d["grade"], d["frequency"]) for d in routine] == [("m1", "yellow", "weekly")]
+    assert {d["case_id"] for d in due if d["reason"] == "case"} == cases  # nobody rectified them
+    roads = c.get("/api/workflow/roads", headers=world.headers).json()
+    assert [(r["road"], r["grade"]) for r in roads] == [("Tea Street", "yellow")]
+    stats = c.get("/api/stats?days=7", headers=world.headers).json()
+    assert stats["total"] == 2 and stats["top_merchants"] == [["Shop m1", 2]]
+    assert c.get("/api/stats", headers={}).status_code == 401
