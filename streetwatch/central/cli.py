@@ -166,6 +166,23 @@ def cmd_export_cases(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export_lifecycle(args: argparse.Namespace) -> int:
+    """Cases on the national lifecycle with event class codes (streetwatch.central.workflow.lifecycle)."""
+    from streetwatch.central.workflow.config import workflow_settings_from_env
+    from streetwatch.central.workflow.lifecycle import lifecycle_rows, rows_to_csv, rows_to_json
+
+    with session_scope(_session_factory(args)) as session:
+        rows = lifecycle_rows(session, settings=workflow_settings_from_env(os.environ))
+    as_json = json.dumps(rows_to_json(rows), ensure_ascii=False, indent=1) + "\n"
+    text = rows_to_csv(rows) if args.format == "csv" else as_json
+    if args.output is None:
+        sys.stdout.write(text)
+    else:
+        args.output.write_text(text, encoding="utf-8")
+        print(f"{len(rows)} cases written to {args.output}", file=sys.stderr)
+    return 0
+
+
 def cmd_create_user(args: argparse.Namespace) -> int:
     from streetwatch.central.passwords import hash_password
 
@@ -286,6 +303,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("json", "csv"), default="json")
     p.add_argument("--output", type=Path, default=None, help="default: standard output")
     p.set_defaults(func=cmd_export_cases)
+
+    p = sub.add_parser("export-lifecycle", help="cases on the national lifecycle (立案..结案) with event codes")
+    p.add_argument("--format", choices=("json", "csv"), default="json")
+    p.add_argument("--output", type=Path, default=None, help="file to write (default: stdout)")
+    p.set_defaults(func=cmd_export_lifecycle)
 
     p = sub.add_parser("create-user", help="add a reviewer or admin")
     p.add_argument("username")

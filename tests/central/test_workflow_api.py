@@ -4,9 +4,11 @@ timer that an old `ended` cannot satisfy), complaints, inspections due, statisti
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -17,6 +19,7 @@ from workflow_support import T0, add_merchant, end_episode, open_episode, review
 from streetwatch.central.api.app import build_app
 from streetwatch.central.api.settings import WebSecurity
 from streetwatch.central.api.tokens import issue_token
+from streetwatch.central.cli import main as cli_main
 from streetwatch.central.config import CentralSettings
 from streetwatch.central.db import session_scope
 from streetwatch.central.models import CaseTimer, User
@@ -126,3 +129,16 @@ def test_complaints_grades_and_inspections_due_through_the_api(world: World) -> 
     stats = c.get("/api/stats?days=7", headers=world.headers).json()
     assert stats["total"] == 2 and stats["top_merchants"] == [["Shop m1", 2]]
     assert c.get("/api/stats", headers={}).status_code == 401
+
+
+def test_cli_exports_the_lifecycle_as_json_and_csv(world: World, db_url: str, tmp_path: Path) -> None:
+    case_id = world.violation(self_rectify=True)
+    out = tmp_path / "lifecycle.json"
+    assert cli_main(["--database-url", db_url, "export-lifecycle", "--output", str(out)]) == 0
+    rows = json.loads(out.read_text(encoding="utf-8"))
+    assert [(r["case_id"], r["stage"], r["stage_zh"], r["event_code"]) for r in rows] == [
+        (case_id, "feedback", "反馈", "SO-03")
+    ]
+    csv_out = tmp_path / "lifecycle.csv"
+    assert cli_main(["--database-url", db_url, "export-lifecycle", "--format", "csv", "--output", str(csv_out)]) == 0
+    assert csv_out.read_text(encoding="utf-8").splitlines()[1].startswith(f"{case_id},feedback,反馈,rectified,SO-03")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import threading
 from datetime import timedelta
 
 from sqlalchemy import select
@@ -22,7 +23,7 @@ from streetwatch.central.models import AuditLog, Case, CaseTimer, Inspection, No
 from streetwatch.central.review import ReviewService
 from streetwatch.central.workflow.clock import ManualClock
 from streetwatch.central.workflow.config import WorkflowSettings
-from streetwatch.central.workflow.worker import WorkflowEngine
+from streetwatch.central.workflow.worker import WorkflowEngine, start_worker_thread
 
 MIN = timedelta(minutes=1)
 
@@ -176,3 +177,32 @@ def test_unattributed_confirmed_case_is_not_notified(
     case_id = confirmed_case(session_factory, central_settings, clock)  # no merchant near the spot
     assert WorkflowEngine(session_factory, WorkflowSettings(), clock=clock).tick().started == []
     assert case_row(session_factory, case_id).status == "confirmed"
+
+
+def test_worker_thread_runs_ticks_until_stopped(
+    session_factory: sessionmaker[Session], central_settings: CentralSettings
+) -> None:
+    """What `central serve` starts: the same engine, ticking in a thread until the stop event."""
+    add_merchant(session_factory, "m1")
+    clock = ManualClock(T0)
+    case_id = confirmed_case(session_factory, central_settings, clock)
+    stop = threading.Event()
+    thread = start_worker_thread(
+        WorkflowEngine(session_factory, WorkflowSettings(tick_interval_s=0.05), clock=clock), stop
+    )
+    try:
+        for _ in range(400):  # until the worker has notified the merchant (no timing is asserted)
+            if case_row(session_factory, case_id).status == "notified":
+                break
+            stop.wait(0.05)
+        assert case_row(session_factory, case_id).status == "notified"
+        clock.advance(31 * MIN)
+        for _ in range(400):
+            if case_row(session_factory, case_id).status == "escalated":
+                break
+            stop.wait(0.05)
+        assert case_row(session_factory, case_id).status == "escalated"
+    finally:
+        stop.set()
+        thread.join(10)
+    assert not thread.is_alive()
