@@ -182,6 +182,12 @@ def test_district_user_sees_only_its_district_on_queue_map_and_api(
         api_ids = {c["id"] for c in api["data"]}
         assert api_ids and api_ids <= city.north_ids  # the tick notified north's confirmed cases
         assert expected is None or api_ids == expected
+    notified = min(api_ids)  # the last loop ran with status=notified: a case the worker started
+    page.goto(f"{city.url}/cases/{notified}/workflow")
+    expect(page.locator('[data-testid="strike"]')).to_contain_text("Strike 1 of 3: warning")
+    expect(page.locator('[data-testid="deadline"]')).to_contain_text("to rectify")
+    expect(page.locator('[data-testid="history"]')).to_contain_text("notify")
+    page.screenshot(path=str(artefacts / "case_workflow_north.png"), full_page=True)
     hotspots = page.request.get(f"{city.url}/api/workflow/hotspots", headers=auth).json()
     assert {h["key"] for h in hotspots} == {"merchant:m-tea", "merchant:m-noodle"}
     foreign = page.request.get(f"{city.url}/api/workflow/cases/{city.cases['fruit']}", headers=auth)
@@ -202,6 +208,8 @@ def test_city_user_sees_both_districts(city: City, browser: Browser, artefacts: 
     page.goto(f"{city.url}/stats?days=30")
     expect(page.locator('[data-testid="top-merchants"]')).to_contain_text("Fresh Fruit")
     page.screenshot(path=str(artefacts / "stats_city.png"), full_page=True)
-    page.goto(f"{city.url}/cases/{city.cases['tea']}/workflow")
+    page.goto(f"{city.url}/cases/{city.cases['tea']}")
+    page.locator('[data-testid="workflow-link"]').click()  # the case page leads to its workflow
+    expect(page).to_have_url(f"{city.url}/cases/{city.cases['tea']}/workflow")
     expect(page.locator('[data-testid="stage"]')).to_contain_text("new")
     page.close()
