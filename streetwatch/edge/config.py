@@ -217,6 +217,10 @@ class RulesConfig(StrictModel):
         default=0.25, gt=0, le=2, description="max ground-point drift, in box heights, to count as still"
     )
     static_min_area_px: int = Field(default=900, ge=16, description="smallest static region for goods")
+    static_check_interval_s: float = Field(
+        default=5.0, ge=0, le=60,
+        description="update the goods background model this often (stream s); goods dwell is minutes",
+    )
     moving: MovingRulesConfig = Field(default_factory=MovingRulesConfig)
 
 

@@ -62,6 +62,8 @@ class CameraAnalyzer:
             if watches_goods
             else None
         )
+        self._static_checked_t: float | None = None
+        self._static_boxes: list[tuple[float, float, float, float]] = []
 
     def _zone_polygons(self) -> dict[str, Sequence[tuple[float, float]]]:
         polygons: dict[str, Sequence[tuple[float, float]]] = {}
@@ -74,14 +76,28 @@ class CameraAnalyzer:
 
     def analyze(self, frame: Frame, detections: sv.Detections) -> list[Alert]:
         tracks = self.tracker.update(t=frame.pts_s, detections=detections)
-        regions = self.foreground.update(frame.image, frame.pts_s) if self.foreground else []
         events = self.engine.update(
             t=frame.pts_s,
             captured_at=frame.captured_at,
             tracks=tracks,
-            static_regions=[region.box for region in regions],
+            static_regions=self._static_regions(frame),
         )
         return [self._to_alert(event, frame) for event in events]
+
+    def _static_regions(self, frame: Frame) -> list[tuple[float, float, float, float]]:
+        """Static foreground boxes, refreshed every `static_check_interval_s` of stream time.
+
+        The background model is the costliest stage after inference; goods must stay for minutes,
+        so updating it every few seconds (its time constants are in seconds) loses nothing.
+        """
+        if self.foreground is None:
+            return []
+        interval = self.context.config.rules.static_check_interval_s
+        last = self._static_checked_t
+        if last is None or frame.pts_s < last or frame.pts_s - last >= interval:
+            self._static_boxes = [region.box for region in self.foreground.update(frame.image, frame.pts_s)]
+            self._static_checked_t = frame.pts_s
+        return self._static_boxes
 
     def _to_alert(self, event: ViolationEvent, frame: Frame) -> Alert:
         settings = self.context.config.evidence
