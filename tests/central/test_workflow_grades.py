@@ -49,7 +49,7 @@ def test_grade_goes_up_with_cases_and_complaints_and_down_when_they_leave_the_wi
 ) -> None:
     add_merchant(session_factory, "m1")
     clock = ManualClock(T0)
-    settings = WorkflowSettings(grade_window_days=90)
+    settings = WorkflowSettings(grade_window_days=90, recompute_every_s=0)
     engine = WorkflowEngine(session_factory, settings, clock=clock)
     service = WorkflowService(session_factory, settings, clock=clock)
     add_cases(session_factory, "m1", 2, status="escalated", now=clock)
@@ -82,7 +82,7 @@ def test_inspections_due_follow_the_grade(session_factory: sessionmaker[Session]
     add_merchant(session_factory, "red-shop", road="Tea Street")
     add_merchant(session_factory, "green-shop", lat=LAT + 0.001, road="Tea Street")
     clock = ManualClock(T0)
-    engine = WorkflowEngine(session_factory, WorkflowSettings(), clock=clock)
+    engine = WorkflowEngine(session_factory, WorkflowSettings(recompute_every_s=0), clock=clock)
     add_cases(session_factory, "red-shop", 5, status="escalated", now=clock)
     engine.tick()
     service = WorkflowService(session_factory, clock=clock)
@@ -115,7 +115,7 @@ def test_hotspot_on_at_five_cases_and_off_only_at_zero(session_factory: sessionm
     add_merchant(session_factory, "m1", road="Tea Street")
     add_merchant(session_factory, "m2", lat=LAT + 0.001, road="Tea Street")
     clock = ManualClock(T0)
-    engine = WorkflowEngine(session_factory, WorkflowSettings(hotspot_window_days=30), clock=clock)
+    engine = WorkflowEngine(session_factory, WorkflowSettings(hotspot_window_days=30, recompute_every_s=0), clock=clock)
     add_cases(session_factory, "m1", 4, status="confirmed", days_ago=5, now=clock)
     add_cases(session_factory, "m1", 2, status="dismissed", now=clock)
     assert engine.tick().hotspots == []
@@ -141,4 +141,17 @@ def test_hotspot_on_at_five_cases_and_off_only_at_zero(session_factory: sessionm
 def test_unattributed_cases_make_a_zone_hotspot(session_factory: sessionmaker[Session]) -> None:
     clock = ManualClock(T0)
     add_cases(session_factory, None, 5, status="new", now=clock)
-    assert WorkflowEngine(session_factory, WorkflowSettings(), clock=clock).tick().hotspots == ["zone:cam-1/z-1"]
+    assert WorkflowEngine(session_factory, WorkflowSettings(recompute_every_s=0), clock=clock).tick().hotspots == [
+        "zone:cam-1/z-1"
+    ]
+
+
+def test_grades_and_hotspots_are_recomputed_at_most_every_interval(session_factory: sessionmaker[Session]) -> None:
+    clock = ManualClock(T0)
+    engine = WorkflowEngine(session_factory, WorkflowSettings(recompute_every_s=60), clock=clock)
+    assert engine.tick().hotspots == []
+    add_cases(session_factory, None, 5, status="new", now=clock)
+    clock.advance(timedelta(seconds=59))
+    assert engine.tick().hotspots == []  # not yet: the last scan was 59 s ago
+    clock.advance(timedelta(seconds=1))
+    assert engine.tick().hotspots == ["zone:cam-1/z-1"]

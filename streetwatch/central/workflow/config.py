@@ -46,6 +46,9 @@ class WorkflowSettings(BaseModel):
     retry_base_s: float = Field(default=30.0, gt=0, description="first retry delay; doubles per attempt")
     retry_max_s: float = Field(default=3600.0, gt=0, description="longest retry delay")
     tick_interval_s: float = Field(default=5.0, gt=0, le=300, description="how often the worker scans timers")
+    recompute_every_s: float = Field(
+        default=60.0, ge=0, le=3600, description="grades and hotspots are recomputed at most this often (0: every tick)"
+    )
     event_classes: dict[str, EventClass] = Field(default_factory=lambda: dict(DEFAULT_EVENT_CLASSES))
 
     @model_validator(mode="after")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -50,6 +51,7 @@ class WorkflowEngine:
         self.settings = settings or WorkflowSettings()
         self.clock = clock
         self.channel = channel if channel is not None else channel_from_settings(self.settings)
+        self._last_recompute: datetime | None = None
 
     def tick(self) -> TickReport:
         now = self.clock()
@@ -66,10 +68,21 @@ class WorkflowEngine:
         delivery = DeliveryReport()
         if self.channel is not None:
             delivery = deliver_due(self.factory, self.channel, now=now, settings=self.settings)
-        with session_scope(self.factory, write_lock=True) as session:
-            changes = recompute_grades(session, now=now, settings=self.settings)
-            hot = [h.key for h in recompute_hotspots(session, now=now, settings=self.settings)]
+        changes: list[GradeChange] = []
+        hot: list[str] = []
+        if self._recompute_due(now, changed=bool(started or resolved)):
+            with session_scope(self.factory, write_lock=True) as session:
+                changes = recompute_grades(session, now=now, settings=self.settings)
+                hot = [h.key for h in recompute_hotspots(session, now=now, settings=self.settings)]
+            self._last_recompute = now
         return TickReport(started=started, resolved=resolved, delivery=delivery, grade_changes=changes, hotspots=hot)
+
+    def _recompute_due(self, now: datetime, *, changed: bool) -> bool:
+        """Grades and hotspots scan the window's cases: every `recompute_every_s`, or at once after a
+        tick that changed a case (complaints and closures recompute in their own transaction)."""
+        last = self._last_recompute
+        every = timedelta(seconds=self.settings.recompute_every_s)
+        return changed or last is None or now < last or now - last >= every
 
     def run(self, stop: threading.Event) -> None:
         log.info("workflow worker started (tick every %.1f s)", self.settings.tick_interval_s)
