@@ -13,6 +13,7 @@ import json
 import threading
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from workflow_support import T0, add_merchant, end_episode, open_episode, reviewer, webhook_server
@@ -23,6 +24,7 @@ from streetwatch.central.models import AuditLog, Case, CaseTimer, Inspection, No
 from streetwatch.central.review import ReviewService
 from streetwatch.central.workflow.clock import ManualClock
 from streetwatch.central.workflow.config import WorkflowSettings
+from streetwatch.central.workflow.notify import WebhookChannel
 from streetwatch.central.workflow.worker import WorkflowEngine, start_worker_thread
 
 MIN = timedelta(minutes=1)
@@ -206,3 +208,33 @@ def test_worker_thread_runs_ticks_until_stopped(
         stop.set()
         thread.join(10)
     assert not thread.is_alive()
+
+
+class CrashingChannel:
+    """Stands for a worker that dies while sending (after the claim, before the outcome is stored)."""
+
+    name = "crash"
+
+    def deliver(self, message: object) -> None:
+        raise RuntimeError("worker died mid-send")
+
+
+def test_a_send_interrupted_by_a_crash_is_sent_again_after_the_lease(
+    session_factory: sessionmaker[Session], central_settings: CentralSettings
+) -> None:
+    add_merchant(session_factory, "m1")
+    clock = ManualClock(T0)
+    settings = WorkflowSettings(webhook_timeout_s=5)
+    confirmed_case(session_factory, central_settings, clock)
+    with pytest.raises(RuntimeError, match="mid-send"):
+        WorkflowEngine(session_factory, settings, clock=clock, channel=CrashingChannel()).tick()
+    with webhook_server() as hook:
+        engine = WorkflowEngine(session_factory, settings, clock=clock, channel=WebhookChannel(hook.url))
+        clock.advance(timedelta(seconds=69))
+        assert engine.tick().delivery.sent == 0  # still claimed by the dead worker
+        clock.advance(timedelta(seconds=1))  # lease = 2 x timeout + 60 s
+        assert engine.tick().delivery.sent == 1
+        assert len(hook.received) == 1
+    with session_factory() as session:
+        row = session.scalars(select(Notification)).one()
+        assert (row.status, row.attempts) == ("sent", 2)

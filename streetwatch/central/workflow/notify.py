@@ -125,48 +125,63 @@ def deliver_due(
     settings: WorkflowSettings,
     limit: int = 100,
 ) -> DeliveryReport:
-    """Deliver every due message, each in its own transaction (one slow merchant blocks no other)."""
+    """Deliver every due message. Each is claimed in a short transaction (a lease: its next attempt
+    moves past the send's timeout), sent with no transaction open (a slow gateway holds no database
+    lock), and its outcome recorded in a second short transaction. A crash between the two leaves the
+    claim to expire, so the message is sent again: at least once."""
     with factory() as session:
         ids = due_ids(session, now=now, limit=limit)
     counts = {"sent": 0, "retried": 0, "failed": 0}
     for notification_id in ids:
         with session_scope(factory, write_lock=True) as session:
-            outcome = _deliver_one(session, channel, notification_id, now=now, settings=settings)
-        if outcome is not None:
-            counts[outcome] += 1
+            message = _claim(session, notification_id, now=now, settings=settings)
+        if message is None:
+            continue
+        error: str | None = None
+        try:
+            channel.deliver(message)
+        except DeliveryError as exc:
+            error = str(exc)[:MAX_ERROR_CHARS]
+        with session_scope(factory, write_lock=True) as session:
+            outcome = _record(session, notification_id, error=error, now=now, settings=settings)
+        log.log(
+            logging.INFO if error is None else logging.WARNING,
+            "case %s: notification %s (%s) via %s: %s%s",
+            message.case_id,
+            notification_id,
+            message.kind,
+            channel.name,
+            outcome,
+            f" ({error})" if error else "",
+        )
+        counts[outcome] += 1
     return DeliveryReport(**counts)
 
 
-def _deliver_one(
-    session: Session, channel: NotificationChannel, notification_id: int, *, now: datetime, settings: WorkflowSettings
-) -> str | None:
+def _claim(
+    session: Session, notification_id: int, *, now: datetime, settings: WorkflowSettings
+) -> OutboundMessage | None:
     query = select(Notification).where(Notification.id == notification_id).with_for_update(skip_locked=True)
     row = session.scalars(query).one_or_none()
-    if row is None or row.status != "pending":  # another worker has it, or it is done
+    if row is None or row.status != "pending" or row.next_attempt_at > now:  # taken by another worker, or done
         return None
-    message = OutboundMessage(row.id, row.kind, row.merchant_id, row.case_id, dict(row.payload))
     row.attempts += 1
-    try:
-        channel.deliver(message)
-    except DeliveryError as exc:
-        row.last_error = str(exc)[:MAX_ERROR_CHARS]
-        if row.attempts >= settings.max_attempts:
-            row.status = "failed"
-            log.error("case %s: notification %s failed after %d attempts: %s", row.case_id, row.id, row.attempts, exc)
-            return "failed"
-        delay = retry_delay_s(row.attempts, base_s=settings.retry_base_s, max_s=settings.retry_max_s)
-        row.next_attempt_at = now + timedelta(seconds=delay)
-        log.warning(
-            "case %s: notification %s attempt %d failed (%s); retry in %.0f s",
-            row.case_id,
-            row.id,
-            row.attempts,
-            exc,
-            delay,
-        )
-        return "retried"
-    row.status = "sent"
-    row.sent_at = now
-    row.last_error = None
-    log.info("case %s: notification %s (%s) sent via %s", row.case_id, row.id, row.kind, channel.name)
-    return "sent"
+    row.next_attempt_at = now + timedelta(seconds=settings.webhook_timeout_s * 2 + 60)  # the lease
+    return OutboundMessage(row.id, row.kind, row.merchant_id, row.case_id, dict(row.payload))
+
+
+def _record(
+    session: Session, notification_id: int, *, error: str | None, now: datetime, settings: WorkflowSettings
+) -> str:
+    row = session.get(Notification, notification_id, with_for_update=True)
+    assert row is not None
+    if error is None:
+        row.status, row.sent_at, row.last_error = "sent", now, None
+        return "sent"
+    row.last_error = error
+    if row.attempts >= settings.max_attempts:
+        row.status = "failed"
+        return "failed"
+    delay = retry_delay_s(row.attempts, base_s=settings.retry_base_s, max_s=settings.retry_max_s)
+    row.next_attempt_at = now + timedelta(seconds=delay)
+    return "retried"
