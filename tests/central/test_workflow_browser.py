@@ -208,6 +208,14 @@ def test_city_user_sees_both_districts(city: City, browser: Browser, artefacts: 
     page.goto(f"{city.url}/stats?days=30")
     expect(page.locator('[data-testid="top-merchants"]')).to_contain_text("Fresh Fruit")
     page.screenshot(path=str(artefacts / "stats_city.png"), full_page=True)
+    page.goto(f"{city.url}/inspections")
+    rows = page.locator('[data-testid="inspections"] tr')
+    # both red merchants (12 cases each) first, by name, inspected daily; the yellow one weekly
+    expect(rows.nth(1)).to_contain_text("Fresh Fruit Corner")
+    expect(rows.nth(2)).to_contain_text("Lotus Tea House")
+    expect(rows.nth(2)).to_contain_text("daily")
+    expect(rows.nth(3)).to_contain_text("Golden Noodle Bar")
+    expect(rows.nth(3)).to_contain_text("weekly")
     page.goto(f"{city.url}/cases/{city.cases['tea']}")
     page.locator('[data-testid="workflow-link"]').click()  # the case page leads to its workflow
     expect(page).to_have_url(f"{city.url}/cases/{city.cases['tea']}/workflow")

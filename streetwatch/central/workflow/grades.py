@@ -138,5 +138,11 @@ def inspections_due(session: Session, *, now: datetime, scope: AreaScope | None 
                 )
             )
     return sorted(
-        due, key=lambda d: ({"red": 0, "yellow": 1, "green": 2}.get(d.grade, 3), d.reason != "case", d.due_at)
+        due,
+        key=lambda d: (
+            {"red": 0, "yellow": 1, "green": 2}.get(d.grade, 3),
+            d.reason != "case",
+            d.due_at,
+            d.merchant_name,
+        ),
     )
