@@ -22,10 +22,13 @@ import urllib.request
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from streetwatch.training.classmap import ClassMap
 from streetwatch.training.dataset import Box, DatasetWriter, LabelledImage, assign_splits
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 logger = logging.getLogger(__name__)
 
@@ -187,7 +190,7 @@ def _alert_evidence(case_id: int, alert_id: str, sha256: str, payload: dict[str,
     return AlertEvidence(alert_id, sha256, width, height, objects_of(payload, where=where))
 
 
-def read_only_engine(url: str):  # type: ignore[no-untyped-def]  # sqlalchemy Engine; kept lazy
+def read_only_engine(url: str) -> Engine:
     """An engine that cannot write: PostgreSQL read-only transactions, SQLite query_only."""
     from sqlalchemy import create_engine, event
     from sqlalchemy.engine import make_url

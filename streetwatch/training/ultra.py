@@ -101,14 +101,15 @@ def train(options: TrainOptions) -> Path:
         last = run_dir / "weights" / "last.pt"
         if not last.is_file():
             raise FileNotFoundError(f"--resume: no checkpoint {last} (run without --resume first)")
+        data = check_resumable(run_dir)
         logger.info("run %s: resuming from %s", run_dir, last)
-        YOLO(str(last)).train(resume=True, plots=options.plots)
+        YOLO(str(last)).train(resume=True, data=data, plots=options.plots)
         return run_dir
     model = YOLO(resolve_base(options.model))
     device = pick_device(options.device)
     logger.info("run %s: training %s on %s (device %s)", run_dir, options.model, options.data, device)
     model.train(
-        data=str(options.data),
+        data=str(options.data.resolve()),
         epochs=options.epochs,
         imgsz=options.imgsz,
         batch=options.batch,
@@ -124,6 +125,21 @@ def train(options: TrainOptions) -> Path:
         verbose=False,
     )
     return run_dir
+
+
+def check_resumable(run_dir: Path) -> str:
+    """The run's dataset, if the run stopped before its last epoch (results.csv has a row per epoch)."""
+    import yaml
+
+    args = yaml.safe_load((run_dir / "args.yaml").read_text(encoding="utf-8"))
+    results = run_dir / "results.csv"
+    done = max(0, len(results.read_text(encoding="utf-8").splitlines()) - 1) if results.is_file() else 0
+    if done >= int(args["epochs"]):
+        raise FileNotFoundError(
+            f"--resume: run {run_dir} already finished its {args['epochs']} epochs; start a new run "
+            f"(--name) or fine-tune from {run_dir / 'weights' / 'best.pt'} with --model"
+        )
+    return str(args["data"])
 
 
 def _trust_amp() -> None:

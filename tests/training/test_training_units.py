@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import yaml
 from sqlalchemy import text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError
 
 from streetwatch.edge.config import ModelConfig
 from streetwatch.edge.detector import Detector
@@ -77,7 +77,9 @@ def test_class_map_errors_name_file_and_field(tmp_path):
     bad.write_text("classes:\n  - {name: vehicle, role: car}\n")
     with pytest.raises(ClassMapError, match=r"classes.yaml: invalid class map: classes\.0\.role"):
         load_class_map(bad)
-    bad.write_text("classes:\n  - {name: a, role: vehicle, sources: [car]}\n  - {name: b, role: vehicle, sources: [car]}\n")
+    bad.write_text(
+        "classes:\n  - {name: a, role: vehicle, sources: [car]}\n  - {name: b, role: vehicle, sources: [car]}\n"
+    )
     with pytest.raises(ClassMapError, match=r"\['car'\] appear more than once"):
         load_class_map(bad)
 
@@ -137,7 +139,7 @@ def test_missing_evidence_names_case_and_file(seeded_central, tmp_path):
 def test_harvest_database_connection_is_read_only(seeded_central):
     engine = read_only_engine(seeded_central.url)
     try:
-        with engine.connect() as conn, pytest.raises(OperationalError):
+        with engine.connect() as conn, pytest.raises(DBAPIError, match="read-only|readonly"):
             conn.execute(text("UPDATE cases SET status = 'new'"))
     finally:
         engine.dispose()
