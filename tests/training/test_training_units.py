@@ -193,7 +193,7 @@ def test_matches_alert(detected, expected):
 
 def test_calibration_reader_feeds_the_detectors_own_tensors(model_dir, street_dir):
     detector = Detector.from_config(ModelConfig(name="yolox_nano", model_dir=model_dir))
-    images = [cv2.imread(str(p)) for p in sorted(street_dir.glob("*.jpg"))[:3]]
+    images = [np.asarray(cv2.imread(str(p))) for p in sorted(street_dir.glob("*.jpg"))[:3]]
     reader = DetectorCalibrationReader(detector, images, "images")
     first = [reader.get_next() for _ in range(4)]
     assert first[3] is None
