@@ -1,0 +1,65 @@
+"""Schemathesis against the JSON API's own OpenAPI document: every operation, generated inputs
+(valid and invalid), sent with an admin token to a database seeded through the real ingest path.
+
+The property: no 5xx ever, and every 4xx JSON answer says why (a non-empty `detail`). Review
+actions are among the operations, so generated requests also confirm, dismiss, merge and reassign
+the seeded cases. Runs on SQLite or PostgreSQL (tests/central/conftest.py).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, Phase, given, settings
+from review_seed import seed_cases, seed_city, street_jpeg
+from schemathesis.openapi import from_asgi
+from sqlalchemy.orm import Session, sessionmaker
+
+from streetwatch.central.api.app import build_app
+from streetwatch.central.api.settings import WebSecurity
+from streetwatch.central.api.tokens import issue_token
+from streetwatch.central.config import CentralSettings
+
+DEV_SECURITY = WebSecurity(mode="development", secret_key="y" * 40, cookie_secure=False)  # type: ignore[arg-type]
+
+
+def _check(case: schemathesis.Case, token: str) -> None:
+    response = case.call(headers={"Authorization": f"Bearer {token}"})
+    where = f"{case.method} {case.formatted_path}"
+    assert response.status_code < 500, f"{where}: {response.status_code} {response.text[:500]}"
+    if 400 <= response.status_code < 500 and "json" in response.headers.get("content-type", ""):
+        assert response.json().get("detail"), f"{where}: a refusal without a reason"
+
+
+# Found by this test (open bugs, so the test is expected to fail until they are fixed; not strict,
+# because generation does not hit every one on every run and backend):
+# - an id above 2**63-1 in the path reaches the database and fails there (OverflowError on SQLite,
+#   NumericValueOutOfRange on PostgreSQL) instead of a 404/422, e.g.
+#   POST /api/workflow/cases/9223372036854775808/close (also /verify, GET /api/workflow/cases/{id});
+# - POST /api/tokens with a NUL character in the name: PostgreSQL refuses the text, 500.
+# Remove this mark when they are fixed; the test then guards the whole API.
+@pytest.mark.xfail(strict=False, reason="known 500s: 64-bit overflow ids, NUL in token name (see comment)")
+def test_api_never_answers_5xx_and_every_refusal_says_why(
+    session_factory: sessionmaker[Session], central_settings: CentralSettings, street_dir: Path
+) -> None:
+    seed_city(session_factory)
+    seed_cases(session_factory, central_settings, [street_jpeg(street_dir, "kerb_parked_cars_street.jpg")])
+    token = issue_token(session_factory, username="admin", name="fuzz").secret
+    app = build_app(central_settings, session_factory, security=DEV_SECURITY)
+    schema = from_asgi("/openapi.json", app).include(path_regex="^/api/")
+    operations = [result.ok() for result in schema.get_all_operations()]
+    assert len(operations) >= 5, "the API's operations are in its OpenAPI document"
+    failures: list[str] = []
+    for operation in operations:
+        # One hypothesis run per operation (schemathesis' pytest plugin does not load under this
+        # pytest); every operation is tried, and all the failures are reported together.
+        run = settings(max_examples=10, deadline=None, database=None, print_blob=False, derandomize=True,
+                       phases=[Phase.explicit, Phase.generate],
+                       suppress_health_check=list(HealthCheck))(given(case=operation.as_strategy())(_check))
+        try:
+            run(token=token)
+        except Exception as exc:  # noqa: BLE001 - collected and reported below
+            failures.append(f"{operation.method.upper()} {operation.path}: {type(exc).__name__}: {str(exc)[:300]}")
+    assert not failures, "\n".join(failures)
