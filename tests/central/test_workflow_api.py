@@ -142,3 +142,25 @@ def test_cli_exports_the_lifecycle_as_json_and_csv(world: World, db_url: str, tm
     csv_out = tmp_path / "lifecycle.csv"
     assert cli_main(["--database-url", db_url, "export-lifecycle", "--format", "csv", "--output", str(csv_out)]) == 0
     assert csv_out.read_text(encoding="utf-8").splitlines()[1].startswith(f"{case_id},feedback,反馈,rectified,SO-03")
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("get", "/api/workflow/cases/9223372036854775808"),
+        ("post", "/api/workflow/cases/2147483648/close"),
+        ("get", "/open311/v2/requests/2147483648.json"),
+        ("get", "/api/workflow/cases/0"),
+    ],
+)
+def test_ids_beyond_the_column_are_refused_at_the_edge(world: World, method: str, path: str) -> None:
+    response = world.client.request(method, path, headers=world.headers, json={} if method == "post" else None)
+    assert response.status_code == 422 and response.json()["detail"]
+
+
+def test_open311_ignores_ids_that_cannot_exist(world: World) -> None:
+    case_id = world.violation()
+    found = world.client.get(
+        "/open311/v2/requests.json", params={"service_request_id": f"{case_id},99999999999"}, headers=world.headers
+    )
+    assert found.status_code == 200 and [r["service_request_id"] for r in found.json()] == [str(case_id)]

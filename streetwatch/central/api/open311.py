@@ -28,6 +28,7 @@ from streetwatch.central.api.deps import SessionDep, _bearer
 from streetwatch.central.api.tokens import user_for_token
 from streetwatch.central.models import Case, Merchant
 from streetwatch.central.workflow.config import WorkflowSettings
+from streetwatch.central.workflow.ids import MAX_ID, CaseId
 from streetwatch.central.workflow.rules import lifecycle_stage
 
 router = APIRouter(prefix="/open311/v2", tags=["open311"])
@@ -201,6 +202,7 @@ def requests_(
     if service_request_id:
         try:
             ids = [int(v) for v in service_request_id.split(",") if v.strip()]
+            ids = [i for i in ids if 1 <= i <= MAX_ID]  # others cannot exist (and overflow the column)
         except ValueError:
             raise HTTPException(
                 status.HTTP_400_BAD_REQUEST, "service_request_id: expected ids separated by commas"
@@ -212,7 +214,7 @@ def requests_(
 
 @router.get("/requests/{request_id}.json", response_model=list[ServiceRequest])
 def one_request(
-    request_id: int, request: Request, session: SessionDep, api_key: str | None = None
+    request_id: CaseId, request: Request, session: SessionDep, api_key: str | None = None
 ) -> list[ServiceRequest]:
     """One service request, as a one-element list (as the spec says)."""
     scope = _scope(request, session, api_key)

@@ -23,6 +23,7 @@ from streetwatch.central.workflow.clock import Clock, system_clock
 from streetwatch.central.workflow.config import WorkflowSettings
 from streetwatch.central.workflow.grades import inspections_due
 from streetwatch.central.workflow.hotspots import road_grades
+from streetwatch.central.workflow.ids import CaseId
 from streetwatch.central.workflow.lifecycle import lifecycle_rows, rows_to_csv, rows_to_json
 from streetwatch.central.workflow.service import CaseStep, WorkflowService, case_step
 
@@ -77,7 +78,7 @@ def _step_public(
 
 
 @router.get("/cases/{case_id}", response_model=StepPublic)
-def read_step(case_id: int, session: SessionDep, user: CurrentUser) -> StepPublic:
+def read_step(case_id: CaseId, session: SessionDep, user: CurrentUser) -> StepPublic:
     """Where the case stands in the workflow (strike step, penalty, deadline) and its history."""
     case = session.get(Case, case_id)
     if case is None or not case_visible(scope_of(session, user), case):
@@ -112,7 +113,7 @@ class ComplaintRequest(BaseModel):
 
 @router.post("/cases/{case_id}/penalty", response_model=StepPublic)
 def post_penalty(
-    case_id: int, body: PenaltyRequest, request: Request, session: SessionDep, user: CurrentUser
+    case_id: CaseId, body: PenaltyRequest, request: Request, session: SessionDep, user: CurrentUser
 ) -> StepPublic:
     reviewer = Reviewer.of(session, user)
     return _step_public(
@@ -122,7 +123,7 @@ def post_penalty(
 
 @router.post("/cases/{case_id}/verify", response_model=StepPublic)
 def post_verify(
-    case_id: int, body: VerifyRequest, request: Request, session: SessionDep, user: CurrentUser
+    case_id: CaseId, body: VerifyRequest, request: Request, session: SessionDep, user: CurrentUser
 ) -> StepPublic:
     reviewer = Reviewer.of(session, user)
     return _step_public(
@@ -132,7 +133,7 @@ def post_verify(
 
 @router.post("/cases/{case_id}/close", response_model=StepPublic)
 def post_close(
-    case_id: int, body: CloseRequest, request: Request, session: SessionDep, user: CurrentUser
+    case_id: CaseId, body: CloseRequest, request: Request, session: SessionDep, user: CurrentUser
 ) -> StepPublic:
     reviewer = Reviewer.of(session, user)
     return _step_public(_call(lambda: _service(request).close(case_id, reviewer=reviewer, note=body.note)))

@@ -28,6 +28,7 @@ from streetwatch.central.web.citymap import VIOLATION_FILL, PointIn, ZoneIn, bui
 from streetwatch.central.web.render import render, user_label
 from streetwatch.central.workflow.grades import inspections_due
 from streetwatch.central.workflow.hotspots import road_grades
+from streetwatch.central.workflow.ids import CaseId
 from streetwatch.central.workflow.rules import lifecycle_stage
 from streetwatch.central.workflow.service import case_step
 from streetwatch.central.workflow.stats import CaseFact, case_facts, summarise
@@ -131,7 +132,7 @@ def inspections_page(request: Request, session: SessionDep, user: WebUser) -> Re
 
 
 @router.get("/cases/{case_id}/workflow", name="case_workflow_page")
-def case_workflow_page(case_id: int, request: Request, session: SessionDep, user: WebUser) -> Response:
+def case_workflow_page(case_id: CaseId, request: Request, session: SessionDep, user: WebUser) -> Response:
     """The case's three-strikes step, its deadline, its lifecycle stage and the merchant's strike history."""
     case = session.get(Case, case_id)
     if case is None or not case_visible(scope_of(session, user), case):
