@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Idempotent set-up for a fresh machine: system packages the tests and demo use, a venv, the project.
-# Usage: scripts/setup.sh [extras]   (default extras: all = edge, central, dev)
+# Usage: scripts/setup.sh [--train]   (extras all = edge, central, dev; --train adds ultralytics/torch)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-extras="${1:-all}"
+extras="all"
+[ "${1:-}" = "--train" ] && extras="all,train"
 
 need_apt=()
 # GStreamer RTSP server (tests serve real H.264 over RTSP on loopback); Debian's gi binds /usr/bin/python3.
@@ -27,4 +28,13 @@ if [ ! -x .venv/bin/python ]; then
 fi
 . .venv/bin/activate
 python -m pip install -q --upgrade pip
-python -m pip install -q -e ".[${extras}]"
+# With --train (the retraining tests): a CPU torch goes in first and stays pinned, else pip resolves
+# a multi-GB CUDA build; torchvision is held to the release that matches it (see
+# streetwatch/training/torch_env.py for why its compiled ops may still be missing).
+pins=$(mktemp)
+printf 'torch==2.13.0\ntorchvision==0.28.0\n' > "$pins"
+if [ "$extras" = "all,train" ]; then
+  python -c "import torch" 2>/dev/null || python -m pip install -q -c "$pins" torch==2.13.0
+fi
+python -m pip install -q -c "$pins" -e ".[${extras}]"
+rm -f "$pins"
