@@ -489,6 +489,10 @@ def main(argv: list[str] | None = None) -> int:
             r["capacity"] = r["stream_s"] / r["wall_s"]
             results[variant] = r
         print(streams_table(results) + "\n")
+    print("## 3. Moving camera: projection cost and geo error on a synthetic patrol track\n")
+    from bench_moving import bench_moving_camera, format_table
+
+    print(format_table(bench_moving_camera()) + "\n")
     print(
         "method: each variant runs in its own subprocess with one shared Detector; N decode threads "
         "(PyAV / OpenCV release the GIL) feed one detection loop as fast as possible over the span; "
