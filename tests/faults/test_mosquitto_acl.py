@@ -69,7 +69,7 @@ class Client:
         if user is not None:
             self.client.username_pw_set(user, password)
         self.client.on_connect = self._on_connect
-        self.client.on_message = lambda _c, _u, msg: self.messages.append((msg.topic, msg.payload))
+        self.client.on_message = lambda _c, _u, msg: self.messages.append((msg.topic, bytes(msg.payload)))
         self.client.on_subscribe = self._on_subscribe
         self.client.on_publish = lambda _c, _u, mid, reason, _p: self.acks.__setitem__(mid, reason)
         self.client.connect(broker.url.split("//")[1].split(":")[0], broker.port)
