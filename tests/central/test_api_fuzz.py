@@ -33,14 +33,10 @@ def _check(case: schemathesis.Case, token: str) -> None:
         assert response.json().get("detail"), f"{where}: a refusal without a reason"
 
 
-# Found by this test (open bugs, so the test is expected to fail until they are fixed; not strict,
-# because generation does not hit every one on every run and backend):
-# - an id above 2**63-1 in the path reaches the database and fails there (OverflowError on SQLite,
-#   NumericValueOutOfRange on PostgreSQL) instead of a 404/422, e.g.
-#   POST /api/workflow/cases/9223372036854775808/close (also /verify, GET /api/workflow/cases/{id});
-# - POST /api/tokens with a NUL character in the name: PostgreSQL refuses the text, 500.
-# Remove this mark when they are fixed; the test then guards the whole API.
-@pytest.mark.xfail(strict=False, reason="known 500s: 64-bit overflow ids, NUL in token name (see comment)")
+# Found by this test: 64-bit overflow case ids gave 500s (fixed in b8e9ce3); still open:
+# POST /api/tokens with a NUL character in the token name -> PostgreSQL refuses the text -> 500
+# (SQLite stores it, so there the test passes). Remove this mark once the name is validated.
+@pytest.mark.xfail(strict=False, reason="known 500 on PostgreSQL: NUL in a token name (see comment)")
 def test_api_never_answers_5xx_and_every_refusal_says_why(
     session_factory: sessionmaker[Session], central_settings: CentralSettings, street_dir: Path
 ) -> None:
