@@ -1055,7 +1055,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if broker is not None:
             broker.stop()
     elapsed = time.perf_counter() - began
-    print(f"## Central benchmark ({'quick' if opts.quick else 'full'} run)\n")
+    kind = "quick" if opts.quick else "full" if (opts.alerts, opts.cases) == (50_000, 1_000_000) else "custom"
+    print(f"## Central benchmark ({kind} run: {opts.alerts:,} alerts, {opts.cases:,} cases)\n")
     print(
         f"Machine: {cpu_model()}, {usable_cores()} usable cores; broker {mqtt_url}; "
         f"{opts.workers} central worker process(es); whole run {elapsed / 60:.1f} min."
