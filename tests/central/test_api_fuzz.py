@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 from review_seed import seed_cases, seed_city, street_jpeg
@@ -34,9 +33,6 @@ def _check(case: schemathesis.Case, token: str) -> None:
 
 
 # Found by this test: 64-bit overflow case ids gave 500s (fixed in b8e9ce3); still open:
-# POST /api/tokens with a NUL character in the token name -> PostgreSQL refuses the text -> 500
-# (SQLite stores it, so there the test passes). Remove this mark once the name is validated.
-@pytest.mark.xfail(strict=False, reason="known 500 on PostgreSQL: NUL in a token name (see comment)")
 def test_api_never_answers_5xx_and_every_refusal_says_why(
     session_factory: sessionmaker[Session], central_settings: CentralSettings, street_dir: Path
 ) -> None:

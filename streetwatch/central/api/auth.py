@@ -34,6 +34,7 @@ from streetwatch.central.api.tokens import TokenError, issue_token, revoke_token
 from streetwatch.central.models import ApiToken, User
 from streetwatch.central.passwords import hash_password, needs_rehash, verify_password
 from streetwatch.central.web.render import render, safe_next
+from streetwatch.central.workflow.ids import TokenId
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +150,7 @@ def create_token(body: TokenCreateRequest, request: Request, user: CurrentUser) 
 
 
 @router.delete("/tokens/{token_id}", status_code=status.HTTP_204_NO_CONTENT)
-def delete_token(token_id: int, request: Request, session: SessionDep, user: CurrentUser) -> Response:
+def delete_token(token_id: TokenId, request: Request, session: SessionDep, user: CurrentUser) -> Response:
     """Revoke a token: its owner or an admin may. Requests with it get 401 from then on."""
     token = session.get(ApiToken, token_id)
     if token is None or (token.user_id != user.id and user.role != "admin"):

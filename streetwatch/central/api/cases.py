@@ -33,6 +33,7 @@ from streetwatch.central.api.schemas import (
 )
 from streetwatch.central.models import Case
 from streetwatch.central.review import Conflict, InvalidInput, NotFound, Reviewer, ReviewError, ReviewOutcome
+from streetwatch.central.workflow.ids import CaseId
 
 router = APIRouter(prefix="/cases", tags=["cases"])
 
@@ -70,7 +71,7 @@ def read_cases(
     )
 
 
-def visible_case(session: SessionDep, user: CurrentUser, case_id: int) -> Case:
+def visible_case(session: SessionDep, user: CurrentUser, case_id: CaseId) -> Case:
     """The case, or 404 when it does not exist or lies outside the caller's area."""
     case = session.get(Case, case_id)
     if case is None or not case_visible(scope_of(session, user), case):
@@ -79,7 +80,7 @@ def visible_case(session: SessionDep, user: CurrentUser, case_id: int) -> Case:
 
 
 @router.get("/{case_id}", response_model=CaseDetailPublic)
-def read_case(case_id: int, session: SessionDep, user: CurrentUser) -> CaseDetailPublic:
+def read_case(case_id: CaseId, session: SessionDep, user: CurrentUser) -> CaseDetailPublic:
     """One case with its newest alerts (up to 100; page with /api/cases/{id}/alerts) and audit log."""
     case = visible_case(session, user, case_id)
     merchant = merchants_by_id(session, [case.merchant_id]).get(case.merchant_id or "")
@@ -113,14 +114,14 @@ def _run(action: str, call: Callable[[], ReviewOutcome]) -> ActionPublic:
 
 
 @router.post("/{case_id}/confirm", response_model=ActionPublic)
-def confirm_case(case_id: int, session: SessionDep, user: CurrentUser, review: ReviewDep) -> ActionPublic:
+def confirm_case(case_id: CaseId, session: SessionDep, user: CurrentUser, review: ReviewDep) -> ActionPublic:
     reviewer = Reviewer.of(session, user)
     return _run("confirmed", lambda: review.confirm(case_id, reviewer=reviewer))
 
 
 @router.post("/{case_id}/dismiss", response_model=ActionPublic)
 def dismiss_case(
-    case_id: int, body: DismissRequest, session: SessionDep, user: CurrentUser, review: ReviewDep
+    case_id: CaseId, body: DismissRequest, session: SessionDep, user: CurrentUser, review: ReviewDep
 ) -> ActionPublic:
     reviewer = Reviewer.of(session, user)
     return _run("dismissed", lambda: review.dismiss(case_id, reason=body.reason, reviewer=reviewer))
@@ -128,7 +129,7 @@ def dismiss_case(
 
 @router.post("/{case_id}/merge", response_model=ActionPublic)
 def merge_case(
-    case_id: int, body: MergeRequest, session: SessionDep, user: CurrentUser, review: ReviewDep
+    case_id: CaseId, body: MergeRequest, session: SessionDep, user: CurrentUser, review: ReviewDep
 ) -> ActionPublic:
     reviewer = Reviewer.of(session, user)
 
@@ -140,7 +141,7 @@ def merge_case(
 
 @router.post("/{case_id}/reassign", response_model=ActionPublic)
 def reassign_case(
-    case_id: int, body: ReassignRequest, session: SessionDep, user: CurrentUser, review: ReviewDep
+    case_id: CaseId, body: ReassignRequest, session: SessionDep, user: CurrentUser, review: ReviewDep
 ) -> ActionPublic:
     reviewer = Reviewer.of(session, user)
 
@@ -152,7 +153,7 @@ def reassign_case(
 
 @router.get("/{case_id}/alerts", response_model=Page[AlertPublic])
 def read_case_alerts(
-    case_id: int,
+    case_id: CaseId,
     session: SessionDep,
     user: CurrentUser,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,

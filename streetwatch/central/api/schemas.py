@@ -140,7 +140,7 @@ class DismissRequest(BaseModel):
 
 class MergeRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    into_case_id: int = Field(gt=0, description="the case that absorbs this one")
+    into_case_id: int = Field(gt=0, le=2**31 - 1, description="the case that absorbs this one")
 
 
 class ReassignRequest(BaseModel):
@@ -157,10 +157,16 @@ class ActionPublic(BaseModel):
     message: str
 
 
+NO_CONTROL_CHARS = r"^[^\x00-\x1f\x7f]*$"
+
+
 class TokenCreateRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    username: str = Field(min_length=1, max_length=64, description="the user the token acts as")
-    name: str = Field(default="", max_length=100, description="what the token is for")
+    # No control characters: PostgreSQL refuses NUL in text (a 500 before this), and none belong in a name.
+    username: str = Field(
+        min_length=1, max_length=64, pattern=NO_CONTROL_CHARS, description="the user the token acts as"
+    )
+    name: str = Field(default="", max_length=100, pattern=NO_CONTROL_CHARS, description="what the token is for")
 
 
 class TokenCreatedPublic(BaseModel):
