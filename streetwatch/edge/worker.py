@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
 
 from streetwatch.edge.alerts import Alert
 from streetwatch.edge.config import EdgeConfig
@@ -24,8 +23,6 @@ from streetwatch.edge.sources import CameraSource, SourceOptions
 from streetwatch.edge.types import Frame
 
 log = logging.getLogger(__name__)
-
-AlertSink = Callable[[Alert], None]
 
 
 class EdgeWorker:
