@@ -19,6 +19,7 @@ from sqlalchemy import select
 from streetwatch.central.access import case_clause, case_visible, refine
 from streetwatch.central.api.deps import AnyUser, SessionDep, scope_of
 from streetwatch.central.models import Alert, Case
+from streetwatch.central.workflow.ids import MAX_ID
 
 router = APIRouter(tags=["evidence"])
 
@@ -65,7 +66,7 @@ def read_evidence(
     sha256: str,
     session: SessionDep,
     user: AnyUser,
-    case_id: Annotated[int | None, Query(gt=0, description="a case that uses the image (faster)")] = None,
+    case_id: Annotated[int | None, Query(gt=0, le=MAX_ID, description="a case that uses the image (faster)")] = None,
 ) -> FileResponse:
     """The evidence JPEG, if a case the caller may see uses it."""
     not_found = HTTPException(status.HTTP_404_NOT_FOUND, "evidence not found")

@@ -41,6 +41,7 @@ from streetwatch.central.review import (
 from streetwatch.central.web.cards import CaseCard, build_card
 from streetwatch.central.web.nearby import NearbyZones
 from streetwatch.central.web.render import render, safe_next, user_label
+from streetwatch.central.workflow.ids import MAX_ID, CaseId
 from streetwatch.edge.alerts import VIOLATIONS
 
 router = APIRouter(include_in_schema=False)
@@ -142,7 +143,7 @@ def queue_page(
 
 
 @router.get("/cases/{case_id}", name="case_page")
-def case_page(case_id: int, request: Request, session: SessionDep, user: WebUser) -> Response:
+def case_page(case_id: CaseId, request: Request, session: SessionDep, user: WebUser) -> Response:
     """One case with its full audit log (who did what, when)."""
     case = session.get(Case, case_id)
     if case is None or not case_visible(scope_of(session, user), case):
@@ -209,7 +210,7 @@ NextField = Annotated[str, Form(max_length=2000)]
 
 @router.post("/cases/{case_id}/confirm", name="web_confirm", dependencies=[CsrfChecked])
 def web_confirm(
-    case_id: int,
+    case_id: CaseId,
     request: Request,
     session: SessionDep,
     user: WebUser,
@@ -222,7 +223,7 @@ def web_confirm(
 
 @router.post("/cases/{case_id}/dismiss", name="web_dismiss", dependencies=[CsrfChecked])
 def web_dismiss(
-    case_id: int,
+    case_id: CaseId,
     request: Request,
     session: SessionDep,
     user: WebUser,
@@ -241,12 +242,12 @@ def web_dismiss(
 
 @router.post("/cases/{case_id}/merge", name="web_merge", dependencies=[CsrfChecked])
 def web_merge(
-    case_id: int,
+    case_id: CaseId,
     request: Request,
     session: SessionDep,
     user: WebUser,
     review: ReviewDep,
-    into_case_id: Annotated[int, Form(gt=0)],
+    into_case_id: Annotated[int, Form(gt=0, le=MAX_ID)],
     next: NextField = "/",
 ) -> Response:  # noqa: A002
     reviewer = _reviewer(session, user)
@@ -260,7 +261,7 @@ def web_merge(
 
 @router.post("/cases/{case_id}/reassign", name="web_reassign", dependencies=[CsrfChecked])
 def web_reassign(
-    case_id: int,
+    case_id: CaseId,
     request: Request,
     session: SessionDep,
     user: WebUser,
