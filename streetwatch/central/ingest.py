@@ -22,15 +22,25 @@ from pathlib import Path
 from typing import Literal
 
 import paho.mqtt.client as mqtt
+from sqlalchemy import select
 from sqlalchemy.exc import DataError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from streetwatch.central.attribution import MerchantIndex, MerchantIndexCache, load_merchant_index
-from streetwatch.central.cases import alert_lock_keys, decide_case, lock_for_alert, take_case_locks
+from streetwatch.central.cases import (
+    CaseDecision,
+    alert_lock_keys,
+    apply_alert,
+    find_nearby_case,
+    lock_for_alert,
+    open_case,
+    resolve_merged,
+    take_case_locks,
+)
 from streetwatch.central.config import CentralSettings
 from streetwatch.central.db import session_scope
 from streetwatch.central.evidence_store import EvidenceError, EvidenceStore, decode_jpeg_b64
-from streetwatch.central.models import DEAD_LETTER_PAYLOAD_MAX_CHARS, Alert, DeadLetter
+from streetwatch.central.models import DEAD_LETTER_PAYLOAD_MAX_CHARS, Alert, Case, DeadLetter, Episode
 from streetwatch.central.sightings import adopt_sightings, decide_sighting
 from streetwatch.edge.alerts import Alert as WireAlert
 from streetwatch.edge.alerts import AlertRejected, edge_id_from_topic, parse_alert
@@ -134,6 +144,63 @@ def _alert_row(alert: WireAlert, *, case_id: int | None, evidence_sha256: str | 
     )
 
 
+@dataclass
+class _Known:
+    """What the transaction already holds about a batch's alerts and episodes, read once per batch
+    (after its case locks) instead of once per alert. Every row is held here strongly: the session's
+    identity map only keeps weak references, and a prefetched row it dropped would be read again.
+    """
+
+    alerts: dict[str, Alert] = field(default_factory=dict)
+    episodes: dict[str, Episode] = field(default_factory=dict)
+    cases: dict[int, Case] = field(default_factory=dict)
+    # False once a sighting was handled: its path stores episodes this map does not see.
+    episodes_exact: bool = True
+
+    def episode(self, session: Session, episode_id: str) -> Episode | None:
+        """The stored (or in this batch created) episode, None if there is none."""
+        found = self.episodes.get(episode_id)
+        if found is None and not self.episodes_exact:
+            found = session.get(Episode, episode_id)
+        return found
+
+
+def _prefetch(session: Session, alerts: Sequence[WireAlert]) -> _Known:
+    """One query each for the alerts already stored (duplicates), their episodes and those cases."""
+    known = _Known()
+    alert_ids = {alert.alert_id for alert in alerts}
+    if alert_ids:
+        rows = session.scalars(select(Alert).where(Alert.alert_id.in_(alert_ids)))
+        known.alerts = {row.alert_id: row for row in rows}
+    episode_ids = {alert.episode_id for alert in alerts}
+    if episode_ids:
+        known.episodes = {e.id: e for e in session.scalars(select(Episode).where(Episode.id.in_(episode_ids)))}
+    case_ids = {episode.case_id for episode in known.episodes.values()}
+    if case_ids:
+        known.cases = {case.id: case for case in session.scalars(select(Case).where(Case.id.in_(case_ids)))}
+    return known
+
+
+@dataclass
+class _Batch:
+    """One transaction's ingest context: settings, the attribution index (loaded when first needed)
+    and what is known about the batch's rows (prefetched with the first alert when not up front)."""
+
+    settings: CentralSettings
+    index: MerchantIndex | None = None
+    known: _Known | None = None
+
+    def index_for(self, session: Session) -> MerchantIndex:
+        if self.index is None:
+            self.index = load_merchant_index(session, max_distance_m=self.settings.attribution.max_distance_m)
+        return self.index
+
+    def known_for(self, session: Session, alert: WireAlert) -> _Known:
+        if self.known is None:
+            self.known = _prefetch(session, [alert])
+        return self.known
+
+
 def ingest_alert(
     session: Session,
     alert: WireAlert,
@@ -150,6 +217,16 @@ def ingest_alert(
     the database when None: fine for one-off calls, slow per alert at scale). The caller commits;
     open the transaction with `session_scope(factory, write_lock=True)`.
     """
+    result = _ingest_one(session, alert, topic=topic, origin=origin, batch=_Batch(settings=settings, index=index))
+    session.flush()
+    return result
+
+
+def _ingest_one(
+    session: Session, alert: WireAlert, *, topic: str | None, origin: str | None, batch: _Batch
+) -> IngestResult:
+    """`ingest_alert` within a batch: rows are flushed when a later query needs them, not per alert."""
+    settings = batch.settings
     label = origin or topic or ""
     mismatch = topic_mismatch(alert, topic)
     if mismatch is not None:
@@ -159,18 +236,19 @@ def ingest_alert(
     except EvidenceError as exc:
         return dead_letter(session, topic=label, reason=str(exc), payload=alert.to_json())
     lock_for_alert(session, alert, settings=settings.cases)
-    existing = session.get(Alert, alert.alert_id)
+    known = batch.known_for(session, alert)  # read only after the locks: no other worker changes it now
+    existing = known.alerts.get(alert.alert_id)
     if existing is not None:
         log.info("alert %s: duplicate delivery, case %s unchanged", alert.alert_id, existing.case_id)
         return IngestResult("duplicate", alert_id=alert.alert_id, case_id=existing.case_id)
     sha256 = EvidenceStore(settings.evidence_dir).put(jpeg) if jpeg is not None else None
-    if index is None:
-        index = load_merchant_index(session, max_distance_m=settings.attribution.max_distance_m)
+    index = batch.index_for(session)
     if alert.state == "sighting":
-        return _ingest_sighting(session, alert, settings=settings, index=index, evidence_sha256=sha256)
-    decision = decide_case(session, alert, settings=settings.cases, index=index, evidence_sha256=sha256)
-    session.add(_alert_row(alert, case_id=decision.case.id, evidence_sha256=sha256))
-    session.flush()
+        return _ingest_sighting(session, alert, batch=batch, index=index, evidence_sha256=sha256)
+    decision = _decide_case(session, alert, batch=batch, index=index, evidence_sha256=sha256)
+    row = _alert_row(alert, case_id=decision.case.id, evidence_sha256=sha256)
+    session.add(row)
+    known.alerts[alert.alert_id] = row
     log.info(
         "alert %s (camera %s, track %s): %s case %d",
         alert.alert_id,
@@ -182,13 +260,64 @@ def ingest_alert(
     return IngestResult("created" if decision.created else "joined", alert_id=alert.alert_id, case_id=decision.case.id)
 
 
+def _decide_case(
+    session: Session, alert: WireAlert, *, batch: _Batch, index: MerchantIndex, evidence_sha256: str | None
+) -> CaseDecision:
+    """`cases.decide_case`, with the episode taken from the batch instead of a query per alert.
+
+    Same rule: the episode's case (following merges), else the nearest open case (its query
+    autoflushes, so cases opened or moved earlier in the batch are seen), else a new case.
+    """
+    assert batch.known is not None
+    episode = batch.known.episode(session, alert.episode_id)
+    case = resolve_merged(session, episode.case_id) if episode is not None else None
+    if episode is None:
+        case = find_nearby_case(session, alert, settings=batch.settings.cases)
+    created = case is None
+    if case is None:
+        case = open_case(session, alert)
+    new_episode = apply_alert(
+        session,
+        case,
+        alert,
+        settings=batch.settings.cases,
+        index=index,
+        evidence_sha256=evidence_sha256,
+        episode=episode,
+        episode_loaded=True,
+    )
+    batch.known.cases[case.id] = case  # held, so its episode's next alert finds it without a query
+    if new_episode:
+        batch.known.episodes[alert.episode_id] = _new_episode(session, alert.episode_id)
+    log.debug("alert %s -> case %d (%s)", alert.alert_id, case.id, "new" if created else "joined")
+    return CaseDecision(case=case, created=created, new_episode=new_episode)
+
+
+def _new_episode(session: Session, episode_id: str) -> Episode:
+    """The episode `apply_alert` just created: pending in the session (`get` does not see those)
+    or, if a query autoflushed it meanwhile, stored."""
+    for obj in session.new:
+        if isinstance(obj, Episode) and obj.id == episode_id:
+            return obj
+    episode = session.get(Episode, episode_id)
+    if episode is None:
+        raise LookupError(f"episode {episode_id!r} was just created but is not in the session")
+    return episode
+
+
 def _ingest_sighting(
-    session: Session, alert: WireAlert, *, settings: CentralSettings, index: MerchantIndex, evidence_sha256: str | None
+    session: Session, alert: WireAlert, *, batch: _Batch, index: MerchantIndex, evidence_sha256: str | None
 ) -> IngestResult:
     """A moving camera's sighting: joins a case, confirms a new one with earlier passes, or waits."""
+    assert batch.known is not None
+    settings = batch.settings
+    session.flush()  # the sighting rules look rows up by key: the batch's so far must be stored
+    batch.known.episodes_exact = False
     decision = decide_sighting(session, alert, settings=settings.cases, index=index, evidence_sha256=evidence_sha256)
     case_id = decision.case.id if decision.case is not None else None
-    session.add(_alert_row(alert, case_id=case_id, evidence_sha256=evidence_sha256))
+    row = _alert_row(alert, case_id=case_id, evidence_sha256=evidence_sha256)
+    session.add(row)
+    batch.known.alerts[alert.alert_id] = row
     session.flush()
     if decision.case is None:
         return IngestResult("pending", alert_id=alert.alert_id)
@@ -235,7 +364,9 @@ def ingest_many(
     """Ingest several messages in the caller's one transaction (one commit for the batch).
 
     Every case lock the batch needs is taken first, in one sorted order, so two workers' batches
-    cannot deadlock; then the messages go through `ingest_alert` one by one, exactly as alone.
+    cannot deadlock. Then the stored duplicates, episodes and their cases of the whole batch are
+    read with one query each, and the messages go through the same steps as `ingest_alert`, with
+    the same results as alone; rows are flushed when a query needs them and once at the end.
     """
     parsed: list[WireAlert | AlertRejected] = []
     for message in messages:
@@ -250,17 +381,17 @@ def ingest_many(
         for key in alert_lock_keys(alert, settings=settings.cases)
     ]
     take_case_locks(session, sorted(set(keys)))
-    if index is None:
-        index = load_merchant_index(session, max_distance_m=settings.attribution.max_distance_m)
+    batch = _Batch(settings=settings, index=index)
+    batch.index_for(session)
+    batch.known = _prefetch(session, [alert for alert in parsed if isinstance(alert, WireAlert)])
     results = []
     for message, alert in zip(messages, parsed, strict=True):
         label = message.origin or message.topic or ""
         if isinstance(alert, AlertRejected):
             results.append(dead_letter(session, topic=label, reason=alert.reason, payload=message.payload))
         else:
-            results.append(
-                ingest_alert(session, alert, topic=message.topic, settings=settings, index=index, origin=message.origin)
-            )
+            results.append(_ingest_one(session, alert, topic=message.topic, origin=message.origin, batch=batch))
+    session.flush()
     return results
 
 

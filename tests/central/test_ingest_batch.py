@@ -1,0 +1,131 @@
+"""A batch through `ingest_many` (one transaction, rows read once per batch) decides exactly as the
+same messages ingested one by one, each in its own transaction: duplicates inside the batch and of
+stored alerts, reminders of an episode opened earlier in the batch, a nearby alert joining a case
+the batch opened, dead letters, and moving-camera sightings confirmed within the batch.
+
+Runs on SQLite, and on PostgreSQL where STREETWATCH_TEST_DATABASE_URL names one.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from factories import make_alert
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from streetwatch.central.config import CentralSettings
+from streetwatch.central.db import session_scope
+from streetwatch.central.ingest import IngestResult, Message, ingest_many, ingest_payload
+from streetwatch.central.models import Alert, Case, DeadLetter, Episode
+from streetwatch.edge.alerts import alert_topic
+
+T0 = datetime(2026, 1, 15, 8, 0, tzinfo=UTC)
+TOPIC = alert_topic("box-01", "cam-1")
+M_LAT = 1 / 110_900.0  # degrees per metre north, near enough at this latitude
+
+
+def _alert(tag: str, name: str, *, lat: float, minutes: float, episode: str, **overrides: object) -> bytes:
+    observed = T0 + timedelta(minutes=minutes)
+    fields: dict[str, object] = {
+        "alert_id": f"al-{tag}-{name}",
+        "episode_id": f"ep-{tag}-{episode}",
+        "observed_at": observed,
+        "started_at": observed - timedelta(seconds=150),
+        "location": {"lat": lat, "lon": 121.4737, "accuracy_m": 3.0},
+    }
+    fields.update(overrides)
+    return make_alert(**fields).to_json()
+
+
+def _sighting(tag: str, name: str, *, lat: float, minutes: float) -> bytes:
+    observed = T0 + timedelta(minutes=minutes)
+    return _alert(tag, name, lat=lat, minutes=minutes, episode=name, state="sighting", source_kind="vehicle",
+                  camera_id="patrol-7", started_at=observed - timedelta(seconds=3), dwell_s=3.0, zone_id="kerb",
+                  track_id="g1")
+
+
+def stored_before(tag: str, lat: float) -> list[Message]:
+    """What is already stored when the batch arrives: one alert of an open episode."""
+    return [Message(TOPIC, _alert(tag, "old", lat=lat + 300 * M_LAT, minutes=0, episode="old"))]
+
+
+def batch(tag: str, lat: float) -> list[Message]:
+    """The batch; `lat` places this copy of the scenario (copies lie far apart, never interact)."""
+    first = _alert(tag, "a1", lat=lat, minutes=0, episode="a")
+    return [
+        Message(TOPIC, first),
+        Message(TOPIC, _alert(tag, "a2", lat=lat, minutes=5, episode="a")),  # reminder, episode new in batch
+        Message(TOPIC, first),  # duplicate of an alert stored earlier in the same batch
+        Message(TOPIC, _alert(tag, "b1", lat=lat + 4 * M_LAT, minutes=6, episode="b")),  # joins a's case nearby
+        Message(TOPIC, _alert(tag, "a3", lat=lat, minutes=9, episode="a", state="ended")),  # b keeps it active
+        Message(alert_topic("box-99", "cam-1"), _alert(tag, "x1", lat=lat, minutes=9, episode="x")),  # wrong edge
+        Message(TOPIC, b"{not json", origin=f"{tag}:line"),
+        Message(TOPIC, _alert(tag, "c1", lat=lat + 2_000 * M_LAT, minutes=1, episode="c")),  # far: own case
+        Message(TOPIC, stored_before(tag, lat)[0].payload),  # duplicate of a stored alert
+        Message(TOPIC, _alert(tag, "old2", lat=lat + 300 * M_LAT, minutes=4, episode="old")),  # stored episode
+        Message(TOPIC, _sighting(tag, "s1", lat=lat + 900 * M_LAT, minutes=0)),  # one pass: pending
+        Message(TOPIC, _sighting(tag, "s2", lat=lat + 901 * M_LAT, minutes=6)),  # second pass confirms
+        Message(TOPIC, _sighting(tag, "s1", lat=lat + 900 * M_LAT, minutes=0)),  # duplicate, now in s2's case
+        Message(TOPIC, _alert(tag, "c2", lat=lat + 2_000 * M_LAT, minutes=3, episode="c")),
+    ]
+
+
+Outcomes = list[tuple[str, int | None]]
+Snapshot = tuple[Outcomes, list[tuple[object, ...]], list[tuple[str, int | None]], list[str]]
+
+
+def snapshot(factory: sessionmaker[Session], tag: str, results: list[IngestResult]) -> Snapshot:
+    """Outcomes, cases, alert -> case and dead letters of one copy, case ids numbered in order of
+    appearance and locations relative to the copy's own (so two copies compare equal)."""
+    with session_scope(factory) as session:
+        rows = session.scalars(select(Alert).where(Alert.alert_id.like(f"al-{tag}-%")).order_by(Alert.alert_id))
+        alerts = [(row.alert_id.removeprefix(f"al-{tag}-"), row.case_id) for row in rows]
+        ids = sorted({case_id for _, case_id in alerts if case_id is not None})
+        number = {case_id: i for i, case_id in enumerate(ids)}
+        base = min(lat for lat in session.scalars(select(Case.lat).where(Case.id.in_(ids))) if lat is not None)
+        cases: list[tuple[object, ...]] = []
+        for case in session.scalars(select(Case).where(Case.id.in_(ids)).order_by(Case.id)):
+            episodes = session.scalars(select(Episode.id).where(Episode.case_id == case.id).order_by(Episode.id))
+            north_m = None if case.lat is None else round((case.lat - base) / M_LAT, 3)
+            cases.append((case.alert_count, case.episode_count, case.active, case.first_seen, case.last_seen,
+                          north_m, case.location_count, case.priority, case.status,
+                          [e.removeprefix(f"ep-{tag}-") for e in episodes]))
+        letters = sorted(d.reason.replace(tag, "TAG") for d in session.scalars(select(DeadLetter))
+                         if tag in d.reason or tag in d.topic or tag in d.payload)
+    outcomes: Outcomes = [(r.outcome, number.get(r.case_id) if r.case_id is not None else None) for r in results]
+    return outcomes, cases, [(a, number.get(c) if c is not None else None) for a, c in alerts], letters
+
+
+def one_by_one(
+    factory: sessionmaker[Session], settings: CentralSettings, messages: list[Message]
+) -> list[IngestResult]:
+    results = []
+    for message in messages:
+        with session_scope(factory, write_lock=True) as session:
+            results.append(ingest_payload(session, message.payload, topic=message.topic, settings=settings,
+                                          origin=message.origin))
+    return results
+
+
+def test_a_batch_decides_as_one_by_one(
+    session_factory: sessionmaker[Session], central_settings: CentralSettings
+) -> None:
+    alone_lat, batch_lat = 31.2304, 31.5304  # ~33 km apart
+    one_by_one(session_factory, central_settings, stored_before("alone", alone_lat))
+    one_by_one(session_factory, central_settings, stored_before("batch", batch_lat))
+    alone = one_by_one(session_factory, central_settings, batch("alone", alone_lat))
+    with session_scope(session_factory, write_lock=True) as session:
+        batched = ingest_many(session, batch("batch", batch_lat), settings=central_settings)
+
+    expected, cases, alerts, letters = snapshot(session_factory, "alone", alone)
+    assert [outcome for outcome, _ in expected] == [
+        "created", "joined", "duplicate", "joined", "joined", "dead_letter", "dead_letter", "created",
+        "duplicate", "joined", "pending", "created", "duplicate", "joined",
+    ]
+    a_case = expected[0][1]
+    assert expected[1][1] == expected[2][1] == expected[3][1] == expected[4][1] == a_case  # one case
+    assert expected[12] == ("duplicate", expected[11][1])  # the confirmed sighting's duplicate: its case
+    assert len(cases) == 4 and len(letters) == 2
+    assert a_case is not None and cases[a_case][:3] == (4, 2, True)  # a1-a3 (a ended) and b1: b is open
+    assert snapshot(session_factory, "batch", batched) == (expected, cases, alerts, letters)
