@@ -19,6 +19,7 @@ import math
 import os
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -26,6 +27,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from types import FrameType
 
 import cv2
 import yaml
@@ -211,6 +213,8 @@ def run_demo(*, port: int, workdir: Path | None, broker_url: str | None) -> int:
         web=WebSettings(host="127.0.0.1", port=port),
         evidence_dir=workdir / "evidence",
     )
+    # uvicorn re-raises SIGTERM after its shutdown; as SystemExit it still runs the clean-up below.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     edge = _start_edge(workdir, build_footage(assets, workdir), url, protocol)
     print(f"\nStreetWatch demo: open http://127.0.0.1:{port}  login: {DEMO_USER} / {password}\n"
           f"  files in {workdir}; the edge worker logs to {workdir / 'edge.log'}; Ctrl-C stops.\n", flush=True)
@@ -224,6 +228,10 @@ def run_demo(*, port: int, workdir: Path | None, broker_url: str | None) -> int:
         if own_workdir:
             shutil.rmtree(workdir, ignore_errors=True)
     return 0
+
+
+def _exit_on_sigterm(signum: int, _frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)
 
 
 def _start_edge(workdir: Path, clips: dict[str, Path], broker_url: str, protocol: str) -> subprocess.Popen[bytes]:
