@@ -32,6 +32,7 @@ import supervision as sv
 from streetwatch.edge.alerts import ModelRef
 from streetwatch.edge.config import ModelConfig
 from streetwatch.edge.manifest import ModelEntry, ModelError, resolve_model
+from streetwatch.edge.picture import Picture
 
 logger = logging.getLogger(__name__)
 
@@ -63,24 +64,37 @@ class Letterbox:
         return xyxy.astype(np.float32) * np.float32(self.scale) + offset
 
 
-def letterbox_into(image: np.ndarray, canvas: np.ndarray, *, centred: bool) -> Letterbox:
-    """Resize `image` (H, W, 3) to fit `canvas` (keeping aspect) and paste it on 114 grey.
+def fit_size(width: int, height: int, canvas_size: tuple[int, int], *, centred: bool) -> tuple[int, int]:
+    """The (width, height) a width x height frame is resized to inside a canvas_size input.
 
-    centred=False pastes at the top-left and truncates the size like YOLOX (`int(w * r)`);
-    centred=True centres it and rounds like Ultralytics' LetterBox.
+    centred=False truncates like YOLOX (`int(w * r)`); centred=True rounds like Ultralytics' LetterBox.
     """
-    height, width = image.shape[:2]
-    canvas_h, canvas_w = canvas.shape[:2]
+    canvas_w, canvas_h = canvas_size
     scale = min(canvas_h / height, canvas_w / width)
     size = (width * scale, height * scale)
     new_w, new_h = (round(v) for v in size) if centred else (int(v) for v in size)
-    new_w, new_h = max(1, min(new_w, canvas_w)), max(1, min(new_h, canvas_h))
+    return max(1, min(new_w, canvas_w)), max(1, min(new_h, canvas_h))
+
+
+def letterbox_into(
+    image: np.ndarray, canvas: np.ndarray, *, centred: bool, original_size: tuple[int, int] | None = None
+) -> Letterbox:
+    """Resize `image` (H, W, 3) to fit `canvas` (keeping aspect) and paste it on 114 grey.
+
+    centred=False pastes at the top-left (YOLOX); centred=True centres it (Ultralytics).
+    original_size: (width, height) of the frame `image` was already shrunk from (a Picture's
+    view at `fit_size`); boxes then map back to that frame.
+    """
+    width, height = original_size or (image.shape[1], image.shape[0])
+    canvas_h, canvas_w = canvas.shape[:2]
+    scale = min(canvas_h / height, canvas_w / width)
+    new_w, new_h = fit_size(width, height, (canvas_w, canvas_h), centred=centred)
     pad_x = (canvas_w - new_w) // 2 if centred else 0
     pad_y = (canvas_h - new_h) // 2 if centred else 0
     canvas.fill(PAD_VALUE)
     resized = (
         image
-        if (new_w, new_h) == (width, height)
+        if (new_w, new_h) == (image.shape[1], image.shape[0])
         else cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
     )
     canvas[pad_y : pad_y + new_h, pad_x : pad_x + new_w] = resized
@@ -270,11 +284,20 @@ class Detector:
         """The execution providers the session actually uses, in priority order."""
         return list(self._session.get_providers())
 
-    def detect(self, image_bgr: np.ndarray) -> sv.Detections:
-        """Detect objects in one BGR uint8 (H, W, 3) frame."""
-        return self.detect_batch([image_bgr])[0]
+    def view_size(self, width: int, height: int) -> tuple[int, int]:
+        """The size a width x height frame takes inside the network input (the frame's detector view)."""
+        return fit_size(width, height, self.input_size, centred=self._format.centred)
 
-    def detect_batch(self, images: Sequence[np.ndarray]) -> list[sv.Detections]:
+    def view(self, picture: Picture) -> np.ndarray:
+        """The picture at `view_size`, sampled like the letterbox the model was trained with (cached
+        on the picture, so the decode thread can render it ahead of the detection loop)."""
+        return picture.bgr(self.view_size(picture.width, picture.height), fast=True)
+
+    def detect(self, image: np.ndarray | Picture) -> sv.Detections:
+        """Detect objects in one frame: a BGR uint8 (H, W, 3) array or a Picture."""
+        return self.detect_batch([image])[0]
+
+    def detect_batch(self, images: Sequence[np.ndarray | Picture]) -> list[sv.Detections]:
         """Detect in frames from several cameras; stacks them when the model's batch is dynamic."""
         results: list[sv.Detections] = []
         with self._lock:
@@ -283,14 +306,24 @@ class Detector:
                 results.extend(self.postprocess(self.infer_raw(prepared.tensor), prepared.letterboxes))
         return results
 
-    def preprocess(self, images: Sequence[np.ndarray]) -> PreparedBatch:
-        """Letterbox up to max_batch frames into the shared input tensor (valid until the next call)."""
+    def preprocess(self, images: Sequence[np.ndarray | Picture]) -> PreparedBatch:
+        """Letterbox up to max_batch frames into the shared input tensor (valid until the next call).
+
+        A Picture is asked for its view at `view_size` (rendered once, often already by the
+        decode thread), so a 1080p frame is never converted to BGR at full size for detection.
+        """
         if not 0 < len(images) <= self.max_batch:
             raise ValueError(f"expected 1..{self.max_batch} images, got {len(images)}")
         letterboxes = []
         for slot, image in enumerate(images):
-            _check_image(image)
-            letterboxes.append(letterbox_into(image, self._canvas, centred=self._format.centred))
+            if isinstance(image, np.ndarray):
+                _check_image(image)
+                view, original = image, None
+            else:
+                view, original = self.view(image), (image.width, image.height)
+            letterboxes.append(
+                letterbox_into(view, self._canvas, centred=self._format.centred, original_size=original)
+            )
             self._format.fill_tensor(self._canvas, self._tensor[slot])
         return PreparedBatch(self._tensor[: len(images)], tuple(letterboxes))
 

@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 
 from streetwatch.edge.alerts import MAX_EVIDENCE_B64_CHARS, MAX_OBJECTS, DetectedObject, Evidence
+from streetwatch.edge.picture import ArrayPicture, Picture, scaled_size
 from streetwatch.edge.types import EvidenceObject
 
 log = logging.getLogger(__name__)
@@ -48,23 +49,25 @@ class EvidenceTooLarge(ValueError):
 
 
 def render_evidence(
-    image_bgr: np.ndarray,
+    image: np.ndarray | Picture,
     objects: Sequence[EvidenceObject],
     *,
     max_width: int = 1280,
     jpeg_quality: int = 80,
     max_bytes: int = 250_000,
 ) -> RenderedEvidence:
-    """Draw `objects` (boxes in frame pixels) on the frame and encode it within the size limits."""
-    if image_bgr.ndim != 3 or image_bgr.shape[2] != 3 or image_bgr.dtype != np.uint8:
-        raise ValueError(f"image_bgr: expected (H, W, 3) uint8 BGR, got {image_bgr.shape} {image_bgr.dtype}")
+    """Draw `objects` (boxes in frame pixels) on the frame and encode it within the size limits.
+
+    `image`: the frame as a Picture (rendered straight at the evidence width) or a BGR array.
+    """
+    picture = ArrayPicture(image) if isinstance(image, np.ndarray) else image
     if max_width < MIN_WIDTH:
         raise ValueError(f"max_width: expected >= {MIN_WIDTH} px, got {max_width}")
     limit = min(max_bytes, MAX_EVIDENCE_B64_CHARS // 4 * 3)  # base64 makes 4 characters of 3 bytes
     chosen = sorted(objects, key=lambda o: o.score, reverse=True)[:MAX_OBJECTS]
-    width = min(image_bgr.shape[1], max_width)
+    width = min(picture.width, max_width)
     while True:
-        canvas, scaled = _draw(image_bgr, chosen, width=width)
+        canvas, scaled = _draw(picture, chosen, width=width)
         for quality in _qualities(jpeg_quality):
             jpeg = _encode(canvas, quality)
             if len(jpeg) <= limit:
@@ -75,7 +78,7 @@ def render_evidence(
                         height=canvas.shape[0],
                     ),
                     objects=scaled,
-                    scale=canvas.shape[1] / image_bgr.shape[1],
+                    scale=canvas.shape[1] / picture.width,
                     jpeg_quality=quality,
                 )
         if width <= MIN_WIDTH:
@@ -100,15 +103,12 @@ def _encode(canvas: np.ndarray, quality: int) -> bytes:
 
 
 def _draw(
-    image_bgr: np.ndarray, objects: Sequence[EvidenceObject], *, width: int
+    picture: Picture, objects: Sequence[EvidenceObject], *, width: int
 ) -> tuple[np.ndarray, tuple[DetectedObject, ...]]:
     """Downscale to `width` (never up), then draw each box with a `cls score` label."""
-    height_in, width_in = image_bgr.shape[:2]
-    height = max(1, round(height_in * width / width_in))
-    if width < width_in:
-        canvas = cv2.resize(image_bgr, (width, height), interpolation=cv2.INTER_AREA)
-    else:
-        canvas = image_bgr.copy()
+    width_in, height_in = picture.width, picture.height
+    width, height = scaled_size(width_in, height_in, width)
+    canvas = picture.bgr((width, height)).copy()  # renders are cached and shared: draw on a copy
     sx, sy = width / width_in, height / height_in
     thickness = max(2, round(width / 640))
     scaled = []

@@ -41,6 +41,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from streetwatch.edge.picture import downscale, scaled_size
+
 log = logging.getLogger(__name__)
 
 
@@ -109,9 +111,15 @@ class StaticForeground:
         self._fast = self._slow = None
         self._last = []
 
-    def update(self, image_bgr: np.ndarray, t: float) -> list[StaticRegion]:
-        """Feed one frame (H, W, 3) uint8 BGR at stream time t; return the current static regions."""
-        small = self._prepare(image_bgr)
+    def update(
+        self, image_bgr: np.ndarray, t: float, *, frame_size: tuple[int, int] | None = None
+    ) -> list[StaticRegion]:
+        """Feed one frame (H, W, 3) uint8 BGR at stream time t; return the current static regions.
+
+        frame_size: (width, height) of the camera frame when `image_bgr` is a smaller view of it
+        (boxes and areas are always in camera-frame pixels).
+        """
+        small = self._prepare(image_bgr, frame_size or (image_bgr.shape[1], image_bgr.shape[0]))
         if self._slow is None or self._fast is None or self._slow.shape != small.shape:
             self._start(small, t)
             return []
@@ -141,15 +149,14 @@ class StaticForeground:
         self._last = self._regions(frame, fg_slow & ~fg_fast & aged, t)
         return list(self._last)
 
-    def _prepare(self, image_bgr: np.ndarray) -> np.ndarray:
+    def _prepare(self, image_bgr: np.ndarray, frame_size: tuple[int, int]) -> np.ndarray:
         if image_bgr.ndim != 3 or image_bgr.shape[2] != 3:
             raise ValueError(
                 f"camera {self.camera_id}: expected an (H, W, 3) BGR image, got shape {image_bgr.shape}"
             )
-        height, width = image_bgr.shape[:2]
-        self._scale = max(1.0, width / self.params.work_width)
-        size = (round(width / self._scale), round(height / self._scale))
-        small = cv2.resize(image_bgr, size, interpolation=cv2.INTER_AREA) if self._scale > 1 else image_bgr
+        size = scaled_size(*frame_size, min(self.params.work_width, image_bgr.shape[1]))
+        self._scale = frame_size[0] / size[0]
+        small = downscale(image_bgr, size) if size != (image_bgr.shape[1], image_bgr.shape[0]) else image_bgr
         return cv2.GaussianBlur(small.astype(np.float32), (5, 5), 0)
 
     def _start(self, small: np.ndarray, t: float) -> None:

@@ -220,7 +220,7 @@ class MovingCameraAnalyzer:
         cam = self._pose_for(frame)
         if cam is None or self.rules is None or self.plane is None:
             return []
-        height, width = frame.image.shape[:2]
+        height, width = frame.height, frame.width
         intrinsics = intrinsics_for(self.camera.camera_model, width, height)  # type: ignore[arg-type]
         observations = observations_of(detections, cam, intrinsics, plane=self.plane, uncertainty=self.uncertainty,
                                        image_width=width)
@@ -258,7 +258,7 @@ class MovingCameraAnalyzer:
 
     def _to_alert(self, event: GroundEvent, frame: Frame) -> Alert:
         settings = self.context.config.evidence
-        rendered = render_evidence(frame.image, event.objects, max_width=settings.max_width,
+        rendered = render_evidence(frame.picture, event.objects, max_width=settings.max_width,
                                    jpeg_quality=settings.jpeg_quality, max_bytes=settings.max_bytes)
         assert self.plane is not None
         lat, lon = self.plane.to_latlon(np.array([event.east]), np.array([event.north]))

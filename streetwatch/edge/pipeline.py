@@ -95,14 +95,16 @@ class CameraAnalyzer:
         interval = self.context.config.rules.static_check_interval_s
         last = self._static_checked_t
         if last is None or frame.pts_s < last or frame.pts_s - last >= interval:
-            self._static_boxes = [region.box for region in self.foreground.update(frame.image, frame.pts_s)]
+            view = frame.picture.at_least(self.foreground.params.work_width)  # often the detector's view
+            regions = self.foreground.update(view, frame.pts_s, frame_size=(frame.width, frame.height))
+            self._static_boxes = [region.box for region in regions]
             self._static_checked_t = frame.pts_s
         return self._static_boxes
 
     def _to_alert(self, event: ViolationEvent, frame: Frame) -> Alert:
         settings = self.context.config.evidence
         rendered = render_evidence(
-            frame.image,
+            frame.picture,
             event.objects,
             max_width=settings.max_width,
             jpeg_quality=settings.jpeg_quality,

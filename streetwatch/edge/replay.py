@@ -47,7 +47,7 @@ def replay_alerts(
         for frame in frames:
             if on_frame is not None:
                 on_frame(frame)
-            yield from analyzer.analyze(frame, detector.detect(frame.image))
+            yield from analyzer.analyze(frame, detector.detect(frame.picture))
 
 
 def replay_file(

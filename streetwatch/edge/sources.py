@@ -17,7 +17,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -28,6 +28,7 @@ import av.container
 import av.error
 
 from streetwatch.edge.config import CameraConfig
+from streetwatch.edge.picture import AvPicture, Picture
 from streetwatch.edge.types import Frame
 
 log = logging.getLogger(__name__)
@@ -102,7 +103,8 @@ def iter_sampled_frames(
     pts_s = pts * time_base (a frame without pts: the previous pts_s + 1/fps, or its number / fps).
     captured_at = start_wall_time + (pts_s - first pts_s) for a replay; with start_wall_time=None
     (live streams) the UTC wall clock when the frame was decoded. Frame.index counts sampled frames
-    from 0. Only sampled frames are converted to BGR. A packet the decoder refuses is skipped and
+    from 0. Frames carry the decoded picture (AvPicture): nothing is converted to BGR until a
+    stage asks for it, at the size it needs. A packet the decoder refuses is skipped and
     counted (stats.packets_corrupt). Ends when the stream ends (for RTSP also when the server goes
     away: PyAV then just stops iterating). Raises ValueError if there is no video stream.
     """
@@ -127,9 +129,8 @@ def iter_sampled_frames(
             captured_at = datetime.now(UTC)
         else:
             captured_at = start_wall_time + timedelta(seconds=pts_s - first_pts_s)
-        image = av_frame.to_ndarray(format="bgr24")
         index, stats.frames_sampled = stats.frames_sampled, stats.frames_sampled + 1
-        yield Frame(camera_id, image, pts_s, captured_at, index, keyframe=bool(av_frame.key_frame))
+        yield Frame(camera_id, AvPicture(av_frame), pts_s, captured_at, index, keyframe=bool(av_frame.key_frame))
 
 
 def first_video_stream(container: av.container.InputContainer, *, camera_id: str) -> av.VideoStream:
@@ -175,6 +176,9 @@ class SourceOptions:
     loop: bool = False
     live: bool | None = None  # None: from the URL (rtsp:// is live)
     start_wall_time: datetime | None = None  # replay: what the file's first frame stands for; None: now
+    # Renders the detector's view of a picture (cached on it): called in the decode thread, which
+    # runs beside the detection loop, so that loop finds the small BGR picture it needs ready.
+    render_view: Callable[[Picture], object] | None = None
 
     def __post_init__(self) -> None:
         if self.queue_size < 1:
@@ -380,6 +384,8 @@ class CameraSource:
         for frame in frames:
             if self._stop.is_set():
                 return
+            if self.options.render_view is not None:
+                self.options.render_view(frame.picture)
             self._put(timeline.rebase(frame))
 
     def _put(self, frame: Frame) -> None:

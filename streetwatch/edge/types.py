@@ -14,6 +14,7 @@ from typing import Literal
 import numpy as np
 
 from streetwatch.edge.alerts import AlertState, Violation
+from streetwatch.edge.picture import ArrayPicture, Picture
 
 Role = Literal["vehicle", "person", "vending_prop", "goods", "ignore"]
 ROLES: tuple[Role, ...] = ("vehicle", "person", "vending_prop", "goods", "ignore")
@@ -23,16 +24,35 @@ ROLES: tuple[Role, ...] = ("vehicle", "person", "vending_prop", "goods", "ignore
 class Frame:
     """One decoded, sampled frame.
 
-    image: (H, W, 3) uint8 BGR. pts_s: stream time in seconds (rules measure dwell on it, so a
-    replay runs as fast as the CPU allows). captured_at: UTC wall time the frame stands for.
+    picture: the decoded picture, rendered to BGR at the size each stage asks for (an (H, W, 3)
+    uint8 BGR array is accepted too and wrapped, for tests and tools). pts_s: stream time in
+    seconds (rules measure dwell on it, so a replay runs as fast as the CPU allows). captured_at:
+    UTC wall time the frame stands for.
     """
 
     camera_id: str
-    image: np.ndarray
+    picture: Picture
     pts_s: float
     captured_at: datetime
     index: int
     keyframe: bool = False
+
+    def __post_init__(self) -> None:
+        if isinstance(self.picture, np.ndarray):
+            object.__setattr__(self, "picture", ArrayPicture(self.picture))
+
+    @property
+    def image(self) -> np.ndarray:
+        """The full-resolution BGR frame (converted on first use, then cached)."""
+        return self.picture.bgr()
+
+    @property
+    def width(self) -> int:
+        return self.picture.width
+
+    @property
+    def height(self) -> int:
+        return self.picture.height
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,8 @@ class EdgeWorker:
             config, self.detector.model_ref, config.cameras
         )
         self.sources = [
-            CameraSource(camera, options=SourceOptions(loop=camera.loop)) for camera in config.cameras
+            CameraSource(camera, options=SourceOptions(loop=camera.loop, render_view=self.detector.view))
+            for camera in config.cameras
         ]
         self.telemetry = live_feeds(config, self.analyzers.values())  # moving cameras' live poses
         self._stop = threading.Event()
@@ -88,7 +89,7 @@ class EdgeWorker:
             self._update_gauges()
             return 0
         started = time.perf_counter()
-        all_detections = self.detector.detect_batch([frame.image for frame in frames])
+        all_detections = self.detector.detect_batch([frame.picture for frame in frames])
         self.metrics.observe_inference(time.perf_counter() - started, len(frames))
         for frame, detections in zip(frames, all_detections, strict=True):
             for alert in self.analyzers[frame.camera_id].analyze(frame, detections):
