@@ -9,17 +9,21 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
+import functools
 import hashlib
 import logging
 import os
 import re
-import tempfile
+import secrets
 from pathlib import Path
 
 log = logging.getLogger(__name__)
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 JPEG_MAGIC = b"\xff\xd8"
+# Like mkstemp: a new file only (never follow or reuse one), owner-only, not inherited by children.
+_CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
 
 
 class EvidenceError(ValueError):
@@ -42,6 +46,7 @@ class EvidenceStore:
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
+        self._folders: set[str] = set()  # shard folders known to exist: one mkdir each, not per image
 
     def path_for(self, sha256: str) -> Path:
         """Where the image with this hash lives (whether or not it exists)."""
@@ -50,19 +55,37 @@ class EvidenceStore:
         return self.root / sha256[:2] / f"{sha256}.jpg"
 
     def put(self, data: bytes) -> str:
-        """Store `data` (if not already there) and return its sha256."""
+        """Store `data` (if not already there) and return its sha256.
+
+        Plain os calls on string paths: this runs once per alert, and pathlib and mkstemp cost as
+        much as the write. The temporary name is random (two writers of one image never share it);
+        the rename is atomic, so the final name only ever holds the whole image.
+        """
         sha256 = hashlib.sha256(data).hexdigest()
-        path = self.path_for(sha256)
-        if path.exists():
+        folder = os.path.join(self.root, sha256[:2])
+        path = os.path.join(folder, f"{sha256}.jpg")
+        if os.path.exists(path):
             return sha256
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".incoming-", suffix=".jpg")
+        if folder not in self._folders:
+            os.makedirs(folder, exist_ok=True)
+            self._folders.add(folder)
+        tmp = os.path.join(folder, f".incoming-{secrets.token_hex(8)}.jpg")
         try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
+            fd = os.open(tmp, _CREATE_FLAGS, 0o600)
+        except FileNotFoundError:  # the folder was removed behind our back: make it again
+            os.makedirs(folder, exist_ok=True)
+            fd = os.open(tmp, _CREATE_FLAGS, 0o600)
+        try:
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+            finally:
+                os.close(fd)
             os.replace(tmp, path)
         except BaseException:
-            Path(tmp).unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
             raise
         log.debug("stored evidence %s (%d bytes)", sha256, len(data))
         return sha256
@@ -73,3 +96,9 @@ class EvidenceStore:
     def read(self, sha256: str) -> bytes:
         """The image bytes; FileNotFoundError if this store does not hold it."""
         return self.path_for(sha256).read_bytes()
+
+
+@functools.lru_cache(maxsize=16)
+def evidence_store(root: Path) -> EvidenceStore:
+    """The process's store for `root` (ingest asks per alert; the store remembers its folders)."""
+    return EvidenceStore(root)
