@@ -52,7 +52,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
-from sqlalchemy import create_engine, event, func, select, text
+from sqlalchemy import Engine, Insert, create_engine, event, func, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -235,31 +235,41 @@ def processed_total(shared: Shared) -> int:
     return sum(v.value for v in shared.processed)  # type: ignore[attr-defined]
 
 
-def _latency_hooks(factory: sessionmaker[Session], latencies: list[float], shared: Shared, *, prefix: str) -> None:
+def _latency_hooks(
+    engine: Engine, factory: sessionmaker[Session], latencies: list[float], shared: Shared, *, prefix: str
+) -> None:
     """Record commit time - bench_sent_at for every alert row of this run (id starts with `prefix`)
-    a transaction inserted; other publishers' alerts on the same broker are not counted."""
+    a transaction inserted; other publishers' alerts on the same broker are not counted.
 
-    @event.listens_for(factory, "after_flush")
-    def _flushed(session: Session, _ctx: object) -> None:
-        sent = [
-            obj.payload.get("bench_sent_at")
-            for obj in session.new
-            if isinstance(obj, Alert) and obj.alert_id.startswith(prefix)
-        ]
-        session.info.setdefault("bench_sent", []).extend(s for s in sent if s)
+    Rows are seen at the INSERT statement (ingest inserts them in bulk, not as ORM objects); one
+    ingest thread per worker process, so one list of not yet committed send times suffices."""
+    uncommitted: list[float] = []
+
+    @event.listens_for(engine, "after_execute")
+    def _executed(
+        _conn: object, clause: object, multiparams: object, params: object, _options: object, _result: object
+    ) -> None:
+        if not isinstance(clause, Insert) or clause.table.name != "alerts":  # type: ignore[attr-defined]
+            return
+        rows = multiparams if isinstance(multiparams, list) and multiparams else [params]
+        for row in rows:
+            if isinstance(row, dict) and str(row.get("alert_id", "")).startswith(prefix):
+                sent = (row.get("payload") or {}).get("bench_sent_at")
+                if sent:
+                    uncommitted.append(sent)
 
     @event.listens_for(factory, "after_commit")
     def _committed(session: Session) -> None:
         now = time.time()
-        sent = session.info.pop("bench_sent", [])
-        latencies.extend(now - s for s in sent)
+        latencies.extend(now - s for s in uncommitted)
         with shared.ours.get_lock():  # type: ignore[attr-defined]
-            shared.ours.value += len(sent)  # type: ignore[attr-defined]
+            shared.ours.value += len(uncommitted)  # type: ignore[attr-defined]
+        uncommitted.clear()
         shared.last_commit.value = max(shared.last_commit.value, now)  # type: ignore[attr-defined]
 
     @event.listens_for(factory, "after_rollback")
     def _rolled_back(session: Session) -> None:
-        session.info.pop("bench_sent", None)
+        uncommitted.clear()
 
 
 def consumer_main(
@@ -270,7 +280,7 @@ def consumer_main(
     engine = make_engine(db_url)
     factory = make_session_factory(engine)
     latencies: list[float] = []
-    _latency_hooks(factory, latencies, shared, prefix=prefix)
+    _latency_hooks(engine, factory, latencies, shared, prefix=prefix)
     client_id = f"{group}-w{index}"
     settings = CentralSettings(
         broker=BrokerSettings(

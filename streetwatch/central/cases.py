@@ -32,10 +32,11 @@ import logging
 import math
 import zlib
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
-from sqlalchemy import exists, func, select, update
+from sqlalchemy import bindparam, exists, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
@@ -56,6 +57,7 @@ EPISODE_LOCK_BUCKETS = 4096
 PRIORITY_ALERTS_CAP = 50
 PRIORITY_DWELL_STEP_S = 300
 PRIORITY_DWELL_CAP = 36
+_Row = TypeVar("_Row")
 
 
 # ---------------------------------------------------------------- pure decision functions
@@ -230,28 +232,67 @@ def resolve_merged(session: Session, case_id: int) -> Case:
     return case
 
 
+# The candidate searches, built once (building SQL expressions per alert cost more than running them).
+_OPEN_CASES = select(Case).where(
+    Case.violation == bindparam("violation"),
+    Case.status.in_(OPEN_CASE_STATUSES),
+    Case.merged_into_id.is_(None),
+    Case.last_seen >= bindparam("since"),
+    Case.first_seen <= bindparam("until"),
+)
+_OPEN_CASES_NEAR = _OPEN_CASES.where(
+    Case.lat.between(bindparam("lat_min"), bindparam("lat_max")),
+    Case.lon.between(bindparam("lon_min"), bindparam("lon_max")),
+)
+_OPEN_CASES_OF_VIEW = _OPEN_CASES.where(
+    Case.lat.is_(None), Case.camera_id == bindparam("camera_id"), Case.zone_id == bindparam("zone_id")
+)
+_OPEN_EPISODES_OF_CASE = select(Episode.id).where(Episode.case_id == bindparam("case_id"), Episode.ended_at.is_(None))
+
+
 def _candidates(session: Session, sighting: Sighting, settings: CaseSettings) -> list[Candidate]:
+    """Open cases of the sighting's violation near it in place and time, as this transaction sees them.
+
+    The query runs without autoflush (a flush per alert was most of a batch's cost): cases changed
+    earlier in the transaction but not flushed yet are added from the session, with their current
+    values. The query's box is only a pre-filter; `choose_case` decides on time and distance.
+    """
     gap = timedelta(seconds=settings.max_gap_s[sighting.violation])  # type: ignore[index]
-    query = select(Case).where(
-        Case.violation == sighting.violation,
-        Case.status.in_(OPEN_CASE_STATUSES),
-        Case.merged_into_id.is_(None),
-        Case.last_seen >= sighting.observed_at - gap,
-        Case.first_seen <= sighting.observed_at + gap,
-    )
+    params: dict[str, object] = {
+        "violation": sighting.violation,
+        "since": sighting.observed_at - gap,
+        "until": sighting.observed_at + gap,
+    }
     if sighting.lat is None or sighting.lon is None:
-        query = query.where(Case.lat.is_(None), Case.camera_id == sighting.camera_id, Case.zone_id == sighting.zone_id)
+        query = _OPEN_CASES_OF_VIEW
+        params.update(camera_id=sighting.camera_id, zone_id=sighting.zone_id)
     else:
+        query = _OPEN_CASES_NEAR
         radius = settings.radius_m[sighting.violation]  # type: ignore[index]
         dlat = radius / METRES_PER_DEGREE_LAT * 1.5
         dlon = dlat / max(0.01, math.cos(math.radians(sighting.lat)))
-        query = query.where(
-            Case.lat.between(sighting.lat - dlat, sighting.lat + dlat),
-            Case.lon.between(sighting.lon - dlon, sighting.lon + dlon),
+        params.update(
+            lat_min=sighting.lat - dlat,
+            lat_max=sighting.lat + dlat,
+            lon_min=sighting.lon - dlon,
+            lon_max=sighting.lon + dlon,
         )
-    return [
-        Candidate(c.id, c.lat, c.lon, c.first_seen, c.last_seen, c.camera_id, c.zone_id) for c in session.scalars(query)
-    ]
+    with session.no_autoflush:
+        found = {c.id: c for c in session.scalars(query, params)}
+    for case in _unflushed(session, Case):
+        if (
+            case.id is not None
+            and case.violation == sighting.violation
+            and case.status in OPEN_CASE_STATUSES
+            and case.merged_into_id is None
+        ):
+            found[case.id] = case
+    return [Candidate(c.id, c.lat, c.lon, c.first_seen, c.last_seen, c.camera_id, c.zone_id) for c in found.values()]
+
+
+def _unflushed(session: Session, kind: type[_Row]) -> list[_Row]:
+    """Objects of `kind` this session added or changed and has not flushed yet."""
+    return [obj for obj in (*session.new, *session.dirty) if isinstance(obj, kind)]
 
 
 def find_case(session: Session, alert: WireAlert, *, settings: CaseSettings) -> Case | None:
@@ -275,26 +316,29 @@ def find_nearby_case(session: Session, alert: WireAlert, *, settings: CaseSettin
 
 
 def open_case(session: Session, alert: WireAlert) -> Case:
-    """A new, empty case at the alert's place and time (counters are filled by `apply_alert`)."""
-    case = Case(
-        violation=alert.violation,
-        status="new",
-        lat=None,
-        lon=None,
-        location_count=0,
-        camera_id=alert.camera_id,
-        zone_id=alert.zone_id,
-        first_seen=alert.observed_at,
-        last_seen=alert.observed_at,
-        alert_count=0,
-        episode_count=0,
-        attribution_method="none",
-        priority=0,
-        active=True,
-    )
-    session.add(case)
-    session.flush()
-    return case
+    """A new, empty case at the alert's place and time (counters are filled by `apply_alert`).
+
+    Inserted at once for its id, as one row: a flush here would also write every other change of
+    the batch so far, once per new case; those wait for the batch's flush instead.
+    """
+    values = {
+        "violation": alert.violation,
+        "status": "new",
+        "lat": None,
+        "lon": None,
+        "location_count": 0,
+        "camera_id": alert.camera_id,
+        "zone_id": alert.zone_id,
+        "first_seen": alert.observed_at,
+        "last_seen": alert.observed_at,
+        "alert_count": 0,
+        "episode_count": 0,
+        "attribution_method": "none",
+        "priority": 0,
+        "active": True,
+    }
+    with session.no_autoflush:
+        return session.scalars(insert(Case).returning(Case), [values]).one()
 
 
 def _track_episode(session: Session, case: Case, alert: WireAlert, episode: Episode | None) -> Episode:
@@ -326,12 +370,12 @@ def apply_alert(
     evidence_sha256: str | None,
     episode: Episode | None = None,
     episode_loaded: bool = False,
-) -> bool:
+) -> Episode:
     """Fold one alert into `case`: counts, span, location, activity, evidence, priority, attribution.
 
     `episode_loaded=True` says `episode` is the alert's stored episode (None: not stored yet), as
     the caller already looked it up; otherwise it is looked up here.
-    Returns True if the alert brought a new episode to the case.
+    Returns the alert's episode (created here if it was new to the case).
     """
     if not episode_loaded:
         episode = session.get(Episode, alert.episode_id)
@@ -349,9 +393,7 @@ def apply_alert(
             case.lat, case.lon, case.location_count, new_lat=alert.location.lat, new_lon=alert.location.lon
         )
     # Active while any episode is open; this alert's own open episode answers without a query.
-    case.active = episode.ended_at is None or bool(
-        session.scalar(select(exists().where(Episode.case_id == case.id, Episode.ended_at.is_(None))))
-    )
+    case.active = episode.ended_at is None or has_open_episode(session, case.id)
     case.priority = priority_of(
         weight=settings.priority_weight[alert.violation],
         alert_count=case.alert_count,
@@ -360,7 +402,21 @@ def apply_alert(
     )
     if index is not None:
         attribute_case(case, index)
-    return new_episode
+    return episode
+
+
+def has_open_episode(session: Session, case_id: int) -> bool:
+    """Whether an episode of the case is still open, as this transaction sees it.
+
+    No autoflush (it would cost a flush per `ended` alert): episodes added or changed in the session
+    but not flushed yet count with their current values, the stored ones with the database's.
+    """
+    pending = {episode.id: episode for episode in _unflushed(session, Episode)}
+    if any(episode.case_id == case_id and episode.ended_at is None for episode in pending.values()):
+        return True
+    with session.no_autoflush:
+        stored = session.scalars(_OPEN_EPISODES_OF_CASE, {"case_id": case_id})
+        return any(episode_id not in pending for episode_id in stored)
 
 
 def attribute_case(case: Case, index: MerchantIndex) -> None:
@@ -384,6 +440,26 @@ def lock_for_alert(session: Session, alert: WireAlert, *, settings: CaseSettings
     take_case_locks(session, alert_lock_keys(alert, settings=settings))
 
 
+@dataclass
+class KnownRows:
+    """Episodes and cases a transaction already holds, so a batch of alerts does not look them up
+    alert by alert. Rows are held strongly: the session's identity map only keeps weak references,
+    and a row it dropped would be read again."""
+
+    episodes: dict[str, Episode] = field(default_factory=dict)
+    cases: dict[int, Case] = field(default_factory=dict)
+    # True: `episodes` holds every stored episode the caller's alerts can name (read up front), so
+    # one missing from it is new; False: look it up.
+    episodes_exact: bool = False
+
+    def episode(self, session: Session, episode_id: str) -> Episode | None:
+        """The alert's episode, stored or created earlier in this transaction; None if it is new."""
+        found = self.episodes.get(episode_id)
+        if found is None and not self.episodes_exact:
+            found = session.get(Episode, episode_id)
+        return found
+
+
 def decide_case(
     session: Session,
     alert: WireAlert,
@@ -391,12 +467,17 @@ def decide_case(
     settings: CaseSettings,
     index: MerchantIndex | None,
     evidence_sha256: str | None,
+    known: KnownRows | None = None,
 ) -> CaseDecision:
     """Find or open the alert's case and fold the alert in.
 
-    Call inside the ingest transaction, after `lock_for_alert`.
+    The episode's case (following merges), else the nearest open case of the violation in place and
+    time, else a new case. `known` is what the transaction already holds (a batch's prefetched rows);
+    the alert's case and episode are added to it. Call inside the ingest transaction, after
+    `lock_for_alert`.
     """
-    episode = session.get(Episode, alert.episode_id)
+    known = known if known is not None else KnownRows()
+    episode = known.episode(session, alert.episode_id)
     if episode is not None:
         case: Case | None = resolve_merged(session, episode.case_id)
     else:
@@ -404,7 +485,7 @@ def decide_case(
     created = case is None
     if case is None:
         case = open_case(session, alert)
-    new_episode = apply_alert(
+    known.episodes[alert.episode_id] = apply_alert(
         session,
         case,
         alert,
@@ -414,8 +495,9 @@ def decide_case(
         episode=episode,
         episode_loaded=True,
     )
+    known.cases[case.id] = case
     log.debug("alert %s -> case %d (%s)", alert.alert_id, case.id, "new" if created else "joined")
-    return CaseDecision(case=case, created=created, new_episode=new_episode)
+    return CaseDecision(case=case, created=created, new_episode=episode is None)
 
 
 def merge_cases(session: Session, *, source_id: int, target_id: int) -> Case:
@@ -467,6 +549,7 @@ def _aware(value: datetime) -> datetime:
 
 __all__ = [
     "CaseDecision",
+    "KnownRows",
     "alert_lock_keys",
     "take_case_locks",
     "Candidate",
@@ -478,6 +561,7 @@ __all__ = [
     "distance_m",
     "find_case",
     "find_nearby_case",
+    "has_open_episode",
     "lock_cells",
     "lock_for_alert",
     "lock_keys",

@@ -22,25 +22,22 @@ from pathlib import Path
 from typing import Literal
 
 import paho.mqtt.client as mqtt
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.exc import DataError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from streetwatch.central.attribution import MerchantIndex, MerchantIndexCache, load_merchant_index
 from streetwatch.central.cases import (
-    CaseDecision,
+    KnownRows,
     alert_lock_keys,
-    apply_alert,
-    find_nearby_case,
+    decide_case,
     lock_for_alert,
-    open_case,
-    resolve_merged,
     take_case_locks,
 )
 from streetwatch.central.config import CentralSettings
 from streetwatch.central.db import session_scope
-from streetwatch.central.evidence_store import EvidenceError, EvidenceStore, decode_jpeg_b64
-from streetwatch.central.models import DEAD_LETTER_PAYLOAD_MAX_CHARS, Alert, Case, DeadLetter, Episode
+from streetwatch.central.evidence_store import EvidenceError, decode_jpeg_b64, evidence_store
+from streetwatch.central.models import DEAD_LETTER_PAYLOAD_MAX_CHARS, Alert, Case, DeadLetter, Episode, utcnow
 from streetwatch.central.sightings import adopt_sightings, decide_sighting
 from streetwatch.edge.alerts import Alert as WireAlert
 from streetwatch.edge.alerts import AlertRejected, edge_id_from_topic, parse_alert
@@ -104,8 +101,11 @@ def topic_mismatch(alert: WireAlert, topic: str | None) -> str | None:
     return None
 
 
-def stored_payload(alert: WireAlert, *, evidence_sha256: str | None) -> dict[str, object]:
-    """The alert as JSON for the row: every field (unknown ones too) except the evidence bytes."""
+def stored_payload(alert: WireAlert, *, evidence_sha256: str | None, may_hold_nul: bool = True) -> dict[str, object]:
+    """The alert as JSON for the row: every field (unknown ones too) except the evidence bytes.
+
+    `may_hold_nul=False` skips the NUL scrub (the caller saw no escaped NUL in the raw payload).
+    """
     data = alert.model_dump(mode="json", by_alias=True, exclude_none=True, exclude={"evidence"})
     if alert.evidence is not None:
         data["evidence"] = {
@@ -113,61 +113,69 @@ def stored_payload(alert: WireAlert, *, evidence_sha256: str | None) -> dict[str
             "height": alert.evidence.height,
             "sha256": evidence_sha256,
         }
+    if not may_hold_nul:
+        return data
     scrubbed = scrub(data)
     assert isinstance(scrubbed, dict)
     return scrubbed
 
 
-def _alert_row(alert: WireAlert, *, case_id: int | None, evidence_sha256: str | None) -> Alert:
+def may_hold_nul(payload: bytes | str | None) -> bool:
+    """Whether a parsed alert may contain a NUL: JSON can only carry one escaped (a raw control
+    character is invalid JSON), so a payload without `\\u0000` has none. None = unknown: maybe."""
+    if isinstance(payload, bytes):
+        return b"\\u0000" in payload
+    return payload is None or "\\u0000" in payload
+
+
+def _alert_values(
+    alert: WireAlert, *, case_id: int | None, evidence_sha256: str | None, scrub_payload: bool = True
+) -> dict[str, object]:
+    """The alert's row as column values (for a bulk insert, or an ORM row)."""
     loc = alert.location
-    return Alert(
-        alert_id=alert.alert_id,
-        episode_id=alert.episode_id,
-        case_id=case_id,
-        edge_id=alert.edge_id,
-        camera_id=alert.camera_id,
-        source_kind=alert.source_kind,
-        violation=alert.violation,
-        state=alert.state,
-        started_at=alert.started_at,
-        observed_at=alert.observed_at,
-        lat=loc.lat if loc else None,
-        lon=loc.lon if loc else None,
-        accuracy_m=loc.accuracy_m if loc else None,
-        confidence=alert.confidence,
-        zone_id=alert.zone_id,
-        track_id=_text(str(alert.track_id))[:64],
-        evidence_sha256=evidence_sha256,
-        payload=stored_payload(alert, evidence_sha256=evidence_sha256),
-        model_name=_text(alert.model.name),
-        model_sha256=alert.model.sha256,
-    )
+    return {
+        "alert_id": alert.alert_id,
+        "episode_id": alert.episode_id,
+        "case_id": case_id,
+        "edge_id": alert.edge_id,
+        "camera_id": alert.camera_id,
+        "source_kind": alert.source_kind,
+        "violation": alert.violation,
+        "state": alert.state,
+        "started_at": alert.started_at,
+        "observed_at": alert.observed_at,
+        "lat": loc.lat if loc else None,
+        "lon": loc.lon if loc else None,
+        "accuracy_m": loc.accuracy_m if loc else None,
+        "confidence": alert.confidence,
+        "zone_id": alert.zone_id,
+        "track_id": _text(str(alert.track_id))[:64],
+        "evidence_sha256": evidence_sha256,
+        "payload": stored_payload(alert, evidence_sha256=evidence_sha256, may_hold_nul=scrub_payload),
+        "model_name": _text(alert.model.name),
+        "model_sha256": alert.model.sha256,
+        "received_at": utcnow(),
+    }
+
+
+@dataclass(frozen=True)
+class _Inserted:
+    """An alert row this batch inserts in bulk (its case cannot change within the batch)."""
+
+    case_id: int
 
 
 @dataclass
-class _Known:
-    """What the transaction already holds about a batch's alerts and episodes, read once per batch
-    (after its case locks) instead of once per alert. Every row is held here strongly: the session's
-    identity map only keeps weak references, and a prefetched row it dropped would be read again.
-    """
+class _Known(KnownRows):
+    """What the transaction holds about a batch: its stored alerts (duplicates), episodes and
+    cases, read once per batch after its case locks, and what the batch added since."""
 
-    alerts: dict[str, Alert] = field(default_factory=dict)
-    episodes: dict[str, Episode] = field(default_factory=dict)
-    cases: dict[int, Case] = field(default_factory=dict)
-    # False once a sighting was handled: its path stores episodes this map does not see.
-    episodes_exact: bool = True
-
-    def episode(self, session: Session, episode_id: str) -> Episode | None:
-        """The stored (or in this batch created) episode, None if there is none."""
-        found = self.episodes.get(episode_id)
-        if found is None and not self.episodes_exact:
-            found = session.get(Episode, episode_id)
-        return found
+    alerts: dict[str, Alert | _Inserted] = field(default_factory=dict)
 
 
 def _prefetch(session: Session, alerts: Sequence[WireAlert]) -> _Known:
     """One query each for the alerts already stored (duplicates), their episodes and those cases."""
-    known = _Known()
+    known = _Known(episodes_exact=True)
     alert_ids = {alert.alert_id for alert in alerts}
     if alert_ids:
         rows = session.scalars(select(Alert).where(Alert.alert_id.in_(alert_ids)))
@@ -183,12 +191,15 @@ def _prefetch(session: Session, alerts: Sequence[WireAlert]) -> _Known:
 
 @dataclass
 class _Batch:
-    """One transaction's ingest context: settings, the attribution index (loaded when first needed)
-    and what is known about the batch's rows (prefetched with the first alert when not up front)."""
+    """One transaction's ingest context: settings, the attribution index (loaded when first needed),
+    what is known about the batch's rows (prefetched with the first alert when not up front) and
+    the alert rows waiting for their bulk insert."""
 
     settings: CentralSettings
     index: MerchantIndex | None = None
     known: _Known | None = None
+    locked: bool = False  # every case lock of the batch is taken (ingest_many takes them up front)
+    new_alerts: list[dict[str, object]] = field(default_factory=list)
 
     def index_for(self, session: Session) -> MerchantIndex:
         if self.index is None:
@@ -199,6 +210,14 @@ class _Batch:
         if self.known is None:
             self.known = _prefetch(session, [alert])
         return self.known
+
+    def store_alerts(self, session: Session) -> None:
+        """Flush the session (cases first: the rows point at them), then insert the waiting alert
+        rows with one statement: the ORM's per-object bookkeeping was a large share of ingest."""
+        session.flush()
+        if self.new_alerts:
+            session.execute(insert(Alert), self.new_alerts)
+            self.new_alerts = []
 
 
 def ingest_alert(
@@ -217,15 +236,23 @@ def ingest_alert(
     the database when None: fine for one-off calls, slow per alert at scale). The caller commits;
     open the transaction with `session_scope(factory, write_lock=True)`.
     """
-    result = _ingest_one(session, alert, topic=topic, origin=origin, batch=_Batch(settings=settings, index=index))
-    session.flush()
+    batch = _Batch(settings=settings, index=index)
+    result = _ingest_one(session, alert, topic=topic, origin=origin, batch=batch)
+    batch.store_alerts(session)
     return result
 
 
 def _ingest_one(
-    session: Session, alert: WireAlert, *, topic: str | None, origin: str | None, batch: _Batch
+    session: Session,
+    alert: WireAlert,
+    *,
+    topic: str | None,
+    origin: str | None,
+    batch: _Batch,
+    payload: bytes | str | None = None,
 ) -> IngestResult:
-    """`ingest_alert` within a batch: rows are flushed when a later query needs them, not per alert."""
+    """`ingest_alert` within a batch: rows are written when a later step needs them, not per alert.
+    `payload` is the raw message if at hand (it tells whether the row needs a NUL scrub)."""
     settings = batch.settings
     label = origin or topic or ""
     mismatch = topic_mismatch(alert, topic)
@@ -235,74 +262,32 @@ def _ingest_one(
         jpeg = decode_jpeg_b64(alert.evidence.jpeg_b64) if alert.evidence is not None else None
     except EvidenceError as exc:
         return dead_letter(session, topic=label, reason=str(exc), payload=alert.to_json())
-    lock_for_alert(session, alert, settings=settings.cases)
+    if not batch.locked:
+        lock_for_alert(session, alert, settings=settings.cases)
     known = batch.known_for(session, alert)  # read only after the locks: no other worker changes it now
     existing = known.alerts.get(alert.alert_id)
     if existing is not None:
         log.info("alert %s: duplicate delivery, case %s unchanged", alert.alert_id, existing.case_id)
         return IngestResult("duplicate", alert_id=alert.alert_id, case_id=existing.case_id)
-    sha256 = EvidenceStore(settings.evidence_dir).put(jpeg) if jpeg is not None else None
+    sha256 = evidence_store(settings.evidence_dir).put(jpeg) if jpeg is not None else None
     index = batch.index_for(session)
     if alert.state == "sighting":
         return _ingest_sighting(session, alert, batch=batch, index=index, evidence_sha256=sha256)
-    decision = _decide_case(session, alert, batch=batch, index=index, evidence_sha256=sha256)
-    row = _alert_row(alert, case_id=decision.case.id, evidence_sha256=sha256)
-    session.add(row)
-    known.alerts[alert.alert_id] = row
+    decision = decide_case(session, alert, settings=settings.cases, index=index, evidence_sha256=sha256, known=known)
+    case_id = decision.case.id
+    batch.new_alerts.append(
+        _alert_values(alert, case_id=case_id, evidence_sha256=sha256, scrub_payload=may_hold_nul(payload))
+    )
+    known.alerts[alert.alert_id] = _Inserted(case_id)
     log.info(
         "alert %s (camera %s, track %s): %s case %d",
         alert.alert_id,
         alert.camera_id,
         alert.track_id,
         "opened" if decision.created else "joined",
-        decision.case.id,
+        case_id,
     )
-    return IngestResult("created" if decision.created else "joined", alert_id=alert.alert_id, case_id=decision.case.id)
-
-
-def _decide_case(
-    session: Session, alert: WireAlert, *, batch: _Batch, index: MerchantIndex, evidence_sha256: str | None
-) -> CaseDecision:
-    """`cases.decide_case`, with the episode taken from the batch instead of a query per alert.
-
-    Same rule: the episode's case (following merges), else the nearest open case (its query
-    autoflushes, so cases opened or moved earlier in the batch are seen), else a new case.
-    """
-    assert batch.known is not None
-    episode = batch.known.episode(session, alert.episode_id)
-    case = resolve_merged(session, episode.case_id) if episode is not None else None
-    if episode is None:
-        case = find_nearby_case(session, alert, settings=batch.settings.cases)
-    created = case is None
-    if case is None:
-        case = open_case(session, alert)
-    new_episode = apply_alert(
-        session,
-        case,
-        alert,
-        settings=batch.settings.cases,
-        index=index,
-        evidence_sha256=evidence_sha256,
-        episode=episode,
-        episode_loaded=True,
-    )
-    batch.known.cases[case.id] = case  # held, so its episode's next alert finds it without a query
-    if new_episode:
-        batch.known.episodes[alert.episode_id] = _new_episode(session, alert.episode_id)
-    log.debug("alert %s -> case %d (%s)", alert.alert_id, case.id, "new" if created else "joined")
-    return CaseDecision(case=case, created=created, new_episode=new_episode)
-
-
-def _new_episode(session: Session, episode_id: str) -> Episode:
-    """The episode `apply_alert` just created: pending in the session (`get` does not see those)
-    or, if a query autoflushed it meanwhile, stored."""
-    for obj in session.new:
-        if isinstance(obj, Episode) and obj.id == episode_id:
-            return obj
-    episode = session.get(Episode, episode_id)
-    if episode is None:
-        raise LookupError(f"episode {episode_id!r} was just created but is not in the session")
-    return episode
+    return IngestResult("created" if decision.created else "joined", alert_id=alert.alert_id, case_id=case_id)
 
 
 def _ingest_sighting(
@@ -311,11 +296,11 @@ def _ingest_sighting(
     """A moving camera's sighting: joins a case, confirms a new one with earlier passes, or waits."""
     assert batch.known is not None
     settings = batch.settings
-    session.flush()  # the sighting rules look rows up by key: the batch's so far must be stored
+    batch.store_alerts(session)  # the sighting rules look rows up by key: the batch's so far must be stored
     batch.known.episodes_exact = False
     decision = decide_sighting(session, alert, settings=settings.cases, index=index, evidence_sha256=evidence_sha256)
     case_id = decision.case.id if decision.case is not None else None
-    row = _alert_row(alert, case_id=case_id, evidence_sha256=evidence_sha256)
+    row = Alert(**_alert_values(alert, case_id=case_id, evidence_sha256=evidence_sha256))
     session.add(row)
     batch.known.alerts[alert.alert_id] = row
     session.flush()
@@ -381,7 +366,7 @@ def ingest_many(
         for key in alert_lock_keys(alert, settings=settings.cases)
     ]
     take_case_locks(session, sorted(set(keys)))
-    batch = _Batch(settings=settings, index=index)
+    batch = _Batch(settings=settings, index=index, locked=True)
     batch.index_for(session)
     batch.known = _prefetch(session, [alert for alert in parsed if isinstance(alert, WireAlert)])
     results = []
@@ -390,8 +375,12 @@ def ingest_many(
         if isinstance(alert, AlertRejected):
             results.append(dead_letter(session, topic=label, reason=alert.reason, payload=message.payload))
         else:
-            results.append(_ingest_one(session, alert, topic=message.topic, origin=message.origin, batch=batch))
-    session.flush()
+            results.append(
+                _ingest_one(
+                    session, alert, topic=message.topic, origin=message.origin, batch=batch, payload=message.payload
+                )
+            )
+    batch.store_alerts(session)
     return results
 
 
