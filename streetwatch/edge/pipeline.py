@@ -27,7 +27,7 @@ from streetwatch.edge.geo import (
     polygon_geo_to_px,
 )
 from streetwatch.edge.moving import MovingCameraAnalyzer, pose_track_for
-from streetwatch.edge.rules import ViolationEngine
+from streetwatch.edge.rules import ViolationEngine, roles_read
 from streetwatch.edge.tracking import CameraTracker, TrackerSettings
 from streetwatch.edge.types import Frame, ViolationEvent
 
@@ -53,7 +53,10 @@ class CameraAnalyzer:
             fit_homography(camera.calibration.points) if camera.calibration else None
         )
         rules = context.config.rules
-        self.tracker = CameraTracker(camera.id, TrackerSettings.for_camera(camera, rules))
+        violations = {violation for zone in camera.zones for violation in zone.violations}
+        self.tracker = CameraTracker(
+            camera.id, TrackerSettings.for_camera(camera, rules), roles=roles_read(violations)
+        )
         self.engine = ViolationEngine(camera, rules, polygons_px=self._zone_polygons())
         # Background modelling costs a few ms per frame: only cameras that watch for goods pay it.
         watches_goods = any("stacked_goods" in zone.violations for zone in camera.zones)

@@ -21,7 +21,7 @@ raises an alert.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
@@ -31,8 +31,8 @@ import supervision as sv
 
 from streetwatch.edge.alerts import Violation, new_id
 from streetwatch.edge.config import CameraConfig, RulesConfig
-from streetwatch.edge.tracking import Box, TrackState
-from streetwatch.edge.types import EvidenceObject, ViolationEvent
+from streetwatch.edge.tracking import TRACKED_ROLES, Box, TrackState
+from streetwatch.edge.types import EvidenceObject, Role, ViolationEvent
 from streetwatch.edge.zones import CameraZones, PixelZone, Polygon, ground_points
 
 logger = logging.getLogger(__name__)
@@ -84,6 +84,21 @@ class _StaticRegion:
     box: np.ndarray
     first_seen_t: float
     last_seen_t: float
+
+
+# The track roles each rule reads: a camera tracks only what its zones' rules need (goods also
+# reads persons and vehicles, which explain a static region away).
+ROLES_READ: dict[Violation, tuple[Role, ...]] = {
+    "illegal_parking": ("vehicle",),
+    "street_vending": ("person", "vending_prop"),
+    "stacked_goods": ("goods", "person", "vehicle"),
+}
+
+
+def roles_read(violations: Iterable[Violation]) -> tuple[Role, ...]:
+    """The roles the rules for these violations read, in a stable order."""
+    wanted = {role for violation in violations for role in ROLES_READ[violation]}
+    return tuple(role for role in TRACKED_ROLES if role in wanted)
 
 
 class ViolationEngine:

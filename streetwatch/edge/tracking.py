@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import statistics
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import cast
 
@@ -110,6 +111,7 @@ class _Stable:
     bt_id: int | None = None
     moved_at: list[float] = field(default_factory=list)  # times of consecutive off-anchor sightings
     frame_no: int = -1  # the last frame that updated this track
+    median_score: float = 0.0  # of `scores`, kept current by `_observe` (read every frame)
 
     def state(self) -> TrackState:
         return TrackState(
@@ -118,7 +120,7 @@ class _Stable:
             class_name=self.class_name,
             box=cast(Box, tuple(float(v) for v in self.box)),
             score=self.score,
-            median_score=float(statistics.median(self.scores)),
+            median_score=self.median_score,
             first_seen_t=self.first_seen_t,
             last_seen_t=self.last_seen_t,
             still_since_t=self.still_since_t,
@@ -140,10 +142,20 @@ class _RoleFrame:
 
 
 class CameraTracker:
-    """Tracks of one camera. Call `update` once per sampled frame with strictly growing stream time."""
+    """Tracks of one camera. Call `update` once per sampled frame with strictly growing stream time.
 
-    def __init__(self, camera_id: str, settings: TrackerSettings | None = None) -> None:
+    roles: the roles to track (the camera's rules read no others; detections of other roles are
+    dropped), by default all.
+    """
+
+    def __init__(
+        self, camera_id: str, settings: TrackerSettings | None = None, *, roles: Sequence[Role] = TRACKED_ROLES
+    ) -> None:
+        unknown = set(roles) - set(TRACKED_ROLES)
+        if unknown:
+            raise ValueError(f"roles: expected some of {TRACKED_ROLES}, got {sorted(unknown)}")
         self.camera_id = camera_id
+        self.roles: tuple[Role, ...] = tuple(role for role in TRACKED_ROLES if role in roles)
         self.settings = settings or TrackerSettings()
         self._next_sid = 1
         self._stable: dict[int, _Stable] = {}
@@ -153,7 +165,7 @@ class CameraTracker:
         self._bytetracks = self._new_bytetracks()
 
     def _new_bytetracks(self) -> dict[Role, ByteTrackTracker]:
-        return {role: new_bytetrack(self.settings) for role in TRACKED_ROLES}
+        return {role: new_bytetrack(self.settings) for role in self.roles}
 
     def update(self, *, t: float, detections: sv.Detections) -> list[TrackState]:
         """Feed one frame's detections at stream time `t`; return the tracks seen recently.
@@ -172,8 +184,12 @@ class CameraTracker:
             self.reset()
         self._last_t = t
         self._frame_no += 1
-        for role in TRACKED_ROLES:
-            frame = self._track_role(role, t=t, detections=detections)
+        roles = np.asarray(detections.data["role"]) if len(detections) else np.zeros(0, dtype=str)
+        for role in self.roles:
+            mask = roles == role
+            if not mask.any() and not self._bytetracks[role].tracks:
+                continue  # nothing to match or to age: ByteTrack would return at once, and so would we
+            frame = self._track_role(role, t=t, detections=detections, mask=mask)
             self._update_bound(role, frame, t=t)
             self._reassociate(role, frame, t=t)
             self._spawn(role, frame, t=t)
@@ -189,8 +205,7 @@ class CameraTracker:
         self._bytetracks = self._new_bytetracks()
         self._last_t = None
 
-    def _track_role(self, role: Role, *, t: float, detections: sv.Detections) -> _RoleFrame:
-        mask = np.asarray(detections.data["role"]) == role if len(detections) else np.zeros(0, dtype=bool)
+    def _track_role(self, role: Role, *, t: float, detections: sv.Detections, mask: np.ndarray) -> _RoleFrame:
         subset = cast(sv.Detections, detections[mask]) if mask.any() else sv.Detections.empty()
         out = self._bytetracks[role].update(subset, timestamp=t)
         n = len(out)
@@ -289,6 +304,7 @@ class CameraTracker:
         stable.box, stable.score, stable.last_seen_t = box, float(frame.scores[row]), t
         stable.class_name = str(frame.class_names[row]) or stable.class_name
         stable.scores.append(stable.score)
+        stable.median_score = float(statistics.median(stable.scores))
         stable.frame_no = self._frame_no
 
     def _update_stillness(self, stable: _Stable, box: np.ndarray, *, t: float) -> None:

@@ -206,3 +206,37 @@ def test_a_move_restarts_stillness_once_it_holds(moved_frames: int, restarted: b
         states = tracker.update(t=float(t), detections=detections([(box, 0.6, "car")]))
     (state,) = states
     assert (state.still_since_t > 30.0) is restarted
+
+
+def test_a_camera_tracks_only_the_roles_its_rules_read() -> None:
+    from streetwatch.edge.rules import roles_read
+
+    assert roles_read(["illegal_parking"]) == ("vehicle",)
+    assert roles_read(["street_vending"]) == ("person", "vending_prop")
+    assert roles_read(["stacked_goods", "illegal_parking"]) == ("vehicle", "person", "goods")
+    person = (400.0, 200.0, 440.0, 330.0)
+    parking_only = CameraTracker("cam-1", roles=roles_read(["illegal_parking"]))
+    everything = CameraTracker("cam-1")
+    for t in range(5):
+        both = detections([(CAR, 0.7, "car"), (person, 0.8, "person")])
+        kept = parking_only.update(t=float(t), detections=both)
+        seen = everything.update(t=float(t), detections=both)
+    assert {s.role for s in kept} == {"vehicle"}
+    assert {s.role for s in seen} == {"vehicle", "person"}
+
+
+def test_a_role_that_is_not_tracked_is_refused_by_name() -> None:
+    with pytest.raises(ValueError, match=r"roles: expected some of .*'ignore'"):
+        CameraTracker("cam-1", roles=("vehicle", "ignore"))  # type: ignore[arg-type]
+
+
+def test_a_track_survives_frames_where_its_role_has_no_detection_at_all() -> None:
+    """Roles with no detection and no live ByteTrack track are skipped; ones with live tracks are not."""
+    tracker = CameraTracker("cam-1")
+    for t in range(10):
+        tracker.update(t=float(t), detections=detections([(CAR, 0.7, "car")]))
+    states = [tracker.update(t=float(t), detections=sv.Detections.empty()) for t in range(10, 15)]
+    for t in range(15, 20):
+        last = tracker.update(t=float(t), detections=detections([(CAR, 0.7, "car")]))
+    assert [s.stable_id for s in states[-1]] == [last[0].stable_id]  # reported while missed, same id after
+    assert last[0].still_since_t == 1.0
