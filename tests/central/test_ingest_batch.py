@@ -10,13 +10,15 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from factories import make_alert
-from sqlalchemy import select
+from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from streetwatch.central.config import CentralSettings
 from streetwatch.central.db import session_scope
-from streetwatch.central.ingest import IngestResult, Message, ingest_many, ingest_payload
+from streetwatch.central.ingest import IngestResult, Message, _Batch, ingest_many, ingest_payload
 from streetwatch.central.models import Alert, Case, DeadLetter, Episode
 from streetwatch.edge.alerts import alert_topic
 
@@ -129,3 +131,59 @@ def test_a_batch_decides_as_one_by_one(
     assert len(cases) == 4 and len(letters) == 2
     assert a_case is not None and cases[a_case][:3] == (4, 2, True)  # a1-a3 (a ended) and b1: b is open
     assert snapshot(session_factory, "batch", batched) == (expected, cases, alerts, letters)
+
+
+def test_a_batch_sees_its_own_unflushed_case_changes(
+    session_factory: sessionmaker[Session], central_settings: CentralSettings
+) -> None:
+    """Within one batch, case searches read the database without flushing first: a case whose span
+    and location only the batch moved (not written yet) must still be found as one by one finds it.
+    b1 lies within max_gap (2 h) of a2's time but not of a1's, which is all the stored row knows."""
+
+    def scenario(tag: str, lat: float) -> list[Message]:
+        return [
+            Message(TOPIC, _alert(tag, "a1", lat=lat, minutes=0, episode="a")),
+            Message(TOPIC, _alert(tag, "a2", lat=lat + 8 * M_LAT, minutes=110, episode="a")),
+            Message(TOPIC, _alert(tag, "b1", lat=lat + 12 * M_LAT, minutes=229, episode="b")),
+            Message(TOPIC, _alert(tag, "a3", lat=lat + 8 * M_LAT, minutes=230, episode="a", state="ended")),
+        ]
+
+    alone = one_by_one(session_factory, central_settings, scenario("solo", 31.2304))
+    with session_scope(session_factory, write_lock=True) as session:
+        batched = ingest_many(session, scenario("many", 31.5304), settings=central_settings)
+
+    expected, cases, alerts, letters = snapshot(session_factory, "solo", alone)
+    assert [outcome for outcome, _ in expected] == ["created", "joined", "joined", "joined"]
+    assert len(cases) == 1 and cases[0][:3] == (4, 2, True)  # episode b is still open
+    assert snapshot(session_factory, "many", batched) == (expected, cases, alerts, letters)
+
+
+def test_a_failed_batch_leaves_nothing_and_its_redelivery_counts_once(
+    session_factory: sessionmaker[Session], central_settings: CentralSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Alert rows are written in bulk at the end of the batch, after its cases: a failure there rolls
+    the whole batch back (cases included), and the broker's redelivery then stores each alert once."""
+    messages = batch("fail", 31.2304)[:10]  # no sightings: their rules write the batch so far early
+    real_store = _Batch.store_alerts
+
+    def failing(self: _Batch, session: Session) -> None:
+        session.flush()
+        raise OperationalError("INSERT INTO alerts", {}, Exception("disk I/O error"))
+
+    monkeypatch.setattr(_Batch, "store_alerts", failing)
+    with pytest.raises(OperationalError), session_scope(session_factory, write_lock=True) as session:
+        ingest_many(session, messages, settings=central_settings)
+    with session_scope(session_factory) as session:
+        assert session.scalar(select(func.count(Case.id))) == 0
+        assert session.scalar(select(func.count(Alert.alert_id))) == 0
+        assert session.scalar(select(func.count(Episode.id))) == 0
+
+    monkeypatch.setattr(_Batch, "store_alerts", real_store)
+    for _ in range(2):  # redelivered, then redelivered again after it was stored
+        with session_scope(session_factory, write_lock=True) as session:
+            ingest_many(session, messages, settings=central_settings)
+    with session_scope(session_factory) as session:
+        stored = session.scalar(select(func.count(Alert.alert_id)))
+        counted = session.scalar(select(func.sum(Case.alert_count)))
+    # 10 messages: 2 dead letters and a duplicate within the batch -> 7 alerts, each counted once.
+    assert stored == counted == 7
