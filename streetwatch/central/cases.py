@@ -36,8 +36,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
-from sqlalchemy import bindparam, exists, func, insert, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy import bindparam, exists, func, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from streetwatch.central.attribution import MerchantIndex
@@ -204,9 +203,11 @@ _HELD_LOCKS = "streetwatch_case_locks"
 def take_case_locks(session: Session, keys: Sequence[str]) -> None:
     """Row-lock every key until the transaction ends (PostgreSQL only), in sorted order.
 
-    One statement: PostgreSQL inserts (and on conflict locks) VALUES rows in list order, so sorted
-    keys give every transaction the same locking order. Keys this session already holds are skipped
-    (a batch locks all its keys up front, then ingests alert by alert).
+    One statement: PostgreSQL inserts (and on conflict locks) the rows of the sorted SELECT one
+    after the other in that order, so every transaction locks in the same order. The keys travel
+    as one array (a VALUES list of a batch's hundreds of keys cost more to build than to run).
+    Keys this session already holds are skipped (a batch locks all its keys up front, then ingests
+    alert by alert).
     """
     if session.get_bind().dialect.name != "postgresql":
         return  # SQLite: BEGIN IMMEDIATE already holds the database write lock
@@ -214,10 +215,15 @@ def take_case_locks(session: Session, keys: Sequence[str]) -> None:
     wanted = sorted(set(keys) - held)
     if not wanted:
         return
-    now = utcnow()
-    stmt = pg_insert(CaseLock).values([{"key": key, "touched_at": now} for key in wanted])
-    session.execute(stmt.on_conflict_do_update(index_elements=[CaseLock.key], set_={"touched_at": now}))
+    session.execute(_LOCK_KEYS, {"keys": wanted, "now": utcnow()})
     held.update(wanted)
+
+
+_LOCK_KEYS = text(
+    f"INSERT INTO {CaseLock.__tablename__} (key, touched_at) "
+    "SELECT k.key, :now FROM unnest(CAST(:keys AS text[])) WITH ORDINALITY AS k(key, n) ORDER BY k.n "
+    "ON CONFLICT (key) DO UPDATE SET touched_at = EXCLUDED.touched_at"
+)
 
 
 def resolve_merged(session: Session, case_id: int) -> Case:

@@ -8,7 +8,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from factories import make_alert
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from streetwatch.central.cases import (
@@ -21,11 +22,12 @@ from streetwatch.central.cases import (
     merge_cases,
     priority_of,
     running_mean,
+    take_case_locks,
 )
 from streetwatch.central.config import CentralSettings
 from streetwatch.central.db import session_scope
 from streetwatch.central.ingest import IngestResult, ingest_alert
-from streetwatch.central.models import Alert, Case, Episode
+from streetwatch.central.models import Alert, Case, CaseLock, Episode
 from streetwatch.edge.alerts import Alert as WireAlert
 
 T0 = datetime(2026, 1, 15, 8, 0, tzinfo=UTC)
@@ -181,6 +183,26 @@ def test_lock_keys_are_sorted_and_cover_episode_and_view() -> None:
     assert episode_lock_key("ep-1") == episode_lock_key("ep-1") != episode_lock_key("ep-2")
     located = lock_keys(sighting(), episode_id="ep-1", radius_m=RADIUS)
     assert len(located) == 5 and episode_lock_key("ep-1") in located  # 2x2 cells + the episode
+
+
+def test_case_locks_hold_until_commit_on_postgresql(session_factory: sessionmaker[Session], db_backend: str) -> None:
+    """take_case_locks row-locks its keys (new ones too) until the transaction ends: a second
+    transaction wanting any of them cannot have it meanwhile (lock_timeout makes it say so at once
+    instead of waiting), and gets it after the commit."""
+    if db_backend != "postgresql":
+        pytest.skip("SQLite serialises writers with BEGIN IMMEDIATE; there are no lock rows")
+    keys = ["illegal_parking|1|2", "illegal_parking|1|3", episode_lock_key("ep-1")]
+    with session_factory() as holder, session_factory() as other:
+        take_case_locks(holder, keys)
+        other.execute(text("SET LOCAL lock_timeout = '100ms'"))
+        with pytest.raises(OperationalError, match="lock timeout"):
+            take_case_locks(other, ["illegal_parking|1|3"])
+        other.rollback()
+        holder.commit()
+        other.execute(text("SET LOCAL lock_timeout = '100ms'"))
+        take_case_locks(other, sorted(keys))
+        assert sorted(other.scalars(select(CaseLock.key))) == sorted(keys)
+        other.commit()
 
 
 @pytest.mark.parametrize(
