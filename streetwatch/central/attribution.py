@@ -75,7 +75,10 @@ class LocalProjection:
         return shapely.transform(geometry, _project)
 
     def point(self, lat: float, lon: float) -> Point:
-        return Point((lon - self.lon0) * self.metres_per_degree_lon, (lat - self.lat0) * METRES_PER_DEGREE)
+        # shapely.points on a tuple: half the cost of Point(x, y), which runs once per ingested alert.
+        x, y = (lon - self.lon0) * self.metres_per_degree_lon, (lat - self.lat0) * METRES_PER_DEGREE
+        point: Point = shapely.points((x, y))
+        return point
 
 
 def projection_for(zones: Sequence[ZoneRecord]) -> LocalProjection:
