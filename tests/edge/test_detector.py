@@ -307,12 +307,22 @@ def test_real_session_drops_unavailable_providers(model_dir: Path, requested: li
 SIZES = [(1920, 1080), (1080, 1920), (958, 568), (416, 416), (100, 50), (3000, 200), (7, 9)]
 
 
+def place(image: np.ndarray, centred: bool, *, size: int = 416, out: np.ndarray | None = None,
+          padded: bool = False) -> tuple[np.ndarray, Letterbox]:
+    """Letterbox into a (3, size, size) tensor of the format (YOLOX top-left, Ultralytics centred);
+    return the tensor read back as a BGR uint8 canvas, and the letterbox."""
+    fmt = UltralyticsFormat() if centred else YoloxFormat((size, size))
+    out = np.zeros((3, size, size), np.float32) if out is None else out
+    box = letterbox_into(image, out, fmt, padded=padded)
+    canvas = (out[::-1] * 255).round() if centred else out
+    return canvas.transpose(1, 2, 0).astype(np.uint8), box
+
+
 @pytest.mark.parametrize("centred", [False, True], ids=["top_left", "centred"])
 @pytest.mark.parametrize(("width", "height"), SIZES)
 def test_letterbox_places_the_image_where_it_says(width: int, height: int, centred: bool) -> None:
     image = np.full((height, width, 3), (7, 200, 30), dtype=np.uint8)
-    canvas = np.zeros((416, 416, 3), dtype=np.uint8)
-    box = letterbox_into(image, canvas, centred=centred)
+    canvas, box = place(image, centred)
     rows = np.flatnonzero((canvas == (7, 200, 30)).all(axis=2).any(axis=1))
     cols = np.flatnonzero((canvas == (7, 200, 30)).all(axis=2).any(axis=0))
     assert (rows[0], cols[0]) == (box.pad_y, box.pad_x)
@@ -326,14 +336,23 @@ def test_letterbox_places_the_image_where_it_says(width: int, height: int, centr
 
 
 @pytest.mark.parametrize("centred", [False, True], ids=["top_left", "centred"])
+def test_a_second_frame_of_the_same_size_keeps_the_pad_and_replaces_the_image(centred: bool) -> None:
+    out = np.zeros((3, 416, 416), np.float32)
+    place(np.full((1080, 1920, 3), 50, np.uint8), centred, out=out)
+    canvas, box = place(np.full((1080, 1920, 3), 90, np.uint8), centred, out=out, padded=True)
+    inside = canvas[box.pad_y : box.pad_y + 234, box.pad_x : box.pad_x + 416]
+    assert (inside == 90).all()
+    assert (canvas == 114).sum() == 416 * 416 * 3 - inside.size
+
+
+@pytest.mark.parametrize("centred", [False, True], ids=["top_left", "centred"])
 @pytest.mark.parametrize(("width", "height"), SIZES[:5])
 def test_box_drawn_in_image_maps_back_from_the_canvas(width: int, height: int, centred: bool) -> None:
     """A white box drawn in the original is found in the canvas and mapped back to where it was."""
     image = np.zeros((height, width, 3), dtype=np.uint8)
     x1, y1, x2, y2 = width // 4, height // 3, width * 3 // 4, height * 5 // 6
     image[y1:y2, x1:x2] = 255
-    canvas = np.empty((416, 416, 3), dtype=np.uint8)
-    box = letterbox_into(image, canvas, centred=centred)
+    canvas, box = place(image, centred)
     white = np.all(canvas > 200, axis=2)
     ys, xs = np.flatnonzero(white.any(axis=1)), np.flatnonzero(white.any(axis=0))
     found = np.array([[xs[0], ys[0], xs[-1] + 1, ys[-1] + 1]], dtype=np.float32)
@@ -343,8 +362,7 @@ def test_box_drawn_in_image_maps_back_from_the_canvas(width: int, height: int, c
 
 @pytest.mark.parametrize("centred", [False, True])
 def test_to_original_inverts_to_input_and_clips(centred: bool) -> None:
-    canvas = np.empty((640, 640, 3), dtype=np.uint8)
-    box = letterbox_into(np.zeros((720, 1280, 3), np.uint8), canvas, centred=centred)
+    _, box = place(np.zeros((720, 1280, 3), np.uint8), centred, size=640)
     inside = np.array([[0, 0, 1280, 720], [100.5, 200.25, 300, 400]], dtype=np.float32)
     np.testing.assert_allclose(box.to_original(box.to_input(inside)), inside, atol=1e-3)
     outside = np.array([[-50, -20, 1400, 800]], dtype=np.float32)
@@ -355,16 +373,16 @@ def test_to_original_inverts_to_input_and_clips(centred: bool) -> None:
 
 
 def test_yolox_tensor_is_bgr_0_255_without_normalisation() -> None:
-    canvas = np.full((416, 416, 3), (10, 20, 30), dtype=np.uint8)
+    image = np.full((416, 416, 3), (10, 20, 30), dtype=np.uint8)
     out = np.empty((3, 416, 416), dtype=np.float32)
-    YoloxFormat((416, 416)).fill_tensor(canvas, out)
+    YoloxFormat((416, 416)).write_pixels(image, out)
     np.testing.assert_array_equal(out[:, 5, 7], [10, 20, 30])
 
 
 def test_ultralytics_tensor_is_rgb_0_1() -> None:
-    canvas = np.full((640, 640, 3), (10, 20, 255), dtype=np.uint8)
+    image = np.full((640, 640, 3), (10, 20, 255), dtype=np.uint8)
     out = np.empty((3, 640, 640), dtype=np.float32)
-    UltralyticsFormat().fill_tensor(canvas, out)
+    UltralyticsFormat().write_pixels(image, out)
     np.testing.assert_allclose(out[:, 5, 7], [1.0, 20 / 255, 10 / 255], rtol=1e-6)
 
 
