@@ -18,6 +18,8 @@ import re
 import secrets
 from pathlib import Path
 
+import pybase64
+
 log = logging.getLogger(__name__)
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -31,11 +33,19 @@ class EvidenceError(ValueError):
 
 
 def decode_jpeg_b64(jpeg_b64: str) -> bytes:
-    """The JPEG bytes of an alert's `evidence.jpeg_b64`; EvidenceError if not base64 or not a JPEG."""
+    """The JPEG bytes of an alert's `evidence.jpeg_b64`; EvidenceError if not base64 or not a JPEG.
+
+    pybase64 (SIMD) decodes ~30x faster than the standard library, which took a tenth of an
+    alert's ingest; it refuses a little more (padding after a complete last group), so what it
+    refuses goes through the standard decoder: the same inputs are accepted as before.
+    """
     try:
-        data = base64.b64decode(jpeg_b64, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise EvidenceError(f"evidence.jpeg_b64: expected base64, could not decode ({exc})") from None
+        data = pybase64.b64decode(jpeg_b64, validate=True)
+    except (binascii.Error, ValueError):
+        try:
+            data = base64.b64decode(jpeg_b64, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise EvidenceError(f"evidence.jpeg_b64: expected base64, could not decode ({exc})") from None
     if not data.startswith(JPEG_MAGIC):
         raise EvidenceError(f"evidence.jpeg_b64: expected a JPEG (starts with FFD8), got {data[:4].hex()!r}")
     return data
