@@ -10,10 +10,10 @@ import re
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from streetwatch.edge.alerts import ID_PATTERN, VIOLATIONS, SourceKind, Violation
+from streetwatch.edge.yaml_file import read_yaml_mapping, shown_input
 
 DEFAULT_DWELL_S: dict[str, float] = {"illegal_parking": 120, "street_vending": 180, "stacked_goods": 300}
 _WINDOW = re.compile(r"^([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-4]):[0-5]\d$")
@@ -320,14 +320,7 @@ def _verify_platform(camera: CameraConfig, where: str, model: CameraModelConfig,
 def load_edge_config(path: str | Path) -> EdgeConfig:
     """Read and validate an edge YAML file; raise ConfigError naming the file and field."""
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
+    raw = read_yaml_mapping(path, ConfigError, what="the edge config", expected="a mapping at the top level")
     try:
         return EdgeConfig.model_validate(raw)
     except ValidationError as exc:
@@ -339,9 +332,7 @@ def format_validation_error(path: Path, exc: ValidationError) -> str:
     lines = [f"{path}: {exc.error_count()} configuration error(s)"]
     for err in exc.errors():
         field = ".".join(str(p) for p in err["loc"]) or "<top level>"
-        got = err.get("input")
-        shown = repr(got) if not isinstance(got, dict | list) else type(got).__name__
-        lines.append(f"  {field}: {err['msg']} (got {shown[:80]})")
+        lines.append(f"  {field}: {err['msg']} (got {shown_input(err)})")
     return "\n".join(lines)
 
 

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -29,6 +28,7 @@ from pydantic import (
 
 from streetwatch.edge.alerts import ModelRef
 from streetwatch.edge.types import Role
+from streetwatch.edge.yaml_file import read_yaml_mapping, shown_input
 
 logger = logging.getLogger(__name__)
 
@@ -127,14 +127,9 @@ class ResolvedModel:
 def load_manifest(path: str | Path | None = None) -> Manifest:
     """Read and validate a manifest; errors name the file, the model and the field."""
     path = Path(path) if path is not None else DEFAULT_MANIFEST
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ManifestError(f"{path}: cannot read the model manifest: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise ManifestError(f"{path}: not valid YAML: {exc}") from None
-    if not isinstance(raw, dict):
-        raise ManifestError(f"{path}: expected a mapping with a 'models' list, got {type(raw).__name__}")
+    raw = read_yaml_mapping(
+        path, ManifestError, what="the model manifest", expected="a mapping with a 'models' list"
+    )
     try:
         return Manifest.model_validate(raw)
     except ValidationError as exc:
@@ -155,9 +150,7 @@ def _format_manifest_errors(path: Path, raw: dict[str, object], exc: ValidationE
             where = f"model {name!r}" if name else f"models[{index}]"
             loc = loc[2:]
         field = ".".join(str(p) for p in loc) or "<entry>"
-        got = err.get("input")
-        shown = repr(got) if not isinstance(got, dict | list) else type(got).__name__
-        lines.append(f"  {where}: field {field}: {err['msg']} (got {shown[:80]})")
+        lines.append(f"  {where}: field {field}: {err['msg']} (got {shown_input(err)})")
     return "\n".join(lines)
 
 
