@@ -10,11 +10,13 @@ Either way the schema comes from the real Alembic migrations, not `create_all`.
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import Browser, sync_playwright
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
@@ -91,3 +93,38 @@ def session_factory(engine: Engine) -> sessionmaker[Session]:
 def central_settings(tmp_path: Path) -> CentralSettings:
     """Default settings with the evidence folder in tmp_path."""
     return CentralSettings(evidence_dir=tmp_path / "evidence")
+
+
+# --- a real browser (Debian's chromium, headless) for the web queue tests -----------------------
+
+CHROMIUM = os.environ.get("STREETWATCH_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture()
+def browser() -> Iterator[Browser]:
+    if shutil.which(CHROMIUM) is None:
+        pytest.fail(f"{CHROMIUM} not found: apt-get install -y chromium (or set STREETWATCH_CHROMIUM)")
+    with sync_playwright() as pw:
+        launched = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+@pytest.fixture()
+def artefacts(tmp_path: Path) -> Path:
+    """Where screenshots go: $STREETWATCH_TEST_ARTEFACTS (kept for a look), else the test's tmp dir."""
+    folder = Path(os.environ.get("STREETWATCH_TEST_ARTEFACTS") or tmp_path / "artefacts")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder

@@ -9,8 +9,6 @@ on the case page. A screenshot of the queue goes to $STREETWATCH_TEST_ARTEFACTS 
 from __future__ import annotations
 
 import logging
-import os
-import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -19,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import uvicorn
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 from review_seed import PASSWORD, seed_cases, seed_city, street_jpeg
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -31,18 +29,6 @@ from streetwatch.central.config import CentralSettings
 from streetwatch.central.models import AuditLog, Case
 
 log = logging.getLogger(__name__)
-
-CHROMIUM = os.environ.get("STREETWATCH_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 @dataclass
@@ -78,25 +64,6 @@ def server(
     finally:
         uv.should_exit = True
         thread.join(timeout=10)
-
-
-@pytest.fixture()
-def browser(tmp_path: Path) -> Iterator[Browser]:
-    if not Path(CHROMIUM).exists() or shutil.which(CHROMIUM) is None:
-        pytest.fail(f"{CHROMIUM} not found: apt-get install -y chromium (or set STREETWATCH_CHROMIUM)")
-    with sync_playwright() as pw:
-        launched = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        try:
-            yield launched
-        finally:
-            launched.close()
-
-
-@pytest.fixture()
-def artefacts(tmp_path: Path) -> Path:
-    folder = Path(os.environ.get("STREETWATCH_TEST_ARTEFACTS") or tmp_path / "artefacts")
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
 
 
 def _log_in(page: Page, base: str, user: str) -> None:

@@ -5,15 +5,13 @@ are saved to $STREETWATCH_TEST_ARTEFACTS (default: pytest's tmp folder)."""
 from __future__ import annotations
 
 import logging
-import os
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 from review_seed import PASSWORD, T0, add_case, seed_cases, seed_city, street_jpeg
 from sqlalchemy.orm import Session, sessionmaker
 from workflow_support import serve_app
@@ -30,16 +28,6 @@ from streetwatch.central.workflow.worker import WorkflowEngine
 
 log = logging.getLogger(__name__)
 
-CHROMIUM = os.environ.get("STREETWATCH_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 NOW = T0 + timedelta(days=1)
 TEA, NOODLE, FRUIT = (31.23510, 121.47215), (31.23510, 121.47250), (31.22510, 121.47515)
 
@@ -109,25 +97,6 @@ def city(session_factory: sessionmaker[Session], central_settings: CentralSettin
     app.state.workflow_clock = clock
     with serve_app(app) as url:
         yield City(url, cases, north, south, token)
-
-
-@pytest.fixture()
-def browser() -> Iterator[Browser]:
-    if shutil.which(CHROMIUM) is None:
-        pytest.fail(f"{CHROMIUM} not found: apt-get install -y chromium (or set STREETWATCH_CHROMIUM)")
-    with sync_playwright() as pw:
-        launched = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        try:
-            yield launched
-        finally:
-            launched.close()
-
-
-@pytest.fixture()
-def artefacts(tmp_path: Path) -> Path:
-    folder = Path(os.environ.get("STREETWATCH_TEST_ARTEFACTS") or tmp_path / "artefacts")
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
 
 
 def log_in(page: Page, base: str, user: str) -> None:
