@@ -507,10 +507,11 @@ def decide_case(
 
 
 def merge_cases(session: Session, *, source_id: int, target_id: int) -> Case:
-    """Move every alert and episode of `source` into `target` and recount it (for the review service).
+    """Move every alert and episode of `source` into `target` and recount both (for the review service).
 
-    The source keeps its row with `merged_into_id` set (the service sets its status and audit entry);
-    later alerts of its episodes land in the target.
+    The source keeps its row with `merged_into_id` set (the service sets its status and audit entry)
+    and its place and span, but counts no alert any more, so totals over cases (exports, statistics)
+    count each alert once; later alerts of its episodes land in the target.
     """
     if source_id == target_id:
         raise ValueError(f"cannot merge case {source_id} into itself")
@@ -521,6 +522,7 @@ def merge_cases(session: Session, *, source_id: int, target_id: int) -> Case:
     session.execute(update(Episode).where(Episode.case_id == source.id).values(case_id=target.id))
     source.merged_into_id = target.id
     recount_case(session, target)
+    recount_case(session, source)
     log.info("case %d merged into case %d", source.id, target.id)
     return target
 

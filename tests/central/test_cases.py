@@ -364,3 +364,7 @@ def test_merge_cases_moves_alerts_and_future_episode_alerts(
         assert session.scalar(select(func.count()).where(Alert.case_id == a.case_id)) == 3
         source = session.get(Case, b.case_id)
         assert source is not None and source.merged_into_id == a.case_id
+        # Each alert counts once over all cases: the merged case keeps its place, not its alerts.
+        assert (source.alert_count, source.episode_count, source.active) == (0, 0, False)
+        assert source.lat is not None
+        assert session.scalar(select(func.sum(Case.alert_count))) == session.scalar(select(func.count(Alert.alert_id)))
