@@ -64,7 +64,15 @@ class ModelConfig(StrictModel):
     score_threshold: float = Field(default=0.3, ge=0.01, le=1)
     nms_iou: float = Field(default=0.45, ge=0.05, le=1)
     batch_size: int = Field(default=4, ge=1, le=64, description="frames from several cameras per inference")
-    threads: int = Field(default=0, ge=0, le=64, description="intra-op threads; 0 = onnxruntime default")
+    threads: int = Field(
+        default=0, ge=0, le=64, description="intra-op threads per session; 0 = all cores, shared between loops"
+    )
+    detection_loops: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="detection loops (threads), each with its own session; the cameras are split between them",
+    )
 
 
 class CalibrationConfig(StrictModel):

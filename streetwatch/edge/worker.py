@@ -1,18 +1,21 @@
-"""The live edge worker: every camera's decode thread feeds one batched detector; alerts go to the
+"""The live edge worker: every camera's decode thread feeds a batched detector; alerts go to the
 durable outbox first and the publisher drains it to MQTT.
 
-Threads: one decode thread per camera (`CameraSource`), one publisher thread, and this loop,
-which owns the detector and all per-camera analysis state (so that state needs no locks).
+Threads: one decode thread per camera (`CameraSource`), one publisher thread, and one or more
+detection loops; each loop owns a detector session and the analysis state of its cameras (so that
+state needs no locks).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
+from collections.abc import Callable
 
 from streetwatch.edge.alerts import Alert
-from streetwatch.edge.config import EdgeConfig
+from streetwatch.edge.config import EdgeConfig, ModelConfig
 from streetwatch.edge.detector import Detector
 from streetwatch.edge.metrics import EdgeMetrics, start_metrics_server
 from streetwatch.edge.moving import live_feeds
@@ -25,12 +28,76 @@ from streetwatch.edge.types import Frame
 log = logging.getLogger(__name__)
 
 
+class DetectionLoop:
+    """One onnxruntime session and the cameras it serves. Only its own thread calls `step`, so the
+    cameras' analysis state needs no locks."""
+
+    def __init__(
+        self,
+        detector: Detector,
+        sources: list[CameraSource],
+        analyzers: dict[str, Analyzer],
+        *,
+        batch_size: int,
+        metrics: EdgeMetrics,
+        emit: Callable[[Alert], None],
+    ) -> None:
+        self.detector = detector
+        self.sources = sources
+        self.analyzers = analyzers
+        self.batch_size = batch_size
+        self.metrics = metrics
+        self._emit = emit
+        self._next = 0  # the source the next batch starts with
+
+    @property
+    def finished(self) -> bool:
+        return all(source.finished for source in self.sources)
+
+    def step(self) -> int:
+        """Take up to one fresh frame per camera (round robin), detect as a batch, analyse each."""
+        frames = self._collect_batch()
+        if frames:
+            started = time.perf_counter()
+            all_detections = self.detector.detect_batch([frame.picture for frame in frames])
+            self.metrics.observe_inference(time.perf_counter() - started, len(frames))
+            for frame, detections in zip(frames, all_detections, strict=True):
+                for alert in self.analyzers[frame.camera_id].analyze(frame, detections):
+                    self._emit(alert)
+        self.metrics.observe_sources(self.sources)
+        return len(frames)
+
+    def _collect_batch(self) -> list[Frame]:
+        """Frames from different cameras, starting after the last camera served: with more cameras
+        than a batch holds, the ones late in the list are not starved by the first ones."""
+        frames: list[Frame] = []
+        count = len(self.sources)
+        for offset in range(count):
+            if len(frames) >= self.batch_size:
+                break
+            index = (self._next + offset) % count
+            frame = self.sources[index].get(timeout=0)
+            if frame is not None:
+                frames.append(frame)
+                self._next = (index + 1) % count
+        return frames
+
+
 class EdgeWorker:
-    """Runs all cameras of one edge box until `stop()`."""
+    """Runs all cameras of one edge box until `stop()`.
+
+    `model.detection_loops` detection loops (threads), each with its own onnxruntime session, split
+    the cameras between them; with more than one, a session gets an equal share of the cores unless
+    `model.threads` says otherwise.
+    """
 
     def __init__(self, config: EdgeConfig, *, detector: Detector | None = None) -> None:
         self.config = config
-        self.detector = detector or Detector.from_config(config.model)
+        loops = config.model.detection_loops
+        model = _per_loop_threads(config.model, loops)
+        detectors = [detector or Detector.from_config(model)]
+        detectors += [Detector.from_config(model) for _ in range(loops - 1)]
+        self.detector = detectors[0]
         self.metrics = EdgeMetrics()
         self.outbox = Outbox(config.outbox, max_rows=config.outbox_max_rows, max_bytes=config.outbox_max_bytes)
         self.publisher = Publisher(config, self.outbox, metrics=self.metrics)
@@ -41,8 +108,20 @@ class EdgeWorker:
             CameraSource(camera, options=SourceOptions(loop=camera.loop, render_view=self.detector.view))
             for camera in config.cameras
         ]
+        self.loops = [
+            DetectionLoop(
+                detector,
+                self.sources[k::loops],
+                self.analyzers,
+                batch_size=config.model.batch_size,
+                metrics=self.metrics,
+                emit=self._emit,
+            )
+            for k, detector in enumerate(detectors)
+        ]
         self.telemetry = live_feeds(config, self.analyzers.values())  # moving cameras' live poses
         self._stop = threading.Event()
+        self._failure: BaseException | None = None
 
     def start(self) -> None:
         start_metrics_server(self.config.metrics_port, self.metrics)
@@ -51,7 +130,8 @@ class EdgeWorker:
             feed.start()
         for source in self.sources:
             source.start()
-        log.info("edge %s started with %d camera(s)", self.config.edge_id, len(self.sources))
+        log.info("edge %s started with %d camera(s) on %d detection loop(s)",
+                 self.config.edge_id, len(self.sources), len(self.loops))
 
     def stop(self) -> None:
         self._stop.set()
@@ -67,13 +147,38 @@ class EdgeWorker:
 
         When the files are done, wait (bounded) for the outbox to drain so a replay's alerts reach
         the broker before the process exits; whatever is left stays in the outbox for next time.
+        An error in any detection loop stops them all and is raised here.
         """
-        while not self._stop.is_set():
-            if self.step() == 0:
-                if all(source.finished for source in self.sources):
-                    self._wait_drained(drain_timeout_s)
-                    return
-                time.sleep(0.02)
+        others = [
+            threading.Thread(target=self._run_loop, args=(loop,), name=f"detect-{k}", daemon=True)
+            for k, loop in enumerate(self.loops[1:], start=1)
+        ]
+        for thread in others:
+            thread.start()
+        self._run_loop(self.loops[0])
+        for thread in others:
+            thread.join()
+        if self._failure is not None:
+            raise self._failure
+        if not self._stop.is_set():
+            self._wait_drained(drain_timeout_s)
+
+    def step(self) -> int:
+        """One step of every detection loop in turn, in this thread (for tools and tests)."""
+        return sum(loop.step() for loop in self.loops)
+
+    def _run_loop(self, loop: DetectionLoop) -> None:
+        try:
+            while not self._stop.is_set():
+                if loop.step() == 0:
+                    if loop.finished:
+                        return
+                    time.sleep(0.02)
+        except BaseException as exc:
+            self._failure = self._failure or exc
+            self._stop.set()
+            if threading.current_thread() is threading.main_thread():
+                raise
 
     def _wait_drained(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
@@ -81,31 +186,6 @@ class EdgeWorker:
             time.sleep(0.05)
         log.info("edge %s: all files done, %d alert(s) left in the outbox",
                  self.config.edge_id, self.outbox.depth())
-
-    def step(self) -> int:
-        """Take up to one fresh frame per camera (round robin), detect as a batch, analyse each."""
-        frames = self._collect_batch()
-        if not frames:
-            self._update_gauges()
-            return 0
-        started = time.perf_counter()
-        all_detections = self.detector.detect_batch([frame.picture for frame in frames])
-        self.metrics.observe_inference(time.perf_counter() - started, len(frames))
-        for frame, detections in zip(frames, all_detections, strict=True):
-            for alert in self.analyzers[frame.camera_id].analyze(frame, detections):
-                self._emit(alert)
-        self._update_gauges()
-        return len(frames)
-
-    def _collect_batch(self) -> list[Frame]:
-        frames: list[Frame] = []
-        for source in self.sources:
-            if len(frames) >= self.config.model.batch_size:
-                break
-            frame = source.get(timeout=0)
-            if frame is not None:
-                frames.append(frame)
-        return frames
 
     def _emit(self, alert: Alert) -> None:
         try:
@@ -117,5 +197,11 @@ class EdgeWorker:
             return
         self.publisher.notify()
 
-    def _update_gauges(self) -> None:
-        self.metrics.observe_sources(self.sources)
+
+def _per_loop_threads(model: ModelConfig, loops: int) -> ModelConfig:
+    """With several loops and threads unset, each session gets cores / loops intra-op threads
+    (onnxruntime's default, all cores per session, would oversubscribe them)."""
+    if loops == 1 or model.threads:
+        return model
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return model.model_copy(update={"threads": max(1, cores // loops)})
