@@ -303,6 +303,8 @@ def per_frame(model_dir: Path, clip: Path, frames_n: int) -> str:
 
 
 def run_variant(variant: str, *, model_dir: Path, clip: Path, streams: int, span: float) -> dict[str, float]:
+    if variant.startswith("streetwatch"):
+        return _run_worker(int(variant.split("_")[1]), model_dir=model_dir, clip=clip, streams=streams, span=span)
     from streetwatch.edge.config import ModelConfig
     from streetwatch.edge.detector import Detector
 
@@ -313,19 +315,13 @@ def run_variant(variant: str, *, model_dir: Path, clip: Path, streams: int, span
     baseline = rss_mb()
     reset_peak_rss()
     cpu0, wall0 = cpu_seconds(), time.perf_counter()
-    target = _sw_thread if variant == "streetwatch" else _naive_thread
-    args_for = (
-        (lambda i: (clip, f"cam-{i}", span, frames, detector.view))
-        if variant == "streetwatch"
-        else (lambda i: (clip, span, frames, variant == "naive_grab"))
-    )
-    threads = [threading.Thread(target=target, args=args_for(i), daemon=True) for i in range(streams)]
+    threads = [
+        threading.Thread(target=_naive_thread, args=(clip, span, frames, variant == "naive_grab"), daemon=True)
+        for _ in range(streams)
+    ]
     for t in threads:
         t.start()
-    if variant == "streetwatch":
-        _sw_consume(detector, model_dir, clip, streams, frames, threads, sampled)
-    else:
-        _naive_consume(detector, frames, threads, sampled)
+    _naive_consume(detector, frames, threads, sampled)
     wall = time.perf_counter() - wall0
     return {
         "wall_s": wall,
@@ -338,47 +334,49 @@ def run_variant(variant: str, *, model_dir: Path, clip: Path, streams: int, span
     }
 
 
-def _sw_thread(clip: Path, camera_id: str, span: float, out: queue.Queue, render_view: object) -> None:
-    """What CameraSource does: decode key frames, sample, render the detector's view, queue."""
-    from streetwatch.edge.sources import iter_sampled_frames, open_container
-
-    with open_container(str(clip)) as container:
-        for frame in iter_sampled_frames(
-            container, camera_id=camera_id, sample_fps=SAMPLE_FPS, keyframes_only=True, start_wall_time=START
-        ):
-            if frame.pts_s >= span:
-                break
-            render_view(frame.picture)  # type: ignore[operator]
-            out.put(frame)
-
-
-def _sw_consume(
-    detector: object,
-    model_dir: Path,
-    clip: Path,
-    streams: int,
-    frames: queue.Queue,
-    threads: list[threading.Thread],
-    sampled: list[int],
-) -> None:
-    """The worker's step: up to batch_size frames from different cameras, detect_batch, analyze each."""
+def _run_worker(loops: int, *, model_dir: Path, clip: Path, streams: int, span: float) -> dict[str, float]:
+    """The real EdgeWorker (sources, detection loops, analysis, outbox) on N file cameras; no broker
+    listens, so alerts stay in a throw-away outbox. Its `run` returns when every file is done."""
     from streetwatch.edge.config import EdgeConfig
-    from streetwatch.edge.pipeline import build_analyzers
+    from streetwatch.edge.worker import EdgeWorker
 
-    one = edge_config(model_dir, clip).model_dump()  # type: ignore[attr-defined]
-    one["cameras"] = [dict(one["cameras"][0], id=f"cam-{i}") for i in range(streams)]
-    config = EdgeConfig.model_validate(one)
-    analyzers = build_analyzers(config, detector.model_ref, config.cameras)  # type: ignore[attr-defined]
-    while any(t.is_alive() for t in threads) or not frames.empty():
+    one = edge_config(model_dir, clip).model_dump(mode="json")  # type: ignore[attr-defined]
+    with tempfile.TemporaryDirectory(prefix="bench_worker_") as tmp:
+        one.update(
+            cameras=[dict(one["cameras"][0], id=f"cam-{i}") for i in range(streams)],
+            model=dict(one["model"], detection_loops=loops),
+            outbox=str(Path(tmp) / "outbox.sqlite"),
+            broker={"url": f"mqtt://127.0.0.1:{_unused_port()}"},
+        )
+        worker = EdgeWorker(EdgeConfig.model_validate(one))
+        for loop in worker.loops:
+            loop.detector.detect(np.zeros((HEIGHT, WIDTH, 3), np.uint8))  # warm up the session arenas
+        baseline = rss_mb()
+        reset_peak_rss()
+        cpu0, wall0 = cpu_seconds(), time.perf_counter()
+        worker.start()
         try:
-            batch = [frames.get(timeout=0.05)]
-        except queue.Empty:
-            continue
-        while len(batch) < config.model.batch_size and not frames.empty():
-            batch.append(frames.get_nowait())
-        for frame, dets in zip(batch, detector.detect_batch([f.picture for f in batch]), strict=True):  # type: ignore[attr-defined]
-            analyzers[frame.camera_id].analyze(frame, dets)
-        sampled[0] += len(batch)
+            worker.run(drain_timeout_s=0)
+        finally:
+            worker.stop()
+        wall = time.perf_counter() - wall0
+        return {
+            "wall_s": wall,
+            "cpu_s": cpu_seconds() - cpu0,
+            "stream_s": streams * span,
+            "sampled": sum(source.frames_sampled for source in worker.sources),
+            "rss_base_mb": baseline,
+            "rss_peak_mb": peak_rss_mb(),
+            "streams": streams,
+        }
+
+
+def _unused_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def _naive_thread(clip: Path, span: float, out: queue.Queue, grab: bool) -> None:
@@ -409,7 +407,8 @@ def _naive_consume(detector: object, frames: queue.Queue, threads: list[threadin
 
 def streams_table(results: dict[str, dict[str, float]]) -> str:
     labels = {
-        "streetwatch": "StreetWatch (PyAV key frames only, batched detect + analyze)",
+        "streetwatch_1": "StreetWatch EdgeWorker, 1 detection loop (session on all cores)",
+        "streetwatch_2": "StreetWatch EdgeWorker, 2 detection loops (a 1-thread session each)",
         "naive": "naive: cv2.VideoCapture.read() every frame, detect every 50th",
         "naive_grab": "naive+: grab() every frame, retrieve + detect every 50th",
     }
@@ -485,7 +484,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"## 2. Concurrent 1080p25 streams at {SAMPLE_FPS} detections/s each (goal >= 16 and >= 5x naive)\n")
         results = {}
         plan = [
-            ("streetwatch", args.streams or (16 if args.quick else 32)),
+            ("streetwatch_1", args.streams or (16 if args.quick else 32)),
+            ("streetwatch_2", args.streams or (16 if args.quick else 32)),
             ("naive", args.naive_streams),
             ("naive_grab", args.naive_streams),
         ]

@@ -68,10 +68,11 @@ class ModelConfig(StrictModel):
         default=0, ge=0, le=64, description="intra-op threads per session; 0 = all cores, shared between loops"
     )
     detection_loops: int = Field(
-        default=1,
-        ge=1,
+        default=0,
+        ge=0,
         le=64,
-        description="detection loops (threads), each with its own session; the cameras are split between them",
+        description="detection loops (threads), each with its own session, splitting the cameras; "
+        "0 = one per core on a CPU-only box (at most one per camera), 1 with a GPU",
     )
 
 

@@ -14,9 +14,11 @@ import threading
 import time
 from collections.abc import Callable
 
+import onnxruntime as ort
+
 from streetwatch.edge.alerts import Alert
 from streetwatch.edge.config import EdgeConfig, ModelConfig
-from streetwatch.edge.detector import Detector
+from streetwatch.edge.detector import FALLBACK_PROVIDER, Detector, select_providers
 from streetwatch.edge.metrics import EdgeMetrics, start_metrics_server
 from streetwatch.edge.moving import live_feeds
 from streetwatch.edge.outbox import Outbox, OutboxFull
@@ -86,14 +88,14 @@ class DetectionLoop:
 class EdgeWorker:
     """Runs all cameras of one edge box until `stop()`.
 
-    `model.detection_loops` detection loops (threads), each with its own onnxruntime session, split
-    the cameras between them; with more than one, a session gets an equal share of the cores unless
-    `model.threads` says otherwise.
+    Detection loops (threads), each with its own onnxruntime session, split the cameras between
+    them (`detection_loops_for`); with more than one, a session gets an equal share of the cores
+    unless `model.threads` says otherwise.
     """
 
     def __init__(self, config: EdgeConfig, *, detector: Detector | None = None) -> None:
         self.config = config
-        loops = config.model.detection_loops
+        loops = detection_loops_for(config)
         model = _per_loop_threads(config.model, loops)
         detectors = [detector or Detector.from_config(model)]
         detectors += [Detector.from_config(model) for _ in range(loops - 1)]
@@ -198,10 +200,25 @@ class EdgeWorker:
         self.publisher.notify()
 
 
+def detection_loops_for(config: EdgeConfig) -> int:
+    """`model.detection_loops`, or if 0 (automatic): on a CPU-only box one per core (at most one per
+    camera), since a 1-thread session per core does more frames per CPU-second than one session
+    spread over all cores (scripts/bench_edge.py, table 2); with a GPU provider usable, one."""
+    if config.model.detection_loops:
+        return config.model.detection_loops
+    usable = select_providers(config.model.providers, ort.get_available_providers())
+    if usable != [FALLBACK_PROVIDER]:
+        return 1
+    return max(1, min(_cores(), len(config.cameras)))
+
+
 def _per_loop_threads(model: ModelConfig, loops: int) -> ModelConfig:
     """With several loops and threads unset, each session gets cores / loops intra-op threads
     (onnxruntime's default, all cores per session, would oversubscribe them)."""
     if loops == 1 or model.threads:
         return model
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return model.model_copy(update={"threads": max(1, cores // loops)})
+    return model.model_copy(update={"threads": max(1, _cores() // loops)})
+
+
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1

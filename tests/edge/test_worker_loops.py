@@ -89,3 +89,21 @@ def test_an_error_in_one_loop_stops_the_worker_and_is_raised(
     finally:
         worker.stop()
     assert worker.loops[0].sources[0].frames_sampled < 40  # the healthy loop stopped too, early
+
+
+def test_automatic_loops_one_per_core_on_cpu_at_most_one_per_camera_and_one_with_a_gpu(
+    tmp_path: Path, kerb_clip: Path, model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from streetwatch.edge import worker as worker_module
+
+    config = two_camera_config(tmp_path, kerb_clip, model_dir)
+    auto = config.model_copy(update={"model": config.model.model_copy(update={"detection_loops": 0})})
+    one_camera = auto.model_copy(update={"cameras": auto.cameras[:1]})
+    cores = len(os.sched_getaffinity(0))
+    assert worker_module.detection_loops_for(auto) == min(cores, 2)
+    assert worker_module.detection_loops_for(one_camera) == 1
+    assert worker_module.detection_loops_for(config) == 2  # set explicitly
+    monkeypatch.setattr(
+        worker_module.ort, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    )
+    assert worker_module.detection_loops_for(auto) == 1  # one session feeds the GPU
