@@ -14,8 +14,9 @@ by remuxing (no re-encode) to the stream span.
 Table 1 interleaves, frame by frame, the bare `Detector.infer_raw` call on a prepared tensor with
 the whole per-frame pipeline (preprocess + infer + postprocess + CameraAnalyzer.analyze) on real
 decoded 1080p frames. Table 2 runs each variant in its own subprocess (so peak RSS does not mix):
-N streams concurrently (one decode thread each) as fast as possible over S stream seconds;
-capacity = stream-seconds processed per wall second = the streams kept in real time.
+N streams concurrently as fast as possible over S stream seconds (StreetWatch: the real EdgeWorker
+with 1 and with 2 detection loops; naive: OpenCV decode threads and one detector); capacity =
+stream-seconds processed per wall second = the streams kept in real time.
 """
 
 from __future__ import annotations
@@ -519,11 +520,13 @@ def main(argv: list[str] | None = None) -> int:
 
     print(format_table(bench_moving_camera()) + "\n")
     print(
-        "method: each variant runs in its own subprocess with one shared Detector; N decode threads "
-        "(PyAV / OpenCV release the GIL) feed one detection loop as fast as possible over the span; "
-        "capacity = N x span / wall time (the box is saturated when 'cores busy' ~ cores), so it is the number "
-        "of streams it keeps in real time. Peak RSS growth = VmHWM after the run minus RSS before the streams "
-        "started (the model is loaded before), divided by N. The naive loops do no tracking/rules; StreetWatch does."
+        "method: each variant runs in its own subprocess. StreetWatch rows: the real EdgeWorker (a decode "
+        "thread per camera rendering the detector's view, 1 or 2 detection loops, tracking, rules, background "
+        "model, evidence, outbox) on N file cameras; naive rows: N OpenCV decode threads feeding one detector "
+        "(no tracking/rules). Each runs as fast as possible over the span; capacity = N x span / wall time "
+        "(the box is saturated when 'cores busy' ~ cores), so it is the number of streams it keeps in real "
+        "time. Peak RSS growth = VmHWM after the run minus RSS before the streams started (the model is "
+        "loaded before), divided by N."
     )
     return 0
 
