@@ -15,7 +15,16 @@ import cv2
 import numpy as np
 import pytest
 
-from streetwatch.edge.foreground import ForegroundParams, StaticForeground, StaticRegion
+from streetwatch.edge import foreground
+from streetwatch.edge.foreground import (
+    ForegroundParams,
+    StaticForeground,
+    StaticRegion,
+    _components,
+    _difference,
+    _edge_strength,
+    _shading,
+)
 
 NOISE_SIGMA = 4.0
 DRIFT = 0.20  # fraction the light falls over DRIFT_SPAN_S
@@ -167,3 +176,158 @@ def test_goods_that_stay_past_absorb_after_become_background(scene, goods):
 def test_bad_parameters_are_refused_naming_the_field(params: dict[str, object], message: str):
     with pytest.raises(ValueError, match=message):
         ForegroundParams(**params)  # type: ignore[arg-type]
+
+
+# The update works on the few candidate pixels and inside blob boxes for speed; these compare it
+# with the straightforward whole-frame computation on a real frame, bit for bit.
+
+GHOST_AT = (150, 470)  # goods that were there when the slow background formed, now gone
+BORDER_AT = (0, 301)  # goods against the left edge of the view (odd row: another label grid)
+
+
+def paste(image: np.ndarray, goods: np.ndarray, at: tuple[int, int]) -> np.ndarray:
+    out = image.copy()
+    x, y = at
+    out[y : y + goods.shape[0], x : x + goods.shape[1]] = goods
+    return out
+
+
+def started(background: np.ndarray) -> StaticForeground:
+    detector = StaticForeground("cam-test")
+    detector.update(background, 0.0)  # the first frame becomes both backgrounds
+    return detector
+
+
+def test_candidate_only_shadow_test_matches_the_whole_frame_one(scene, goods):
+    shaded = scene.astype(np.float32)
+    shaded[400:540, 120:500] *= 0.55  # a shadow beside the goods: lighting, not an object
+    detector = started(scene)
+    frame = detector._prepare(paste(shaded.astype(np.uint8), goods, PASTE_AT), (scene.shape[1], scene.shape[0]))
+    slow = detector._slow
+    assert slow is not None
+    threshold = 25.0
+
+    candidate = _difference(frame, slow) > threshold
+    shade = _shading(frame, slow, tolerance=0.5 * threshold, ratio_range=detector.params.shade_range)
+    expected = candidate & ~shade
+    assert np.count_nonzero(candidate & shade) > 1000, "the shadow is there and is recognised as lighting"
+    assert np.count_nonzero(expected) > 500, "the goods are there and are not"
+
+    got = detector._slow_foreground(frame, threshold)
+    assert np.array_equal(got, expected), f"{np.count_nonzero(got ^ expected)} pixels differ"
+
+
+Found = tuple[tuple[float, ...], float, tuple[float, float], float]  # box, area, centroid, since
+
+
+def regions_whole_frame(
+    detector: StaticForeground, frame: np.ndarray, static: np.ndarray, t: float, edges: list[tuple[float, float]]
+) -> list[Found]:
+    """StaticForeground._regions the plain way: label the whole frame and compute each blob's
+    outline edges (appended to `edges`) on whole-frame edge maps, healing ghosts into detector's
+    slow background."""
+    assert detector._slow is not None
+    mask = cv2.morphologyEx(static, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
+    mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, np.ones((7, 7), np.uint8))
+    count, labels, stats, centroids = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    s = detector._scale
+    found = []
+    for label in range(1, count):
+        area = float(stats[label, cv2.CC_STAT_AREA]) * s * s
+        if area < detector.params.min_area_px:
+            continue
+        blob = labels == label
+        ring = cv2.morphologyEx(blob.astype(np.uint8), cv2.MORPH_GRADIENT, np.ones((5, 5), np.uint8)) > 0
+        now = float(_edge_strength(frame)[ring].mean())
+        before = float(_edge_strength(detector._slow)[ring].mean())
+        edges.append((now, before))
+        if now < detector.params.ghost_edge_ratio * before:
+            detector._slow[blob] = frame[blob]
+            detector._since[blob] = np.nan
+            continue
+        x, y, w, h = (int(v) for v in stats[label, :4])
+        box = (x * s, y * s, (x + w) * s, (y + h) * s)
+        centroid = (float(centroids[label, 0]) * s, float(centroids[label, 1]) * s)
+        found.append((box, area, centroid, float(np.nanmedian(detector._since[blob]))))
+    return found
+
+
+def test_regions_in_blob_boxes_match_the_whole_frame_computation(scene, goods, monkeypatch):
+    """Goods that arrived (one against the frame edge) are reported, departed goods are healed as
+    a ghost, and both match the whole-frame computation, down to each outline's edge strengths."""
+    before = paste(scene, goods, GHOST_AT)
+    now = paste(paste(scene, goods, PASTE_AT), goods, BORDER_AT)
+    detector = started(before)
+    frame = detector._prepare(now, (scene.shape[1], scene.shape[0]))
+    assert detector._slow is not None
+    static = (_difference(frame, detector._slow) > 25.0).astype(np.uint8)
+    detector._since[static > 0] = np.linspace(5.0, 9.0, np.count_nonzero(static), dtype=np.float32)
+    reference = started(before)
+    reference._slow, reference._since = detector._slow.copy(), detector._since.copy()
+
+    expected_edges: list[tuple[float, float]] = []
+    expected = regions_whole_frame(reference, frame, static, 60.0, expected_edges)
+    got_edges: list[tuple[float, float]] = []
+    outline_edges = foreground._outline_edges
+
+    def recorded(*args: np.ndarray) -> tuple[float, float]:
+        got_edges.append(outline_edges(*args))
+        return got_edges[-1]
+
+    monkeypatch.setattr(foreground, "_outline_edges", recorded)
+    slow_before = detector._slow.copy()
+    got = detector._regions(frame, static, 60.0)
+
+    assert len(expected) == 2, f"the two pasted goods are found: {expected}"
+    assert any(box[0] == 0 for box, *_ in expected), "one region touches the frame edge"
+    assert len(expected_edges) == 3, "and one ghost is healed"
+    assert got_edges == expected_edges
+    assert [(r.box, r.area_px, r.static_since_t) for r in got] == [(b, a, t) for b, a, _, t in expected]
+    assert [r.centroid for r in got] == [pytest.approx(c, abs=1e-9) for _, _, c, _ in expected]
+    assert not np.array_equal(detector._slow, slow_before), "the ghost was healed"
+    assert np.array_equal(detector._slow, reference._slow), "healed where the whole-frame computation heals"
+    assert np.array_equal(detector._since, reference._since, equal_nan=True)
+
+
+def test_labelling_the_box_around_a_mask_numbers_components_as_on_the_whole_frame():
+    """Blobs of random sizes at random (odd and even) places: same labels, stats and centroids."""
+    rng = np.random.default_rng(7)
+    for _ in range(200):
+        mask = np.zeros((216, 384), np.uint8)
+        for _ in range(rng.integers(0, 12)):
+            x, y = rng.integers(0, 384), rng.integers(0, 216)
+            mask[y : y + rng.integers(1, 20), x : x + rng.integers(1, 30)] = 1
+        mask &= rng.random(mask.shape) < 0.9  # ragged outlines, some blobs split
+        count, labels, stats, centroids = cv2.connectedComponentsWithStats(mask, connectivity=8)
+        got_count, got_labels, got_stats, got_centroids = _components(mask)
+        assert got_count == count
+        assert np.array_equal(got_labels, labels)
+        assert np.array_equal(got_stats[1:], stats[1:])
+        assert np.allclose(got_centroids[1:], centroids[1:], rtol=0, atol=1e-9)
+
+
+def test_arrival_times_and_static_mask_kept_on_foreground_pixels_match_the_whole_frame_update():
+    """since and the static mask, updated only at slow-foreground pixels, against the plain
+    whole-frame expressions, over frames where blobs come, stay, and go."""
+    rng = np.random.default_rng(3)
+    shape = (216, 384)
+    detector = StaticForeground("cam-test")
+    detector._start(np.zeros((*shape, 3), np.float32), 0.0)
+    since = np.full(shape, np.nan, np.float32)
+    blobs = [(int(rng.integers(0, 360)), int(rng.integers(0, 200)), int(rng.integers(2, 12))) for _ in range(30)]
+    for t in range(1, 40):
+        fg_slow = np.zeros(shape, bool)
+        for x, y, r in blobs[t % 7 : t % 7 + 12]:  # a sliding subset: blobs arrive and leave
+            fg_slow[y : y + r, x : x + 2 * r] = True
+        fg_fast = rng.random(shape) < 0.3
+        since[fg_slow & np.isnan(since)] = t
+        since[~fg_slow] = np.nan
+        aged = (t - np.nan_to_num(since, nan=t)) >= detector.params.min_static_s
+
+        at = np.flatnonzero(fg_slow)
+        detector._mark_since(at, float(t))
+        detector._fg_slow = fg_slow
+        assert np.array_equal(detector._since, since, equal_nan=True), f"t={t}"
+        static = detector._static(at, fg_fast, float(t))
+        assert np.array_equal(static, (fg_slow & ~fg_fast & aged).astype(np.uint8)), f"t={t}"
+    assert np.isfinite(since).any() and aged.any(), "some pixels stayed long enough to be static"
