@@ -321,11 +321,12 @@ def find_nearby_case(session: Session, alert: WireAlert, *, settings: CaseSettin
     return session.get(Case, chosen) if chosen is not None else None
 
 
-def open_case(session: Session, alert: WireAlert) -> Case:
+def open_case(session: Session, alert: WireAlert, *, case_id: int | None = None) -> Case:
     """A new, empty case at the alert's place and time (counters are filled by `apply_alert`).
 
-    Inserted at once for its id, as one row: a flush here would also write every other change of
-    the batch so far, once per new case; those wait for the batch's flush instead.
+    With a `case_id` from `allocate_case_ids` the row is only added to the session (written by the
+    next flush, with the rest of the batch); without one it is inserted at once, as one row, for
+    its id (a flush would also write every other change of the transaction so far).
     """
     values = {
         "violation": alert.violation,
@@ -343,8 +344,30 @@ def open_case(session: Session, alert: WireAlert) -> Case:
         "priority": 0,
         "active": True,
     }
+    if case_id is not None:
+        case = Case(id=case_id, **values)
+        session.add(case)
+        return case
     with session.no_autoflush:
         return session.scalars(insert(Case).returning(Case), [values]).one()
+
+
+_NEXT_CASE_IDS = text("SELECT nextval(pg_get_serial_sequence('cases', 'id')) FROM generate_series(1, :count)")
+_LAST_CASE_ID = "streetwatch_last_case_id"
+
+
+def allocate_case_ids(session: Session, count: int) -> list[int]:
+    """`count` ids for cases this transaction may open, with one statement (instead of an INSERT
+    per case for its id). PostgreSQL: from the cases' id sequence (ids left unused are gaps, as after
+    any rollback). SQLite: past the largest id stored or handed out in this transaction; the ingest
+    transaction's write lock (BEGIN IMMEDIATE) keeps every other writer out until it ends."""
+    if session.get_bind().dialect.name == "postgresql":
+        return [int(i) for i in session.scalars(_NEXT_CASE_IDS, {"count": count})]
+    with session.no_autoflush:
+        stored = session.scalar(select(func.max(Case.id))) or 0
+    first = max(int(stored), session.info.get(_LAST_CASE_ID, 0)) + 1
+    session.info[_LAST_CASE_ID] = first + count - 1
+    return list(range(first, first + count))
 
 
 def _track_episode(session: Session, case: Case, alert: WireAlert, episode: Episode | None) -> Episode:
@@ -457,6 +480,9 @@ class KnownRows:
     # True: `episodes` holds every stored episode the caller's alerts can name (read up front), so
     # one missing from it is new; False: look it up.
     episodes_exact: bool = False
+    # Ids for new cases, taken `case_id_batch` at a time (a batch sizes it to the alerts it may open).
+    spare_case_ids: list[int] = field(default_factory=list)
+    case_id_batch: int = 1
 
     def episode(self, session: Session, episode_id: str) -> Episode | None:
         """The alert's episode, stored or created earlier in this transaction; None if it is new."""
@@ -464,6 +490,19 @@ class KnownRows:
         if found is None and not self.episodes_exact:
             found = session.get(Episode, episode_id)
         return found
+
+    def case(self, session: Session, case_id: int) -> Case:
+        """The case `case_id` stands for now (following merges); one this transaction holds (maybe
+        not flushed yet) without a lookup."""
+        held = self.cases.get(case_id)
+        if held is not None and held.merged_into_id is None:
+            return held
+        return resolve_merged(session, case_id)
+
+    def new_case_id(self, session: Session) -> int:
+        if not self.spare_case_ids:
+            self.spare_case_ids = allocate_case_ids(session, max(1, self.case_id_batch))
+        return self.spare_case_ids.pop(0)
 
 
 def decide_case(
@@ -485,12 +524,12 @@ def decide_case(
     known = known if known is not None else KnownRows()
     episode = known.episode(session, alert.episode_id)
     if episode is not None:
-        case: Case | None = resolve_merged(session, episode.case_id)
+        case: Case | None = known.case(session, episode.case_id)
     else:
         case = find_nearby_case(session, alert, settings=settings)
     created = case is None
     if case is None:
-        case = open_case(session, alert)
+        case = open_case(session, alert, case_id=known.new_case_id(session))
     known.episodes[alert.episode_id] = apply_alert(
         session,
         case,
@@ -559,6 +598,7 @@ __all__ = [
     "CaseDecision",
     "KnownRows",
     "alert_lock_keys",
+    "allocate_case_ids",
     "take_case_locks",
     "Candidate",
     "Sighting",

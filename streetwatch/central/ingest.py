@@ -301,6 +301,7 @@ def _ingest_sighting(
     settings = batch.settings
     batch.store_alerts(session)  # the sighting rules look rows up by key: the batch's so far must be stored
     batch.known.episodes_exact = False
+    batch.known.spare_case_ids.clear()  # a case the sighting rules open takes the next id itself (SQLite)
     decision = decide_sighting(session, alert, settings=settings.cases, index=index, evidence_sha256=evidence_sha256)
     case_id = decision.case.id if decision.case is not None else None
     row = Alert(**_alert_values(alert, case_id=case_id, evidence_sha256=evidence_sha256))
@@ -371,7 +372,10 @@ def ingest_many(
     take_case_locks(session, sorted(set(keys)))
     batch = _Batch(settings=settings, index=index, locked=True)
     batch.index_for(session)
-    batch.known = _prefetch(session, [alert for alert in parsed if isinstance(alert, WireAlert)])
+    alerts = [alert for alert in parsed if isinstance(alert, WireAlert)]
+    batch.known = _prefetch(session, alerts)
+    # At most one new case per episode not stored yet: their ids come with one statement.
+    batch.known.case_id_batch = len({a.episode_id for a in alerts} - batch.known.episodes.keys())
     results = []
     for message, alert in zip(messages, parsed, strict=True):
         label = message.origin or message.topic or ""

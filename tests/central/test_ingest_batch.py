@@ -187,3 +187,28 @@ def test_a_failed_batch_leaves_nothing_and_its_redelivery_counts_once(
         counted = session.scalar(select(func.sum(Case.alert_count)))
     # 10 messages: 2 dead letters and a duplicate within the batch -> 7 alerts, each counted once.
     assert stored == counted == 7
+
+
+def test_new_cases_after_a_confirmed_sighting_in_the_same_batch(
+    session_factory: sessionmaker[Session], central_settings: CentralSettings
+) -> None:
+    """A batch hands out ids for its new cases ahead of time; a case the sighting rules open in
+    between takes an id by itself. Cases opened before and after it must all be stored, each once."""
+
+    def scenario(tag: str, lat: float) -> list[Message]:
+        return [
+            Message(TOPIC, _alert(tag, "a1", lat=lat, minutes=0, episode="a")),
+            Message(TOPIC, _sighting(tag, "s1", lat=lat + 900 * M_LAT, minutes=0)),
+            Message(TOPIC, _sighting(tag, "s2", lat=lat + 901 * M_LAT, minutes=6)),
+            Message(TOPIC, _alert(tag, "d1", lat=lat + 2_000 * M_LAT, minutes=7, episode="d")),
+            Message(TOPIC, _alert(tag, "e1", lat=lat + 4_000 * M_LAT, minutes=8, episode="e")),
+        ]
+
+    alone = one_by_one(session_factory, central_settings, scenario("solo", 31.2304))
+    with session_scope(session_factory, write_lock=True) as session:
+        batched = ingest_many(session, scenario("many", 31.5304), settings=central_settings)
+
+    expected, cases, alerts, letters = snapshot(session_factory, "solo", alone)
+    assert [outcome for outcome, _ in expected] == ["created", "pending", "created", "created", "created"]
+    assert len(cases) == 4
+    assert snapshot(session_factory, "many", batched) == (expected, cases, alerts, letters)
