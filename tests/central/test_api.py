@@ -205,6 +205,34 @@ def test_case_detail_has_alerts_and_audit(world: World) -> None:
     assert body["audit"] == []
 
 
+def test_alerts_carry_their_boxes_and_evidence_size(world: World) -> None:
+    # What training needs to label an evidence image through the API: boxes in its pixels, its size.
+    tea = world.cases["tea"]
+    body = world.client.get(f"/api/cases/{tea}", headers=world.auth("north")).json()
+    assert body["camera_id"] == "cam-1"
+    for alert in body["alerts"]:
+        assert alert["objects"] == [{"cls": "car", "score": 0.82, "bbox": [100.0, 200.0, 380.0, 360.0]}]
+        assert alert["evidence"] == {"width": 480, "height": 320}
+    paged = world.client.get(f"/api/cases/{tea}/alerts?limit=1", headers=world.auth("north")).json()
+    assert paged["data"] == body["alerts"][:1]
+    one = world.client.get(f"/api/alerts/{body['alerts'][0]['alert_id']}", headers=world.auth("north")).json()
+    assert one == body["alerts"][0]
+
+
+def test_alerts_stored_before_objects_and_size_show_none(world: World) -> None:
+    tea = world.cases["tea"]
+    with session_scope(world.factory) as session:
+        alerts = list(session.scalars(select(Alert).where(Alert.case_id == tea).order_by(Alert.alert_id)))
+        alerts[0].payload = {k: v for k, v in alerts[0].payload.items() if k not in ("objects", "evidence")}
+        bad_box = {"cls": "car", "score": 0.5, "bbox": [1, 2]}
+        alerts[1].payload = {**alerts[1].payload, "objects": [bad_box, alerts[1].payload["objects"][0]]}
+        old, partial = alerts[0].alert_id, alerts[1].alert_id
+    body = world.client.get(f"/api/cases/{tea}", headers=world.auth("north")).json()
+    by_id = {a["alert_id"]: a for a in body["alerts"]}
+    assert (by_id[old]["objects"], by_id[old]["evidence"]) == ([], None)
+    assert [o["bbox"] for o in by_id[partial]["objects"]] == [[100.0, 200.0, 380.0, 360.0]]  # the bad box left out
+
+
 @pytest.mark.parametrize(("user", "name"), [("south", "tea"), ("north", "fruit"), ("street", "north-poly")])
 def test_case_outside_the_area_is_404(world: World, user: str, name: str) -> None:
     case_id = world.cases[name]
@@ -580,6 +608,9 @@ def test_openapi_lists_the_api_and_docs_need_no_cdn(world: World) -> None:
         "/api/merchants",
     ):
         assert path in spec["paths"], path
+    alert = spec["components"]["schemas"]["AlertPublic"]["properties"]
+    assert {"objects", "evidence"} <= alert.keys()
+    assert spec["components"]["schemas"]["DetectedObjectPublic"]["required"] == ["cls", "score", "bbox"]
     assert spec["components"]["securitySchemes"]["HTTPBearer"] == {
         "type": "http",
         "scheme": "bearer",

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from typing import Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from streetwatch.central.models import Alert, AuditLog, Case, Merchant
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -45,6 +48,7 @@ class CasePublic(BaseModel):
     attribution: AttributionPublic
     evidence_url: str | None
     merged_into_id: int | None
+    camera_id: str = Field(description="the camera of the case's first alert")
 
     @classmethod
     def of(cls, case: Case, merchant: Merchant | None) -> CasePublic:
@@ -65,7 +69,46 @@ class CasePublic(BaseModel):
             attribution=AttributionPublic(method=case.attribution_method, distance_m=case.attribution_distance_m),
             evidence_url=f"/evidence/{case.evidence_sha256}" if case.evidence_sha256 else None,
             merged_into_id=case.merged_into_id,
+            camera_id=case.camera_id,
         )
+
+
+class DetectedObjectPublic(BaseModel):
+    cls: str = Field(description="detector class name, e.g. car, person")
+    score: float
+    bbox: tuple[float, float, float, float] = Field(description="x1, y1, x2, y2 in evidence-image pixels")
+
+
+class EvidenceSizePublic(BaseModel):
+    width: int = Field(description="evidence image width in pixels (the grid of `objects[].bbox`)")
+    height: int
+
+
+def _objects_of(alert: Alert) -> list[DetectedObjectPublic]:
+    """The stored alert's detections; rows from before the wire schema had them give []."""
+    raw = (alert.payload or {}).get("objects")
+    if not isinstance(raw, list):
+        return []
+    out = []
+    for i, item in enumerate(raw):
+        try:
+            out.append(DetectedObjectPublic.model_validate(item))
+        except ValidationError:
+            # Ingest validated it against the wire schema; a bad entry means an old or hand-made row,
+            # and one bad box should not turn the whole case into a 500.
+            log.warning("alert %s: stored objects[%d] is not {cls, score, bbox}; left out", alert.alert_id, i)
+    return out
+
+
+def _evidence_size_of(alert: Alert) -> EvidenceSizePublic | None:
+    """The evidence image's size from the stored payload; None without evidence or for older rows."""
+    raw = (alert.payload or {}).get("evidence")
+    if not alert.evidence_sha256 or not isinstance(raw, dict):
+        return None
+    try:
+        return EvidenceSizePublic.model_validate(raw)
+    except ValidationError:
+        return None
 
 
 class AlertPublic(BaseModel):
@@ -82,6 +125,12 @@ class AlertPublic(BaseModel):
     lon: float | None
     accuracy_m: float | None
     evidence_url: str | None
+    objects: list[DetectedObjectPublic] = Field(
+        default_factory=list, description="the detections behind the alert, boxes on the evidence image"
+    )
+    evidence: EvidenceSizePublic | None = Field(
+        default=None, description="size of the evidence image (null: no evidence, or an alert stored without it)"
+    )
 
     @classmethod
     def of(cls, alert: Alert) -> AlertPublic:
@@ -99,6 +148,8 @@ class AlertPublic(BaseModel):
             lon=alert.lon,
             accuracy_m=alert.accuracy_m,
             evidence_url=f"/evidence/{alert.evidence_sha256}" if alert.evidence_sha256 else None,
+            objects=_objects_of(alert),
+            evidence=_evidence_size_of(alert),
         )
 
 
