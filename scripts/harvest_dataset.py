@@ -6,6 +6,10 @@ Examples:
       -o datasets/d1
   python scripts/harvest_dataset.py --api-url https://central.example --token $TOKEN -o datasets/d1 \\
       --merge-yolo /data/extra/data.yaml --merge-coco /data/coco/instances.json:/data/coco/images
+
+Both sources give the same dataset. With --api-url the token's user must see the cases: an admin's or
+a city-wide reviewer's token harvests everything, an area reviewer's only that area. Create one with
+`central create-token USER`.
 """
 
 from __future__ import annotations
@@ -34,7 +38,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--database-url", help="central's SQLAlchemy URL (read only)")
-    src.add_argument("--api-url", help="central's base URL (JSON API with --token or $STREETWATCH_API_TOKEN)")
+    src.add_argument("--api-url", help="central's base URL, e.g. https://central.example (JSON API with --token or "
+                     "$STREETWATCH_API_TOKEN; no database or evidence folder needed)")
     p.add_argument("--evidence-dir", type=Path, help="central's evidence folder (with --database-url)")
     p.add_argument("--token", default=os.environ.get("STREETWATCH_API_TOKEN"), help="API bearer token")
     p.add_argument("-o", "--out", type=Path, required=True, help="dataset folder to write")

@@ -3,8 +3,10 @@
 Two sources give the same `ReviewedCase` records:
 - `DatabaseSource`: central's database through SQLAlchemy, read-only (PostgreSQL read-only
   transactions, SQLite `query_only`), evidence JPEGs read from central's evidence folder;
-- `ApiSource`: central's JSON API with a bearer token (`/api/cases`, `/api/cases/{id}/alerts`,
-  `/evidence/{sha256}`).
+- `ApiSource`: central's JSON API with a bearer token (`/api/cases`, `/api/cases/{id}` and its
+  `/alerts`, `/evidence/{sha256}`); each alert there carries its `objects` and evidence size.
+
+Both read a case's alerts oldest first (ties by alert id), so both pick the same images.
 
 Labels: the boxes of a confirmed case's alerts (`objects`, in evidence-image pixels, which is the
 evidence JPEG's own pixel grid) mapped to training classes by the class map. Dismissed cases become
@@ -17,10 +19,12 @@ from __future__ import annotations
 
 import json
 import logging
+import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -158,7 +162,7 @@ class DatabaseSource:
                     alerts = conn.execute(
                         select(Alert.alert_id, Alert.evidence_sha256, Alert.payload)
                         .where(Alert.case_id == case_id, Alert.evidence_sha256.is_not(None))
-                        .order_by(Alert.observed_at)
+                        .order_by(Alert.observed_at, Alert.alert_id)
                     ).all()
                     evidence = [_alert_evidence(case_id, a, sha, payload) for a, sha, payload in alerts]
                     yield ReviewedCase(
@@ -211,16 +215,51 @@ def read_only_engine(url: str) -> Engine:
     return create_engine(parsed)
 
 
-def _items(document: dict[str, object], key: str) -> list[dict[str, object]]:
+def _items(document: dict[str, object], key: str, *, where: str) -> list[dict[str, object]]:
     """The list of JSON objects under `key` (missing: empty); anything else is a HarvestError."""
     value = document.get(key, [])
     if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
-        raise HarvestError(f"API response field {key}: expected a list of objects")
+        raise HarvestError(f"{where}: field {key}: expected a list of objects")
     return value
 
 
+def _observed_key(alert: dict[str, object], *, case_id: int) -> tuple[datetime, str]:
+    """Oldest first, ties by alert id: the order `DatabaseSource` reads alerts in."""
+    try:
+        at = datetime.fromisoformat(str(alert.get("observed_at")))
+    except ValueError:
+        where = f"case {case_id} alert {alert.get('alert_id')}"
+        raise HarvestError(f"{where}: field observed_at: expected an ISO 8601 time") from None
+    return (at if at.tzinfo else at.replace(tzinfo=UTC)), str(alert.get("alert_id"))
+
+
+def _http_detail(exc: urllib.error.HTTPError) -> str:
+    """The server's `detail` message of an error response, if it sent one."""
+    try:
+        body = json.loads(exc.read(2_000) or b"{}")
+    except (OSError, ValueError):
+        return ""
+    detail = body.get("detail") if isinstance(body, dict) else None
+    return f": {str(detail)[:200]}" if detail else ""
+
+
+_HTTP_HINTS = {
+    401: " (is the token an API token of an active user, and not revoked?)",
+    404: " (or outside the token user's area)",
+}
+
+
 class ApiSource:
-    """Reviewed cases through central's JSON API (bearer token), for when the database is not reachable."""
+    """Reviewed cases through central's JSON API (bearer token), for when the database is not reachable.
+
+    Requests, all with `Authorization: Bearer <token>`: `/api/cases?status=...` per reviewed status
+    (cursor paging), `/api/cases/{id}` (alerts and audit log: the dismissal reason),
+    `/api/cases/{id}/alerts` (offset paging) when the detail holds fewer alerts than the case has (it
+    shows the newest 100), and `/evidence/{sha256}?case_id=`. Each alert's `objects` and `evidence`
+    {width, height} are central's AlertPublic fields, copied from the stored wire alert.
+    """
+
+    PAGE = 200  # central's largest page (MAX_PAGE)
 
     def __init__(self, base_url: str, token: str, *, per_case: int = 3, timeout_s: float = 30.0) -> None:
         self.base_url = base_url.rstrip("/")
@@ -228,29 +267,38 @@ class ApiSource:
         self.per_case = per_case
         self.timeout_s = timeout_s
 
+    def _url(self, path: str, params: dict[str, str | int] | None = None) -> str:
+        return f"{self.base_url}{path}" + (f"?{urllib.parse.urlencode(params)}" if params else "")
+
     def _get(self, path: str, params: dict[str, str | int] | None = None) -> bytes:
-        url = f"{self.base_url}{path}" + (f"?{urllib.parse.urlencode(params)}" if params else "")
+        url = self._url(path, params)
         request = urllib.request.Request(url, headers={"Authorization": f"Bearer {self.token}"})
         try:
             with urllib.request.urlopen(request, timeout=self.timeout_s) as response:  # noqa: S310 - http(s) only
                 return bytes(response.read())
+        except urllib.error.HTTPError as exc:
+            hint = _HTTP_HINTS.get(exc.code, "")
+            raise HarvestError(f"GET {url}: HTTP {exc.code}{_http_detail(exc)}{hint}") from None
         except OSError as exc:
             raise HarvestError(f"GET {url}: {exc}") from None
 
     def _json(self, path: str, params: dict[str, str | int] | None = None) -> dict[str, object]:
-        data = json.loads(self._get(path, params))
+        try:
+            data = json.loads(self._get(path, params))
+        except ValueError:
+            data = None
         if not isinstance(data, dict):
-            raise HarvestError(f"GET {path}: expected a JSON object")
+            raise HarvestError(f"GET {self._url(path, params)}: expected a JSON object (is --api-url central's?)")
         return data
 
-    def _case_ids(self, status: str) -> Iterator[dict[str, object]]:
+    def _briefs(self, status: str) -> Iterator[dict[str, object]]:
         cursor: str | None = None
         while True:
-            params: dict[str, str | int] = {"status": status, "limit": 200}
+            params: dict[str, str | int] = {"status": status, "limit": self.PAGE}
             if cursor:
                 params["after"] = cursor
             page = self._json("/api/cases", params)
-            yield from _items(page, "data")
+            yield from _items(page, "data", where=f"GET {self._url('/api/cases', params)}")
             next_cursor = page.get("next_cursor")
             if not isinstance(next_cursor, str) or not next_cursor:
                 return
@@ -258,34 +306,49 @@ class ApiSource:
 
     def cases(self) -> Iterator[ReviewedCase]:
         for status in POSITIVE_STATUSES + NEGATIVE_STATUSES:
-            for brief in self._case_ids(status):
+            for brief in self._briefs(status):
                 if brief.get("merged_into_id"):
                     continue
                 yield self._case(int(str(brief["id"])), status)
 
     def _case(self, case_id: int, status: str) -> ReviewedCase:
         detail = self._json(f"/api/cases/{case_id}")
-        audit = [a for a in _items(detail, "audit") if a.get("action") == "dismiss"]
+        where = f"case {case_id} (GET {self._url(f'/api/cases/{case_id}')})"
+        audit = [a for a in _items(detail, "audit", where=where) if a.get("action") == "dismiss"]
         last = audit[-1].get("detail") if audit else None
         reason = str(last["reason"]) if isinstance(last, dict) and "reason" in last else None
-        evidence: list[AlertEvidence] = []
-        camera_id = ""
-        for alert in _items(detail, "alerts"):
-            where = f"case {case_id} alert {alert.get('alert_id')}"
-            camera_id = camera_id or str(alert.get("camera_id", ""))
-            url = alert.get("evidence_url")
-            if not url:
-                continue
-            if "objects" not in alert:
-                raise HarvestError(
-                    f"{where}: field objects missing from the API's alert (central's AlertPublic must expose "
-                    "objects and evidence width/height for API harvesting; use --database-url meanwhile)"
-                )
-            width, height = evidence_size(alert, where=where)
-            sha = str(url).rstrip("/").split("/")[-1].split("?")[0]
-            evidence.append(AlertEvidence(str(alert["alert_id"]), sha, width, height, objects_of(alert, where=where)))
+        alerts = _items(detail, "alerts", where=where)
+        if len(alerts) < int(str(detail.get("alert_count") or 0)):
+            alerts = list(self._all_alerts(case_id))
+        alerts.sort(key=lambda a: _observed_key(a, case_id=case_id))
+        evidence = [self._alert_evidence(case_id, a) for a in alerts if a.get("evidence_url")]
+        # camera_id of the case (its first alert's) as DatabaseSource has it; older servers lack the field
+        camera_id = str(detail.get("camera_id") or (alerts[0].get("camera_id") if alerts else "") or "")
         return ReviewedCase(case_id, status, camera_id or f"case{case_id}", reason,
                             pick_alerts(evidence, per_case=self.per_case))
+
+    def _all_alerts(self, case_id: int) -> Iterator[dict[str, object]]:
+        offset = 0
+        while True:
+            params: dict[str, str | int] = {"limit": self.PAGE, "offset": offset}
+            path = f"/api/cases/{case_id}/alerts"
+            page = _items(self._json(path, params), "data", where=f"GET {self._url(path, params)}")
+            yield from page
+            if len(page) < self.PAGE:
+                return
+            offset += len(page)
+
+    def _alert_evidence(self, case_id: int, alert: dict[str, object]) -> AlertEvidence:
+        where = f"case {case_id} alert {alert.get('alert_id')}"
+        for field in ("objects", "evidence"):
+            if field not in alert:
+                raise HarvestError(
+                    f"{where}: field {field} missing from the API's alert ({self.base_url} is a central from "
+                    "before alerts carried objects and evidence width/height: update it, or use --database-url)"
+                )
+        width, height = evidence_size(alert, where=where)
+        sha = str(alert["evidence_url"]).rstrip("/").split("/")[-1].split("?")[0]
+        return AlertEvidence(str(alert["alert_id"]), sha, width, height, objects_of(alert, where=where))
 
     def evidence(self, case: ReviewedCase, alert: AlertEvidence) -> bytes:
         return self._get(f"/evidence/{alert.evidence_sha256}", {"case_id": case.case_id})
