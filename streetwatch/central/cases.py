@@ -256,7 +256,7 @@ _OPEN_CASES_OF_VIEW = _OPEN_CASES.where(
 _OPEN_EPISODES_OF_CASE = select(Episode.id).where(Episode.case_id == bindparam("case_id"), Episode.ended_at.is_(None))
 
 
-def _candidates(session: Session, sighting: Sighting, settings: CaseSettings) -> list[Candidate]:
+def _candidates(session: Session, sighting: Sighting, settings: CaseSettings) -> dict[int, Case]:
     """Open cases of the sighting's violation near it in place and time, as this transaction sees them.
 
     The query runs without autoflush (a flush per alert was most of a batch's cost): cases changed
@@ -293,7 +293,7 @@ def _candidates(session: Session, sighting: Sighting, settings: CaseSettings) ->
             and case.merged_into_id is None
         ):
             found[case.id] = case
-    return [Candidate(c.id, c.lat, c.lon, c.first_seen, c.last_seen, c.camera_id, c.zone_id) for c in found.values()]
+    return found
 
 
 def _unflushed(session: Session, kind: type[_Row]) -> list[_Row]:
@@ -312,13 +312,15 @@ def find_case(session: Session, alert: WireAlert, *, settings: CaseSettings) -> 
 def find_nearby_case(session: Session, alert: WireAlert, *, settings: CaseSettings) -> Case | None:
     """The open case of the alert's violation near it in place and time, or None."""
     sighting = sighting_of(alert)
+    cases = _candidates(session, sighting, settings)
     chosen = choose_case(
         sighting,
-        _candidates(session, sighting, settings),
+        [Candidate(c.id, c.lat, c.lon, c.first_seen, c.last_seen, c.camera_id, c.zone_id) for c in cases.values()],
         radius_m=settings.radius_m[alert.violation],
         max_gap=timedelta(seconds=settings.max_gap_s[alert.violation]),
     )
-    return session.get(Case, chosen) if chosen is not None else None
+    # The object itself: session.get would flush to find a case added in this transaction.
+    return cases[chosen] if chosen is not None else None
 
 
 def open_case(session: Session, alert: WireAlert, *, case_id: int | None = None) -> Case:
