@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from factories import make_alert
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -212,3 +212,30 @@ def test_new_cases_after_a_confirmed_sighting_in_the_same_batch(
     assert [outcome for outcome, _ in expected] == ["created", "pending", "created", "created", "created"]
     assert len(cases) == 4
     assert snapshot(session_factory, "many", batched) == (expected, cases, alerts, letters)
+
+
+def test_a_batch_costs_a_few_statements_per_new_episode_not_per_alert(
+    session_factory: sessionmaker[Session], central_settings: CentralSettings
+) -> None:
+    """What keeps ingest fast: per new episode one candidate search (and one open-episode check at
+    its end), per batch a few reads and one write per table; no flush or INSERT per alert or case."""
+    episodes = 10
+    messages = [
+        Message(TOPIC, _alert("cost", f"{e}-{i}", lat=31.2304 + e * 1_000 * M_LAT, minutes=i, episode=str(e),
+                              state="ended" if i == 2 else "active"))
+        for e in range(episodes)
+        for i in range(3)
+    ]
+    statements: list[str] = []
+    engine = session_factory.kw["bind"]
+    listener = lambda *args: statements.append(args[2])  # noqa: E731 (conn, cursor, statement, ...)
+    event.listen(engine, "before_cursor_execute", listener)
+    try:
+        with session_scope(session_factory, write_lock=True) as session:
+            results = ingest_many(session, messages, settings=central_settings)
+    finally:
+        event.remove(engine, "before_cursor_execute", listener)
+    assert [r.outcome for r in results] == ["created", "joined", "joined"] * episodes
+    writes = [s for s in statements if s.lstrip().upper().startswith(("INSERT", "UPDATE"))]
+    assert len(writes) <= 5, writes  # case locks (PostgreSQL), cases, episodes, alerts, and one spare
+    assert len(statements) <= 2 * episodes + 12, statements
