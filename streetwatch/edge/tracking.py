@@ -15,6 +15,7 @@ the first one vanishing inherits its stable id (position is all we know at this 
 from __future__ import annotations
 
 import logging
+import math
 import statistics
 from collections import deque
 from collections.abc import Sequence
@@ -281,7 +282,7 @@ class CameraTracker:
                 first_seen_t=t,
                 last_seen_t=t,
                 still_since_t=t,
-                still_anchor=_ground(box[None])[0],
+                still_anchor=_ground_point(box),
             )
             self._next_sid += 1
             self._stable[stable.sid] = stable
@@ -309,9 +310,9 @@ class CameraTracker:
 
     def _update_stillness(self, stable: _Stable, box: np.ndarray, *, t: float) -> None:
         """Restart stillness once the ground point has left the tolerance for enough sightings in a row."""
-        ground = _ground(box[None])[0]
+        ground = _ground_point(box)
         tolerance = self.settings.still_tolerance * max(float(box[3] - box[1]), 1.0)
-        if float(np.linalg.norm(ground - stable.still_anchor)) <= tolerance:
+        if math.hypot(*(ground - stable.still_anchor)) <= tolerance:
             stable.moved_at.clear()
             return
         stable.moved_at.append(t)
@@ -339,6 +340,11 @@ def new_bytetrack(settings: TrackerSettings) -> ByteTrackTracker:
         minimum_iou_threshold=settings.minimum_iou_threshold,
         high_conf_det_threshold=settings.high_conf_det_threshold,
     )
+
+
+def _ground_point(box: np.ndarray) -> np.ndarray:
+    """The bottom centre of one xyxy box (the per-box path runs for every track on every frame)."""
+    return np.array(((box[0] + box[2]) / 2.0, box[3]))
 
 
 def _ground(xyxy: np.ndarray) -> np.ndarray:
