@@ -117,6 +117,21 @@ def parse_alert(payload: bytes | str) -> Alert:
     """Validate a wire payload; raise AlertRejected with a human-readable reason."""
     if len(payload) > MAX_PAYLOAD_BYTES:
         raise AlertRejected(f"payload too large: {len(payload)} bytes > {MAX_PAYLOAD_BYTES}")
+    # Fast path: pydantic parses the raw bytes itself (no Python dict in between). It is only
+    # trusted for an accepted alert that named the schema; anything else takes the slow path,
+    # which decides the rejection and its reason exactly as before.
+    try:
+        alert = Alert.model_validate_json(payload)
+    except ValidationError:
+        pass
+    else:
+        if "schema_" in alert.model_fields_set and alert.schema_ == ALERT_SCHEMA:
+            return alert
+    return _parse_alert_slowly(payload)
+
+
+def _parse_alert_slowly(payload: bytes | str) -> Alert:
+    """json.loads, then the schema check, then the model: each step names what is wrong."""
     try:
         data = json.loads(payload)
     except (ValueError, UnicodeDecodeError) as exc:
