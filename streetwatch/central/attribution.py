@@ -99,6 +99,7 @@ class ZoneIndex:
         self.ids = [zone.id for zone in zones]
         self.polygons = [self.projection.to_metres(zone.polygon) for zone in zones]
         self.areas = np.array([p.area for p in self.polygons], dtype=float)
+        self.centroids = [p.centroid for p in self.polygons]  # once: a GEOS centroid per query was costly
         self.tree = STRtree(self.polygons)
 
     def __len__(self) -> int:
@@ -108,9 +109,9 @@ class ZoneIndex:
         """Indices of zones that contain the point or touch it, best first (smallest, closest)."""
         point = self.projection.point(lat, lon)
         hits = [int(i) for i in self.tree.query(point, predicate="intersects")]
-        return sorted(
-            hits, key=lambda i: (self.areas[i], self.polygons[i].centroid.distance(point), self.ids[i])
-        )
+        if len(hits) < 2:  # the usual case: nothing to rank (sorted would still compute the key)
+            return hits
+        return sorted(hits, key=lambda i: (self.areas[i], self.centroids[i].distance(point), self.ids[i]))
 
     def nearest(self, lat: float, lon: float, *, max_distance_m: float) -> tuple[int, float] | None:
         """(index, distance in metres) of the nearest zone within max_distance_m, else None."""
