@@ -401,11 +401,13 @@ def apply_alert(
     evidence_sha256: str | None,
     episode: Episode | None = None,
     episode_loaded: bool = False,
+    known: KnownRows | None = None,
 ) -> Episode:
     """Fold one alert into `case`: counts, span, location, activity, evidence, priority, attribution.
 
     `episode_loaded=True` says `episode` is the alert's stored episode (None: not stored yet), as
-    the caller already looked it up; otherwise it is looked up here.
+    the caller already looked it up; otherwise it is looked up here. `known` may answer whether
+    the case has another open episode without a query.
     Returns the alert's episode (created here if it was new to the case).
     """
     if not episode_loaded:
@@ -424,7 +426,10 @@ def apply_alert(
             case.lat, case.lon, case.location_count, new_lat=alert.location.lat, new_lon=alert.location.lon
         )
     # Active while any episode is open; this alert's own open episode answers without a query.
-    case.active = episode.ended_at is None or has_open_episode(session, case.id)
+    if episode.ended_at is None:
+        case.active = True
+    else:
+        case.active = known.has_open_episode(session, case.id) if known else has_open_episode(session, case.id)
     case.priority = priority_of(
         weight=settings.priority_weight[alert.violation],
         alert_count=case.alert_count,
@@ -485,6 +490,18 @@ class KnownRows:
     # Ids for new cases, taken `case_id_batch` at a time (a batch sizes it to the alerts it may open).
     spare_case_ids: list[int] = field(default_factory=list)
     case_id_batch: int = 1
+    # The stored open episodes of `cases` (read with them), and [] for a case opened here: with
+    # `episodes` that is every episode the case can have open, so an `ended` alert needs no query.
+    # None: not read; ask the database.
+    open_episodes: dict[int, list[Episode]] | None = None
+
+    def has_open_episode(self, session: Session, case_id: int) -> bool:
+        """`has_open_episode` from the rows held, when they are known to be all that matter."""
+        held = self.open_episodes.get(case_id) if self.open_episodes is not None else None
+        if held is None or not self.episodes_exact:  # a sighting's rules may have added episodes
+            return has_open_episode(session, case_id)
+        # Current values (the objects carry any change of this transaction, flushed or not).
+        return any(e.case_id == case_id and e.ended_at is None for e in (*held, *self.episodes.values()))
 
     def episode(self, session: Session, episode_id: str) -> Episode | None:
         """The alert's episode, stored or created earlier in this transaction; None if it is new."""
@@ -532,6 +549,8 @@ def decide_case(
     created = case is None
     if case is None:
         case = open_case(session, alert, case_id=known.new_case_id(session))
+        if known.open_episodes is not None:
+            known.open_episodes[case.id] = []  # a new case: its episodes are all in `known.episodes`
     known.episodes[alert.episode_id] = apply_alert(
         session,
         case,
@@ -541,6 +560,7 @@ def decide_case(
         evidence_sha256=evidence_sha256,
         episode=episode,
         episode_loaded=True,
+        known=known,
     )
     known.cases[case.id] = case
     log.debug("alert %s -> case %d (%s)", alert.alert_id, case.id, "new" if created else "joined")

@@ -192,6 +192,16 @@ def _prefetch(session: Session, alerts: Sequence[WireAlert]) -> _Known:
     return known
 
 
+def _prefetch_open_episodes(session: Session, known: _Known) -> None:
+    """The open episodes of the batch's stored cases, one query: an `ended` alert then needs none
+    to tell whether its case stays active (a round trip each on PostgreSQL)."""
+    known.open_episodes = {case_id: [] for case_id in known.cases}
+    if known.cases:
+        query = select(Episode).where(Episode.case_id.in_(list(known.cases)), Episode.ended_at.is_(None))
+        for episode in session.scalars(query):
+            known.open_episodes[episode.case_id].append(episode)
+
+
 @dataclass
 class _Batch:
     """One transaction's ingest context: settings, the attribution index (loaded when first needed),
@@ -374,6 +384,8 @@ def ingest_many(
     batch.index_for(session)
     alerts = [alert for alert in parsed if isinstance(alert, WireAlert)]
     batch.known = _prefetch(session, alerts)
+    if any(alert.state == "ended" for alert in alerts):
+        _prefetch_open_episodes(session, batch.known)
     # At most one new case per episode not stored yet: their ids come with one statement.
     batch.known.case_id_batch = len({a.episode_id for a in alerts} - batch.known.episodes.keys())
     results = []
