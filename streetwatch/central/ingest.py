@@ -633,12 +633,12 @@ class AlertConsumer:
             self._process(batch)
 
     def _process(self, batch: list[_Received]) -> None:
-        """Ingest the batch in one transaction; on any database error fall back to one by one."""
+        """Ingest the batch in one transaction; on a database or storage error fall back to one by one."""
         try:
             with session_scope(self.session_factory, write_lock=True) as session:
                 messages = [Message(r.message.topic, bytes(r.message.payload)) for r in batch]
                 results = ingest_many(session, messages, settings=self.settings, index=self.index_cache.get(session))
-        except SQLAlchemyError as exc:
+        except (SQLAlchemyError, OSError) as exc:  # OSError: the evidence folder (disk full, mount gone)
             log.warning("consumer %s: batch of %d failed (%s); retrying one by one", self.name, len(batch), exc)
             for received in batch:
                 if not self._process_one(received):
@@ -681,9 +681,10 @@ class AlertConsumer:
             except DataError as exc:  # the database refuses this content: retrying cannot help
                 log.warning("consumer %s: database refused the message on %s: %s", self.name, message.topic, exc.orig)
                 return self._dead_letter_message(message, f"database refused the message: {exc.orig}")
-            except SQLAlchemyError as exc:
+            except (SQLAlchemyError, OSError) as exc:  # transient: the database, or the evidence folder
                 log.warning(
-                    "consumer %s: database error on %s (attempt %d): %s", self.name, message.topic, attempt + 1, exc
+                    "consumer %s: database or storage error on %s (attempt %d): %s",
+                    self.name, message.topic, attempt + 1, exc,
                 )
                 if self._stopping.wait(self.retry_delay_s * (2**attempt)):
                     return None

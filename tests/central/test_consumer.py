@@ -241,6 +241,39 @@ def test_database_failure_is_not_acked_and_the_broker_redelivers(
         assert session.scalars(select(Case)).one().alert_count == 1
 
 
+def test_a_full_evidence_disk_is_not_acked_and_ingest_goes_on(
+    mqtt_broker: object,
+    session_factory: sessionmaker[Session],
+    make_consumer: Callable[..., AlertConsumer],
+    publisher: Publisher,
+    edge_id: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Writing the evidence file fails twice (ENOSPC): the alert is neither acked nor dead-lettered,
+    the ingest thread survives, and once the disk has room the alert is stored once."""
+    from streetwatch.central import evidence_store
+
+    real_put, failures = evidence_store.EvidenceStore.put, [2]
+
+    def full_disk(self: evidence_store.EvidenceStore, data: bytes) -> str:
+        if failures[0] > 0:
+            failures[0] -= 1
+            raise OSError(28, "No space left on device")
+        return real_put(self, data)
+
+    monkeypatch.setattr(evidence_store.EvidenceStore, "put", full_disk)
+    shared = not mqtt_broker.embedded  # type: ignore[attr-defined]
+    consumer = make_consumer(session_factory, shared=shared, db_retries=1, retry_delay_s=0.1)
+    first = make_alert(edge_id=edge_id)
+    publisher.send(alert_topic(edge_id, "cam-1"), first.to_json())
+    wait_for(lambda: count(session_factory, Alert) == 1, what="the alert once the disk has room")
+    second = make_alert(edge_id=edge_id, camera_id="cam-2")
+    publisher.send(alert_topic(edge_id, "cam-2"), second.to_json())
+    wait_for(lambda: count(session_factory, Alert) == 2, what="a later alert: the ingest thread is alive")
+    assert failures[0] == 0 and count(session_factory, DeadLetter) == 0
+    assert consumer.summary.dead_letter == 0 and consumer.summary.created + consumer.summary.joined == 2
+
+
 # ---------------------------------------------------------------- two workers, one result
 
 
