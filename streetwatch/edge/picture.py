@@ -65,7 +65,7 @@ def downscale(image: np.ndarray, size: Size) -> np.ndarray:
 
 
 class _CachedPicture:
-    """Shared caching: subclasses implement `_render(size)`."""
+    """Shared caching: subclasses implement `_render(size, fast=...)`."""
 
     def __init__(self, width: int, height: int) -> None:
         self._width, self._height = width, height
