@@ -38,7 +38,6 @@ import pstats
 import random
 import re
 import shutil
-import socket
 import statistics
 import sys
 import tempfile
@@ -58,7 +57,15 @@ from sqlalchemy.orm import Session, sessionmaker
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_central_data as data  # noqa: E402
-from bench_common import cpu_model, cpu_seconds, fmt, markdown_table, percentile, usable_cores  # noqa: E402
+from bench_common import (  # noqa: E402
+    cpu_model,
+    cpu_seconds,
+    fmt,
+    free_port,
+    markdown_table,
+    percentile,
+    usable_cores,
+)
 
 from streetwatch.central.config import BrokerSettings, CentralSettings  # noqa: E402
 from streetwatch.central.db import make_engine, make_session_factory, migrate, session_scope  # noqa: E402
@@ -1006,12 +1013,6 @@ def city_arithmetic(results: Sequence[BackendResult], opts: Options, a: CityAssu
         rows,
     )
     return "\n".join(lines) + "\n\n" + table
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -43,6 +43,7 @@ from bench_common import (  # noqa: E402
     cpu_model,
     cpu_seconds,
     fmt,
+    free_port,
     markdown_table,
     peak_rss_mb,
     reset_peak_rss,
@@ -371,7 +372,7 @@ def _run_worker(loops: int, *, model_dir: Path, clip: Path, streams: int, span: 
             cameras=[dict(one["cameras"][0], id=f"cam-{i}") for i in range(streams)],
             model=dict(one["model"], detection_loops=loops),
             outbox=str(Path(tmp) / "outbox.sqlite"),
-            broker={"url": f"mqtt://127.0.0.1:{_unused_port()}"},
+            broker={"url": f"mqtt://127.0.0.1:{free_port()}"},
         )
         worker = EdgeWorker(EdgeConfig.model_validate(one))
         for loop in worker.loops:
@@ -394,14 +395,6 @@ def _run_worker(loops: int, *, model_dir: Path, clip: Path, streams: int, span: 
             "rss_peak_mb": peak_rss_mb(),
             "streams": streams,
         }
-
-
-def _unused_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _naive_thread(clip: Path, span: float, out: queue.Queue, grab: bool) -> None:

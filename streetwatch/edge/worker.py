@@ -165,10 +165,6 @@ class EdgeWorker:
         if not self._stop.is_set():
             self._wait_drained(drain_timeout_s)
 
-    def step(self) -> int:
-        """One step of every detection loop in turn, in this thread (for tools and tests)."""
-        return sum(loop.step() for loop in self.loops)
-
     def _run_loop(self, loop: DetectionLoop) -> None:
         try:
             while not self._stop.is_set():
