@@ -31,9 +31,10 @@ so behaviour is set in seconds and holds at any sample_fps, with jitter or dropp
 sample_fps 1: alpha 0.049 fast, 0.0017 slow; at 5 fps: 0.0100 and 0.00033). For the first
 `warmup_s` the slow background is the plain mean of the frames seen and nothing is reported.
 
-Cost (it runs on every sampled frame of every camera): only the downscale and blur, the two
-background differences, the grey images the medians sample and the two running averages touch
-the whole view. The shadow test, the arrival times and the static mask work on the slow-
+Cost (it runs every few seconds on every camera that watches for goods): only the downscale and
+blur, the two background differences, the grey images the medians sample and the two running
+averages touch the whole view, or only the watched box (the goods zones plus margins) when one
+is given. The shadow test, the arrival times and the static mask work on the slow-
 foreground candidates alone (a few percent of the view), labelling and the ghost test inside
 the box around the static pixels; each gives what the whole-frame computation gives (centroids
 to ~1e-13 px; tests/edge/test_foreground.py compares them).
@@ -78,6 +79,9 @@ class ForegroundParams:
     reset_fraction: float = 0.6  # fast-foreground share of the frame that means "the view changed"
     ghost_edge_ratio: float = 0.6
     shade_range: tuple[float, float] = (0.45, 1.3)  # brightness ratios a shadow or light may cause
+    # With a watched box (the goods zones), the model works on that box grown by this fraction of
+    # the frame on each side, and twice that upwards (goods stand up from the ground the zone marks).
+    watch_margin: float = 0.1
 
     def __post_init__(self) -> None:
         if self.work_width < 64:
@@ -86,6 +90,8 @@ class ForegroundParams:
             raise ValueError(
                 f"fast_tau_s, slow_tau_s: expected 0 < fast < slow, got {self.fast_tau_s}, {self.slow_tau_s}"
             )
+        if self.watch_margin < 0:
+            raise ValueError(f"watch_margin: expected >= 0, got {self.watch_margin}")
         if not 0 < self.shade_range[0] <= 1 <= self.shade_range[1]:
             raise ValueError(f"shade_range: expected (low <= 1, high >= 1), got {self.shade_range}")
 
@@ -107,11 +113,26 @@ def _alpha(dt: float, tau: float) -> float:
 
 
 class StaticForeground:
-    """Per-camera state; call update() with each sampled frame in stream-time order."""
+    """Per-camera state; call update() with each sampled frame in stream-time order.
 
-    def __init__(self, camera_id: str, params: ForegroundParams | None = None) -> None:
+    watch: (x1, y1, x2, y2) in frame pixels, the only part of the view whose static regions
+    matter (the camera's goods zones); the model then works on that box plus margins alone, which
+    on a typical kerb camera is a third to a half of the view. None watches the whole view.
+    """
+
+    def __init__(
+        self,
+        camera_id: str,
+        params: ForegroundParams | None = None,
+        *,
+        watch: tuple[float, float, float, float] | None = None,
+    ) -> None:
+        if watch is not None and not (watch[0] < watch[2] and watch[1] < watch[3]):
+            raise ValueError(f"camera {camera_id}: watch: expected (x1, y1, x2, y2) with x1 < x2, y1 < y2, got {watch}")
         self.camera_id = camera_id
         self.params = params or ForegroundParams()
+        self.watch = watch
+        self._offset = (0, 0)  # top-left of the worked part, in work pixels
         self._fast: np.ndarray | None = None
         self._slow: np.ndarray | None = None
         self._since = np.empty((0, 0), np.float32)  # time a pixel became slow-foreground, NaN if not
@@ -171,10 +192,30 @@ class StaticForeground:
             )
         size = scaled_size(*frame_size, min(self.params.work_width, image_bgr.shape[1]))
         self._scale = frame_size[0] / size[0]
-        small = downscale(image_bgr, size) if size != (image_bgr.shape[1], image_bgr.shape[0]) else image_bgr
+        image, size = self._watched(image_bgr, size)
+        small = downscale(image, size) if size != (image.shape[1], image.shape[0]) else image
         # the same 5x5 Gaussian as cv2.GaussianBlur on a float32 copy, bit for bit, but filtering
         # the uint8 pixels straight into float32 skips the conversion pass
         return np.asarray(cv2.sepFilter2D(small, cv2.CV_32F, _GAUSS_5, _GAUSS_5, borderType=cv2.BORDER_REFLECT_101))
+
+    def _watched(self, image: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, tuple[int, int]]:
+        """The part of `image` the model works on, and its size in work pixels (the whole view at
+        `size` when nothing is watched); remembers its offset for the region boxes."""
+        if self.watch is None:
+            self._offset = (0, 0)
+            return image, size
+        width, height = size
+        s, m = self._scale, self.params.watch_margin
+        x1 = max(0, math.floor(self.watch[0] / s - m * width))
+        y1 = max(0, math.floor(self.watch[1] / s - 2 * m * height))
+        x2 = min(width, math.ceil(self.watch[2] / s + m * width))
+        y2 = min(height, math.ceil(self.watch[3] / s + m * height))
+        if x2 - x1 < 8 or y2 - y1 < 8:  # the watched box lies outside this view: watch it whole
+            x1, y1, x2, y2 = 0, 0, width, height
+        self._offset = (x1, y1)
+        fx, fy = image.shape[1] / width, image.shape[0] / height
+        crop = image[round(y1 * fy) : round(y2 * fy), round(x1 * fx) : round(x2 * fx)]
+        return crop, (x2 - x1, y2 - y1)
 
     def _start(self, small: np.ndarray, t: float) -> None:
         self._fast, self._slow = small.copy(), small.copy()
@@ -281,6 +322,7 @@ class StaticForeground:
         mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, np.ones((7, 7), np.uint8))
         count, labels, stats, centroids = _components(mask)
         s = self._scale
+        ox, oy = self._offset
         regions = []
         for label in range(1, count):
             area = float(stats[label, cv2.CC_STAT_AREA]) * s * s
@@ -297,9 +339,9 @@ class StaticForeground:
             since = self._since[window][blob]
             regions.append(
                 StaticRegion(
-                    box=(x * s, y * s, (x + w) * s, (y + h) * s),
+                    box=((ox + x) * s, (oy + y) * s, (ox + x + w) * s, (oy + y + h) * s),
                     area_px=area,
-                    centroid=(float(centroids[label, 0]) * s, float(centroids[label, 1]) * s),
+                    centroid=((ox + float(centroids[label, 0])) * s, (oy + float(centroids[label, 1])) * s),
                     static_since_t=float(np.nanmedian(since)) if np.isfinite(since).any() else t,
                 )
             )

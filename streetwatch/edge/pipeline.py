@@ -57,11 +57,14 @@ class CameraAnalyzer:
         self.tracker = CameraTracker(
             camera.id, TrackerSettings.for_camera(camera, rules), roles=roles_read(violations)
         )
-        self.engine = ViolationEngine(camera, rules, polygons_px=self._zone_polygons())
+        polygons = self._zone_polygons()
+        self.engine = ViolationEngine(camera, rules, polygons_px=polygons)
         # Background modelling costs a few ms per frame: only cameras that watch for goods pay it.
         watches_goods = any("stacked_goods" in zone.violations for zone in camera.zones)
         self.foreground = (
-            StaticForeground(camera.id, ForegroundParams(min_area_px=rules.static_min_area_px))
+            StaticForeground(
+                camera.id, ForegroundParams(min_area_px=rules.static_min_area_px), watch=self._goods_box(polygons)
+            )
             if watches_goods
             else None
         )
@@ -76,6 +79,17 @@ class CameraAnalyzer:
             elif zone.polygon_geo is not None and self.homography is not None:
                 polygons[zone.id] = polygon_geo_to_px(self.homography, zone.polygon_geo, zone_id=zone.id)
         return polygons
+
+    def _goods_box(
+        self, polygons: dict[str, Sequence[tuple[float, float]]]
+    ) -> tuple[float, float, float, float] | None:
+        """The box around the goods zones (frame pixels): static regions elsewhere are never used."""
+        goods = [zone.id for zone in self.camera.zones if "stacked_goods" in zone.violations]
+        points = [point for zone_id in goods for point in polygons.get(zone_id, [])]
+        if not points:
+            return None
+        xs, ys = [p[0] for p in points], [p[1] for p in points]
+        return (min(xs), min(ys), max(xs), max(ys))
 
     def analyze(self, frame: Frame, detections: sv.Detections) -> list[Alert]:
         tracks = self.tracker.update(t=frame.pts_s, detections=detections)

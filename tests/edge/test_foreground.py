@@ -88,8 +88,10 @@ def iou(a: tuple[float, float, float, float], b: tuple[float, float, float, floa
     return inter / area
 
 
-def run(frames: Iterator[tuple[int, np.ndarray]]) -> dict[int, list[StaticRegion]]:
-    detector = StaticForeground("cam-test")
+def run(
+    frames: Iterator[tuple[int, np.ndarray]], *, watch: tuple[float, float, float, float] | None = None
+) -> dict[int, list[StaticRegion]]:
+    detector = StaticForeground("cam-test", watch=watch)
     return {t: detector.update(frame, float(t)) for t, frame in frames}
 
 
@@ -149,6 +151,31 @@ def test_a_moved_camera_restarts_instead_of_reporting_the_whole_view(scene, stre
     assert [t for t, regions in seen.items() if regions] == []
 
 
+def test_watching_the_goods_zones_finds_what_the_whole_view_finds_there(scene, goods):
+    """A camera whose goods zone is the right-hand kerb lane: the model works on that part of the
+    view (plus margins) only, and reports the same goods at the same place, arriving at the same time."""
+    frames = list(clip(scene, changed=with_goods(scene, goods), present=lambda t: t >= 40, seconds=150))
+    whole = run(iter(frames))
+    watched = run(iter(frames), watch=(560.0, 430.0, 958.0, 500.0))  # the goods stand up out of it
+    for t in range(100, 150):
+        assert len(whole[t]) == 1, f"t={t}: the whole view should see the goods, got {whole[t]}"
+        assert len(watched[t]) == 1, f"t={t}: expected the goods as one region, got {watched[t]}"
+        assert iou(watched[t][0].box, whole[t][0].box) >= 0.9, f"t={t}: {watched[t][0].box} vs {whole[t][0].box}"
+        assert iou(watched[t][0].box, paste_box(goods)) >= 0.5
+        assert abs(watched[t][0].static_since_t - whole[t][0].static_since_t) <= 2
+
+
+def test_goods_outside_the_watched_box_and_its_margins_are_not_reported(scene, goods):
+    frames = clip(scene, changed=with_goods(scene, goods), present=lambda t: t >= 40, seconds=150)
+    seen = run(frames, watch=(0.0, 0.0, 300.0, 150.0))  # with margins up to x 396, y 207: goods at 620, 420
+    assert [t for t, regions in seen.items() if regions] == []
+
+
+def test_a_watched_box_that_is_not_a_box_is_refused_naming_the_camera():
+    with pytest.raises(ValueError, match=r"camera cam-test: watch: expected \(x1, y1, x2, y2\)"):
+        StaticForeground("cam-test", watch=(100.0, 50.0, 100.0, 80.0))
+
+
 @pytest.mark.parametrize("shape", [(480, 640), (480, 640, 4), (480, 640, 1)])
 def test_a_frame_that_is_not_bgr_is_refused_naming_the_camera(shape: tuple[int, ...]):
     with pytest.raises(ValueError, match=r"camera cam-test: expected an \(H, W, 3\) BGR image"):
@@ -171,6 +198,7 @@ def test_goods_that_stay_past_absorb_after_become_background(scene, goods):
         ({"fast_tau_s": 600.0, "slow_tau_s": 20.0}, "expected 0 < fast < slow"),
         ({"work_width": 32}, "work_width"),
         ({"shade_range": (1.2, 1.5)}, "shade_range"),
+        ({"watch_margin": -0.1}, "watch_margin"),
     ],
 )
 def test_bad_parameters_are_refused_naming_the_field(params: dict[str, object], message: str):
