@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import dataclasses
 import io
 import logging
 import math
@@ -69,7 +70,7 @@ from bench_common import (  # noqa: E402
 
 from streetwatch.central.config import BrokerSettings, CentralSettings  # noqa: E402
 from streetwatch.central.db import make_engine, make_session_factory, migrate, session_scope  # noqa: E402
-from streetwatch.central.ingest import AlertConsumer, Message, ingest_many  # noqa: E402
+from streetwatch.central.ingest import AlertConsumer, Message, freeze_startup_objects, ingest_many  # noqa: E402
 from streetwatch.central.merchants import MerchantFields, MerchantRecord, store_merchants  # noqa: E402
 from streetwatch.central.models import Alert, Case, DeadLetter, User  # noqa: E402
 from streetwatch.mqtt_common import parse_broker_url  # noqa: E402
@@ -112,6 +113,7 @@ class Options:
     quick: bool
     seed: int
     evidence_root: Path | None = None
+    protocol: str | None = None  # MQTT version of the workers; None = 5 on an external broker
 
 
 def parse_args(argv: Sequence[str] | None) -> Options:
@@ -145,6 +147,12 @@ def parse_args(argv: Sequence[str] | None) -> Options:
     )
     p.add_argument("--seed", type=int, default=7)
     p.add_argument(
+        "--protocol",
+        choices=("3.1.1", "5"),
+        help="MQTT version of the central workers (default 5; 3.1.1 on the embedded broker). On 3.1.1\n"
+        "the broker alone decides how many unacked alerts a worker holds (Mosquitto: 20), and so its batch",
+    )
+    p.add_argument(
         "--evidence-dir",
         type=Path,
         default=None,
@@ -168,6 +176,7 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         quick=a.quick,
         seed=a.seed,
         evidence_root=a.evidence_dir,
+        protocol=a.protocol,
     )
 
 
@@ -289,7 +298,15 @@ def _latency_hooks(
 
 
 def consumer_main(
-    index: int, *, mqtt_url: str, db_url: str, evidence_dir: Path, group: str, shared: Shared, prefix: str
+    index: int,
+    *,
+    mqtt_url: str,
+    protocol: str,
+    db_url: str,
+    evidence_dir: Path,
+    group: str,
+    shared: Shared,
+    prefix: str,
 ) -> None:
     """One central worker process: a real AlertConsumer until told to stop, then its figures."""
     logging.basicConfig(level=logging.WARNING)
@@ -300,12 +317,16 @@ def consumer_main(
     client_id = f"{group}-w{index}"
     settings = CentralSettings(
         broker=BrokerSettings(
-            url=mqtt_url, client_id=client_id, subscription=f"$share/{group}/streetwatch/v1/alerts/#"
+            url=mqtt_url,
+            client_id=client_id,
+            subscription=f"$share/{group}/streetwatch/v1/alerts/#",
+            protocol=protocol,
         ),
         evidence_dir=evidence_dir,
     )
     consumer = AlertConsumer(settings=settings, session_factory=factory)
     consumer.start()
+    freeze_startup_objects()  # as `central serve` does (here it also hides the forked-in datasets)
     if not consumer.wait_subscribed(30):
         raise SystemExit(f"worker {index}: not subscribed within 30 s")
     with shared.ready.get_lock():  # type: ignore[attr-defined]
@@ -431,6 +452,7 @@ def run_ingest(
             args=(i,),
             kwargs={
                 "mqtt_url": mqtt_url,
+                "protocol": opts.protocol or "3.1.1",
                 "db_url": db_url,
                 "evidence_dir": evidence_dir,
                 "group": group,
@@ -772,50 +794,44 @@ def run_backend(
     full_ds, paced_ds = worlds
     with database(backend, opts.database_url) as db_url:
         evidence_dir = Path(tempfile.mkdtemp(prefix="bench-central-evidence-", dir=opts.evidence_root))
-        try:
-            engine = make_engine(db_url)
-            factory = make_session_factory(engine)
-            merchants_s = import_merchants(factory, full_ds.merchants)
-            engine.dispose()  # no pooled connection may be inherited by the worker processes (fork)
-            progress(f"{backend}: {len(full_ds.merchants)} merchants imported in {merchants_s:.1f} s; full speed ...")
-            full = run_ingest(
-                full_ds, pool, opts=opts, mqtt_url=mqtt_url, db_url=db_url, evidence_dir=evidence_dir, rate=None
-            )
-            progress(
-                f"{backend}: {full.messages} messages in {full.seconds:.1f} s ({full.rate:.0f}/s); "
-                f"paced at {opts.rate:.0f}/s ..."
-            )
-            paced = run_ingest(
-                paced_ds, pool, opts=opts, mqtt_url=mqtt_url, db_url=db_url, evidence_dir=evidence_dir, rate=opts.rate
-            )
-            # De-duplication and attribution are judged on the full-speed run (flow-controlled, so the
-            # broker never drops); losses are counted for both runs.
-            quality = measure_quality(factory, [("full", full_ds)])
-            paced_quality = measure_quality(factory, [("paced", paced_ds)])
-            quality.lost_by_run["paced"] = paced_quality.lost
-            quality.foreign -= paced_quality.stored
-            stored_rows = quality.stored + paced_quality.stored + quality.foreign  # what the bytes hold
-            db_bytes = storage_bytes(factory, db_url)
-            files, ev_bytes = folder_bytes(evidence_dir)
-            progress(f"{backend}: quality measured; bulk-inserting cases up to {opts.cases:,} ...")
-            bulk_rows, bulk_s = bulk_insert_cases(factory, total=opts.cases, merchants=len(full_ds.merchants))
-            with factory() as session:
-                total_cases = session.scalar(select(func.count(Case.id))) or 0
-            progress(f"{backend}: {bulk_rows:,} cases inserted in {bulk_s:.1f} s; timing the queue ...")
-            pages = time_queue(factory, CentralSettings(evidence_dir=evidence_dir), requests=opts.requests)
-            engine.dispose()
-        finally:
-            shutil.rmtree(evidence_dir, ignore_errors=True)
+        engine = make_engine(db_url)
+        factory = make_session_factory(engine)
+        merchants_s = import_merchants(factory, full_ds.merchants)
+        engine.dispose()  # no pooled connection may be inherited by the worker processes (fork)
+        progress(f"{backend}: {len(full_ds.merchants)} merchants imported in {merchants_s:.1f} s; full speed ...")
+        full = run_ingest(
+            full_ds, pool, opts=opts, mqtt_url=mqtt_url, db_url=db_url, evidence_dir=evidence_dir, rate=None
+        )
+        progress(
+            f"{backend}: {full.messages} messages in {full.seconds:.1f} s ({full.rate:.0f}/s); "
+            f"paced at {opts.rate:.0f}/s ..."
+        )
+        paced = run_ingest(
+            paced_ds, pool, opts=opts, mqtt_url=mqtt_url, db_url=db_url, evidence_dir=evidence_dir, rate=opts.rate
+        )
+        # De-duplication and attribution are judged on the full-speed run (flow-controlled, so the
+        # broker never drops); losses are counted for both runs.
+        quality = measure_quality(factory, [("full", full_ds)])
+        paced_quality = measure_quality(factory, [("paced", paced_ds)])
+        quality.lost_by_run["paced"] = paced_quality.lost
+        quality.foreign -= paced_quality.stored
+        stored_rows = quality.stored + paced_quality.stored + quality.foreign  # what the bytes hold
+        db_bytes = storage_bytes(factory, db_url)
+        files, ev_bytes = folder_bytes(evidence_dir)
+        progress(f"{backend}: quality measured; bulk-inserting cases up to {opts.cases:,} ...")
+        bulk_rows, bulk_s = bulk_insert_cases(factory, total=opts.cases, merchants=len(full_ds.merchants))
+        with factory() as session:
+            total_cases = session.scalar(select(func.count(Case.id))) or 0
+        progress(f"{backend}: {bulk_rows:,} cases inserted in {bulk_s:.1f} s; timing the queue ...")
+        pages = time_queue(factory, CentralSettings(evidence_dir=evidence_dir), requests=opts.requests)
+        engine.dispose()
     profile = ""
     if opts.profile:
         progress(f"{backend}: profiling {opts.profile} alerts through ingest_many ...")
         with database(backend, opts.database_url) as db_url:
             evidence_dir = Path(tempfile.mkdtemp(prefix="bench-central-profile-", dir=opts.evidence_root))
-            try:
-                import_merchants(make_session_factory(make_engine(db_url)), full_ds.merchants)
-                profile = profile_ingest(db_url, full_ds, pool, count=opts.profile, evidence_dir=evidence_dir)
-            finally:
-                shutil.rmtree(evidence_dir, ignore_errors=True)
+            import_merchants(make_session_factory(make_engine(db_url)), full_ds.merchants)
+            profile = profile_ingest(db_url, full_ds, pool, count=opts.profile, evidence_dir=evidence_dir)
     return BackendResult(
         backend,
         merchants_s,
@@ -1032,6 +1048,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         broker = start_embedded_broker(port)
         mqtt_url = f"mqtt://127.0.0.1:{port}"
         notes.append(f"broker: embedded (iotcore) on port {port}")
+    opts = dataclasses.replace(opts, protocol=opts.protocol or ("5" if opts.mqtt_url else "3.1.1"))
+    # Every evidence folder of the run lives here and is deleted only at the end: on ext4 with
+    # `discard`, creating files right after deleting thousands costs 0.5-1 ms of CPU each (measured
+    # here, against ~60 us otherwise), which the next backend's ingest would be charged.
+    run_root = Path(tempfile.mkdtemp(prefix="bench-central-", dir=opts.evidence_root))
+    opts = dataclasses.replace(opts, evidence_root=run_root)
     began = time.perf_counter()
 
     def progress(message: str) -> None:
@@ -1075,16 +1097,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         if broker is not None:
             broker.stop()
     elapsed = time.perf_counter() - began
+    create_us = file_create_cpu_us(run_root)
+    shutil.rmtree(run_root, ignore_errors=True)
     kind = "quick" if opts.quick else "full" if (opts.alerts, opts.cases) == (50_000, 1_000_000) else "custom"
     print(f"## Central benchmark ({kind} run: {opts.alerts:,} alerts, {opts.cases:,} cases)\n")
     print(
-        f"Machine: {cpu_model()}, {usable_cores()} usable cores; broker {mqtt_url}; "
+        f"Machine: {cpu_model()}, {usable_cores()} usable cores; broker {mqtt_url} (MQTT {opts.protocol}); "
         f"{opts.workers} central worker process(es); whole run {elapsed / 60:.1f} min."
     )
-    root = opts.evidence_root or Path(tempfile.gettempdir())
     print(
-        f"Evidence files under {root}: creating an empty file there took {file_create_cpu_us(root):.0f} us of CPU "
-        "after the run (one new file per alert; tmpfs ~5 us, this VM's ext4 20-550 us, varying with other I/O)."
+        f"Evidence files under {run_root.parent}: creating an empty file there took {create_us:.0f} us of CPU "
+        "after the run (one new file per alert; tmpfs ~5 us, this VM's ext4 20-60 us, 500-1,000 us right "
+        "after thousands of files were deleted)."
     )
     print(
         f"Ground truth: {len(merchants):,} merchants on {len(merchants) // 100} street segments "

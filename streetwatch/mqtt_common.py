@@ -131,16 +131,22 @@ def connect_async(
     port: int,
     keepalive_s: int,
     persistent_session: bool = False,
+    receive_maximum: int | None = None,
 ) -> None:
     """Start connecting in the background (pair with `loop_start()`, which also reconnects).
 
     Uses each protocol's own way to ask for a clean or a resumed session.
+    receive_maximum: how many unacknowledged QoS 1 messages the broker may send at once (MQTT 5;
+    a 3.1.1 client gets the broker's own limit, Mosquitto's `max_inflight_messages`, default 20).
     """
     if client.protocol == mqtt.MQTTv5:
         props = None
-        if persistent_session:
+        if persistent_session or receive_maximum is not None:
             props = Properties(PacketTypes.CONNECT)
-            props.SessionExpiryInterval = SESSION_EXPIRY_S
+            if persistent_session:
+                props.SessionExpiryInterval = SESSION_EXPIRY_S
+            if receive_maximum is not None:
+                props.ReceiveMaximum = receive_maximum
         client.connect_async(host, port, keepalive_s, clean_start=not persistent_session, properties=props)
     else:
         client.connect_async(host, port, keepalive_s)

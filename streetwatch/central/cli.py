@@ -233,7 +233,7 @@ def cmd_revoke_token(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Ingest in a background thread; the web app in the foreground when it is installed."""
-    from streetwatch.central.ingest import run_consumer
+    from streetwatch.central.ingest import freeze_startup_objects, run_consumer
 
     settings = _settings(args)
     factory = _session_factory(args)
@@ -243,6 +243,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     _start_workflow_worker(factory, stop)
     try:
         app = None if args.no_web else _build_web_app(settings, factory)
+        freeze_startup_objects()  # the web app's objects too (the consumer froze what it loaded)
         if app is None:
             log.info("serving ingest only (no web app); Ctrl-C stops")
             while worker.is_alive():

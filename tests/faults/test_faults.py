@@ -101,7 +101,8 @@ class Rig:
             assert edge.alive, edge.log()[-3000:]
             code = edge.terminate()
             if exits is None:
-                assert code == 0, edge.log()[-3000:]
+                why = f"edge {edge_id} exited {code} on SIGTERM (negative: killed after 30 s)"
+                assert code == 0, f"{why}:\n{edge.log()[-3000:]}"
             else:
                 exits[edge_id] = code
         waiting = set().union(*(self.outbox(edge_id) for edge_id in self.edges))
