@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
-from sqlalchemy import and_, bindparam, exists, func, insert, or_, select, text, update
+from sqlalchemy import bindparam, exists, func, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from streetwatch.central.attribution import MerchantIndex
@@ -250,23 +250,30 @@ _OPEN_CASES_NEAR = _OPEN_CASES.where(
     Case.lat.between(bindparam("lat_min"), bindparam("lat_max")),
     Case.lon.between(bindparam("lon_min"), bindparam("lon_max")),
 )
-_NEARBY_TERMS_PER_QUERY = 100  # search boxes OR-ed in one statement (bind parameters stay < 1,000)
 _OPEN_CASES_OF_VIEW = _OPEN_CASES.where(
     Case.lat.is_(None), Case.camera_id == bindparam("camera_id"), Case.zone_id == bindparam("zone_id")
 )
 _OPEN_EPISODES_OF_CASE = select(Episode.id).where(Episode.case_id == bindparam("case_id"), Episode.ended_at.is_(None))
 
 
-def _search_box(sighting: Sighting, settings: CaseSettings) -> dict[str, object]:
-    """The candidate search's parameters: the violation, the time window and, for a located
-    sighting, a lat/lon box of 1.5 x radius around it (only a pre-filter: `choose_case` decides)."""
+def _candidates(session: Session, sighting: Sighting, settings: CaseSettings) -> dict[int, Case]:
+    """Open cases of the sighting's violation near it in place and time, as this transaction sees them.
+
+    The query runs without autoflush (a flush per alert was most of a batch's cost): cases changed
+    earlier in the transaction but not flushed yet are added from the session, with their current
+    values. The query's box is only a pre-filter; `choose_case` decides on time and distance.
+    """
     gap = timedelta(seconds=settings.max_gap_s[sighting.violation])  # type: ignore[index]
     params: dict[str, object] = {
         "violation": sighting.violation,
         "since": sighting.observed_at - gap,
         "until": sighting.observed_at + gap,
     }
-    if sighting.lat is not None and sighting.lon is not None:
+    if sighting.lat is None or sighting.lon is None:
+        query = _OPEN_CASES_OF_VIEW
+        params.update(camera_id=sighting.camera_id, zone_id=sighting.zone_id)
+    else:
+        query = _OPEN_CASES_NEAR
         radius = settings.radius_m[sighting.violation]  # type: ignore[index]
         dlat = radius / METRES_PER_DEGREE_LAT * 1.5
         dlon = dlat / max(0.01, math.cos(math.radians(sighting.lat)))
@@ -276,70 +283,16 @@ def _search_box(sighting: Sighting, settings: CaseSettings) -> dict[str, object]
             lon_min=sighting.lon - dlon,
             lon_max=sighting.lon + dlon,
         )
-    return params
-
-
-def _candidates(
-    session: Session, sighting: Sighting, settings: CaseSettings, known: KnownRows | None = None
-) -> dict[int, Case]:
-    """Open cases of the sighting's violation near it in place and time, as this transaction sees them.
-
-    The query runs without autoflush (a flush per alert was most of a batch's cost): cases changed
-    earlier in the transaction but not flushed yet are added from the session, with their current
-    values. The query's box is only a pre-filter; `choose_case` decides on time and distance.
-    With `known.nearby` (a batch's one search for all its alerts) no query runs.
-    """
-    params = _search_box(sighting, settings)
-    if sighting.lat is None or sighting.lon is None:
-        params.update(camera_id=sighting.camera_id, zone_id=sighting.zone_id)
-        with session.no_autoflush:
-            found = {c.id: c for c in session.scalars(_OPEN_CASES_OF_VIEW, params)}
-    elif known is not None and known.nearby is not None and known.episodes_exact:
-        found = {case.id: case for case in known.nearby.values() if case.violation == sighting.violation}
-    else:
-        with session.no_autoflush:
-            found = {c.id: c for c in session.scalars(_OPEN_CASES_NEAR, params)}
+    with session.no_autoflush:
+        found = {c.id: c for c in session.scalars(query, params)}
     for case in _unflushed(session, Case):
-        if case.id is not None and case.violation == sighting.violation:
+        if (
+            case.id is not None
+            and case.violation == sighting.violation
+            and case.status in OPEN_CASE_STATUSES
+            and case.merged_into_id is None
+        ):
             found[case.id] = case
-    return {
-        case_id: case
-        for case_id, case in found.items()
-        if case.status in OPEN_CASE_STATUSES and case.merged_into_id is None
-    }
-
-
-def prefetch_nearby_cases(session: Session, alerts: Sequence[WireAlert], *, settings: CaseSettings) -> dict[int, Case]:
-    """The stored open cases any located alert of a batch may join, read with one query per 100
-    alerts: each alert's search box and time window, OR-ed. Call after the batch's case locks.
-
-    One search per new episode was a fifth of a batch's cost; `choose_case` still picks each
-    alert's case from these by distance and time, as from its own search.
-    """
-    terms = []
-    for alert in alerts:
-        sighting = sighting_of(alert)
-        if sighting.lat is None or sighting.lon is None:
-            continue  # searched by camera view, alert by alert (rare)
-        box = _search_box(sighting, settings)
-        terms.append(
-            and_(
-                Case.violation == box["violation"],
-                Case.lat.between(box["lat_min"], box["lat_max"]),
-                Case.lon.between(box["lon_min"], box["lon_max"]),
-                Case.last_seen >= box["since"],
-                Case.first_seen <= box["until"],
-            )
-        )
-    found: dict[int, Case] = {}
-    for start in range(0, len(terms), _NEARBY_TERMS_PER_QUERY):
-        query = select(Case).where(
-            Case.status.in_(OPEN_CASE_STATUSES),
-            Case.merged_into_id.is_(None),
-            or_(*terms[start : start + _NEARBY_TERMS_PER_QUERY]),
-        )
-        with session.no_autoflush:
-            found.update((case.id, case) for case in session.scalars(query))
     return found
 
 
@@ -356,12 +309,10 @@ def find_case(session: Session, alert: WireAlert, *, settings: CaseSettings) -> 
     return find_nearby_case(session, alert, settings=settings)
 
 
-def find_nearby_case(
-    session: Session, alert: WireAlert, *, settings: CaseSettings, known: KnownRows | None = None
-) -> Case | None:
+def find_nearby_case(session: Session, alert: WireAlert, *, settings: CaseSettings) -> Case | None:
     """The open case of the alert's violation near it in place and time, or None."""
     sighting = sighting_of(alert)
-    cases = _candidates(session, sighting, settings, known)
+    cases = _candidates(session, sighting, settings)
     chosen = choose_case(
         sighting,
         [Candidate(c.id, c.lat, c.lon, c.first_seen, c.last_seen, c.camera_id, c.zone_id) for c in cases.values()],
@@ -545,9 +496,6 @@ class KnownRows:
     # `episodes` that is every episode the case can have open, so an `ended` alert needs no query.
     # None: not read; ask the database.
     open_episodes: dict[int, list[Episode]] | None = None
-    # Every stored open case the caller's located alerts may join (`prefetch_nearby_cases`); None:
-    # search per alert.
-    nearby: dict[int, Case] | None = None
     # Cases to attribute once the batch is folded in (`attribute_pending`), by id; None: attribute
     # at each alert. A case's merchant depends only on its final place, so once per batch is enough.
     unattributed: dict[int, Case] | None = None
@@ -609,7 +557,7 @@ def decide_case(
     if episode is not None:
         case: Case | None = known.case(session, episode.case_id)
     else:
-        case = find_nearby_case(session, alert, settings=settings, known=known)
+        case = find_nearby_case(session, alert, settings=settings)
     created = case is None
     if case is None:
         case = open_case(session, alert, case_id=known.new_case_id(session))
@@ -695,7 +643,6 @@ __all__ = [
     "distance_m",
     "find_case",
     "find_nearby_case",
-    "prefetch_nearby_cases",
     "has_open_episode",
     "lock_cells",
     "lock_for_alert",

@@ -33,7 +33,6 @@ from streetwatch.central.cases import (
     alert_lock_keys,
     decide_case,
     lock_for_alert,
-    prefetch_nearby_cases,
     take_case_locks,
 )
 from streetwatch.central.config import CentralSettings
@@ -391,10 +390,7 @@ def ingest_many(
         _prefetch_open_episodes(session, batch.known)
     # At most one new case per episode not stored yet: their ids come with one statement.
     batch.known.case_id_batch = len({a.episode_id for a in alerts} - batch.known.episodes.keys())
-    # The cases those new episodes may join, with one search for the batch; attribution once per case.
-    searching = [a for a in alerts if a.episode_id not in batch.known.episodes and a.state != "sighting"]
-    batch.known.nearby = prefetch_nearby_cases(session, searching, settings=settings.cases)
-    batch.known.unattributed = {}
+    batch.known.unattributed = {}  # each case is attributed once, at its place after the batch
     results = []
     for message, alert in zip(messages, parsed, strict=True):
         label = message.origin or message.topic or ""
