@@ -14,6 +14,7 @@ from sqlalchemy import inspect, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from streetwatch.central.db import (
+    WalCheckpointer,
     alembic_config,
     downgrade,
     make_engine,
@@ -100,6 +101,55 @@ def test_sqlite_runs_in_wal_mode_with_foreign_keys(tmp_path: Path) -> None:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
         assert (conn.exec_driver_sql("PRAGMA busy_timeout").scalar() or 0) >= 1000
+
+
+def _wal_bytes(path: Path) -> int:
+    wal = path.with_name(path.name + "-wal")
+    return wal.stat().st_size if wal.exists() else 0
+
+
+def _write_blobs(factory: sessionmaker[Session], count: int, *, pause_s: float = 0.0) -> None:
+    for i in range(count):
+        with session_scope(factory, write_lock=True) as session:
+            session.add(DeadLetter(topic=f"t{i}", reason="r", payload="x" * 100_000))
+        time.sleep(pause_s)
+
+
+@pytest.mark.parametrize(
+    ("interval_s", "pause_s", "wal_at_least", "wal_below"),
+    [
+        # no checkpoint comes: 6 MB of commits stay in the WAL, past SQLite's own 1,000-page (4 MB)
+        # automatic checkpoint, which no commit runs any more
+        (3600.0, 0.0, 5_000_000, None),
+        # the thread checkpoints every 50 ms: the WAL restarts from its start and stays small
+        (0.05, 0.02, 0, 3_000_000),
+    ],
+)
+def test_sqlite_commits_leave_the_wal_checkpoint_to_a_thread(
+    tmp_path: Path, interval_s: float, pause_s: float, wal_at_least: int, wal_below: int | None
+) -> None:
+    """A commit that checkpoints copies the WAL into the database and fsyncs it, and ingest acks
+    nothing meanwhile (it was the ingest p99): the checkpointer thread does that work instead."""
+    path = tmp_path / "ckpt.sqlite"
+    migrate(f"sqlite:///{path}")
+    engine = make_engine(f"sqlite:///{path}", checkpoint_interval_s=interval_s)
+    factory = make_session_factory(engine)
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 0
+    _write_blobs(factory, 60, pause_s=pause_s)
+    assert _wal_bytes(path) >= wal_at_least
+    if wal_below is not None:
+        assert _wal_bytes(path) < wal_below
+    with factory() as session:
+        assert len(session.scalars(select(DeadLetter)).all()) == 60
+    engine.dispose()
+
+
+def test_wal_checkpointer_stops_when_the_database_is_gone(tmp_path: Path) -> None:
+    """A removed database file is never created again by the checkpointer; its thread just ends."""
+    path = tmp_path / "gone.sqlite"
+    assert not WalCheckpointer(str(path)).checkpoint()
+    assert not path.exists()
 
 
 def test_sqlite_write_lock_transactions_wait_for_each_other(tmp_path: Path) -> None:
