@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
-from sqlalchemy import bindparam, exists, func, insert, select, text, update
+from sqlalchemy import bindparam, exists, func, insert, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from streetwatch.central.attribution import MerchantIndex
@@ -241,7 +241,9 @@ def resolve_merged(session: Session, case_id: int) -> Case:
 # The candidate searches, built once (building SQL expressions per alert cost more than running them).
 _OPEN_CASES = select(Case).where(
     Case.violation == bindparam("violation"),
-    Case.status.in_(OPEN_CASE_STATUSES),
+    # Plain comparisons, not IN (...): SQLAlchemy expands an IN list anew at every execution, which
+    # cost more than the rest of the statement's preparation (this search runs per new episode).
+    or_(*(Case.status == status for status in OPEN_CASE_STATUSES)),
     Case.merged_into_id.is_(None),
     Case.last_seen >= bindparam("since"),
     Case.first_seen <= bindparam("until"),
