@@ -125,7 +125,9 @@ def may_hold_nul(payload: bytes | str | None) -> bool:
     """Whether a parsed alert may contain a NUL: JSON can only carry one escaped (a raw control
     character is invalid JSON), so a payload without `\\u0000` has none. None = unknown: maybe."""
     if isinstance(payload, bytes):
-        return b"\\u0000" in payload
+        # Most payloads hold no backslash at all (base64 evidence has none): one memchr (0.5 us on
+        # a 27 KB alert) instead of a substring search (15 us).
+        return b"\\" in payload and b"\\u0000" in payload
     return payload is None or "\\u0000" in payload
 
 

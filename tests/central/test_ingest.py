@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from streetwatch.central.config import CentralSettings
 from streetwatch.central.db import session_scope
 from streetwatch.central.evidence_store import EvidenceStore
-from streetwatch.central.ingest import IngestResult, ingest_jsonl, ingest_payload
+from streetwatch.central.ingest import IngestResult, ingest_jsonl, ingest_payload, may_hold_nul
 from streetwatch.central.models import DEAD_LETTER_PAYLOAD_MAX_CHARS, Alert, Case, DeadLetter
 from streetwatch.edge.alerts import MAX_PAYLOAD_BYTES, alert_topic
 
@@ -117,6 +117,21 @@ def test_unknown_fields_are_kept_and_evidence_bytes_are_not(
         assert row.evidence_sha256 == sha
         case = session.get(Case, result.case_id)
         assert case is not None and case.evidence_sha256 == sha
+
+
+@pytest.mark.parametrize(
+    ("payload", "expected"),
+    [
+        (b'{"track_id": "t1", "evidence": {"jpeg_b64": "AAEC/+=="}}', False),  # no backslash at all
+        (b'{"note": "line\\nbreak \\" quoted"}', False),  # escapes, but no NUL
+        (b'{"note": "a\\u0000b"}', True),
+        ('{"note": "a\\u0000b"}', True),
+        ('{"note": "ab"}', False),
+        (None, True),  # unknown: scrub
+    ],
+)
+def test_only_a_payload_with_an_escaped_nul_needs_scrubbing(payload: bytes | str | None, expected: bool) -> None:
+    assert may_hold_nul(payload) is expected
 
 
 def test_nul_characters_are_stored_on_every_backend(
