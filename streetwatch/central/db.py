@@ -7,7 +7,8 @@ waits for another instead of failing, and SQLAlchemy (not the sqlite3 module) em
 transaction starts where the session says it does. A transaction that will write after reading (the
 case engine) asks for `BEGIN IMMEDIATE` through `session_scope(..., write_lock=True)`: it takes the
 database write lock up front, so two writers run one after the other instead of one failing with
-"database is locked" half-way.
+"database is locked" half-way. No commit checkpoints the WAL: a thread per engine does
+(`WalCheckpointer`).
 
 PostgreSQL: psycopg 3 (`postgresql+psycopg://`), READ COMMITTED; the case engine serialises its
 decisions with row locks (see cases.py).
@@ -95,8 +96,8 @@ class WalCheckpointer:
     """Checkpoints one SQLite database's WAL from a thread and connection of its own.
 
     SQLite's automatic checkpoint runs inside the commit that takes the WAL past 1,000 pages: that
-    commit copies the pages into the database and fsyncs it, 50-300 ms on this VM's ext4 once the
-    database is large, and ingest acks nothing meanwhile (it was the p99 of publish -> commit). The
+    commit copies the pages into the database and fsyncs it (commits of 13-113 ms in the central
+    benchmark on this VM's ext4), and ingest acks nothing meanwhile (most of its p99). The
     engine's connections never checkpoint; this thread does, PASSIVE (it waits for no reader or
     writer; SQLite restarts the WAL from its start once a checkpoint has caught up). The thread ends
     with its engine or its file; closing the last connection checkpoints too, as SQLite always does.
