@@ -119,6 +119,10 @@ class WalCheckpointer:
                 )
                 self._thread.start()
 
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
     def checkpoint(self) -> bool:
         """One PASSIVE checkpoint; False once the database file is gone."""
         uri = f"file:{urllib.parse.quote(self.path)}?mode=rw"  # rw: never create a deleted database again

@@ -151,6 +151,19 @@ def test_wal_checkpointer_stops_when_the_database_is_gone(tmp_path: Path) -> Non
     path = tmp_path / "gone.sqlite"
     assert not WalCheckpointer(str(path)).checkpoint()
     assert not path.exists()
+    migrate(f"sqlite:///{path}")
+    engine = make_engine(f"sqlite:///{path}")
+    checkpointer = WalCheckpointer(str(path), interval_s=0.05)
+    checkpointer.start(engine)
+    assert checkpointer.running
+    for leftover in tmp_path.glob("gone.sqlite*"):
+        leftover.unlink()
+    deadline = time.monotonic() + 5
+    while checkpointer.running and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not checkpointer.running
+    assert not path.exists()
+    engine.dispose()
 
 
 def test_sqlite_write_lock_transactions_wait_for_each_other(tmp_path: Path) -> None:
