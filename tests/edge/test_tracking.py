@@ -240,3 +240,33 @@ def test_a_track_survives_frames_where_its_role_has_no_detection_at_all() -> Non
         last = tracker.update(t=float(t), detections=detections([(CAR, 0.7, "car")]))
     assert [s.stable_id for s in states[-1]] == [last[0].stable_id]  # reported while missed, same id after
     assert last[0].still_since_t == 1.0
+
+
+def test_one_bytetrack_for_all_roles_tracks_each_role_as_if_alone() -> None:
+    """The tracker runs one ByteTrack for every role (boxes shifted per role): a box of one role
+    must never continue a track of another, even at the very same place, and every role's tracks
+    must come out as a camera tracking that role alone would give."""
+    def scene(t: int) -> list[Obj]:
+        walker = (40.0 + 30 * t, 250.0, 90.0 + 30 * t, 400.0)  # walks across, over the car
+        objects: list[Obj] = [(CAR, 0.8, "umbrella")] if 5 <= t < 12 else []  # exactly the car's box
+        objects += [(CAR, 0.6 + 0.01 * (t % 5), "car"), (walker, 0.7, "person")]
+        if t % 7 != 3:  # a vendor seen on most frames only
+            objects.append(((600.0, 200.0, 650.0, 350.0), 0.35 + 0.1 * (t % 3), "person"))
+        return objects
+
+    roles = ("vehicle", "person", "vending_prop")
+    together = CameraTracker("cam-1", roles=roles)
+    alone = {role: CameraTracker("cam-1", roles=(role,)) for role in roles}
+    seen_roles = set()
+    for t in range(30):
+        frame = detections(scene(t))
+        mixed = together.update(t=float(t), detections=frame)
+        seen_roles |= {s.role for s in mixed}
+        for role, tracker in alone.items():
+            expected = tracker.update(t=float(t), detections=frame)
+            got = [s for s in mixed if s.role == role]
+            # Stable ids count per tracker; everything else must match exactly.
+            strip = lambda states: [(s.box, s.score, s.median_score, s.first_seen_t, s.last_seen_t,  # noqa: E731
+                                     s.still_since_t, s.class_name) for s in states]
+            assert strip(got) == strip(expected), f"frame {t}, role {role}"
+    assert seen_roles == set(roles)
