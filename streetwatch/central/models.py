@@ -147,6 +147,18 @@ class ApiToken(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
+class LoginFailure(Base):
+    """One failed login, for the rate limit every web process shares (rows older than the window
+    are deleted as new failures come in). `key` is a digest of (user name, client address)."""
+
+    __tablename__ = "login_failures"
+    __table_args__ = (Index("ix_login_failures_key_failed_at", "key", "failed_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(64))
+    failed_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+
+
 class Case(Base):
     """One violation at one spot, fed by the alerts of one or more episodes, cameras and edges."""
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +20,13 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from streetwatch.central.api.app import SESSION_COOKIE, build_app
+from streetwatch.central.api.login_limit import LoginRateLimiter
 from streetwatch.central.api.settings import InsecureSettings, WebSecurity, web_security_from_env
 from streetwatch.central.api.tokens import issue_token, revoke_token
 from streetwatch.central.config import CentralSettings
 from streetwatch.central.db import session_scope
 from streetwatch.central.evidence_store import EvidenceStore
-from streetwatch.central.models import Alert, AuditLog, Case
+from streetwatch.central.models import Alert, AuditLog, Case, LoginFailure
 
 DEV_SECURITY = WebSecurity(mode="development", secret_key="x" * 40, cookie_secure=False)  # type: ignore[arg-type]
 
@@ -491,6 +493,49 @@ def test_login_rate_limit_is_429_even_for_the_right_password(world: World) -> No
         follow_redirects=False,
     )
     assert other.status_code == 303
+
+
+def test_the_login_rate_limit_holds_across_web_processes(world: World) -> None:
+    """Two apps on one database stand for two web processes behind a load balancer: failures
+    spread over both count once, so a second process does not give an attacker more guesses."""
+    other_app = build_app(world.settings, world.factory, security=DEV_SECURITY)
+    with TestClient(other_app) as other:
+        for index in range(5):
+            client = world.client if index % 2 else other
+            token = _csrf(client.get("/login").text)
+            wrong = client.post("/login", data={"username": "north", "password": "nope", "csrf_token": token})
+            assert wrong.status_code == 401
+        for client in (world.client, other):
+            token = _csrf(client.get("/login").text)
+            blocked = client.post(
+                "/login",
+                data={"username": "North", "password": PASSWORD, "csrf_token": token},  # case does not help
+                follow_redirects=False,
+            )
+            assert blocked.status_code == 429
+    with session_scope(world.factory) as session:
+        stored = session.scalars(select(LoginFailure.key)).all()
+    assert len(stored) == 5 and all("north" not in key for key in stored)  # digests, not names
+
+
+def test_login_failures_expire_with_the_window_and_a_login_clears_them(
+    session_factory: sessionmaker[Session],
+) -> None:
+    now = [datetime(2026, 12, 2, 9, 0, tzinfo=UTC)]
+    limiter = LoginRateLimiter(session_factory, max_failures=3, window_s=60, clock=lambda: now[0])
+    for _ in range(3):
+        limiter.record_failure("north", "10.0.0.1")
+    assert limiter.blocked("north", "10.0.0.1")
+    assert not limiter.blocked("north", "10.0.0.2") and not limiter.blocked("south", "10.0.0.1")
+    now[0] += timedelta(seconds=61)
+    assert not limiter.blocked("north", "10.0.0.1")
+    limiter.record_failure("south", "10.0.0.1")  # a new failure clears everyone's expired rows
+    with session_scope(session_factory) as session:
+        assert session.scalar(select(func.count()).select_from(LoginFailure)) == 1
+    limiter.record_failure("south", "10.0.0.1")
+    limiter.reset("south", "10.0.0.1")
+    with session_scope(session_factory) as session:
+        assert session.scalar(select(func.count()).select_from(LoginFailure)) == 0
 
 
 def test_unknown_user_is_the_same_401(world: World) -> None:

@@ -38,6 +38,7 @@ TABLES = {
     "episodes",
     "hotspots",
     "inspections",
+    "login_failures",
     "merchants",
     "notifications",
     "strikes",

@@ -27,7 +27,7 @@ from starlette.responses import Response
 
 from streetwatch.central.api import alerts, auth, cases, evidence, merchants, open311, stats, workflow
 from streetwatch.central.api.deps import LoginRequired
-from streetwatch.central.api.security import LoginRateLimiter
+from streetwatch.central.api.login_limit import LoginRateLimiter
 from streetwatch.central.api.settings import WebSecurity, web_security_from_env
 from streetwatch.central.config import CentralSettings
 from streetwatch.central.review import ReviewService
@@ -148,7 +148,7 @@ def build_app(
     app.state.templates = make_templates()
     app.state.nearby_zones = NearbyZones()
     app.state.login_limiter = LoginRateLimiter(
-        max_failures=security.login_max_failures, window_s=security.login_window_s
+        session_factory, max_failures=security.login_max_failures, window_s=security.login_window_s
     )
     app.add_middleware(
         SessionMiddleware,

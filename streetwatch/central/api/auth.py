@@ -1,9 +1,10 @@
 """Login and logout for the pages; API tokens (issue, revoke) and /api/me for API clients.
 
-Login: CSRF-checked form; at most N failures per (user name, client IP) per window, then 429 even
-for the right password until the window passes; the session is cleared on login (no fixation) and
-holds the user id, a fingerprint of the password hash (a password change ends old sessions) and a
-fresh CSRF token. Unknown user names cost the same hash check as wrong passwords.
+Login: CSRF-checked form; at most N failures per (user name, client IP) per window, counted in the
+database for every web process (`login_limit.py`), then 429 even for the right password until the
+window passes; the session is cleared on login (no fixation) and holds the user id, a fingerprint
+of the password hash (a password change ends old sessions) and a fresh CSRF token. Unknown user
+names cost the same hash check as wrong passwords.
 """
 
 from __future__ import annotations
@@ -23,13 +24,9 @@ from streetwatch.central.api.deps import (
     CurrentUser,
     SessionDep,
 )
+from streetwatch.central.api.login_limit import LoginRateLimiter
 from streetwatch.central.api.schemas import TokenCreatedPublic, TokenCreateRequest, UserPublic
-from streetwatch.central.api.security import (
-    CSRF_SESSION_KEY,
-    LoginRateLimiter,
-    new_csrf_token,
-    password_fingerprint,
-)
+from streetwatch.central.api.security import CSRF_SESSION_KEY, new_csrf_token, password_fingerprint
 from streetwatch.central.api.tokens import TokenError, issue_token, revoke_token
 from streetwatch.central.models import ApiToken, User
 from streetwatch.central.passwords import hash_password, needs_rehash, verify_password
