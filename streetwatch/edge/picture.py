@@ -14,11 +14,13 @@ detector's view, then hands the frame over).
 
 from __future__ import annotations
 
+import threading
 from typing import Protocol
 
 import av
 import cv2
 import numpy as np
+from av.video.reformatter import VideoReformatter
 
 Size = tuple[int, int]  # (width, height) in pixels
 
@@ -134,6 +136,26 @@ class AvPicture(_CachedPicture):
         if size == (self._width, self._height):
             return np.asarray(self._frame.to_ndarray(format="bgr24"))
         interpolation = "POINT" if fast else "AREA"
-        return np.asarray(
-            self._frame.to_ndarray(width=size[0], height=size[1], format="bgr24", interpolation=interpolation)
-        )
+        reformatter = _reformatter(size, interpolation)
+        scaled = reformatter.reformat(self._frame, width=size[0], height=size[1], format="bgr24",
+                                      interpolation=interpolation)
+        return np.asarray(scaled.to_ndarray())
+
+
+_REFORMATTERS = threading.local()
+
+
+def _reformatter(size: Size, interpolation: str) -> VideoReformatter:
+    """This thread's reformatter for one output size and filter. PyAV's `frame.to_ndarray(width=...)`
+    makes a new one per frame, and building swscale's scaling filters was 40 % of rendering a 416 px
+    view (0.81 -> 0.47 ms here); a reformatter keeps its context while its output stays the same
+    (swscale rebuilds it itself if the input changes). Per thread: a context is not thread-safe."""
+    cache: dict[tuple[Size, str], VideoReformatter] | None = getattr(_REFORMATTERS, "cache", None)
+    if cache is None:
+        cache = _REFORMATTERS.cache = {}
+    reformatter = cache.get((size, interpolation))
+    if reformatter is None:
+        if len(cache) >= 16:  # cameras of many sizes: keep the bound, rebuild what is needed
+            cache.clear()
+        reformatter = cache[(size, interpolation)] = VideoReformatter()
+    return reformatter

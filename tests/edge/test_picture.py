@@ -76,6 +76,22 @@ def test_renders_are_cached_per_size_and_filter() -> None:
     assert ArrayPicture(image).bgr() is image
 
 
+def test_renders_share_a_reformatter_yet_stay_each_pictures_own_pixels() -> None:
+    """Scaled renders reuse one swscale context per thread and size: every render must still equal
+    PyAV's own conversion of that frame, and a later frame must not overwrite an earlier render."""
+    rng = np.random.default_rng(2)
+    frames = [decoded(rng.integers(0, 255, (540, 960, 3), dtype=np.uint8)) for _ in range(3)]
+    renders = []
+    for frame in frames:
+        for size, fast, interpolation in (((416, 234), True, "POINT"), ((640, 360), False, "AREA")):
+            got = AvPicture(frame).bgr(size, fast=fast)
+            want = frame.to_ndarray(width=size[0], height=size[1], format="bgr24", interpolation=interpolation)
+            assert np.array_equal(got, want)
+            renders.append((got, got.copy()))
+    assert all(np.array_equal(render, kept) for render, kept in renders)
+    assert not np.array_equal(renders[0][0], renders[2][0])  # different frames, different pixels
+
+
 def test_a_size_beyond_the_picture_is_refused_by_name() -> None:
     picture = ArrayPicture(np.zeros((100, 200, 3), np.uint8))
     with pytest.raises(ValueError, match=r"size: expected 1..200 x 1..100 px, got \(400, 200\)"):
