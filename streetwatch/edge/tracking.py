@@ -20,7 +20,6 @@ import statistics
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import cast
 
 import numpy as np
 import supervision as sv
@@ -118,11 +117,12 @@ class _Stable:
     median_score: float = 0.0  # of `scores`, kept current by `_observe` (read every frame)
 
     def state(self) -> TrackState:
+        x1, y1, x2, y2 = self.box.tolist()  # one call for the four floats (this runs per track per frame)
         return TrackState(
             stable_id=self.sid,
             role=self.role,
             class_name=self.class_name,
-            box=cast(Box, tuple(float(v) for v in self.box)),
+            box=(x1, y1, x2, y2),
             score=self.score,
             median_score=self.median_score,
             first_seen_t=self.first_seen_t,
