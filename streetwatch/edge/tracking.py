@@ -1,4 +1,7 @@
-"""Per-camera tracking at ~1 fps: ByteTrack per role, plus stable ids re-associated by position.
+"""Per-camera tracking at ~1 fps: ByteTrack for each role, plus stable ids re-associated by position.
+
+One ByteTrack instance serves all the roles a camera tracks, each role's boxes shifted into a band
+of their own (see `CameraTracker._track`), so a box of one role never continues another's track.
 
 ByteTrack (trackers.ByteTrackTracker) links detections frame to frame. At one sample per second a
 parked car loses its ByteTrack id whenever it is missed for longer than the lost-track buffer (a
