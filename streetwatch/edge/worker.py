@@ -135,6 +135,10 @@ class EdgeWorker:
         log.info("edge %s started with %d camera(s) on %d detection loop(s)",
                  self.config.edge_id, len(self.sources), len(self.loops))
 
+    def request_stop(self) -> None:
+        """Make `run()` return soon; safe from a signal handler (sets a flag, joins nothing)."""
+        self._stop.set()
+
     def stop(self) -> None:
         self._stop.set()
         for source in self.sources:
