@@ -5,6 +5,7 @@ timer that an old `ended` cannot satisfy), complaints, inspections due, statisti
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -23,6 +24,7 @@ from streetwatch.central.cli import main as cli_main
 from streetwatch.central.config import CentralSettings
 from streetwatch.central.db import session_scope
 from streetwatch.central.models import CaseTimer, User
+from streetwatch.central.passwords import hash_password
 from streetwatch.central.review import ReviewService
 from streetwatch.central.workflow.clock import ManualClock
 from streetwatch.central.workflow.config import WorkflowSettings
@@ -164,3 +166,65 @@ def test_open311_ignores_ids_that_cannot_exist(world: World) -> None:
         "/open311/v2/requests.json", params={"service_request_id": f"{case_id},99999999999"}, headers=world.headers
     )
     assert found.status_code == 200 and [r["service_request_id"] for r in found.json()] == [str(case_id)]
+
+
+# ------------------------------------------------------------------------------------ the page's forms
+
+PAGE_PASSWORD = "inspect-the-kerb-2026"
+
+
+def _page_login(world: World) -> TestClient:
+    """Log a city-wide reviewer in through the login form (the forms need its session and CSRF)."""
+    with session_scope(world.factory) as session:
+        session.add(User(username="inspector", password_hash=hash_password(PAGE_PASSWORD), role="admin"))
+    token = _csrf(world.client.get("/login").text)
+    response = world.client.post(
+        "/login", data={"username": "inspector", "password": PAGE_PASSWORD, "csrf_token": token}, follow_redirects=False
+    )
+    assert response.status_code == 303, response.text
+    return world.client
+
+
+def _csrf(html: str) -> str:
+    match = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert match, "no CSRF field in the page"
+    return match.group(1)
+
+
+def _submit(client: TestClient, case_id: int, action: str, data: dict[str, str]) -> str:
+    """Post one of the workflow page's forms as the browser would, follow the redirect, return the page."""
+    page = client.get(f"/cases/{case_id}/workflow").text
+    assert f'action="http://testserver/cases/{case_id}/workflow/{action}"' in page, f"no {action} form on the page"
+    response = client.post(f"/cases/{case_id}/workflow/{action}", data={**data, "csrf_token": _csrf(page)})
+    assert response.status_code == 200 and response.url.path == f"/cases/{case_id}/workflow"
+    return response.text
+
+
+def test_the_workflow_page_records_the_penalty_then_closes_the_third_strike(world: World) -> None:
+    cases = [world.violation() for _ in range(3)]
+    client = _page_login(world)
+    page = client.get(f"/cases/{cases[2]}/workflow").text
+    assert 'data-testid="penalty-form"' in page and "disabled" in page  # closing waits for the penalty
+    page = _submit(client, cases[2], "close", {"note": "too early"})
+    assert "needs a penalty decision" in page and 'class="flash error"' in page
+    page = _submit(client, cases[2], "penalty", {"decision": "fine of 200 yuan"})
+    assert f"Case {cases[2]} penalty recorded." in page and "penalty: fine of 200 yuan" in page
+    assert 'data-testid="penalty-form"' not in page
+    page = _submit(client, cases[2], "close", {"note": "fine paid"})
+    assert f"Case {cases[2]} closed." in page and "Status <b>closed</b>" in page
+    step = client.get(f"/api/workflow/cases/{cases[2]}", headers=world.headers).json()
+    assert [(h["action"], h["by"]) for h in step["history"][-2:]] == [("penalty", "inspector"), ("close", "inspector")]
+
+
+def test_the_workflow_page_sends_a_failed_verification_back_to_dispatch(world: World) -> None:
+    case_id = world.violation(self_rectify=True)
+    client = _page_login(world)
+    page = _submit(client, case_id, "verify", {"result": "failed", "note": "goods back on the kerb"})
+    assert f"Case {case_id} failed verification: back to dispatch." in page and "Status <b>notified</b>" in page
+    assert 'data-testid="verify-form"' not in page and 'data-testid="deadline"' in page
+    forged = client.post(f"/cases/{case_id}/workflow/close", data={"note": "x", "csrf_token": "forged"})
+    assert forged.status_code == 403
+    bad = client.post(
+        f"/cases/{case_id}/workflow/verify", data={"result": "maybe", "csrf_token": _csrf(page)}
+    )
+    assert bad.status_code == 422

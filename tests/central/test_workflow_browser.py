@@ -162,6 +162,14 @@ def test_district_user_sees_only_its_district_on_queue_map_and_api(
     foreign = page.request.get(f"{city.url}/api/workflow/cases/{city.cases['fruit']}", headers=auth)
     assert foreign.status == 404
     assert page.request.get(f"{city.url}/cases/{city.cases['fruit']}/workflow").status == 404
+    # The workflow's own steps have buttons on the page: the district reviewer closes the case.
+    page.goto(f"{city.url}/cases/{notified}/workflow")
+    page.get_by_label("Closing note").fill("kerb clear on the patrol")
+    page.get_by_role("button", name="Close case").click()
+    expect(page.locator('[data-testid="flash"]')).to_have_text(f"Case {notified} closed.")
+    expect(page.locator('[data-testid="stage"]')).to_contain_text("closed")
+    expect(page.locator('[data-testid="history"]')).to_contain_text("kerb clear on the patrol")
+    expect(page.locator('[data-testid="close-form"]')).to_have_count(0)
     assert problems == []
     page.close()
 

@@ -43,7 +43,7 @@ def workflow_clock(request: Request) -> Clock:
     return clock if clock is not None else system_clock
 
 
-def _service(request: Request) -> WorkflowService:
+def workflow_service(request: Request) -> WorkflowService:
     return WorkflowService(request.app.state.session_factory, workflow_settings(request), clock=workflow_clock(request))
 
 
@@ -117,7 +117,7 @@ def post_penalty(
 ) -> StepPublic:
     reviewer = Reviewer.of(session, user)
     return _step_public(
-        _call(lambda: _service(request).decide_penalty(case_id, decision=body.decision, reviewer=reviewer))
+        _call(lambda: workflow_service(request).decide_penalty(case_id, decision=body.decision, reviewer=reviewer))
     )
 
 
@@ -127,7 +127,7 @@ def post_verify(
 ) -> StepPublic:
     reviewer = Reviewer.of(session, user)
     return _step_public(
-        _call(lambda: _service(request).verify(case_id, passed=body.passed, reviewer=reviewer, note=body.note))
+        _call(lambda: workflow_service(request).verify(case_id, passed=body.passed, reviewer=reviewer, note=body.note))
     )
 
 
@@ -136,7 +136,7 @@ def post_close(
     case_id: CaseId, body: CloseRequest, request: Request, session: SessionDep, user: CurrentUser
 ) -> StepPublic:
     reviewer = Reviewer.of(session, user)
-    return _step_public(_call(lambda: _service(request).close(case_id, reviewer=reviewer, note=body.note)))
+    return _step_public(_call(lambda: workflow_service(request).close(case_id, reviewer=reviewer, note=body.note)))
 
 
 @router.post("/merchants/{merchant_id}/complaints", status_code=201)
@@ -144,8 +144,9 @@ def post_complaint(
     merchant_id: str, body: ComplaintRequest, request: Request, session: SessionDep, user: CurrentUser
 ) -> dict[str, int]:
     reviewer = Reviewer.of(session, user)
+    service = workflow_service(request)
     complaint_id = _call(
-        lambda: _service(request).add_complaint(merchant_id, source=body.source, note=body.note, reviewer=reviewer)
+        lambda: service.add_complaint(merchant_id, source=body.source, note=body.note, reviewer=reviewer)
     )
     return {"complaint_id": complaint_id}
 

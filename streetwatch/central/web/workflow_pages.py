@@ -1,28 +1,33 @@
 """The city pages: the map (`/map`), statistics (`/stats`, CSV at `/stats.csv`), inspections due
-(`/inspections`) and a case's workflow step and history (`/cases/{id}/workflow`).
+(`/inspections`) and a case's workflow step and history (`/cases/{id}/workflow`), with the forms for
+the workflow's reviewer steps there: the penalty a third strike needs, verification (核查) and closing.
 
-Each shows only the logged-in user's area (access.py), like the queue.
+Each shows only the logged-in user's area (access.py), like the queue. The forms post to the same
+`WorkflowService` as `/api/workflow`, CSRF-checked, and come back to the page with what happened.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Callable
 from dataclasses import asdict
 from datetime import timedelta
-from typing import Annotated
+from typing import Annotated, Literal
+from urllib.parse import urlencode
 
 import shapely
-from fastapi import APIRouter, HTTPException, Query, Request, status
-from fastapi.responses import PlainTextResponse
+from fastapi import APIRouter, Form, HTTPException, Query, Request, status
+from fastapi.responses import PlainTextResponse, RedirectResponse
 from sqlalchemy import select
 from starlette.responses import Response
 
 from streetwatch.central.access import AreaScope, case_clause, case_visible, merchant_clause, merchant_visible
-from streetwatch.central.api.deps import SessionDep, WebUser, scope_of
+from streetwatch.central.api.deps import CsrfChecked, SessionDep, WebUser, scope_of
 from streetwatch.central.api.queries import area_names
-from streetwatch.central.api.workflow import workflow_clock, workflow_settings
+from streetwatch.central.api.workflow import workflow_clock, workflow_service, workflow_settings
 from streetwatch.central.models import AuditLog, Case, CaseTimer, Hotspot, Merchant, Strike, User
+from streetwatch.central.review import Reviewer, ReviewError
 from streetwatch.central.web.charts import horizontal, stacked_days
 from streetwatch.central.web.citymap import VIOLATION_FILL, PointIn, ZoneIn, build_city_map
 from streetwatch.central.web.render import render, user_label
@@ -30,7 +35,7 @@ from streetwatch.central.workflow.grades import inspections_due
 from streetwatch.central.workflow.hotspots import road_grades
 from streetwatch.central.workflow.ids import CaseId
 from streetwatch.central.workflow.rules import lifecycle_stage
-from streetwatch.central.workflow.service import case_step
+from streetwatch.central.workflow.service import CLOSABLE, MAX_TEXT, CaseStep, case_step
 from streetwatch.central.workflow.stats import CaseFact, case_facts, summarise
 
 router = APIRouter(include_in_schema=False)
@@ -157,5 +162,66 @@ def case_workflow_page(case_id: CaseId, request: Request, session: SessionDep, u
         "strikes": strikes,
         "audit": audit,
         "event": workflow_settings(request).event_classes.get(case.violation),
+        "can_verify": case.status in ("rectified", "escalated"),
+        "can_close": case.status in CLOSABLE,
+        "flash": request.query_params.get("flash"),
+        "flash_error": request.query_params.get("failed") == "1",
     }
     return render(request, "case_workflow.html", context)
+
+
+NoteField = Annotated[str, Form(max_length=MAX_TEXT)]
+
+
+def _workflow_step(
+    request: Request, session: SessionDep, user: User, case_id: int, call: Callable[[Reviewer], CaseStep], done: str
+) -> Response:
+    """Run a workflow step for the logged-in reviewer; back to the case's workflow page with what
+    happened (the service's own words when it refuses, e.g. a third strike without a penalty)."""
+    reviewer = Reviewer.of(session, user)
+    session.rollback()  # end this read transaction; the service opens its own write transaction
+    try:
+        call(reviewer)
+        query = {"flash": f"Case {case_id} {done}."}
+    except ReviewError as exc:
+        query = {"flash": exc.detail, "failed": "1"}
+    target = request.app.url_path_for("case_workflow_page", case_id=str(case_id))
+    return RedirectResponse(f"{target}?{urlencode(query)}", status_code=status.HTTP_303_SEE_OTHER)
+
+
+@router.post("/cases/{case_id}/workflow/penalty", name="web_penalty", dependencies=[CsrfChecked])
+def web_penalty(
+    case_id: CaseId, request: Request, session: SessionDep, user: WebUser, decision: NoteField
+) -> Response:
+    service = workflow_service(request)
+    return _workflow_step(
+        request, session, user, case_id,
+        lambda reviewer: service.decide_penalty(case_id, decision=decision, reviewer=reviewer),
+        "penalty recorded",
+    )
+
+
+@router.post("/cases/{case_id}/workflow/verify", name="web_verify", dependencies=[CsrfChecked])
+def web_verify(
+    case_id: CaseId,
+    request: Request,
+    session: SessionDep,
+    user: WebUser,
+    result: Annotated[Literal["passed", "failed"], Form()],
+    note: NoteField = "",
+) -> Response:
+    service = workflow_service(request)
+    passed = result == "passed"
+    return _workflow_step(
+        request, session, user, case_id,
+        lambda reviewer: service.verify(case_id, passed=passed, reviewer=reviewer, note=note),
+        "verified" if passed else "failed verification: back to dispatch",
+    )
+
+
+@router.post("/cases/{case_id}/workflow/close", name="web_close", dependencies=[CsrfChecked])
+def web_close(case_id: CaseId, request: Request, session: SessionDep, user: WebUser, note: NoteField = "") -> Response:
+    service = workflow_service(request)
+    return _workflow_step(
+        request, session, user, case_id, lambda reviewer: service.close(case_id, reviewer=reviewer, note=note), "closed"
+    )
