@@ -13,6 +13,7 @@ import io
 import json
 import logging
 import os
+import signal
 import sys
 import threading
 from collections.abc import Sequence
@@ -245,7 +246,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         app = None if args.no_web else _build_web_app(settings, factory)
         freeze_startup_objects()  # the web app's objects too (the consumer froze what it loaded)
         if app is None:
-            log.info("serving ingest only (no web app); Ctrl-C stops")
+            # SIGTERM (what a service manager or a container stop sends) ends ingest the way Ctrl-C
+            # does: the batch in hand is committed and acknowledged, then the consumer disconnects.
+            # The handler only sets the event; the threads finish on their own (no joins in it).
+            signal.signal(signal.SIGTERM, lambda _signum, _frame: stop.set())
+            log.info("serving ingest only (no web app); Ctrl-C or SIGTERM stops")
             while worker.is_alive():
                 worker.join(1.0)
         else:
