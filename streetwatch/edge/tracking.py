@@ -35,7 +35,6 @@ logger = logging.getLogger(__name__)
 
 TRACKED_ROLES: tuple[Role, ...] = ("vehicle", "person", "vending_prop", "goods")
 Box = tuple[float, float, float, float]
-_NO_NAMES = np.zeros(0, dtype=object)
 # Each role's boxes go to ByteTrack shifted by its slot times this (wider than any frame).
 _ROLE_BAND_PX = 100_000.0
 
@@ -151,16 +150,16 @@ class _RoleFrame:
 @dataclass(frozen=True)
 class _Tracked:
     """ByteTrack's output for one frame, all roles: the detection row of each output box, its
-    ByteTrack id (-1 = not confirmed yet) and its role."""
+    ByteTrack id (-1 = not confirmed yet) and its role's slot (index into the tracker's roles)."""
 
     source: np.ndarray
     tracker_ids: np.ndarray
-    role: np.ndarray
+    slot: np.ndarray
 
-    def for_role(self, role: Role, detections: sv.Detections) -> _RoleFrame | None:
+    def for_slot(self, slot: int, detections: sv.Detections) -> _RoleFrame | None:
         """One role's rows, with the caller's own boxes and scores (ByteTrack saw them shifted);
         None if the role has none."""
-        pick = self.role == role
+        pick = self.slot == slot
         if not pick.any():
             return None
         rows = self.source[pick]
@@ -172,10 +171,6 @@ class _Tracked:
             tracker_ids=self.tracker_ids[pick],
             class_names=np.asarray(detections.data["class_name"])[rows].astype(object),
         )
-
-
-def roles_of(detections: sv.Detections) -> np.ndarray:
-    return np.asarray(detections.data["role"]) if len(detections) else np.zeros(0, dtype=str)
 
 
 class CameraTracker:
@@ -218,11 +213,9 @@ class CameraTracker:
             self.reset()
         self._last_t = t
         self._frame_no += 1
-        roles = roles_of(detections)
-        masks = {role: roles == role for role in self.roles}
-        tracked = self._track(t=t, detections=detections, masks=masks)
-        for role in self.roles:
-            frame = tracked.for_role(role, detections) if tracked is not None else None
+        tracked = self._track(t=t, detections=detections, slots=self._slots(detections))
+        for slot, role in enumerate(self.roles):
+            frame = tracked.for_slot(slot, detections) if tracked is not None else None
             if frame is None:
                 continue  # no box of this role: nothing to bind, re-associate or spawn
             self._update_bound(role, frame, t=t)
@@ -240,30 +233,39 @@ class CameraTracker:
         self._bytetrack = new_bytetrack(self.settings)
         self._last_t = None
 
-    def _track(self, *, t: float, detections: sv.Detections, masks: dict[Role, np.ndarray]) -> _Tracked | None:
+    def _slots(self, detections: sv.Detections) -> np.ndarray:
+        """Each detection's role as an index into `self.roles`; -1 for roles not tracked here."""
+        slots = np.full(len(detections), -1, dtype=np.int64)
+        if len(detections):
+            roles = np.asarray(detections.data["role"])
+            for slot, role in enumerate(self.roles):
+                slots[roles == role] = slot
+        return slots
+
+    def _track(self, *, t: float, detections: sv.Detections, slots: np.ndarray) -> _Tracked | None:
         """One ByteTrack call for every role: each role's boxes are shifted into a band of their own,
         so boxes of two roles never overlap (IoU 0: never matched) and the Kalman filter, linear in
         position with constant noise, behaves exactly as with a tracker per role. One call instead
         of one per role was most of ByteTrack's cost per frame (its work per call, not per track)."""
-        rows = np.flatnonzero(np.logical_or.reduce([masks[role] for role in self.roles]))
+        rows = np.flatnonzero(slots >= 0)
         if rows.size == 0 and not self._bytetrack.tracks:
             return None  # nothing to match or to age: ByteTrack would return at once, and so would we
-        band = np.zeros(len(detections))
-        for slot, role in enumerate(self.roles):
-            band[masks[role]] = slot * _ROLE_BAND_PX
         scores = detections.confidence  # never None when there are rows (_check_detections)
         # ByteTrack reads boxes and scores only, and slices what it is given: handing it those two
         # arrays, with each box's row as class_id, costs a fraction of slicing the full Detections.
         subset = (
-            sv.Detections(xyxy=detections.xyxy[rows] + band[rows, None], confidence=scores[rows], class_id=rows)
+            sv.Detections(
+                xyxy=detections.xyxy[rows] + (slots[rows] * _ROLE_BAND_PX)[:, None],
+                confidence=scores[rows],
+                class_id=rows,
+            )
             if rows.size and scores is not None
             else sv.Detections.empty()
         )
         out = self._bytetrack.update(subset, timestamp=t)
         source = out.class_id if len(out) and out.class_id is not None else np.zeros(0, dtype=np.int64)
         tracker_ids = np.asarray(out.tracker_id if len(out) else [], dtype=np.int64)
-        out_roles = roles_of(detections)[source] if len(out) else _NO_NAMES
-        return _Tracked(source=source, tracker_ids=tracker_ids, role=out_roles)
+        return _Tracked(source=source, tracker_ids=tracker_ids, slot=slots[source])
 
     def _update_bound(self, role: Role, frame: _RoleFrame, *, t: float) -> None:
         """Detections whose ByteTrack id is already bound to a stable track keep it."""
