@@ -34,6 +34,7 @@ from streetwatch.central.db import (
 )
 from streetwatch.central.merchants import MerchantImportError, import_merchants
 from streetwatch.central.models import USER_ROLES, Area, Case, Merchant, User
+from streetwatch.stop_signals import StopSignals
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -248,8 +249,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if app is None:
             # SIGTERM (what a service manager or a container stop sends) ends ingest the way Ctrl-C
             # does: the batch in hand is committed and acknowledged, then the consumer disconnects.
-            # The handler only sets the event; the threads finish on their own (no joins in it).
-            signal.signal(signal.SIGTERM, lambda _signum, _frame: stop.set())
+            StopSignals(stop.set).install(signal.SIGTERM)
             log.info("serving ingest only (no web app); Ctrl-C or SIGTERM stops")
             while worker.is_alive():
                 worker.join(1.0)

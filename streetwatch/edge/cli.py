@@ -8,10 +8,9 @@ import signal
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from types import FrameType
-from typing import Protocol
 
 from streetwatch.edge.config import CameraConfig, ConfigError, EdgeConfig, load_edge_config
+from streetwatch.stop_signals import StopSignals
 
 log = logging.getLogger(__name__)
 
@@ -74,9 +73,7 @@ def _run(args: argparse.Namespace, config: EdgeConfig) -> int:
     from streetwatch.edge.worker import EdgeWorker
 
     worker = EdgeWorker(config)
-    signals = GracefulStop(worker)
-    signal.signal(signal.SIGTERM, signals)
-    signal.signal(signal.SIGINT, signals)
+    signals = StopSignals(worker.request_stop).install(signal.SIGTERM, signal.SIGINT)
     worker.start()
     try:
         worker.run()
@@ -85,25 +82,6 @@ def _run(args: argparse.Namespace, config: EdgeConfig) -> int:
             log.info("edge %s: signal %d, stopping", config.edge_id, signals.received[0])
         worker.stop()
     return 0
-
-
-class StopRequester(Protocol):
-    def request_stop(self) -> None: ...
-
-
-class GracefulStop:
-    """A signal handler that only asks the worker to stop; `worker.run()` returns and the caller
-    stops it. The handler runs on the main thread between two bytecodes of whatever it was doing,
-    perhaps holding the logging lock mid-line: stopping there (joining paho's network thread, which
-    logs too) deadlocked an edge on SIGTERM until it was killed. So no joins, no logging here."""
-
-    def __init__(self, worker: StopRequester) -> None:
-        self.worker = worker
-        self.received: list[int] = []
-
-    def __call__(self, signum: int, _frame: FrameType | None) -> None:
-        self.received.append(signum)
-        self.worker.request_stop()
 
 
 def _replay(args: argparse.Namespace, config: EdgeConfig) -> int:

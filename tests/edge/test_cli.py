@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import io
-import logging
-import signal
-import threading
 from pathlib import Path
 
 import pytest
@@ -46,47 +42,3 @@ def test_replay_refuses_missing_video_and_unknown_camera(capsys: pytest.CaptureF
     assert cli.main(["replay", "missing.mp4", "--config", str(EXAMPLE), "--camera", "cam-9"]) == 2
     assert "--camera 'cam-9' is not in the config" in capsys.readouterr().err
 
-
-def test_the_signal_handler_only_asks_the_worker_to_stop() -> None:
-    """SIGTERM runs its handler on the main thread between two bytecodes, perhaps in the middle of
-    a logging call that holds a handler's lock. Stopping the worker there (joining paho's network
-    thread, which logs too) deadlocked an edge until it was killed: the handler must only flag the
-    stop, without logging, and `edge run` stops the worker once `run()` returns."""
-
-    class Worker:
-        requested = 0
-
-        def request_stop(self) -> None:
-            self.requested += 1
-
-        def stop(self) -> None:
-            raise AssertionError("stop() must not run inside a signal handler")
-
-    worker = Worker()
-    handler = cli.GracefulStop(worker)
-    busy = logging.StreamHandler(io.StringIO())  # a handler another thread is in the middle of
-    logger = logging.getLogger(cli.__name__)
-    logger.addHandler(busy)
-    level = logger.level
-    logger.setLevel(logging.DEBUG)  # so that any log call in the handler would reach `busy`
-    held = threading.Event()
-    release = threading.Event()
-
-    def hold_the_lock() -> None:
-        with busy.lock:  # type: ignore[union-attr]
-            held.set()
-            release.wait(10)
-
-    holder = threading.Thread(target=hold_the_lock, daemon=True)
-    holder.start()
-    held.wait(5)
-    try:
-        call = threading.Thread(target=handler, args=(signal.SIGTERM, None), daemon=True)
-        call.start()
-        call.join(2)
-        assert not call.is_alive(), "the handler blocked on the logging lock"
-    finally:
-        release.set()
-        logger.removeHandler(busy)
-        logger.setLevel(level)
-    assert worker.requested == 1 and handler.received == [signal.SIGTERM]
