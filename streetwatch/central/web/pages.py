@@ -199,7 +199,9 @@ def _act(request: Request, next_path: str, call: Callable[[], ReviewOutcome], do
     return RedirectResponse(f"{target}{joiner}{urlencode({'flash': message})}", status_code=303)
 
 
-def _reviewer(session: Session, user: User) -> Reviewer:
+def web_reviewer(session: Session, user: User) -> Reviewer:
+    """The logged-in user as a reviewer, with this request's read transaction ended: the services
+    open their own write transactions."""
     reviewer = Reviewer.of(session, user)
     session.rollback()  # end this read transaction; the service opens its own write transaction
     return reviewer
@@ -217,7 +219,7 @@ def web_confirm(
     review: ReviewDep,
     next: NextField = "/",
 ) -> Response:  # noqa: A002 - form field name
-    reviewer = _reviewer(session, user)
+    reviewer = web_reviewer(session, user)
     return _act(request, next, lambda: review.confirm(case_id, reviewer=reviewer), "confirmed")
 
 
@@ -231,7 +233,7 @@ def web_dismiss(
     reason: Annotated[str, Form(max_length=200)],
     next: NextField = "/",
 ) -> Response:  # noqa: A002
-    reviewer = _reviewer(session, user)
+    reviewer = web_reviewer(session, user)
     return _act(
         request,
         next,
@@ -250,7 +252,7 @@ def web_merge(
     into_case_id: Annotated[int, Form(gt=0, le=MAX_ID)],
     next: NextField = "/",
 ) -> Response:  # noqa: A002
-    reviewer = _reviewer(session, user)
+    reviewer = web_reviewer(session, user)
     return _act(
         request,
         next,
@@ -269,7 +271,7 @@ def web_reassign(
     merchant_id: Annotated[str, Form(max_length=64)],
     next: NextField = "/",
 ) -> Response:  # noqa: A002
-    reviewer = _reviewer(session, user)
+    reviewer = web_reviewer(session, user)
     return _act(
         request,
         next,

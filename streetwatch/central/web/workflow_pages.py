@@ -30,11 +30,12 @@ from streetwatch.central.models import AuditLog, Case, CaseTimer, Hotspot, Merch
 from streetwatch.central.review import Reviewer, ReviewError
 from streetwatch.central.web.charts import horizontal, stacked_days
 from streetwatch.central.web.citymap import VIOLATION_FILL, PointIn, ZoneIn, build_city_map
+from streetwatch.central.web.pages import web_reviewer
 from streetwatch.central.web.render import render, user_label
 from streetwatch.central.workflow.grades import inspections_due
 from streetwatch.central.workflow.hotspots import road_grades
 from streetwatch.central.workflow.ids import CaseId
-from streetwatch.central.workflow.rules import lifecycle_stage
+from streetwatch.central.workflow.rules import VERIFIABLE, lifecycle_stage
 from streetwatch.central.workflow.service import CLOSABLE, MAX_TEXT, CaseStep, case_step
 from streetwatch.central.workflow.stats import CaseFact, case_facts, summarise
 
@@ -162,7 +163,7 @@ def case_workflow_page(case_id: CaseId, request: Request, session: SessionDep, u
         "strikes": strikes,
         "audit": audit,
         "event": workflow_settings(request).event_classes.get(case.violation),
-        "can_verify": case.status in ("rectified", "escalated"),
+        "can_verify": case.status in VERIFIABLE,
         "can_close": case.status in CLOSABLE,
         "flash": request.query_params.get("flash"),
         "flash_error": request.query_params.get("failed") == "1",
@@ -178,8 +179,7 @@ def _workflow_step(
 ) -> Response:
     """Run a workflow step for the logged-in reviewer; back to the case's workflow page with what
     happened (the service's own words when it refuses, e.g. a third strike without a penalty)."""
-    reviewer = Reviewer.of(session, user)
-    session.rollback()  # end this read transaction; the service opens its own write transaction
+    reviewer = web_reviewer(session, user)
     try:
         call(reviewer)
         query = {"flash": f"Case {case_id} {done}."}

@@ -140,9 +140,13 @@ LIFECYCLE_STAGES: Final[dict[str, tuple[str, str]]] = {
 }
 
 
+# Statuses an inspector verifies (核查): rectified by the merchant, or escalated to an inspection.
+VERIFIABLE: tuple[str, ...] = ("rectified", "escalated")
+
+
 def lifecycle_stage(status: str, *, verified: bool = False) -> tuple[str, str]:
     """(stage, 中文) of a case status; a rectified or inspected case with a verification is 核查."""
-    if verified and status in ("rectified", "escalated"):
+    if verified and status in VERIFIABLE:
         return LIFECYCLE_STAGES["verified"]
     if status not in LIFECYCLE_STAGES:
         raise ValueError(f"status: expected one of {sorted(LIFECYCLE_STAGES)}, got {status!r}")

@@ -19,7 +19,7 @@ from streetwatch.central.review import Conflict, InvalidInput, NotFound, Reviewe
 from streetwatch.central.workflow.clock import Clock, system_clock
 from streetwatch.central.workflow.config import WorkflowSettings
 from streetwatch.central.workflow.grades import recompute_grades
-from streetwatch.central.workflow.rules import close_blocker
+from streetwatch.central.workflow.rules import VERIFIABLE, close_blocker
 from streetwatch.central.workflow.timers import REDISPATCH
 
 log = logging.getLogger(__name__)
@@ -101,7 +101,7 @@ class WorkflowService:
         close. Failed: back to dispatch (notified, a new rectification timer)."""
         with session_scope(self._factory, write_lock=True) as session:
             case = _locked_case(session, case_id, reviewer)
-            if case.status not in ("rectified", "escalated"):
+            if case.status not in VERIFIABLE:
                 raise Conflict(f"case {case_id} is {case.status}; verify needs a rectified or escalated case")
             detail: dict[str, object] = {"from": case.status, "note": note.strip()[:MAX_TEXT]}
             if not passed:
