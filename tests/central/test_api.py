@@ -18,6 +18,7 @@ from fastapi.testclient import TestClient
 from review_seed import PASSWORD, add_case, seed_cases, seed_city, street_jpeg
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
+from web_forms import csrf_field, form_login
 
 from streetwatch.central.api.app import SESSION_COOKIE, build_app
 from streetwatch.central.api.login_limit import LoginRateLimiter
@@ -429,21 +430,6 @@ def test_evidence_files_are_not_reachable_as_static_files(world: World) -> None:
 # ------------------------------------------------------------------------------------ pages
 
 
-def _csrf(html: str) -> str:
-    match = re.search(r'name="csrf_token" value="([^"]+)"', html)
-    assert match, "no CSRF field in the page"
-    return match.group(1)
-
-
-def _login(client: TestClient, user: str, password: str = PASSWORD) -> TestClient:
-    token = _csrf(client.get("/login").text)
-    response = client.post(
-        "/login", data={"username": user, "password": password, "csrf_token": token}, follow_redirects=False
-    )
-    assert response.status_code == 303, response.text
-    return client
-
-
 def test_queue_needs_a_login(world: World) -> None:
     response = world.client.get("/?violation=illegal_parking", follow_redirects=False)
     assert response.status_code == 303
@@ -461,7 +447,7 @@ def test_login_without_csrf_is_403(world: World) -> None:
 
 def test_session_cookie_flags(world: World) -> None:
     world.client.get("/login")
-    token = _csrf(world.client.get("/login").text)
+    token = csrf_field(world.client.get("/login").text)
     response = world.client.post(
         "/login",
         data={"username": "north", "password": PASSWORD, "csrf_token": token},
@@ -474,7 +460,7 @@ def test_session_cookie_flags(world: World) -> None:
 
 
 def test_login_rate_limit_is_429_even_for_the_right_password(world: World) -> None:
-    token = _csrf(world.client.get("/login").text)
+    token = csrf_field(world.client.get("/login").text)
     for _ in range(5):
         wrong = world.client.post("/login", data={"username": "north", "password": "nope", "csrf_token": token})
         assert wrong.status_code == 401
@@ -502,11 +488,11 @@ def test_the_login_rate_limit_holds_across_web_processes(world: World) -> None:
     with TestClient(other_app) as other:
         for index in range(5):
             client = world.client if index % 2 else other
-            token = _csrf(client.get("/login").text)
+            token = csrf_field(client.get("/login").text)
             wrong = client.post("/login", data={"username": "north", "password": "nope", "csrf_token": token})
             assert wrong.status_code == 401
         for client in (world.client, other):
-            token = _csrf(client.get("/login").text)
+            token = csrf_field(client.get("/login").text)
             blocked = client.post(
                 "/login",
                 data={"username": "North", "password": PASSWORD, "csrf_token": token},  # case does not help
@@ -539,14 +525,14 @@ def test_login_failures_expire_with_the_window_and_a_login_clears_them(
 
 
 def test_unknown_user_is_the_same_401(world: World) -> None:
-    token = _csrf(world.client.get("/login").text)
+    token = csrf_field(world.client.get("/login").text)
     response = world.client.post("/login", data={"username": "ghost", "password": "x", "csrf_token": token})
     assert response.status_code == 401
     assert "Wrong user name or password." in response.text
 
 
 def test_queue_page_shows_the_users_cases(world: World) -> None:
-    client = _login(world.client, "north")
+    client = form_login(world.client, "north", PASSWORD)
     html = client.get("/").text
     shown = {int(i) for i in re.findall(r'data-case-id="(\d+)"', html)}
     assert shown == {world.cases[n] for n in ("tea", "noodle", "north-poly")}
@@ -557,7 +543,7 @@ def test_queue_page_shows_the_users_cases(world: World) -> None:
 
 
 def test_page_action_without_csrf_is_403_and_changes_nothing(world: World) -> None:
-    client = _login(world.client, "north")
+    client = form_login(world.client, "north", PASSWORD)
     tea = world.cases["tea"]
     response = client.post(f"/cases/{tea}/confirm", data={"next": "/"})
     assert response.status_code == 403
@@ -566,8 +552,8 @@ def test_page_action_without_csrf_is_403_and_changes_nothing(world: World) -> No
 
 
 def test_page_actions_with_csrf_write_audit(world: World) -> None:
-    client = _login(world.client, "north")
-    token = _csrf(client.get("/").text)
+    client = form_login(world.client, "north", PASSWORD)
+    token = csrf_field(client.get("/").text)
     tea, noodle = world.cases["tea"], world.cases["noodle"]
     confirm = client.post(
         f"/cases/{tea}/confirm", data={"csrf_token": token, "next": "/?status=new"}, follow_redirects=False
@@ -588,8 +574,8 @@ def test_page_actions_with_csrf_write_audit(world: World) -> None:
 
 
 def test_page_redirect_target_stays_on_site(world: World) -> None:
-    client = _login(world.client, "north")
-    token = _csrf(client.get("/").text)
+    client = form_login(world.client, "north", PASSWORD)
+    token = csrf_field(client.get("/").text)
     response = client.post(
         f"/cases/{world.cases['tea']}/confirm",
         data={"csrf_token": token, "next": "https://evil.example/"},
@@ -599,14 +585,14 @@ def test_page_redirect_target_stays_on_site(world: World) -> None:
 
 
 def test_logout_ends_the_session(world: World) -> None:
-    client = _login(world.client, "north")
-    token = _csrf(client.get("/").text)
+    client = form_login(world.client, "north", PASSWORD)
+    token = csrf_field(client.get("/").text)
     assert client.post("/logout", data={"csrf_token": token}, follow_redirects=False).status_code == 303
     assert client.get("/", follow_redirects=False).status_code == 303
 
 
 def test_case_page_outside_the_area_is_404(world: World) -> None:
-    client = _login(world.client, "south")
+    client = form_login(world.client, "south", PASSWORD)
     assert client.get(f"/cases/{world.cases['tea']}").status_code == 404
 
 
@@ -727,7 +713,7 @@ def test_login_upgrades_a_weak_password_hash(world: World) -> None:
     weak = PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1).hash(PASSWORD)
     with session_scope(world.factory) as s:
         s.scalars(select(User).where(User.username == "south")).one().password_hash = weak
-    _login(world.client, "south")
+    form_login(world.client, "south", PASSWORD)
     with world.factory() as s:
         stored = s.scalars(select(User).where(User.username == "south")).one().password_hash
     assert stored != weak and not needs_rehash(stored)

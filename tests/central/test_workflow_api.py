@@ -5,7 +5,6 @@ timer that an old `ended` cannot satisfy), complaints, inspections due, statisti
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -15,6 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
+from web_forms import csrf_field, form_login
 from workflow_support import T0, add_merchant, end_episode, open_episode, reviewer
 
 from streetwatch.central.api.app import build_app
@@ -177,25 +177,14 @@ def _page_login(world: World) -> TestClient:
     """Log a city-wide reviewer in through the login form (the forms need its session and CSRF)."""
     with session_scope(world.factory) as session:
         session.add(User(username="inspector", password_hash=hash_password(PAGE_PASSWORD), role="admin"))
-    token = _csrf(world.client.get("/login").text)
-    response = world.client.post(
-        "/login", data={"username": "inspector", "password": PAGE_PASSWORD, "csrf_token": token}, follow_redirects=False
-    )
-    assert response.status_code == 303, response.text
-    return world.client
-
-
-def _csrf(html: str) -> str:
-    match = re.search(r'name="csrf_token" value="([^"]+)"', html)
-    assert match, "no CSRF field in the page"
-    return match.group(1)
+    return form_login(world.client, "inspector", PAGE_PASSWORD)
 
 
 def _submit(client: TestClient, case_id: int, action: str, data: dict[str, str]) -> str:
     """Post one of the workflow page's forms as the browser would, follow the redirect, return the page."""
     page = client.get(f"/cases/{case_id}/workflow").text
     assert f'action="http://testserver/cases/{case_id}/workflow/{action}"' in page, f"no {action} form on the page"
-    response = client.post(f"/cases/{case_id}/workflow/{action}", data={**data, "csrf_token": _csrf(page)})
+    response = client.post(f"/cases/{case_id}/workflow/{action}", data={**data, "csrf_token": csrf_field(page)})
     assert response.status_code == 200 and response.url.path == f"/cases/{case_id}/workflow"
     return response.text
 
@@ -225,6 +214,6 @@ def test_the_workflow_page_sends_a_failed_verification_back_to_dispatch(world: W
     forged = client.post(f"/cases/{case_id}/workflow/close", data={"note": "x", "csrf_token": "forged"})
     assert forged.status_code == 403
     bad = client.post(
-        f"/cases/{case_id}/workflow/verify", data={"result": "maybe", "csrf_token": _csrf(page)}
+        f"/cases/{case_id}/workflow/verify", data={"result": "maybe", "csrf_token": csrf_field(page)}
     )
     assert bad.status_code == 422
