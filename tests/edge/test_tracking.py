@@ -242,6 +242,12 @@ def test_a_track_survives_frames_where_its_role_has_no_detection_at_all() -> Non
     assert last[0].still_since_t == 1.0
 
 
+def _without_ids(states: list[TrackState]) -> list[tuple[object, ...]]:
+    """Everything of each state but its stable id (ids count per tracker)."""
+    return [(s.box, s.score, s.median_score, s.first_seen_t, s.last_seen_t, s.still_since_t, s.class_name)
+            for s in states]
+
+
 def test_one_bytetrack_for_all_roles_tracks_each_role_as_if_alone() -> None:
     """The tracker runs one ByteTrack for every role (boxes shifted per role): a box of one role
     must never continue a track of another, even at the very same place, and every role's tracks
@@ -265,8 +271,5 @@ def test_one_bytetrack_for_all_roles_tracks_each_role_as_if_alone() -> None:
         for role, tracker in alone.items():
             expected = tracker.update(t=float(t), detections=frame)
             got = [s for s in mixed if s.role == role]
-            # Stable ids count per tracker; everything else must match exactly.
-            strip = lambda states: [(s.box, s.score, s.median_score, s.first_seen_t, s.last_seen_t,  # noqa: E731
-                                     s.still_since_t, s.class_name) for s in states]
-            assert strip(got) == strip(expected), f"frame {t}, role {role}"
+            assert _without_ids(got) == _without_ids(expected), f"frame {t}, role {role}"
     assert seen_roles == set(roles)
