@@ -245,8 +245,9 @@ class CameraTracker:
     def _track(self, *, t: float, detections: sv.Detections, slots: np.ndarray) -> _Tracked | None:
         """One ByteTrack call for every role: each role's boxes are shifted into a band of their own,
         so boxes of two roles never overlap (IoU 0: never matched) and the Kalman filter, linear in
-        position with constant noise, behaves exactly as with a tracker per role. One call instead
-        of one per role was most of ByteTrack's cost per frame (its work per call, not per track)."""
+        position with constant noise, behaves exactly as with a tracker per role. Much of ByteTrack's
+        work is per call, not per track: one call instead of one per role took 12 % off tracking
+        alone on the edge bench's detections."""
         rows = np.flatnonzero(slots >= 0)
         if rows.size == 0 and not self._bytetrack.tracks:
             return None  # nothing to match or to age: ByteTrack would return at once, and so would we
