@@ -135,7 +135,7 @@ def _geojson_record(feature: object, where: str) -> MerchantRecord:
         raise MerchantImportError(f"{where}: field 'geometry': expected a Polygon geometry")
     try:
         polygon = shape(geometry)
-    except (ValueError, TypeError, AttributeError, KeyError, IndexError) as exc:
+    except (ValueError, TypeError, AttributeError, KeyError, IndexError, shapely.errors.ShapelyError) as exc:
         raise MerchantImportError(
             f"{where}: field 'geometry': not a valid GeoJSON geometry ({exc})"
         ) from None

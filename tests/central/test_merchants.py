@@ -96,6 +96,10 @@ def test_geojson_and_csv_give_the_same_merchant(tmp_path: Path) -> None:
             "not valid (Self-intersection",
         ),
         ([feature(geometry=None)], "feature 0 (merchant m-1): field 'geometry'"),
+        (  # shapely's own error type for an unknown geometry type (found by the fuzz test)
+            [feature(geometry={"type": "", "coordinates": [[[120.5, 31.3], [120.6, 31.3], [120.5, 31.4]]]})],
+            "field 'geometry': not a valid GeoJSON geometry (Unknown geometry type: '')",
+        ),
         ([feature(), feature()], "record 1: field 'id': 'm-1' repeats record 0"),
     ],
     ids=[
@@ -106,6 +110,7 @@ def test_geojson_and_csv_give_the_same_merchant(tmp_path: Path) -> None:
         "lat-lon-swapped",
         "bow-tie",
         "no-geometry",
+        "unknown-geometry-type",
         "duplicate-id",
     ],
 )
