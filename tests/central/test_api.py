@@ -573,6 +573,22 @@ def test_page_actions_with_csrf_write_audit(world: World) -> None:
     assert re.search(r"<td>north</td><td>confirm</td>", page)
 
 
+def test_a_refused_plain_form_comes_back_to_the_queue_with_the_reason(world: World) -> None:
+    client = form_login(world.client, "north", PASSWORD)
+    token = csrf_field(client.get("/").text)
+    tea = world.cases["tea"]
+    form = {"csrf_token": token, "next": "/?status=new"}
+    assert client.post(f"/cases/{tea}/confirm", data=form, follow_redirects=False).status_code == 303
+    again = client.post(f"/cases/{tea}/confirm", data=form, follow_redirects=False)
+    assert again.status_code == 303
+    assert again.headers["location"].startswith("/?status=new&flash=") and "failed=1" in again.headers["location"]
+    page = client.get(again.headers["location"]).text
+    flash = re.search(r'<p class="flash( error)?" data-testid="flash">([^<]*)</p>', page)
+    assert flash is not None
+    assert flash.groups() == (" error", f"case {tea} is confirmed; confirm needs a case that is new")
+    assert _audit(world.factory, tea) == [("north", "confirm", {"from": "new"})]
+
+
 def test_page_redirect_target_stays_on_site(world: World) -> None:
     client = form_login(world.client, "north", PASSWORD)
     token = csrf_field(client.get("/").text)

@@ -1,7 +1,8 @@
 """The review pages: the queue (`/`), a case with its audit log, and the four actions as form posts.
 
 Actions answer JSON to the page script (`Accept: application/json`) and a 303 redirect back to the
-queue to plain forms, so the queue also works without JavaScript.
+queue to plain forms, with what happened or the service's refusal as the page's message, so the
+queue also works without JavaScript.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import Annotated
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Form, HTTPException, Query, Request, status
-from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 from starlette.responses import Response
 
@@ -40,7 +41,7 @@ from streetwatch.central.review import (
 )
 from streetwatch.central.web.cards import CaseCard, build_card
 from streetwatch.central.web.nearby import NearbyZones
-from streetwatch.central.web.render import render, safe_next, user_label
+from streetwatch.central.web.render import flash_context, redirect_with_flash, render, safe_next, user_label
 from streetwatch.central.workflow.ids import MAX_ID, CaseId
 from streetwatch.edge.alerts import VIOLATIONS
 
@@ -136,8 +137,7 @@ def queue_page(
             "first_url": _queue_url(filters) if cursor else None,
             "return_to": str(request.url.path) + (f"?{request.url.query}" if request.url.query else ""),
             "dismiss_reasons": DISMISS_REASONS,
-            "flash": request.query_params.get("flash"),
-            "flash_error": False,
+            **flash_context(request),
         },
     )
 
@@ -167,22 +167,22 @@ def case_page(case_id: CaseId, request: Request, session: SessionDep, user: WebU
             "audit": audit,
             "return_to": f"/cases/{case.id}",
             "dismiss_reasons": DISMISS_REASONS,
-            "flash": request.query_params.get("flash"),
-            "flash_error": False,
+            **flash_context(request),
         },
     )
 
 
 def _act(request: Request, next_path: str, call: Callable[[], ReviewOutcome], done: str) -> Response:
-    """Run an action; JSON for the page script, a redirect with a message for plain forms."""
+    """Run an action; JSON for the page script, a redirect with the outcome (or the refusal) as the
+    page's message for plain forms."""
     wants_json = "application/json" in request.headers.get("accept", "")
     try:
         outcome = call()
     except ReviewError as exc:
-        code = {NotFound: 404, Conflict: 409, InvalidInput: 422}.get(type(exc), 400)
         if wants_json:
+            code = {NotFound: 404, Conflict: 409, InvalidInput: 422}.get(type(exc), 400)
             return JSONResponse({"detail": exc.detail}, status_code=code)
-        raise HTTPException(code, exc.detail) from None
+        return redirect_with_flash(safe_next(next_path), exc.detail, failed=True)
     message = f"Case {outcome.case_id} {done}."
     if wants_json:
         return JSONResponse(
@@ -194,9 +194,7 @@ def _act(request: Request, next_path: str, call: Callable[[], ReviewOutcome], do
                 "still_open": outcome.status == "new",  # a reassigned case stays in the queue
             }
         )
-    target = safe_next(next_path)
-    joiner = "&" if "?" in target else "?"
-    return RedirectResponse(f"{target}{joiner}{urlencode({'flash': message})}", status_code=303)
+    return redirect_with_flash(safe_next(next_path), message)
 
 
 def web_reviewer(session: Session, user: User) -> Reviewer:

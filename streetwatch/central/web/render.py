@@ -1,4 +1,5 @@
-"""Template rendering with what every page needs: the CSRF token and the logged-in user's label."""
+"""Template rendering with what every page needs: the CSRF token, the logged-in user's label, and
+the one-line message a form leaves for the page it returns to."""
 
 from __future__ import annotations
 
@@ -6,11 +7,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 from fastapi import Request
 from fastapi.templating import Jinja2Templates
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 
 from streetwatch.central.api.deps import csrf_token
 from streetwatch.central.models import User
@@ -56,3 +57,16 @@ def safe_next(target: str | None, default: str = "/") -> str:
     if "\\" in target:
         return default
     return target
+
+
+def redirect_with_flash(target: str, message: str, *, failed: bool = False) -> RedirectResponse:
+    """303 back to a page of this site with a message for it to show (`flash_context`); failed=True
+    shows it as a refusal. `target` must already be safe (`safe_next` or a route path)."""
+    query = {"flash": message, **({"failed": "1"} if failed else {})}
+    joiner = "&" if "?" in target else "?"
+    return RedirectResponse(f"{target}{joiner}{urlencode(query)}", status_code=303)
+
+
+def flash_context(request: Request) -> dict[str, object]:
+    """The template fields for the message `redirect_with_flash` left in the query."""
+    return {"flash": request.query_params.get("flash"), "flash_error": request.query_params.get("failed") == "1"}

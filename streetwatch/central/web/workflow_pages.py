@@ -14,11 +14,10 @@ from collections.abc import Callable
 from dataclasses import asdict
 from datetime import timedelta
 from typing import Annotated, Literal
-from urllib.parse import urlencode
 
 import shapely
 from fastapi import APIRouter, Form, HTTPException, Query, Request, status
-from fastapi.responses import PlainTextResponse, RedirectResponse
+from fastapi.responses import PlainTextResponse
 from sqlalchemy import select
 from starlette.responses import Response
 
@@ -31,7 +30,7 @@ from streetwatch.central.review import Reviewer, ReviewError
 from streetwatch.central.web.charts import horizontal, stacked_days
 from streetwatch.central.web.citymap import VIOLATION_FILL, PointIn, ZoneIn, build_city_map
 from streetwatch.central.web.pages import web_reviewer
-from streetwatch.central.web.render import render, user_label
+from streetwatch.central.web.render import flash_context, redirect_with_flash, render, user_label
 from streetwatch.central.workflow.grades import inspections_due
 from streetwatch.central.workflow.hotspots import road_grades
 from streetwatch.central.workflow.ids import CaseId
@@ -165,8 +164,7 @@ def case_workflow_page(case_id: CaseId, request: Request, session: SessionDep, u
         "event": workflow_settings(request).event_classes.get(case.violation),
         "can_verify": case.status in VERIFIABLE,
         "can_close": case.status in CLOSABLE,
-        "flash": request.query_params.get("flash"),
-        "flash_error": request.query_params.get("failed") == "1",
+        **flash_context(request),
     }
     return render(request, "case_workflow.html", context)
 
@@ -180,13 +178,12 @@ def _workflow_step(
     """Run a workflow step for the logged-in reviewer; back to the case's workflow page with what
     happened (the service's own words when it refuses, e.g. a third strike without a penalty)."""
     reviewer = web_reviewer(session, user)
+    target = request.app.url_path_for("case_workflow_page", case_id=str(case_id))
     try:
         call(reviewer)
-        query = {"flash": f"Case {case_id} {done}."}
     except ReviewError as exc:
-        query = {"flash": exc.detail, "failed": "1"}
-    target = request.app.url_path_for("case_workflow_page", case_id=str(case_id))
-    return RedirectResponse(f"{target}?{urlencode(query)}", status_code=status.HTTP_303_SEE_OTHER)
+        return redirect_with_flash(target, exc.detail, failed=True)
+    return redirect_with_flash(target, f"Case {case_id} {done}.")
 
 
 @router.post("/cases/{case_id}/workflow/penalty", name="web_penalty", dependencies=[CsrfChecked])
