@@ -133,9 +133,9 @@ class AvPicture(_CachedPicture):
         self._frame = frame
 
     def _render(self, size: Size, *, fast: bool) -> np.ndarray:
-        if size == (self._width, self._height):
-            return np.asarray(self._frame.to_ndarray(format="bgr24"))
-        interpolation = "POINT" if fast else "AREA"
+        # Full size is a colour conversion only: PyAV's default filter, as `frame.to_ndarray` uses.
+        full = size == (self._width, self._height)
+        interpolation = "BILINEAR" if full else "POINT" if fast else "AREA"
         reformatter = _reformatter(size, interpolation)
         scaled = reformatter.reformat(self._frame, width=size[0], height=size[1], format="bgr24",
                                       interpolation=interpolation)

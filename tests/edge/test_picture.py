@@ -77,13 +77,17 @@ def test_renders_are_cached_per_size_and_filter() -> None:
 
 
 def test_renders_share_a_reformatter_yet_stay_each_pictures_own_pixels() -> None:
-    """Scaled renders reuse one swscale context per thread and size: every render must still equal
+    """Renders reuse one swscale context per thread and size: every render must still equal
     PyAV's own conversion of that frame, and a later frame must not overwrite an earlier render."""
     rng = np.random.default_rng(2)
     frames = [decoded(rng.integers(0, 255, (540, 960, 3), dtype=np.uint8)) for _ in range(3)]
     renders = []
     for frame in frames:
-        for size, fast, interpolation in (((416, 234), True, "POINT"), ((640, 360), False, "AREA")):
+        for size, fast, interpolation in (
+            ((416, 234), True, "POINT"),
+            ((640, 360), False, "AREA"),
+            ((960, 540), False, "BILINEAR"),  # full size: PyAV's default, as `frame.to_ndarray()`
+        ):
             got = AvPicture(frame).bgr(size, fast=fast)
             want = frame.to_ndarray(width=size[0], height=size[1], format="bgr24", interpolation=interpolation)
             assert np.array_equal(got, want)
