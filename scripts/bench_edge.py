@@ -223,10 +223,11 @@ def batched_loop(model_dir: Path, clip: Path, detector: object) -> tuple[object,
     from streetwatch.edge.metrics import EdgeMetrics
     from streetwatch.edge.worker import DetectionLoop
 
-    batch = edge_config(model_dir, clip).model.batch_size  # type: ignore[attr-defined]
+    first = edge_config(model_dir, clip, camera_id="cam-0")
+    batch = first.model.batch_size  # type: ignore[attr-defined]
+    configs = [first, *(edge_config(model_dir, clip, camera_id=f"cam-{k}") for k in range(1, batch))]
     analyzers, sources = {}, []
-    for k in range(batch):
-        config = edge_config(model_dir, clip, camera_id=f"cam-{k}")
+    for config in configs:
         camera = config.cameras[0]  # type: ignore[attr-defined]
         analyzers.update(pipeline.build_analyzers(config, detector.model_ref, [camera]))  # type: ignore[arg-type, attr-defined]
         sources.append(HeldFrame(camera.id))
