@@ -246,7 +246,7 @@ def _serve(settings: CentralSettings, database_url: str) -> None:
     import uvicorn
 
     from streetwatch.central.api.app import build_app
-    from streetwatch.central.ingest import run_consumer
+    from streetwatch.central.consumer import run_consumer
 
     factory = make_session_factory(make_engine(database_url))
     stop = threading.Event()

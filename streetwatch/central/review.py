@@ -25,7 +25,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from streetwatch.central.access import AreaScope, case_visible, load_scope, merchant_visible
-from streetwatch.central.cases import merge_cases
+from streetwatch.central.case_store import merge_cases
 from streetwatch.central.db import session_scope
 from streetwatch.central.models import OPEN_CASE_STATUSES, AuditLog, Case, Merchant, User
 from streetwatch.central.models import utcnow as _utcnow

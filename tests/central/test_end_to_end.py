@@ -30,7 +30,7 @@ from streetwatch.central.api.app import build_app
 from streetwatch.central.api.settings import WebSecurity
 from streetwatch.central.api.tokens import issue_token
 from streetwatch.central.config import BrokerSettings, CentralSettings
-from streetwatch.central.ingest import AlertConsumer
+from streetwatch.central.consumer import AlertConsumer
 from streetwatch.central.merchants import import_merchants
 from streetwatch.central.models import Alert, Merchant, User
 from streetwatch.central.passwords import hash_password

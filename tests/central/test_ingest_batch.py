@@ -16,9 +16,10 @@ from sqlalchemy import event, func, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from streetwatch.central.case_engine import CaseEngine
 from streetwatch.central.config import CentralSettings
 from streetwatch.central.db import session_scope
-from streetwatch.central.ingest import IngestResult, Message, _Batch, ingest_many, ingest_payload
+from streetwatch.central.ingest import IngestResult, Message, ingest_many, ingest_payload
 from streetwatch.central.merchants import MerchantFields, MerchantRecord, store_merchants
 from streetwatch.central.models import Alert, Case, DeadLetter, Episode
 from streetwatch.edge.alerts import alert_topic
@@ -202,14 +203,13 @@ def test_a_failed_batch_leaves_nothing_and_its_redelivery_counts_once(
 ) -> None:
     """Alert rows are written in bulk at the end of the batch, after its cases: a failure there rolls
     the whole batch back (cases included), and the broker's redelivery then stores each alert once."""
-    messages = batch("fail", 31.2304)[:10]  # no sightings: their rules write the batch so far early
-    real_store = _Batch.store_alerts
+    messages = batch("fail", 31.2304)[:10]  # no sightings (their rows are ORM rows, flushed early)
+    real_write = CaseEngine.write_alert_rows
 
-    def failing(self: _Batch, session: Session) -> None:
-        session.flush()
+    def failing(self: CaseEngine) -> None:
         raise OperationalError("INSERT INTO alerts", {}, Exception("disk I/O error"))
 
-    monkeypatch.setattr(_Batch, "store_alerts", failing)
+    monkeypatch.setattr(CaseEngine, "write_alert_rows", failing)
     with pytest.raises(OperationalError), session_scope(session_factory, write_lock=True) as session:
         ingest_many(session, messages, settings=central_settings)
     with session_scope(session_factory) as session:
@@ -217,7 +217,7 @@ def test_a_failed_batch_leaves_nothing_and_its_redelivery_counts_once(
         assert session.scalar(select(func.count(Alert.alert_id))) == 0
         assert session.scalar(select(func.count(Episode.id))) == 0
 
-    monkeypatch.setattr(_Batch, "store_alerts", real_store)
+    monkeypatch.setattr(CaseEngine, "write_alert_rows", real_write)
     for _ in range(2):  # redelivered, then redelivered again after it was stored
         with session_scope(session_factory, write_lock=True) as session:
             ingest_many(session, messages, settings=central_settings)
