@@ -7,7 +7,7 @@ and owns everything that transaction knows:
 - the rows read once up front: the alerts already stored (duplicates), the alerts' episodes, their
   cases and, when an `ended` alert is among them, those cases' open episodes; every episode and case
   the transaction creates or looks up later is added, so a missing episode is a new one;
-- the id allocator for the cases it opens (one statement for all of them);
+- the id allocator for the cases it opens (`CaseIds`: one statement for all of them);
 - the cases whose attribution waits for the end (a case's merchant depends only on its final place,
   so it is attributed once, after the last alert moved it);
 - the alert rows to insert in bulk at the end, after their cases.
@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -89,6 +89,22 @@ class CasePolicy(Protocol):
     def decide(self, work: CaseEngine, arrival: Arrival) -> CaseDecision: ...
 
 
+@dataclass
+class CaseIds:
+    """Ids for the cases a transaction opens, `expected` at a time with one statement (instead of
+    an INSERT per case for its id; case_store.allocate_case_ids)."""
+
+    expected: int = 1
+    _spare: list[int] = field(default_factory=list, init=False)
+    _last: int = field(default=0, init=False)  # the last id handed out (SQLite counts on from it)
+
+    def next(self, session: Session) -> int:
+        if not self._spare:
+            self._spare = allocate_case_ids(session, max(1, self.expected), after=self._last)
+            self._last = self._spare[-1]
+        return self._spare.pop(0)
+
+
 class CaseEngine:
     """One transaction's cases: see the module docstring. Make it with `begin`, end it with `finish`."""
 
@@ -100,9 +116,8 @@ class CaseEngine:
         self._episodes: dict[str, Episode | None] = {}  # looked up or created; None: not stored
         self._cases: dict[int, Case] = {}  # held strongly (the session's identity map is weak)
         self._open_episodes: dict[int, list[Episode]] = {}  # stored open episodes, for the cases read
-        self._spare_case_ids: list[int] = []
-        self._last_case_id = 0
-        self._new_cases_expected = 1
+        self.locks: frozenset[str] = frozenset()  # the case lock keys this transaction holds
+        self.case_ids = CaseIds()
         self._unattributed: dict[int, Case] = {}
         self._rows: list[dict[str, object]] = []
 
@@ -114,7 +129,8 @@ class CaseEngine:
         """The engine for a transaction that will decide `alerts`: their spots and episodes locked,
         then their rows read. `index` is the attribution index (loaded at `finish` when None)."""
         work = cls(session, settings=settings, index=index)
-        take_case_locks(session, {key for a in alerts for key in alert_lock_keys(a, settings=settings.cases)})
+        work.locks = frozenset(key for a in alerts for key in alert_lock_keys(a, settings=settings.cases))
+        take_case_locks(session, work.locks)
         work._read(alerts)  # only after the locks: no other worker changes these rows now
         return work
 
@@ -129,7 +145,7 @@ class CaseEngine:
         if any(a.state == "ended" for a in alerts):  # then an `ended` needs no query for its case's activity
             self._open_episodes = open_episodes_of(session, self._cases)
         # At most one new case per episode not stored yet: their ids come with one statement.
-        self._new_cases_expected = max(1, len(episode_ids) - len(stored))
+        self.case_ids = CaseIds(expected=len(episode_ids) - len(stored))
 
     # -- what the transaction knows
 
@@ -194,17 +210,11 @@ class CaseEngine:
     def open_case(self, alert: WireAlert) -> Case:
         """A new, empty case at the alert's place and time (`fold` fills its counters); written at
         the next flush with the rest of the transaction."""
-        case = new_case(alert, case_id=self._next_case_id())
+        case = new_case(alert, case_id=self.case_ids.next(self.session))
         self.session.add(case)
         self._cases[case.id] = case
         self._open_episodes[case.id] = []  # every episode it will have is created here
         return case
-
-    def _next_case_id(self) -> int:
-        if not self._spare_case_ids:
-            self._spare_case_ids = allocate_case_ids(self.session, self._new_cases_expected, after=self._last_case_id)
-            self._last_case_id = self._spare_case_ids[-1]
-        return self._spare_case_ids.pop(0)
 
     def start_episode(self, case: Case, seen: _Seen, *, ended_at: datetime | None) -> Episode:
         """A new episode of the case, from the first alert seen of it (`ended_at`: already over)."""
@@ -233,7 +243,7 @@ class CaseEngine:
             )
         # Active while any episode is open; this alert's own open episode answers without a query.
         case.active = episode.ended_at is None or self._has_open_episode(case)
-        self._reprioritise(case)
+        self._rescore(case, violation=alert.violation)
 
     def _has_open_episode(self, case: Case) -> bool:
         stored_open = self._open_episodes.get(case.id)
@@ -243,9 +253,10 @@ class CaseEngine:
         mine = (e for e in self._episodes.values() if e is not None)
         return any(e.case_id == case.id and e.ended_at is None for e in (*stored_open, *mine))
 
-    def _reprioritise(self, case: Case) -> None:
+    def _rescore(self, case: Case, *, violation: str) -> None:
+        """The case's queue priority now; its attribution at `finish`, at its final place."""
         case.priority = priority_of(
-            weight=self.settings.cases.priority_weight[case.violation],  # type: ignore[index]
+            weight=self.settings.cases.priority_weight[violation],  # type: ignore[index]
             alert_count=case.alert_count,
             first_seen=case.first_seen,
             last_seen=case.last_seen,
@@ -260,7 +271,7 @@ class CaseEngine:
             if self.episode(row.episode_id) is None:
                 self.start_episode(case, row, ended_at=row.observed_at)
         recount_case(self.session, case)
-        self._reprioritise(case)
+        self._rescore(case, violation=case.violation)
         log.info("case %d: %s confirmed by %d sightings on separate passes", case.id, case.violation, case.alert_count)
 
     def queue_row(self, arrival: Arrival, *, case_id: int) -> None:

@@ -253,6 +253,31 @@ def test_new_cases_after_a_confirmed_sighting_in_the_same_batch(
     assert snapshot(session_factory, "many", batched) == (expected, cases, alerts, letters)
 
 
+def test_a_sighting_joins_a_case_the_batch_opened_as_one_by_one(
+    session_factory: sessionmaker[Session], central_settings: CentralSettings
+) -> None:
+    """A patrol car passes a spot a fixed camera reported earlier in the same batch: its sighting joins
+    that case, which the batch has not written yet (the sighting's row must not be inserted before
+    its case), and the case's counts, span and activity come out as one by one."""
+
+    def scenario(tag: str, lat: float) -> list[Message]:
+        return [
+            Message(TOPIC, _alert(tag, "a1", lat=lat, minutes=0, episode="a")),
+            Message(TOPIC, _sighting(tag, "s1", lat=lat + 3 * M_LAT, minutes=2)),
+            Message(TOPIC, _alert(tag, "a2", lat=lat, minutes=4, episode="a", state="ended")),
+            Message(TOPIC, _sighting(tag, "s2", lat=lat + 2 * M_LAT, minutes=9)),
+        ]
+
+    alone = one_by_one(session_factory, central_settings, scenario("solo", 31.2304))
+    with session_scope(session_factory, write_lock=True) as session:
+        batched = ingest_many(session, scenario("many", 31.5304), settings=central_settings)
+
+    expected, cases, alerts, letters = snapshot(session_factory, "solo", alone)
+    assert [outcome for outcome, _ in expected] == ["created", "joined", "joined", "joined"]
+    assert len(cases) == 1 and cases[0][:3] == (4, 3, False)  # a ended; each pass is over at once
+    assert snapshot(session_factory, "many", batched) == (expected, cases, alerts, letters)
+
+
 def test_a_batch_costs_a_few_statements_per_new_episode_not_per_alert(
     session_factory: sessionmaker[Session], central_settings: CentralSettings
 ) -> None:
