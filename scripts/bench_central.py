@@ -101,7 +101,7 @@ class Options:
     protocol: str | None = None  # MQTT version of the workers; None = the broker's (5; embedded 3.1.1)
 
 
-def parse_args(argv: Sequence[str] | None) -> Options:
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--quick", action="store_true", help="5,000 alerts and 100,000 cases (a couple of minutes)")
     p.add_argument("--alerts", type=int, help="unique alerts at full speed (default 50,000; quick 5,000)")
@@ -131,6 +131,11 @@ def parse_args(argv: Sequence[str] | None) -> Options:
     p.add_argument("--evidence-dir", type=Path, default=None,
                    help="folder in which each run's evidence folder is made (default: the system's temp folder);\n"
                    "every alert creates one file there, so its file system's cost per new file is part of ingest")
+    return p
+
+
+def parse_args(argv: Sequence[str] | None) -> Options:
+    p = _parser()
     a = p.parse_args(argv)
     if a.baseline is not None and not (a.baseline / "streetwatch" / "central").is_dir():
         p.error(f"--baseline {a.baseline}: expected a checkout with streetwatch/central in it")
@@ -166,6 +171,16 @@ class World:
     pool: list[bytes]
 
 
+@dataclass(frozen=True)
+class Bench:
+    """One benchmark run's options, broker, data and progress line."""
+
+    opts: Options
+    broker: Broker
+    world: World
+    progress: Callable[[str], None]
+
+
 def import_merchants(factory: sessionmaker[Session], merchants: Sequence[truth.MerchantTruth]) -> float:
     records = [
         MerchantRecord(
@@ -180,20 +195,18 @@ def import_merchants(factory: sessionmaker[Session], merchants: Sequence[truth.M
     return time.perf_counter() - started
 
 
-def run_variant(
-    code: tuple[str, Path], *, backend: str, opts: Options, broker: Broker, world: World,
-    progress: Callable[[str], None], result: BackendResult,
-) -> None:
+def run_variant(bench: Bench, code: tuple[str, Path], *, backend: str, result: BackendResult) -> None:
     """One checkout's full-speed and paced runs on a fresh database; the queue timing too on this
     checkout's first run. Adds a VariantRun to `result`."""
     label, root = code
+    opts, world = bench.opts, bench.world
     with migrated_database(backend, opts.database_url) as db_url:
         evidence_dir = Path(tempfile.mkdtemp(prefix="bench-central-evidence-", dir=opts.evidence_root))
         engine = make_engine(db_url, checkpoint_interval_s=3600)  # the workers checkpoint their WAL
         factory = make_session_factory(engine)
         merchants_s = import_merchants(factory, world.full.merchants)
-        spec = WorkerSpec(root, db_url, broker.url, opts.protocol or broker.protocol, evidence_dir)
-        progress(f"{backend} / {label}: merchants imported in {merchants_s:.1f} s; full speed ...")
+        spec = WorkerSpec(root, db_url, bench.broker.url, opts.protocol or bench.broker.protocol, evidence_dir)
+        bench.progress(f"{backend} / {label}: merchants imported in {merchants_s:.1f} s; full speed ...")
         runs = {}
         for name, ds, pace in (
             ("full", world.full, Pace(rate=None, window=opts.window, poll_s=0.05)),
@@ -201,8 +214,8 @@ def run_variant(
         ):
             messages, alert_ids = truth.outgoing(ds, world.pool)
             runs[name] = run_ingest(messages, alert_ids, spec=spec, workers=opts.workers, pace=pace, reader=factory)
-            progress(f"{backend} / {label}: {name}: {runs[name].messages:,} messages in "
-                     f"{runs[name].seconds:.1f} s ({runs[name].rate:,.0f}/s)")
+            bench.progress(f"{backend} / {label}: {name}: {runs[name].messages:,} messages in "
+                           f"{runs[name].seconds:.1f} s ({runs[name].rate:,.0f}/s)")
         # De-duplication and attribution are judged on the full-speed run (flow-controlled, so the
         # broker never drops); losses are counted for both runs.
         quality = measure_quality(factory, [("full", world.full)])
@@ -214,36 +227,33 @@ def run_variant(
         result.runs.append(VariantRun(label, runs["full"], runs["paced"], quality, storage_bytes(factory, db_url),
                                       evidence, stored))
         if label == CURRENT and not result.pages:
-            _time_the_queue(factory, opts=opts, world=world, evidence_dir=evidence_dir, result=result,
-                            progress=progress)
+            _time_the_queue(bench, factory, evidence_dir=evidence_dir, result=result)
         engine.dispose()
 
 
 def _time_the_queue(
-    factory: sessionmaker[Session], *, opts: Options, world: World, evidence_dir: Path, result: BackendResult,
-    progress: Callable[[str], None],
+    bench: Bench, factory: sessionmaker[Session], *, evidence_dir: Path, result: BackendResult
 ) -> None:
-    progress(f"{result.backend}: bulk-inserting cases up to {opts.cases:,} ...")
-    result.bulk_rows, result.bulk_s = bulk_insert_cases(factory, total=opts.cases, merchants=len(world.full.merchants))
+    opts, merchants = bench.opts, len(bench.world.full.merchants)
+    bench.progress(f"{result.backend}: bulk-inserting cases up to {opts.cases:,} ...")
+    result.bulk_rows, result.bulk_s = bulk_insert_cases(factory, total=opts.cases, merchants=merchants)
     with factory() as session:
         result.total_cases = int(session.scalar(select(func.count(Case.id))) or 0)
-    progress(f"{result.backend}: {result.bulk_rows:,} cases inserted in {result.bulk_s:.1f} s; timing the queue ...")
+    bench.progress(f"{result.backend}: {result.bulk_rows:,} cases inserted in {result.bulk_s:.1f} s; timing the queue")
     result.pages = time_queue(factory, CentralSettings(evidence_dir=evidence_dir), requests=opts.requests)
 
 
-def run_backend(
-    backend: str, *, opts: Options, broker: Broker, world: World, progress: Callable[[str], None]
-) -> BackendResult:
+def run_backend(bench: Bench, backend: str) -> BackendResult:
+    opts, world = bench.opts, bench.world
     result = BackendResult(backend, [])
     codes: list[tuple[str, Path]] = [(CURRENT, REPO)]
     if opts.baseline is not None:
         codes.insert(0, (f"baseline {opts.baseline.name}", opts.baseline))
     for round_no in range(opts.rounds):
         for code in codes if round_no % 2 == 0 else codes[::-1]:  # alternate, so drift hits both
-            run_variant(code, backend=backend, opts=opts, broker=broker, world=world, progress=progress,
-                        result=result)
+            run_variant(bench, code, backend=backend, result=result)
     if opts.profile:
-        progress(f"{backend}: profiling {opts.profile} alerts through ingest_many ...")
+        bench.progress(f"{backend}: profiling {opts.profile} alerts through ingest_many ...")
         with migrated_database(backend, opts.database_url) as db_url:
             evidence_dir = Path(tempfile.mkdtemp(prefix="bench-central-profile-", dir=opts.evidence_root))
             import_merchants(make_session_factory(make_engine(db_url)), world.full.merchants)
@@ -291,9 +301,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     results = []
     with broker_for_run(opts.mqtt_url, protocol=opts.protocol) as broker:
+        bench = Bench(opts, broker, world, progress)
         for backend in backends:
             try:
-                results.append(run_backend(backend, opts=opts, broker=broker, world=world, progress=progress))
+                results.append(run_backend(bench, backend))
             except Exception as exc:  # report it, keep the other backend's figures
                 log.exception("%s: the benchmark failed", backend)
                 notes.append(f"{backend}: the benchmark failed ({type(exc).__name__}: {str(exc)[:200]}); no figures.")
