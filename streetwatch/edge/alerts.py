@@ -248,6 +248,55 @@ def _describe(exc: ValidationError) -> str:
     return "schema violation: " + "; ".join(parts[:5])
 
 
+COMMAND_SCHEMA: Literal["streetwatch.command/1"] = "streetwatch.command/1"
+REPLY_SCHEMA: Literal["streetwatch.reply/1"] = "streetwatch.reply/1"
+MAX_RESEND_SPAN = 100_000  # numbers one resend command may ask for
+MAX_COMMAND_BYTES = 4096
+
+
+class ResendCommand(_WireModel):
+    """Central to one box, on `command_topic(edge_id)`: publish alerts first_seq..last_seq of
+    outbox `outbox_id` again (the broker lost them after acknowledging them to the box)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False, populate_by_name=True)
+
+    schema_: Literal["streetwatch.command/1"] = Field(default=COMMAND_SCHEMA, alias="schema")
+    command: Literal["resend"] = "resend"
+    request_id: Identifier
+    outbox_id: Identifier
+    first_seq: int = Field(ge=1, le=MAX_SEQ)
+    last_seq: int = Field(ge=1, le=MAX_SEQ)
+
+    @model_validator(mode="after")
+    def _verify_span(self) -> ResendCommand:
+        if not 0 <= self.last_seq - self.first_seq < MAX_RESEND_SPAN:
+            raise ValueError(f"last_seq: expected first_seq <= last_seq < first_seq + {MAX_RESEND_SPAN}, "
+                             f"got {self.first_seq}..{self.last_seq}")
+        return self
+
+    def to_json(self) -> bytes:
+        return self.model_dump_json(by_alias=True).encode()
+
+
+class ResendReply(_WireModel):
+    """The box's answer on `reply_topic(edge_id)`: how many alerts it queued again, and the
+    ranges it no longer holds (past its retention: those alerts cannot be recovered)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False, populate_by_name=True)
+
+    schema_: Literal["streetwatch.reply/1"] = Field(default=REPLY_SCHEMA, alias="schema")
+    request_id: Identifier
+    edge_id: Identifier
+    outbox_id: Identifier
+    first_seq: int = Field(ge=1, le=MAX_SEQ)
+    last_seq: int = Field(ge=1, le=MAX_SEQ)
+    requeued: int = Field(ge=0, le=MAX_RESEND_SPAN)
+    missing: list[tuple[int, int]] = Field(default_factory=list, max_length=100)
+
+    def to_json(self) -> bytes:
+        return self.model_dump_json(by_alias=True).encode()
+
+
 def new_id(prefix: str) -> str:
     """A globally unique, topic-safe id such as `al-6f1c...`."""
     return f"{prefix}-{uuid.uuid4().hex}"
@@ -261,6 +310,16 @@ def alert_topic(edge_id: str, camera_id: str) -> str:
 def status_topic(edge_id: str) -> str:
     """Retained edge status with a last will: streetwatch/v1/status/{edge_id}."""
     return f"{TOPIC_PREFIX}/status/{edge_id}"
+
+
+def command_topic(edge_id: str) -> str:
+    """Commands from central to one box (only central may publish, only that box reads)."""
+    return f"{TOPIC_PREFIX}/commands/{edge_id}"
+
+
+def reply_topic(edge_id: str) -> str:
+    """A box's answers to commands: streetwatch/v1/replies/{edge_id}."""
+    return f"{TOPIC_PREFIX}/replies/{edge_id}"
 
 
 def edge_id_from_topic(topic: str) -> str | None:

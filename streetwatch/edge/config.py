@@ -250,6 +250,10 @@ class EdgeConfig(StrictModel):
     outbox_max_bytes: int = Field(
         default=1024 * 1024 * 1024, ge=1, description="bytes of alerts the outbox may hold (caps its disk use)"
     )
+    outbox_retention_h: float = Field(
+        default=24, ge=0, le=24 * 30,
+        description="delivered alerts are kept this long (within the caps) so central can ask for any the broker lost",
+    )
     metrics_port: int = Field(default=0, ge=0, le=65535, description="Prometheus /metrics; 0 = off")
     rules: RulesConfig = Field(default_factory=RulesConfig)
     evidence: EvidenceConfig = Field(default_factory=EvidenceConfig)
