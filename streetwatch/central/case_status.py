@@ -16,7 +16,7 @@ Imports nothing of central but its errors, so the training code can use the grou
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Final, Protocol
+from typing import Final, Literal, Protocol, get_args
 
 from streetwatch.central.errors import Conflict
 
@@ -32,6 +32,12 @@ class CaseStatus(StrEnum):
 
 
 S = CaseStatus
+
+# The same values as a Literal, for query parameters: the API has always validated `status` as a
+# literal, and its 422 answers (type "literal_error") are part of its contract.
+CaseStatusName = Literal["new", "confirmed", "dismissed", "notified", "rectified", "escalated", "closed"]
+if get_args(CaseStatusName) != tuple(CaseStatus):  # pragma: no cover - a guard for whoever edits one of them
+    raise RuntimeError("case_status: CaseStatusName must list the CaseStatus values in order")
 
 ALL_STATUSES: Final[tuple[CaseStatus, ...]] = tuple(CaseStatus)
 # A new alert may still join the case (the spot is still "open" for the review loop); a reviewer

@@ -35,7 +35,7 @@ from streetwatch.central.api.schemas import (
     ReassignRequest,
 )
 from streetwatch.central.case_service import ActionOutcome, Reviewer
-from streetwatch.central.case_status import CaseStatus
+from streetwatch.central.case_status import CaseStatusName
 from streetwatch.central.models import Case
 from streetwatch.central.workflow.ids import CaseId
 
@@ -49,7 +49,7 @@ CASE_DETAIL_ALERTS = 100
 def read_cases(
     session: SessionDep,
     user: CurrentUser,
-    status_: Annotated[CaseStatus, Query(alias="status")] = CaseStatus.NEW,
+    status_: Annotated[CaseStatusName, Query(alias="status")] = "new",
     violation: ViolationParam | None = None,
     area: Annotated[str | None, Query(max_length=64)] = None,
     merchant: Annotated[str | None, Query(max_length=64)] = None,
