@@ -668,6 +668,30 @@ def test_openapi_lists_the_api_and_docs_need_no_cdn(world: World) -> None:
     assert world.client.get("/docs-assets/swagger-ui-bundle.js").status_code == 200
 
 
+def _json_schemas(spec: dict[str, object]) -> dict[str, dict[str, object]]:
+    """`METHOD path` -> the JSON schema of its success response, for every operation answering JSON."""
+    found = {}
+    for path, operations in spec["paths"].items():  # type: ignore[attr-defined]
+        for method, operation in operations.items():
+            for code, response in operation["responses"].items():
+                content = response.get("content", {})
+                if code.startswith("2") and "application/json" in content:
+                    found[f"{method.upper()} {path}"] = content["application/json"]["schema"]
+    return found
+
+
+def test_every_json_endpoint_has_a_named_response_model(world: World) -> None:
+    """No endpoint answers an untyped dict: each success response is a model (or a list of one) in
+    /openapi.json, so clients can generate types from it."""
+    schemas = _json_schemas(world.client.get("/openapi.json").json())
+    untyped = {op: s for op, s in schemas.items() if "$ref" not in s and "$ref" not in s.get("items", {})}  # type: ignore[operator, union-attr]
+    assert untyped == {}
+    for op in ("GET /api/workflow/hotspots", "GET /api/stats", "POST /api/workflow/merchants/{merchant_id}/complaints"):
+        assert op in schemas  # the endpoints that returned dicts before are among them
+    step = world.client.get("/openapi.json").json()["components"]["schemas"]["StepPublic"]
+    assert {"case_id", "status", "strike_step", "rectify_by", "history"} <= step["properties"].keys()
+
+
 def test_pages_carry_a_strict_content_security_policy(world: World) -> None:
     headers = world.client.get("/login").headers
     assert "script-src 'self'" in headers["content-security-policy"]
