@@ -31,7 +31,7 @@ from types import FrameType
 import cv2
 import yaml
 
-from streetwatch.central.config import CentralSettings
+from streetwatch.central.config import BrokerSettings, CentralSettings
 from streetwatch.central.db import make_engine, make_session_factory, migrate
 from streetwatch.central.merchants import import_merchants
 from streetwatch.central.models import User
@@ -211,8 +211,7 @@ def demo_settings(base: CentralSettings, *, broker_url: str, protocol: str, work
     settings name a mode themselves."""
     # One worker: a plain subscription. The embedded broker (iotcore 0.4) stops routing when a
     # client drops holding unacknowledged messages of a shared subscription.
-    plain = {"url": broker_url, "protocol": protocol, "subscription": "streetwatch/v1/alerts/#"}
-    broker = base.broker.model_copy(update=plain)
+    broker = BrokerSettings(url=broker_url, protocol=protocol, subscription="streetwatch/v1/alerts/#")  # type: ignore[arg-type]
     web = base.web if "mode" in base.web.model_fields_set else base.web.model_copy(update={"mode": "demo"})
     return base.model_copy(
         update={

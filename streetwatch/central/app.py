@@ -134,8 +134,8 @@ def build_app(
 ) -> FastAPI:
     """The app over `session_factory`; refuses to start without a real secret in production mode.
     `clock` is the workflow's time (tests move it)."""
-    security = settings.web
-    secret = security.resolved_secret()
+    web = settings.web
+    secret = web.resolved_secret()
     app = FastAPI(
         title="StreetWatch central",
         summary="Review queue and JSON API for street-order violation cases",
@@ -153,15 +153,15 @@ def build_app(
     app.state.templates = make_templates()
     app.state.nearby_zones = NearbyZones()
     app.state.login_limiter = LoginRateLimiter(
-        session_factory, max_failures=security.login_max_failures, window_s=security.login_window_s
+        session_factory, max_failures=web.login_max_failures, window_s=web.login_window_s
     )
     app.add_middleware(
         SessionMiddleware,
         secret_key=secret,
         session_cookie=SESSION_COOKIE,
-        max_age=security.session_max_age_s,
+        max_age=web.session_max_age_s,
         same_site="lax",
-        https_only=security.secure_cookies,
+        https_only=web.secure_cookies,
     )
 
     @app.middleware("http")
@@ -197,5 +197,5 @@ def build_app(
     app.include_router(workflow_pages.router)
     app.include_router(open311.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    log.info("web app built (mode %s, secure cookies %s)", security.mode, security.secure_cookies)
+    log.info("web app built (mode %s, secure cookies %s)", web.mode, web.secure_cookies)
     return app

@@ -134,6 +134,15 @@ def test_every_setting_can_come_from_the_environment(tmp_path: Path) -> None:
     assert "hmac-key" not in repr(settings)
 
 
+def test_a_city_may_set_some_event_codes_and_keep_the_others(tmp_path: Path) -> None:
+    path = tmp_path / "central.yaml"
+    path.write_text("workflow:\n  event_classes:\n    illegal_parking: {code: SZ-0301, category: 市容, name: 违停}\n")
+    classes = load_settings(path, environ={}).workflow.event_classes
+    assert {v: c.code for v, c in classes.items()} == {
+        "illegal_parking": "SZ-0301", "street_vending": "SO-01", "stacked_goods": "SO-02"
+    }
+
+
 def test_the_command_line_wins_over_environment_and_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

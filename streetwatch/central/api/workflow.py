@@ -23,7 +23,6 @@ from streetwatch.central.api.schemas import (
     HistoryEntryPublic,
     HotspotPublic,
     InspectionDuePublic,
-    LifecycleRowPublic,
     PenaltyRequest,
     RoadGradePublic,
     StepPublic,
@@ -34,7 +33,7 @@ from streetwatch.central.models import AuditLog, Case, CaseTimer, Hotspot, Merch
 from streetwatch.central.workflow.grades import inspections_due
 from streetwatch.central.workflow.hotspots import road_grades
 from streetwatch.central.workflow.ids import CaseId
-from streetwatch.central.workflow.lifecycle import lifecycle_rows, rows_to_csv, rows_to_json
+from streetwatch.central.workflow.lifecycle import LifecycleRow, lifecycle_rows, rows_to_csv
 from streetwatch.central.workflow.service import CaseStep, case_step
 
 router = APIRouter(prefix="/workflow", tags=["workflow"])
@@ -131,10 +130,10 @@ def read_roads(session: SessionDep, user: CurrentUser) -> list[RoadGradePublic]:
     ]
 
 
-@exports.get("/lifecycle.json", response_model=list[LifecycleRowPublic])
+@exports.get("/lifecycle.json", response_model=list[LifecycleRow])
 def export_lifecycle_json(
     session: SessionDep, user: CurrentUser, settings: SettingsDep, since: datetime | None = None
-) -> list[LifecycleRowPublic]:
+) -> list[LifecycleRow]:
     """Cases on the national lifecycle (立案 派遣 处置 反馈 核查 结案) with their event class codes."""
     rows = lifecycle_rows(
         session,
@@ -142,7 +141,7 @@ def export_lifecycle_json(
         scope=scope_of(session, user),
         since=since.astimezone(UTC) if since else None,
     )
-    return [LifecycleRowPublic.model_validate(row) for row in rows_to_json(rows)]
+    return rows
 
 
 @exports.get("/lifecycle.csv", response_class=PlainTextResponse)

@@ -4,7 +4,7 @@ The `workflow:` section of central's settings (config.py loads it from the file 
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, SecretStr, field_validator, model_validator
 
 
 class EventClass(BaseModel):
@@ -50,6 +50,14 @@ class WorkflowSettings(BaseModel):
         default=60.0, ge=0, le=3600, description="grades and hotspots are recomputed at most this often (0: every tick)"
     )
     event_classes: dict[str, EventClass] = Field(default_factory=lambda: dict(DEFAULT_EVENT_CLASSES))
+
+    @field_validator("event_classes", mode="before")
+    @classmethod
+    def _event_class_defaults(cls, value: object) -> object:
+        """A city may set the codes of some violations only; the others keep the placeholders."""
+        if isinstance(value, dict):
+            return {**DEFAULT_EVENT_CLASSES, **value}
+        return value
 
     @model_validator(mode="after")
     def verify_grade_thresholds(self) -> WorkflowSettings:
