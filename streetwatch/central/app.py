@@ -129,6 +129,26 @@ def _error_response(request: Request, exc: StarletteHTTPException) -> Response:
     return render(request, "error.html", context, status_code=exc.status_code, headers=exc.headers)
 
 
+def _add_error_handlers(app: FastAPI) -> None:
+    """A missing login redirects to /login; HTTP and domain errors (errors.py) answer `{detail}` to
+    the API and an error page to browsers."""
+
+    @app.exception_handler(LoginRequired)
+    async def _login_required(request: Request, exc: LoginRequired) -> Response:
+        if "application/json" in request.headers.get("accept", ""):
+            return JSONResponse({"detail": "Not logged in"}, status_code=401)
+        login_url = app.url_path_for("login_page")
+        return RedirectResponse(f"{login_url}?{urlencode({'next': exc.next_path})}", status_code=303)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        return _error_response(request, exc)
+
+    @app.exception_handler(DomainError)
+    async def _domain_error(request: Request, exc: DomainError) -> Response:
+        return _error_response(request, StarletteHTTPException(http_status(exc), exc.detail))
+
+
 def build_app(
     settings: CentralSettings, session_factory: sessionmaker[Session], *, clock: Clock = system_clock
 ) -> FastAPI:
@@ -173,23 +193,8 @@ def build_app(
         response.headers["Server-Timing"] = f"app;dur={(time.perf_counter() - started) * 1000:.1f}"
         return response
 
-    @app.exception_handler(LoginRequired)
-    async def _login_required(request: Request, exc: LoginRequired) -> Response:
-        if "application/json" in request.headers.get("accept", ""):
-            return JSONResponse({"detail": "Not logged in"}, status_code=401)
-        login_url = app.url_path_for("login_page")
-        return RedirectResponse(f"{login_url}?{urlencode({'next': exc.next_path})}", status_code=303)
-
+    _add_error_handlers(app)
     _add_offline_docs(app)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
-        return _error_response(request, exc)
-
-    @app.exception_handler(DomainError)
-    async def _domain_error(request: Request, exc: DomainError) -> Response:
-        return _error_response(request, StarletteHTTPException(http_status(exc), exc.detail))
-
     app.include_router(api_router())
     app.include_router(login.router)
     app.include_router(evidence.router)
