@@ -12,7 +12,6 @@ of its episodes land in the target too.
 
 from __future__ import annotations
 
-import logging
 import math
 from typing import Final
 
@@ -24,8 +23,6 @@ from streetwatch.central.case_status import OPEN_STATUSES, CaseStatus
 from streetwatch.central.cases import merge_cases
 from streetwatch.central.errors import Conflict, InvalidInput, NotFound
 from streetwatch.central.models import Case, Merchant
-
-log = logging.getLogger(__name__)
 
 DISMISS_REASONS: Final = (
     "false_detection",

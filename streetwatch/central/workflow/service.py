@@ -6,7 +6,6 @@ status moves through the state machine (Conflict from a wrong status), one audit
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -23,8 +22,6 @@ from streetwatch.central.workflow.config import WorkflowSettings
 from streetwatch.central.workflow.grades import recompute_grades
 from streetwatch.central.workflow.rules import close_blocker
 from streetwatch.central.workflow.timers import REDISPATCH
-
-log = logging.getLogger(__name__)
 
 MAX_TEXT = 500
 
