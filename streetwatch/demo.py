@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import secrets
 import shutil
 import signal
@@ -32,7 +31,7 @@ from types import FrameType
 import cv2
 import yaml
 
-from streetwatch.central.config import BrokerSettings, CentralSettings, WebSettings
+from streetwatch.central.config import BrokerSettings, CentralSettings
 from streetwatch.central.db import make_engine, make_session_factory, migrate
 from streetwatch.central.merchants import import_merchants
 from streetwatch.central.models import User
@@ -120,7 +119,9 @@ def _read_image(path: Path):  # type: ignore[no-untyped-def]
     return image
 
 
-def edge_config(workdir: Path, clips: dict[str, Path], broker_url: str, protocol: str) -> dict[str, object]:
+def edge_config(
+    workdir: Path, clips: dict[str, Path], broker_url: str, protocol: str, *, model_dir: Path | None = None
+) -> dict[str, object]:
     """The demo edge box: the street camera calibrated, the market camera with carts as props."""
     manifest = yaml.safe_load(DEFAULT_MANIFEST.read_text())
     manifest["models"][0]["roles"]["bicycle"] = "vending_prop"  # the lane market's goods bicycles are carts
@@ -129,7 +130,11 @@ def edge_config(workdir: Path, clips: dict[str, Path], broker_url: str, protocol
     return {
         "edge_id": "box-demo",
         "broker": {"url": broker_url, "protocol": protocol},
-        "model": {"name": "yolox_nano", "manifest": str(workdir / "manifest.yaml")},
+        "model": {
+            "name": "yolox_nano",
+            "manifest": str(workdir / "manifest.yaml"),
+            **({"model_dir": str(model_dir)} if model_dir is not None else {}),
+        },
         "outbox": str(workdir / "outbox.sqlite"),
         "cameras": cameras,
     }
@@ -164,14 +169,16 @@ def _port_free(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) != 0
 
 
-def start_broker(url: str | None) -> tuple[str, str, object | None]:
-    """(url, protocol, embedded broker or None): the configured broker, else an embedded one."""
-    if url:
-        return url, os.environ.get("STREETWATCH_MQTT_PROTOCOL", "5"), None
+def start_broker(settings: CentralSettings) -> tuple[str, str, object | None]:
+    """(url, protocol, embedded broker or None): the configured broker (broker.url set in the file,
+    $STREETWATCH_MQTT_URL or --broker-url; MQTT 5 unless broker.protocol says), else an embedded one."""
+    broker = settings.broker
+    if "url" in broker.model_fields_set:
+        return broker.url, broker.protocol if "protocol" in broker.model_fields_set else "5", None
     port = 1883 if _port_free(1883) else _free_port()
-    broker = start_embedded_broker(port)
+    embedded = start_embedded_broker(port)
     log.info("embedded MQTT broker (MQTT 3.1.1) on 127.0.0.1:%d", port)
-    return f"mqtt://127.0.0.1:{port}", EMBEDDED_PROTOCOL, broker
+    return f"mqtt://127.0.0.1:{port}", EMBEDDED_PROTOCOL, embedded
 
 
 def _free_port() -> int:
@@ -193,33 +200,47 @@ def prepare_database(url: str, workdir: Path) -> str:
     return password
 
 
-def run_demo(*, port: int, workdir: Path | None, broker_url: str | None) -> int:
+def default_assets_dir() -> Path:
+    """The shared assets beside the project (../shared/assets), as scripts/demo.sh assumes."""
+    return Path.cwd().parent / "shared" / "assets"
+
+
+def demo_settings(base: CentralSettings, *, broker_url: str, protocol: str, workdir: Path) -> CentralSettings:
+    """The demo's settings: `base` (file, environment, flags) with the demo's database, broker and
+    evidence folder; web mode `demo` (a random session secret, plain-http cookies) unless the
+    settings name a mode themselves."""
+    # One worker: a plain subscription. The embedded broker (iotcore 0.4) stops routing when a
+    # client drops holding unacknowledged messages of a shared subscription.
+    broker = BrokerSettings(url=broker_url, protocol=protocol, subscription="streetwatch/v1/alerts/#")  # type: ignore[arg-type]
+    web = base.web if "mode" in base.web.model_fields_set else base.web.model_copy(update={"mode": "demo"})
+    return base.model_copy(
+        update={
+            "database_url": f"sqlite:///{workdir / 'central.sqlite'}",
+            "broker": broker,
+            "web": web,
+            "evidence_dir": workdir / "evidence",
+        }
+    )
+
+
+def run_demo(base: CentralSettings, *, workdir: Path | None, assets_dir: Path, model_dir: Path) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    assets = Path(os.environ.get("STREETWATCH_ASSETS_DIR") or Path.cwd().parent / "shared" / "assets")
+    port = base.web.port
     if not _port_free(port):
         raise SystemExit(f"central demo: port {port} is in use; stop what uses it or pass --port")
     own_workdir = workdir is None
     workdir = workdir or Path(tempfile.mkdtemp(prefix="streetwatch-demo-"))
     workdir.mkdir(parents=True, exist_ok=True)
-    os.environ.setdefault("STREETWATCH_MODE", "demo")
-    os.environ.setdefault("STREETWATCH_MODEL_DIR", str(assets))
-    url, protocol, broker = start_broker(broker_url)
-    database_url = f"sqlite:///{workdir / 'central.sqlite'}"
-    password = prepare_database(database_url, workdir)
-    settings = CentralSettings(
-        # One worker: a plain subscription. The embedded broker (iotcore 0.4) stops routing when a
-        # client drops holding unacknowledged messages of a shared subscription.
-        broker=BrokerSettings(url=url, protocol=protocol, subscription="streetwatch/v1/alerts/#"),  # type: ignore[arg-type]
-        web=WebSettings(host="127.0.0.1", port=port),
-        evidence_dir=workdir / "evidence",
-    )
+    url, protocol, broker = start_broker(base)
+    settings = demo_settings(base, broker_url=url, protocol=protocol, workdir=workdir)
+    password = prepare_database(settings.database_url, workdir)
     # uvicorn re-raises SIGTERM after its shutdown; as SystemExit it still runs the clean-up below.
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    edge = _start_edge(workdir, build_footage(assets, workdir), url, protocol)
-    print(f"\nStreetWatch demo: open http://127.0.0.1:{port}  login: {DEMO_USER} / {password}\n"
+    edge = _start_edge(workdir, build_footage(assets_dir, workdir), settings, model_dir=model_dir)
+    print(f"\nStreetWatch demo: open http://{settings.web.host}:{port}  login: {DEMO_USER} / {password}\n"
           f"  files in {workdir}; the edge worker logs to {workdir / 'edge.log'}; Ctrl-C stops.\n", flush=True)
     try:
-        _serve(settings, database_url)
+        _serve(settings)
     finally:
         edge.terminate()
         edge.wait(15)
@@ -234,26 +255,33 @@ def _exit_on_sigterm(signum: int, _frame: FrameType | None) -> None:
     raise SystemExit(128 + signum)
 
 
-def _start_edge(workdir: Path, clips: dict[str, Path], broker_url: str, protocol: str) -> subprocess.Popen[bytes]:
+def _start_edge(
+    workdir: Path, clips: dict[str, Path], settings: CentralSettings, *, model_dir: Path
+) -> subprocess.Popen[bytes]:
     config = workdir / "edge.yaml"
-    config.write_text(yaml.safe_dump(edge_config(workdir, clips, broker_url, protocol)))
+    broker = settings.broker
+    config.write_text(yaml.safe_dump(edge_config(workdir, clips, broker.url, broker.protocol, model_dir=model_dir)))
     log_file = (workdir / "edge.log").open("wb")
     command = [sys.executable, "-m", "streetwatch.edge.cli", "run", "--config", str(config)]
     return subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT)
 
 
-def _serve(settings: CentralSettings, database_url: str) -> None:
+def _serve(settings: CentralSettings) -> None:
+    """Ingest, the workflow worker and the web queue, all on the demo's one settings object."""
     import uvicorn
 
-    from streetwatch.central.api.app import build_app
+    from streetwatch.central.app import build_app
     from streetwatch.central.consumer import run_consumer
+    from streetwatch.central.workflow.worker import WorkflowEngine, start_worker_thread
 
-    factory = make_session_factory(make_engine(database_url))
+    factory = make_session_factory(make_engine(settings.database_url))
     stop = threading.Event()
     ingest = threading.Thread(target=run_consumer, args=(settings, factory, stop), name="central-ingest")
     ingest.start()
+    start_worker_thread(WorkflowEngine(factory, settings.workflow), stop)
     try:
-        uvicorn.run(build_app(settings, factory), host=settings.web.host, port=settings.web.port, log_level="warning")
+        app = build_app(settings, factory)
+        uvicorn.run(app, host=settings.web.host, port=settings.web.port, log_level="warning")
     finally:
         stop.set()
         ingest.join(10)

@@ -84,16 +84,16 @@ def time_queue(factory: sessionmaker[Session], settings: CentralSettings, *, req
     """Median server time of the queue page (logged-in reviewer) and of GET /api/cases (token)."""
     from fastapi.testclient import TestClient
 
-    from streetwatch.central.api.app import build_app
-    from streetwatch.central.api.settings import WebSecurity
     from streetwatch.central.api.tokens import issue_token
+    from streetwatch.central.app import build_app
+    from streetwatch.central.config import WebSettings
     from streetwatch.central.passwords import hash_password
 
     with session_scope(factory) as session:
         session.add(User(username="bench-reviewer", password_hash=hash_password(PASSWORD), role="reviewer"))
     token = issue_token(factory, username="bench-reviewer", name="bench").secret
-    security = WebSecurity(mode="development", secret_key="b" * 40, cookie_secure=False)  # type: ignore[arg-type]
-    app = build_app(settings, factory, security=security)
+    web = WebSettings(mode="development", secret_key="b" * 40, cookie_secure=False)  # type: ignore[arg-type]
+    app = build_app(settings.model_copy(update={"web": web}), factory)
     pages: dict[str, tuple[str, dict[str, str]]] = {
         "GET / (queue page)": ("/", {}),
         "GET /?violation=street_vending": ("/?violation=street_vending", {}),

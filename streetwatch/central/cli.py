@@ -1,7 +1,9 @@
 """The `central` command: migrate, import merchants, ingest, export, users, serve.
 
-The database comes from `--database-url`, else $STREETWATCH_DATABASE_URL, else SQLite under ./var/;
-the broker and the rest from `--config FILE` (or $STREETWATCH_CENTRAL_CONFIG) and the environment.
+`main` builds the one CentralSettings (config.py: the YAML file, then the environment, then the
+flags) before the command runs, and every command takes what it needs from it: the database URL,
+the broker, the web, the workflow. The global options --config, --database-url and -v may come
+before or after the command (`central serve --config central.yaml`).
 """
 
 from __future__ import annotations
@@ -24,14 +26,8 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from streetwatch.central.config import CentralSettings, ConfigError, load_settings
-from streetwatch.central.db import (
-    default_database_url,
-    make_engine,
-    make_session_factory,
-    migrate,
-    session_scope,
-)
+from streetwatch.central.config import CentralSettings, ConfigError, Override, load_settings
+from streetwatch.central.db import make_engine, make_session_factory, migrate, session_scope
 from streetwatch.central.merchants import MerchantImportError, import_merchants
 from streetwatch.central.models import USER_ROLES, Area, Case, Merchant, User
 from streetwatch.stop_signals import StopSignals
@@ -70,14 +66,12 @@ class CliError(Exception):
 
 
 def _session_factory(args: argparse.Namespace) -> sessionmaker[Session]:
-    return make_session_factory(make_engine(args.database_url))
+    return make_session_factory(make_engine(_settings(args).database_url))
 
 
 def _settings(args: argparse.Namespace) -> CentralSettings:
-    try:
-        return load_settings(args.config)
-    except ConfigError as exc:
-        raise CliError(str(exc)) from None
+    settings: CentralSettings = args.settings
+    return settings
 
 
 def export_rows(session: Session) -> list[dict[str, object]]:
@@ -124,7 +118,7 @@ def _read_password(args: argparse.Namespace) -> str:
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
-    migrate(args.database_url)
+    migrate(_settings(args).database_url)
     print("database is at the newest schema revision")
     return 0
 
@@ -170,11 +164,10 @@ def cmd_export_cases(args: argparse.Namespace) -> int:
 
 def cmd_export_lifecycle(args: argparse.Namespace) -> int:
     """Cases on the national lifecycle with event class codes (streetwatch.central.workflow.lifecycle)."""
-    from streetwatch.central.workflow.config import workflow_settings_from_env
     from streetwatch.central.workflow.lifecycle import lifecycle_rows, rows_to_csv, rows_to_json
 
     with session_scope(_session_factory(args)) as session:
-        rows = lifecycle_rows(session, settings=workflow_settings_from_env(os.environ))
+        rows = lifecycle_rows(session, settings=_settings(args).workflow)
     as_json = json.dumps(rows_to_json(rows), ensure_ascii=False, indent=1) + "\n"
     text = rows_to_csv(rows) if args.format == "csv" else as_json
     if args.output is None:
@@ -242,7 +235,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     stop = threading.Event()
     worker = threading.Thread(target=run_consumer, args=(settings, factory, stop), name="central-ingest")
     worker.start()
-    _start_workflow_worker(factory, stop)
+    _start_workflow_worker(settings, factory, stop)
     try:
         app = None if args.no_web else _build_web_app(settings, factory)
         freeze_startup_objects()  # the web app's objects too (the consumer froze what it loaded)
@@ -265,18 +258,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _start_workflow_worker(factory: sessionmaker[Session], stop: threading.Event) -> None:
+def _start_workflow_worker(settings: CentralSettings, factory: sessionmaker[Session], stop: threading.Event) -> None:
     """Timers, notifications, grades and hotspots (streetwatch.central.workflow), in a thread."""
-    from streetwatch.central.workflow.config import workflow_settings_from_env
     from streetwatch.central.workflow.worker import WorkflowEngine, start_worker_thread
 
-    start_worker_thread(WorkflowEngine(factory, workflow_settings_from_env(os.environ)), stop)
+    start_worker_thread(WorkflowEngine(factory, settings.workflow), stop)
 
 
 def _build_web_app(settings: CentralSettings, factory: sessionmaker[Session]) -> FastAPI | None:
-    # HOOK: the web queue + JSON API (streetwatch.central.api.app.build_app), when installed.
+    # HOOK: the web queue + JSON API (streetwatch.central.app.build_app), when installed.
     try:
-        from streetwatch.central.api.app import build_app
+        from streetwatch.central.app import build_app
     except ImportError as exc:
         log.warning("web app not available (%s): serving ingest only", exc)
         return None
@@ -285,37 +277,57 @@ def _build_web_app(settings: CentralSettings, factory: sessionmaker[Session]) ->
 
 # ---------------------------------------------------------------- parser
 
+# Flags that set a setting (the last layer, over the file and the environment): dest -> (path, flag).
+FLAG_SETTINGS: dict[str, tuple[tuple[str, ...], str]] = {
+    "database_url": (("database_url",), "--database-url"),
+    "port": (("web", "port"), "--port"),
+    "broker_url": (("broker", "url"), "--broker-url"),
+}
+
+
+def _global_options() -> argparse.ArgumentParser:
+    """--config, --database-url, -v: accepted before and after the command (SUPPRESS keeps a value
+    given before the command when the command's parser does not see it again)."""
+    options = argparse.ArgumentParser(add_help=False)
+    options.add_argument(
+        "--database-url", default=argparse.SUPPRESS, help="default: $STREETWATCH_DATABASE_URL, the file, or var/"
+    )
+    options.add_argument(
+        "--config", type=Path, default=argparse.SUPPRESS, help="settings YAML (configs/central.example.yaml)"
+    )
+    options.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="debug logging")
+    return options
+
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="central", description=__doc__.splitlines()[0])
-    parser.add_argument("--database-url", default=None, help="default: $STREETWATCH_DATABASE_URL or var/")
-    parser.add_argument(
-        "--config", type=Path, default=None, help="settings YAML (configs/central.example.yaml)"
-    )
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    options = _global_options()
+    parser = argparse.ArgumentParser(prog="central", description=__doc__.splitlines()[0], parents=[options])
     sub = parser.add_subparsers(dest="command", required=True)
 
-    sub.add_parser("migrate", help="create or upgrade the database schema").set_defaults(func=cmd_migrate)
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help_text, parents=[options])
 
-    p = sub.add_parser("import-merchants", help="load merchants from GeoJSON or CSV (WKT); updates by id")
+    command("migrate", "create or upgrade the database schema").set_defaults(func=cmd_migrate)
+
+    p = command("import-merchants", "load merchants from GeoJSON or CSV (WKT); updates by id")
     p.add_argument("file", type=Path)
     p.set_defaults(func=cmd_import_merchants)
 
-    p = sub.add_parser("ingest-jsonl", help="ingest alerts from a file, one JSON alert per line")
+    p = command("ingest-jsonl", "ingest alerts from a file, one JSON alert per line")
     p.add_argument("file", type=Path)
     p.set_defaults(func=cmd_ingest_jsonl)
 
-    p = sub.add_parser("export-cases", help="every case with merchant, status, alert count, location")
+    p = command("export-cases", "every case with merchant, status, alert count, location")
     p.add_argument("--format", choices=("json", "csv"), default="json")
     p.add_argument("--output", type=Path, default=None, help="default: standard output")
     p.set_defaults(func=cmd_export_cases)
 
-    p = sub.add_parser("export-lifecycle", help="cases on the national lifecycle (立案..结案) with event codes")
+    p = command("export-lifecycle", "cases on the national lifecycle (立案..结案) with event codes")
     p.add_argument("--format", choices=("json", "csv"), default="json")
     p.add_argument("--output", type=Path, default=None, help="file to write (default: stdout)")
     p.set_defaults(func=cmd_export_lifecycle)
 
-    p = sub.add_parser("create-user", help="add a reviewer or admin")
+    p = command("create-user", "add a reviewer or admin")
     p.add_argument("username")
     p.add_argument("--role", choices=USER_ROLES, default="reviewer")
     p.add_argument("--area", default=None, help="area id the user may see; default: city-wide")
@@ -324,44 +336,63 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_create_user)
 
-    p = sub.add_parser("create-token", help="issue an API token for a user (printed once)")
+    p = command("create-token", "issue an API token for a user (printed once)")
     p.add_argument("username")
     p.add_argument("--name", default="", help="what the token is for")
     p.set_defaults(func=cmd_create_token)
 
-    p = sub.add_parser("revoke-token", help="revoke an API token by its id")
+    p = command("revoke-token", "revoke an API token by its id")
     p.add_argument("token_id", type=int)
     p.set_defaults(func=cmd_revoke_token)
 
-    p = sub.add_parser("serve", help="run ingest (and the web queue when installed)")
+    p = command("serve", "run ingest (and the web queue when installed)")
     p.add_argument("--no-web", action="store_true", help="ingest only")
-    p.set_defaults(func=cmd_serve)
+    p.set_defaults(func=cmd_serve, needs_broker=True)
 
-    p = sub.add_parser("demo", help="everything on one machine: broker, edge replaying footage, queue")
-    p.add_argument("--port", type=int, default=8000, help="web queue port")
+    p = command("demo", "everything on one machine: broker, edge replaying footage, queue")
+    p.add_argument("--port", type=int, default=None, help="web queue port (default: web.port, 8000)")
     p.add_argument("--workdir", type=Path, default=None, help="keep the demo's files here (default: temp)")
-    p.add_argument("--broker-url", default=None, help="default: $STREETWATCH_MQTT_URL, else an embedded broker")
+    p.add_argument(
+        "--broker-url", default=None, help="default: broker.url if set ($STREETWATCH_MQTT_URL), else an embedded broker"
+    )
     p.set_defaults(func=cmd_demo)
     return parser
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from streetwatch.demo import run_demo
+    from streetwatch.demo import default_assets_dir, run_demo
 
-    broker_url = args.broker_url or os.environ.get("STREETWATCH_MQTT_URL")
-    return run_demo(port=args.port, workdir=args.workdir, broker_url=broker_url)
+    # Start-up: the demo's footage and model folders, like the tests' ($STREETWATCH_ASSETS_DIR).
+    assets = Path(os.environ.get("STREETWATCH_ASSETS_DIR") or default_assets_dir())
+    model_dir = Path(os.environ.get("STREETWATCH_MODEL_DIR") or assets)
+    return run_demo(_settings(args), workdir=args.workdir, assets_dir=assets, model_dir=model_dir)
+
+
+def flag_overrides(args: argparse.Namespace) -> list[Override]:
+    """The settings the command line sets (FLAG_SETTINGS), for load_settings' last layer."""
+    return [
+        Override(path, getattr(args, dest), flag)
+        for dest, (path, flag) in FLAG_SETTINGS.items()
+        if getattr(args, dest, None) is not None
+    ]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    args.database_url = args.database_url or default_database_url()
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
+        level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:
+        # The one read of the environment: everything after this gets the settings object.
+        args.settings = load_settings(
+            getattr(args, "config", None),
+            environ=os.environ,
+            flags=flag_overrides(args),
+            broker_password=getattr(args, "needs_broker", False),
+        )
         return int(args.func(args))
-    except CliError as exc:
+    except (CliError, ConfigError) as exc:
         print(f"central: error: {exc}", file=sys.stderr)
         return 1
 

@@ -1,31 +1,78 @@
-"""Central settings: one YAML file (configs/central.example.yaml) plus a few environment overrides.
+"""Central settings: one `CentralSettings`, built once at start-up and handed to everything.
 
-Validated strictly at load: a typo or a bad value fails with the file, the field, what was expected
-and what arrived. The database URL is not here: it comes from `--database-url` or
-$STREETWATCH_DATABASE_URL (see db.default_database_url), so secrets stay out of the file.
+Three layers, each overriding the one before (the web app, the ingest consumer and the workflow
+worker all get the same object; nothing reads the environment after start-up):
 
-Environment overrides (applied after the file):
-- STREETWATCH_CENTRAL_CONFIG: the YAML file to load when no path is given;
-- STREETWATCH_MQTT_URL: broker.url;
-- STREETWATCH_EVIDENCE_DIR: evidence_dir.
+1. the YAML file: `--config FILE`, else $STREETWATCH_CENTRAL_CONFIG, else none (the defaults);
+   every option is shown with a comment in configs/central.example.yaml;
+2. the environment: the names below, and any setting as STREETWATCH_<SECTION>__<FIELD>
+   (e.g. STREETWATCH_WORKFLOW__HOTSPOT_THRESHOLD=3, STREETWATCH_CASES__RADIUS_M__STREET_VENDING=40);
+3. command-line flags: `--database-url` (and `central demo --port/--broker-url`).
+
+Environment variables:
+- STREETWATCH_CENTRAL_CONFIG: the YAML file when --config is not given;
+- STREETWATCH_DATABASE_URL: database_url (default sqlite:///var/central.sqlite);
+- STREETWATCH_MQTT_URL: broker.url;  STREETWATCH_MQTT_PROTOCOL: broker.protocol;
+- STREETWATCH_EVIDENCE_DIR: evidence_dir;
+- STREETWATCH_SECRET_KEY: web.secret_key, signs session cookies (at least 32 characters; secret);
+- STREETWATCH_MODE: web.mode, production (default) | development | demo; only development and demo
+  run without a secret (a random one per process) and without the Secure cookie flag;
+- STREETWATCH_COOKIE_SECURE: web.cookie_secure (1/0, true/false) forces the Secure flag either way;
+- STREETWATCH_WEBHOOK_URL: workflow.webhook_url;  STREETWATCH_WEBHOOK_SECRET: workflow.webhook_secret;
+- STREETWATCH_RECTIFY_WINDOW_MIN: workflow.rectify_window_min;
+- STREETWATCH_OPEN311_PUBLIC: open311.public (1: anonymous Open311 reads see the whole city);
+- the variable `broker.password_env` names: the broker password, read once into `broker_password`.
+
+Secrets (web.secret_key, workflow.webhook_secret, the broker password) come only from the
+environment: the YAML file is refused if it holds one. They are SecretStr, never printed.
+
+Validated strictly: a typo or a bad value fails naming where it came from (the file, the variable
+or the flag), the field, what was expected and what arrived.
 """
 
 from __future__ import annotations
 
-import os
-import re
-from collections.abc import Mapping
+import logging
+import secrets
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 
+from streetwatch.broker_config import BrokerConfig, ConfigError, StrictModel, TlsConfig
+from streetwatch.central.workflow.config import WorkflowSettings
 from streetwatch.edge.alerts import ALERTS_SHARED_SUBSCRIPTION, VIOLATIONS, Violation
 
+log = logging.getLogger(__name__)
+
 CONFIG_ENV = "STREETWATCH_CENTRAL_CONFIG"
-MQTT_URL_ENV = "STREETWATCH_MQTT_URL"
-EVIDENCE_DIR_ENV = "STREETWATCH_EVIDENCE_DIR"
+ENV_PREFIX = "STREETWATCH_"
+NESTED_DELIMITER = "__"
+# The environment variables operators already use, onto the settings they set.
+ENV_SETTINGS: dict[str, tuple[str, ...]] = {
+    "STREETWATCH_DATABASE_URL": ("database_url",),
+    "STREETWATCH_MQTT_URL": ("broker", "url"),
+    "STREETWATCH_MQTT_PROTOCOL": ("broker", "protocol"),
+    "STREETWATCH_EVIDENCE_DIR": ("evidence_dir",),
+    "STREETWATCH_SECRET_KEY": ("web", "secret_key"),
+    "STREETWATCH_MODE": ("web", "mode"),
+    "STREETWATCH_COOKIE_SECURE": ("web", "cookie_secure"),
+    "STREETWATCH_WEBHOOK_URL": ("workflow", "webhook_url"),
+    "STREETWATCH_WEBHOOK_SECRET": ("workflow", "webhook_secret"),
+    "STREETWATCH_RECTIFY_WINDOW_MIN": ("workflow", "rectify_window_min"),
+    "STREETWATCH_OPEN311_PUBLIC": ("open311", "public"),
+}
+SECRET_SETTINGS: dict[tuple[str, ...], str] = {
+    ("web", "secret_key"): "STREETWATCH_SECRET_KEY",
+    ("workflow", "webhook_secret"): "STREETWATCH_WEBHOOK_SECRET",
+    ("broker_password",): "the variable broker.password_env names",
+}
+DEFAULT_DATABASE_URL = f"sqlite:///{Path('var') / 'central.sqlite'}"
+MIN_SECRET_CHARS = 32
+PLACEHOLDER_SECRETS = frozenset({"changethis", "changeme", "change-me", "secret", "secret-key", "dev", "test"})
 
 DEFAULT_RADIUS_M: dict[Violation, float] = {
     "illegal_parking": 15.0,
@@ -41,26 +88,16 @@ DEFAULT_PRIORITY_WEIGHT: dict[Violation, int] = {
 }
 
 
-class ConfigError(ValueError):
-    """Settings that cannot work; the message names the file and the field."""
+TlsSettings = TlsConfig  # one TLS model for edge and central; central's name for it
 
 
-class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class InsecureSettings(ConfigError):
+    """Settings that would run the web queue without a real secret outside development/demo."""
 
 
-class TlsSettings(StrictModel):
-    ca_file: Path | None = Field(default=None, description="CA bundle to verify the broker")
-    cert_file: Path | None = Field(default=None, description="client certificate (mutual TLS)")
-    key_file: Path | None = Field(default=None, description="client key (mutual TLS)")
+class BrokerSettings(BrokerConfig):
+    """The shared broker settings (streetwatch/broker_config.py) plus what only central's consumer needs."""
 
-
-class BrokerSettings(StrictModel):
-    url: str = Field(default="mqtt://127.0.0.1:1883", description="mqtt://host:port or mqtts://host:port")
-    username: str | None = Field(default=None, description="MQTT user of the central service")
-    password_env: str | None = Field(default=None, description="environment variable holding the password")
-    protocol: Literal["3.1.1", "5"] = Field(default="3.1.1", description="5 for Mosquitto/EMQX")
-    keepalive_s: int = Field(default=30, ge=5, le=3600)
     client_id: str = Field(
         default="central-1",
         pattern=r"^[A-Za-z0-9_.:-]{1,64}$",
@@ -70,22 +107,6 @@ class BrokerSettings(StrictModel):
         default=ALERTS_SHARED_SUBSCRIPTION,
         description="shared subscription all central workers use, so the broker splits the load",
     )
-    tls: TlsSettings | None = None
-
-    @field_validator("url")
-    @classmethod
-    def _check_url(cls, value: str) -> str:
-        if not re.match(r"^mqtts?://[^/:]+(:\d{1,5})?/?$", value):
-            raise ValueError(f"expected mqtt://host:port or mqtts://host:port, got {value!r}")
-        return value
-
-    def password(self) -> str | None:
-        if self.password_env is None:
-            return None
-        value = os.environ.get(self.password_env)
-        if value is None:
-            raise ConfigError(f"broker.password_env: environment variable {self.password_env} is not set")
-        return value
 
 
 def _merge_defaults(defaults: Mapping[Violation, float], value: object) -> object:
@@ -150,39 +171,182 @@ class AttributionSettings(StrictModel):
     )
 
 
+Mode = Literal["production", "development", "demo"]
+
+
 class WebSettings(StrictModel):
+    """Where the review queue listens, and its security: the session secret, cookies, login limits."""
+
     host: str = Field(default="127.0.0.1", description="address the web queue listens on")
     port: int = Field(default=8000, ge=1, le=65535)
+    mode: Mode = Field(default="production", description="production refuses a missing or placeholder secret")
+    secret_key: SecretStr | None = Field(default=None, description="session signing key ($STREETWATCH_SECRET_KEY)")
+    cookie_secure: bool | None = Field(
+        default=None, description="Secure flag on the session cookie; default: on in production only"
+    )
+    session_max_age_s: int = Field(default=8 * 3600, ge=60, le=30 * 24 * 3600, description="session lifetime")
+    login_max_failures: int = Field(default=5, ge=1, le=1000, description="failed logins per user+IP ...")
+    login_window_s: float = Field(default=60.0, gt=0, le=86_400, description="... within this many seconds")
+
+    @field_validator("mode", mode="before")
+    @classmethod
+    def _mode_in_any_case(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @property
+    def secure_cookies(self) -> bool:
+        return self.cookie_secure if self.cookie_secure is not None else self.mode == "production"
+
+    def resolved_secret(self) -> str:
+        """The signing secret; a random one in development/demo when none is set."""
+        value = self.secret_key.get_secret_value() if self.secret_key is not None else ""
+        problem = _secret_problem(value)
+        if problem is None:
+            return value
+        if self.mode == "production":
+            raise InsecureSettings(
+                f"STREETWATCH_SECRET_KEY: {problem}; set it to a random string of at least {MIN_SECRET_CHARS} "
+                "characters (python -c 'import secrets; print(secrets.token_urlsafe(48))'), or run with "
+                "STREETWATCH_MODE=development"
+            )
+        log.warning("web: %s in %s mode; using a random per-process secret", problem, self.mode)
+        return secrets.token_urlsafe(48)
+
+
+def _secret_problem(value: str) -> str | None:
+    if not value:
+        return "no secret key is set"
+    if value.strip().lower() in PLACEHOLDER_SECRETS:
+        return f"the secret key is a placeholder ({value!r})"
+    if len(value) < MIN_SECRET_CHARS:
+        return f"the secret key has {len(value)} characters, expected at least {MIN_SECRET_CHARS}"
+    return None
+
+
+class Open311Settings(StrictModel):
+    public: bool = Field(
+        default=False, description="anonymous GeoReport reads see the whole city (off: a token is needed)"
+    )
 
 
 class CentralSettings(StrictModel):
+    database_url: str = Field(
+        default=DEFAULT_DATABASE_URL, min_length=1, repr=False,
+        description="SQLAlchemy URL: sqlite:///path or postgresql+psycopg://user@host/db",
+    )
     broker: BrokerSettings = Field(default_factory=BrokerSettings)
+    broker_password: SecretStr | None = Field(
+        default=None, description="read at start-up from the variable broker.password_env names"
+    )
     cases: CaseSettings = Field(default_factory=CaseSettings)
     attribution: AttributionSettings = Field(default_factory=AttributionSettings)
     web: WebSettings = Field(default_factory=WebSettings)
+    workflow: WorkflowSettings = Field(default_factory=WorkflowSettings)
+    open311: Open311Settings = Field(default_factory=Open311Settings)
     evidence_dir: Path = Field(
         default=Path("var/evidence"),
         description="folder of evidence JPEGs, stored by their sha256 (never in database rows)",
     )
 
+    def broker_password_value(self) -> str | None:
+        """The broker password for the MQTT client (None: the broker takes no password)."""
+        if self.broker_password is not None:
+            return self.broker_password.get_secret_value()
+        if self.broker.password_env:
+            raise ConfigError(
+                f"broker.password_env: {self.broker.password_env} was not read at start-up "
+                "(load_settings(..., broker_password=True) reads it)"
+            )
+        return None
 
-def load_settings(path: Path | None = None, *, environ: Mapping[str, str] | None = None) -> CentralSettings:
-    """Settings from `path` (or $STREETWATCH_CENTRAL_CONFIG, or defaults) plus environment overrides."""
-    env = os.environ if environ is None else environ
-    if path is None and env.get(CONFIG_ENV):
-        path = Path(env[CONFIG_ENV])
+
+# ---------------------------------------------------------------- loading
+
+
+@dataclass(frozen=True)
+class Override:
+    """One setting from the environment or a flag: its path in the settings, its value, its source."""
+
+    path: tuple[str, ...]
+    value: object
+    source: str  # e.g. "$STREETWATCH_MQTT_URL" or "--database-url"
+
+
+def load_settings(
+    path: Path | None = None,
+    *,
+    environ: Mapping[str, str],
+    flags: Sequence[Override] = (),
+    broker_password: bool = True,
+) -> CentralSettings:
+    """The file (`path`, else $STREETWATCH_CENTRAL_CONFIG, else none), then `environ`, then `flags`.
+    `broker_password`: read the password broker.password_env names (commands that connect to the
+    broker; the others need not have it)."""
+    if path is None and environ.get(CONFIG_ENV):
+        path = Path(environ[CONFIG_ENV])
+    where = str(path) if path is not None else "settings"
     data = _read_yaml(path) if path is not None else {}
-    if env.get(MQTT_URL_ENV):
-        broker = data.get("broker") or {}
-        if not isinstance(broker, dict):
-            raise ConfigError(f"{path}: broker: expected a mapping, got {type(broker).__name__}")
-        data["broker"] = {**broker, "url": env[MQTT_URL_ENV]}
-    if env.get(EVIDENCE_DIR_ENV):
-        data["evidence_dir"] = env[EVIDENCE_DIR_ENV]
+    _refuse_secrets_in_file(data, where)
+    sources: dict[tuple[str, ...], str] = {}
+    for override in [*environment_overrides(environ), *flags]:
+        _put(data, override, where)
+        sources[override.path] = override.source
+    password = _broker_password(data, environ, where) if broker_password else None
+    if password is not None:
+        data["broker_password"] = password
     try:
         return CentralSettings.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc, path)) from None
+        raise ConfigError(_describe(exc, where, sources)) from None
+
+
+def environment_overrides(environ: Mapping[str, str]) -> list[Override]:
+    """The settings `environ` sets: the named variables, then STREETWATCH_<SECTION>__<FIELD> ones."""
+    found = [Override(p, environ[name], f"${name}") for name, p in ENV_SETTINGS.items() if environ.get(name)]
+    for name in sorted(environ):
+        if name.startswith(ENV_PREFIX) and NESTED_DELIMITER in name and environ[name]:
+            parts = name.removeprefix(ENV_PREFIX).lower().split(NESTED_DELIMITER)
+            found.append(Override(tuple(parts), environ[name], f"${name}"))
+    return found
+
+
+def _put(data: dict[str, object], override: Override, where: str) -> None:
+    node = data
+    for depth, key in enumerate(override.path[:-1]):
+        child = node.get(key)
+        if child is None:  # absent, or an empty section in the file (`broker:`)
+            child = node[key] = {}
+        if not isinstance(child, dict):
+            field = ".".join(override.path[: depth + 1])
+            raise ConfigError(f"{where}: {field}: expected a mapping, got {type(child).__name__}")
+        node = child
+    node[override.path[-1]] = override.value
+
+
+def _lookup(data: Mapping[str, object], path: tuple[str, ...]) -> object:
+    node: object = data
+    for key in path:
+        if not isinstance(node, Mapping) or key not in node:
+            return None
+        node = node[key]
+    return node
+
+
+def _refuse_secrets_in_file(data: Mapping[str, object], where: str) -> None:
+    for secret_path, variable in SECRET_SETTINGS.items():
+        if _lookup(data, secret_path) is not None:
+            field = ".".join(secret_path)
+            raise ConfigError(f"{where}: {field}: secrets do not belong in the file; set {variable} instead")
+
+
+def _broker_password(data: Mapping[str, object], environ: Mapping[str, str], where: str) -> str | None:
+    variable = _lookup(data, ("broker", "password_env"))
+    if not variable:
+        return None
+    value = environ.get(str(variable))
+    if value is None:
+        raise ConfigError(f"{where}: broker.password_env: environment variable {variable} is not set")
+    return value
 
 
 def _read_yaml(path: Path) -> dict[str, object]:
@@ -199,10 +363,19 @@ def _read_yaml(path: Path) -> dict[str, object]:
     return data
 
 
-def _describe(exc: ValidationError, path: Path | None) -> str:
-    where = str(path) if path is not None else "settings"
+def _describe(exc: ValidationError, where: str, sources: Mapping[tuple[str, ...], str]) -> str:
+    """One line per problem: source (file, $VARIABLE or --flag), field, what was wrong, what arrived."""
     lines = []
     for err in exc.errors():
-        field = ".".join(str(p) for p in err["loc"]) or "<root>"
-        lines.append(f"{where}: {field}: {err['msg']} (got {err.get('input')!r})")
+        loc = tuple(str(p) for p in err["loc"])
+        field = ".".join(loc) or "<root>"
+        source = next((sources[loc[:n]] for n in range(len(loc), 0, -1) if loc[:n] in sources), where)
+        lines.append(f"{source}: {field}: {err['msg']}{_shown_input(loc, err.get('input'))}")
     return "\n".join(lines)
+
+
+def _shown_input(loc: tuple[str, ...], got: object) -> str:
+    """What arrived, unless it is a secret or a whole section (which may hold one)."""
+    if isinstance(got, dict | list) or any(loc[:n] in SECRET_SETTINGS for n in (1, 2)):
+        return ""
+    return f" (got {got!r})"

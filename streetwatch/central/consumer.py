@@ -79,7 +79,7 @@ class AlertConsumer:
             client_id=broker.client_id,
             protocol=broker.protocol,
             username=broker.username,
-            password=broker.password(),
+            password=settings.broker_password_value(),
             tls=broker.tls if broker.tls is not None else tls,
             persistent_session=True,
         )

@@ -1,6 +1,8 @@
 """Engines, sessions and migrations for the central database (SQLite or PostgreSQL).
 
-Factories only: nothing connects at import time.
+Factories only: nothing connects at import time. The URL comes from the settings
+(`CentralSettings.database_url`: --database-url, $STREETWATCH_DATABASE_URL, the file, or SQLite
+under ./var/).
 
 SQLite: WAL journal (readers do not block the writer), foreign keys on, a busy timeout so a writer
 waits for another instead of failing, and SQLAlchemy (not the sqlite3 module) emits BEGIN, so a
@@ -17,7 +19,6 @@ decisions with row locks (see cases.py).
 from __future__ import annotations
 
 import logging
-import os
 import sqlite3
 import threading
 import time
@@ -36,17 +37,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 log = logging.getLogger(__name__)
 
-DATABASE_URL_ENV = "STREETWATCH_DATABASE_URL"
-DEFAULT_SQLITE_PATH = Path("var") / "central.sqlite"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 WAL_CHECKPOINT_INTERVAL_S = 1.0  # a WAL of 1 s of ingest (~1-2 MB at 1,000 alerts/s) between checkpoints
 # A per-connection execution option that session_scope sets to ask for BEGIN IMMEDIATE.
 _SQLITE_IMMEDIATE = "streetwatch_sqlite_immediate"
-
-
-def default_database_url() -> str:
-    """$STREETWATCH_DATABASE_URL, else SQLite under ./var/."""
-    return os.environ.get(DATABASE_URL_ENV) or f"sqlite:///{DEFAULT_SQLITE_PATH}"
 
 
 def make_engine(

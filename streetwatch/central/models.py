@@ -27,23 +27,17 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-CASE_STATUSES: tuple[str, ...] = (
-    "new",
-    "confirmed",
-    "dismissed",
-    "notified",
-    "rectified",
-    "escalated",
-    "closed",
-)
-# Statuses a new alert may still join (the spot is still "open" for the review loop).
-OPEN_CASE_STATUSES: tuple[str, ...] = ("new", "confirmed", "notified")
+from streetwatch.central.case_status import ALL_STATUSES, OPEN_STATUSES
+
+# The case statuses and their groups live in case_status.py; these plain-string copies stay for the
+# case engine (cases.py), which compares them per candidate row.
+CASE_STATUSES: tuple[str, ...] = tuple(s.value for s in ALL_STATUSES)
+OPEN_CASE_STATUSES: tuple[str, ...] = tuple(s.value for s in OPEN_STATUSES)
 ATTRIBUTION_METHODS: tuple[str, ...] = ("inside_zone", "nearest", "manual", "none")
 MERCHANT_GRADES: tuple[str, ...] = ("red", "yellow", "green")
 USER_ROLES: tuple[str, ...] = ("reviewer", "admin")
 AREA_LEVELS: tuple[str, ...] = ("city", "district", "street")
 
-CaseStatus = Literal["new", "confirmed", "dismissed", "notified", "rectified", "escalated", "closed"]
 AttributionMethod = Literal["inside_zone", "nearest", "manual", "none"]
 
 DEAD_LETTER_PAYLOAD_MAX_CHARS = 64 * 1024

@@ -1,10 +1,9 @@
 """The review service: confirm, dismiss, merge and reassign, each one transaction with an audit row.
 
-Handlers (web pages and the JSON API) call these and never commit themselves. Every action
-- locks the case row (`SELECT .. FOR UPDATE` on PostgreSQL; SQLite takes the write lock up front),
-  so two reviewers acting on one case at once are serialised and the second gets a clear conflict;
-- checks the reviewer's area (a case outside it is reported as not found: no existence leak);
-- writes an AuditLog row with the reviewer's user name, the action, details and the time.
+Handlers (web pages and the JSON API) call these and never commit themselves. Every action is a
+`CaseService` action (case_service.py): the case row locked, the reviewer's area checked (a case
+outside it is not found), the status moved through the state machine (case_status.py), and an
+AuditLog row with the reviewer's user name, the action, details and the time.
 
 A merged case keeps its row (status `closed`, `merged_into_id` set) so links and the audit trail
 stay valid; its alerts and episodes move to the target case (`cases.merge_cases`), and later alerts
@@ -13,24 +12,17 @@ of its episodes land in the target too.
 
 from __future__ import annotations
 
-import logging
 import math
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Final
 
 import shapely
-from sqlalchemy import select
-from sqlalchemy.orm import Session, sessionmaker
 
-from streetwatch.central.access import AreaScope, case_visible, load_scope, merchant_visible
+from streetwatch.central.access import merchant_visible
+from streetwatch.central.case_service import ActionOutcome, CaseService, Reviewer, locked_case, require_status
+from streetwatch.central.case_status import OPEN_STATUSES, CaseStatus
 from streetwatch.central.case_store import merge_cases
-from streetwatch.central.db import session_scope
-from streetwatch.central.models import OPEN_CASE_STATUSES, AuditLog, Case, Merchant, User
-from streetwatch.central.models import utcnow as _utcnow
-
-log = logging.getLogger(__name__)
+from streetwatch.central.errors import Conflict, InvalidInput, NotFound
+from streetwatch.central.models import Case, Merchant
 
 DISMISS_REASONS: Final = (
     "false_detection",
@@ -44,83 +36,30 @@ MAX_REASON_CHARS: Final = 200
 METRES_PER_DEG: Final = 111_320.0
 
 
-class ReviewError(Exception):
-    """A review action that cannot be done; `detail` is shown to the reviewer as is."""
+class ReviewService(CaseService):
+    """The four review actions of the queue."""
 
-    def __init__(self, detail: str) -> None:
-        super().__init__(detail)
-        self.detail = detail
+    def confirm(self, case_id: int, *, reviewer: Reviewer) -> ActionOutcome:
+        with self._case_action(case_id, reviewer) as (session, case):
+            return self._move(
+                session, case, CaseStatus.CONFIRMED, action="confirm", reviewer=reviewer, detail={"from": "new"}
+            )
 
-
-class NotFound(ReviewError):
-    """The case or merchant does not exist or lies outside the reviewer's area."""
-
-
-class Conflict(ReviewError):
-    """The case is not in a state that allows the action (e.g. already confirmed)."""
-
-
-class InvalidInput(ReviewError):
-    """The request names a bad value (empty reason, merge into itself, ...)."""
-
-
-@dataclass(frozen=True)
-class Reviewer:
-    """Who acts: the user name written to the audit log, and the area the user may act on."""
-
-    user_id: int
-    username: str
-    scope: AreaScope | None = field(default=None, compare=False)
-
-    @classmethod
-    def of(cls, session: Session, user: User) -> Reviewer:
-        return cls(user_id=user.id, username=user.username, scope=load_scope(session, user))
-
-
-@dataclass(frozen=True)
-class ReviewOutcome:
-    case_id: int
-    action: str
-    status: str
-    audit_id: int
-    at: datetime
-
-
-Clock = Callable[[], datetime]
-
-
-class ReviewService:
-    """The four review actions over a session factory; `clock` makes the audit time testable."""
-
-    def __init__(self, session_factory: sessionmaker[Session], *, clock: Clock = _utcnow) -> None:
-        self._factory = session_factory
-        self._clock = clock
-
-    def confirm(self, case_id: int, *, reviewer: Reviewer) -> ReviewOutcome:
-        with session_scope(self._factory, write_lock=True) as session:
-            case = _locked_case(session, case_id, reviewer)
-            _require_status(case, "confirm", allowed=("new",))
-            case.status = "confirmed"
-            return self._audit(session, case, reviewer, "confirm", {"from": "new"})
-
-    def dismiss(self, case_id: int, *, reason: str, reviewer: Reviewer) -> ReviewOutcome:
+    def dismiss(self, case_id: int, *, reason: str, reviewer: Reviewer) -> ActionOutcome:
         reason = _clean_reason(reason)
-        with session_scope(self._factory, write_lock=True) as session:
-            case = _locked_case(session, case_id, reviewer)
-            _require_status(case, "dismiss", allowed=("new",))
-            case.status = "dismissed"
-            return self._audit(session, case, reviewer, "dismiss", {"from": "new", "reason": reason})
+        with self._case_action(case_id, reviewer) as (session, case):
+            detail = {"from": "new", "reason": reason}
+            return self._move(session, case, CaseStatus.DISMISSED, action="dismiss", reviewer=reviewer, detail=detail)
 
-    def merge(self, case_id: int, *, into_case_id: int, reviewer: Reviewer) -> ReviewOutcome:
+    def merge(self, case_id: int, *, into_case_id: int, reviewer: Reviewer) -> ActionOutcome:
         if case_id == into_case_id:
             raise InvalidInput(f"into_case_id: a case cannot be merged into itself (case {case_id})")
-        with session_scope(self._factory, write_lock=True) as session:
+        with self._transaction() as session:
             # Lock in id order so two opposite merges cannot deadlock.
             first, second = sorted((case_id, into_case_id))
-            locked = {first: _locked_case(session, first, reviewer), second: None}
-            locked[second] = _locked_case(session, second, reviewer)
+            locked = {first: locked_case(session, first, reviewer)}
+            locked[second] = locked_case(session, second, reviewer)
             source, target = locked[case_id], locked[into_case_id]
-            assert source is not None and target is not None
             _check_mergeable(source, target)
             moved = source.alert_count
             priority = max(source.priority, target.priority)
@@ -128,16 +67,15 @@ class ReviewService:
             target.priority = priority
             target.evidence_sha256 = target.evidence_sha256 or source.evidence_sha256
             self._audit(session, target, reviewer, "merge_in", {"from_case_id": source.id, "alerts": moved})
-            source.status = "closed"
-            return self._audit(session, source, reviewer, "merge", {"into_case_id": target.id})
+            detail = {"into_case_id": target.id}
+            return self._move(session, source, CaseStatus.CLOSED, action="merge", reviewer=reviewer, detail=detail)
 
-    def reassign(self, case_id: int, *, merchant_id: str, reviewer: Reviewer) -> ReviewOutcome:
+    def reassign(self, case_id: int, *, merchant_id: str, reviewer: Reviewer) -> ActionOutcome:
         merchant_id = merchant_id.strip()
         if not merchant_id:
             raise InvalidInput("merchant_id: expected a merchant id, got an empty value")
-        with session_scope(self._factory, write_lock=True) as session:
-            case = _locked_case(session, case_id, reviewer)
-            _require_status(case, "reassign", allowed=OPEN_CASE_STATUSES)
+        with self._case_action(case_id, reviewer) as (session, case):
+            require_status(case, "reassign", allowed=OPEN_STATUSES)
             merchant = session.get(Merchant, merchant_id)
             if merchant is None or not merchant_visible(reviewer.scope, merchant):
                 raise NotFound(f"merchant {merchant_id!r} not found")
@@ -151,30 +89,6 @@ class ReviewService:
             case.attribution_distance_m = _distance_to_zone_m(case, merchant)
             return self._audit(session, case, reviewer, "reassign", detail)
 
-    def _audit(
-        self, session: Session, case: Case, reviewer: Reviewer, action: str, detail: Mapping[str, object]
-    ) -> ReviewOutcome:
-        at = self._clock()
-        case.updated_at = at
-        entry = AuditLog(case_id=case.id, actor=reviewer.username, action=action, detail=dict(detail), at=at)
-        session.add(entry)
-        session.flush()
-        log.info("case %s: %s by %s (%s)", case.id, action, reviewer.username, detail)
-        return ReviewOutcome(case_id=case.id, action=action, status=case.status, audit_id=entry.id, at=at)
-
-
-def _locked_case(session: Session, case_id: int, reviewer: Reviewer) -> Case:
-    case = session.scalars(select(Case).where(Case.id == case_id).with_for_update()).one_or_none()
-    if case is None or not case_visible(reviewer.scope, case):
-        raise NotFound(f"case {case_id} not found")
-    return case
-
-
-def _require_status(case: Case, action: str, *, allowed: tuple[str, ...]) -> None:
-    if case.status not in allowed:
-        wanted = " or ".join(allowed)
-        raise Conflict(f"case {case.id} is {case.status}; {action} needs a case that is {wanted}")
-
 
 def _clean_reason(reason: str) -> str:
     reason = " ".join(reason.split())
@@ -186,11 +100,11 @@ def _clean_reason(reason: str) -> str:
 
 
 def _check_mergeable(source: Case, target: Case) -> None:
-    if source.status != "new":
+    if source.status != CaseStatus.NEW:
         raise Conflict(f"case {source.id} is {source.status}; only new cases can be merged")
     if target.merged_into_id is not None:
         raise Conflict(f"case {target.id} was merged into case {target.merged_into_id}; merge into that one")
-    if target.status not in OPEN_CASE_STATUSES:
+    if target.status not in OPEN_STATUSES:
         raise Conflict(f"case {target.id} is {target.status}; merge into a new, confirmed or notified case")
     if source.violation != target.violation:
         raise Conflict(

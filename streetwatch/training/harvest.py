@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
+from streetwatch.central.case_status import NO_VIOLATION_STATUSES, VIOLATION_STATUSES
 from streetwatch.training.classmap import ClassMap
 from streetwatch.training.dataset import Box, DatasetWriter, LabelledImage, assign_splits
 
@@ -36,8 +37,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-POSITIVE_STATUSES: tuple[str, ...] = ("confirmed", "notified", "rectified", "escalated")
-NEGATIVE_STATUSES: tuple[str, ...] = ("dismissed",)
+# Confirmed cases give boxes, dismissed ones hard negatives (the groups are central's: case_status.py).
+POSITIVE_STATUSES: tuple[str, ...] = tuple(s.value for s in VIOLATION_STATUSES)
+NEGATIVE_STATUSES: tuple[str, ...] = tuple(s.value for s in NO_VIOLATION_STATUSES)
 DEFAULT_NEGATIVE_REASONS: tuple[str, ...] = ("false_detection",)
 
 

@@ -20,16 +20,15 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 from web_forms import csrf_field, form_login
 
-from streetwatch.central.api.app import SESSION_COOKIE, build_app
 from streetwatch.central.api.login_limit import LoginRateLimiter
-from streetwatch.central.api.settings import InsecureSettings, WebSecurity, web_security_from_env
 from streetwatch.central.api.tokens import issue_token, revoke_token
-from streetwatch.central.config import CentralSettings
+from streetwatch.central.app import SESSION_COOKIE, build_app
+from streetwatch.central.config import CentralSettings, InsecureSettings, WebSettings, load_settings
 from streetwatch.central.db import session_scope
 from streetwatch.central.evidence_store import EvidenceStore
 from streetwatch.central.models import Alert, AuditLog, Case, LoginFailure
 
-DEV_SECURITY = WebSecurity(mode="development", secret_key="x" * 40, cookie_secure=False)  # type: ignore[arg-type]
+DEV_SECURITY = WebSettings(mode="development", secret_key="x" * 40, cookie_secure=False)  # type: ignore[arg-type]
 
 
 @dataclass
@@ -59,7 +58,7 @@ def world(
     issued = {
         u: issue_token(session_factory, username=u, name="test") for u in ("admin", "city", "north", "south", "street")
     }
-    app = build_app(central_settings, session_factory, security=DEV_SECURITY)
+    app = build_app(central_settings.model_copy(update={"web": DEV_SECURITY}), session_factory)
     with TestClient(app) as client:
         yield World(
             client,
@@ -484,7 +483,7 @@ def test_login_rate_limit_is_429_even_for_the_right_password(world: World) -> No
 def test_the_login_rate_limit_holds_across_web_processes(world: World) -> None:
     """Two apps on one database stand for two web processes behind a load balancer: failures
     spread over both count once, so a second process does not give an attacker more guesses."""
-    other_app = build_app(world.settings, world.factory, security=DEV_SECURITY)
+    other_app = build_app(world.settings.model_copy(update={"web": DEV_SECURITY}), world.factory)
     with TestClient(other_app) as other:
         for index in range(5):
             client = world.client if index % 2 else other
@@ -619,17 +618,17 @@ def test_case_page_outside_the_area_is_404(world: World) -> None:
 def test_production_refuses_a_missing_or_placeholder_secret(
     session_factory: sessionmaker[Session], central_settings: CentralSettings, secret: str | None
 ) -> None:
-    security = WebSecurity(mode="production", secret_key=secret)  # type: ignore[arg-type]
+    security = WebSettings(mode="production", secret_key=secret)  # type: ignore[arg-type]
     with pytest.raises(InsecureSettings, match="STREETWATCH_SECRET_KEY"):
-        build_app(central_settings, session_factory, security=security)
+        build_app(central_settings.model_copy(update={"web": security}), session_factory)
 
 
 def test_production_cookies_are_secure(
     session_factory: sessionmaker[Session], central_settings: CentralSettings
 ) -> None:
-    security = web_security_from_env({"STREETWATCH_SECRET_KEY": "k" * 48})
+    security = load_settings(None, environ={"STREETWATCH_SECRET_KEY": "k" * 48}).web
     assert security.mode == "production" and security.secure_cookies
-    app = build_app(central_settings, session_factory, security=security)
+    app = build_app(central_settings.model_copy(update={"web": security}), session_factory)
     with TestClient(app, base_url="https://testserver") as client:
         cookie = client.get("/login").headers["set-cookie"].lower()
     assert "secure" in cookie and "httponly" in cookie and "samesite=lax" in cookie
@@ -638,7 +637,7 @@ def test_production_cookies_are_secure(
 def test_demo_mode_runs_without_a_secret(
     session_factory: sessionmaker[Session], central_settings: CentralSettings
 ) -> None:
-    security = web_security_from_env({"STREETWATCH_MODE": "demo"})
+    security = load_settings(None, environ={"STREETWATCH_MODE": "demo"}).web
     assert security.secure_cookies is False
     assert len(security.resolved_secret()) >= 32
 
@@ -669,6 +668,30 @@ def test_openapi_lists_the_api_and_docs_need_no_cdn(world: World) -> None:
     assert world.client.get("/docs-assets/swagger-ui-bundle.js").status_code == 200
 
 
+def _json_schemas(spec: dict[str, object]) -> dict[str, dict[str, object]]:
+    """`METHOD path` -> the JSON schema of its success response, for every operation answering JSON."""
+    found = {}
+    for path, operations in spec["paths"].items():  # type: ignore[attr-defined]
+        for method, operation in operations.items():
+            for code, response in operation["responses"].items():
+                content = response.get("content", {})
+                if code.startswith("2") and "application/json" in content:
+                    found[f"{method.upper()} {path}"] = content["application/json"]["schema"]
+    return found
+
+
+def test_every_json_endpoint_has_a_named_response_model(world: World) -> None:
+    """No endpoint answers an untyped dict: each success response is a model (or a list of one) in
+    /openapi.json, so clients can generate types from it."""
+    schemas = _json_schemas(world.client.get("/openapi.json").json())
+    untyped = {op: s for op, s in schemas.items() if "$ref" not in s and "$ref" not in s.get("items", {})}  # type: ignore[operator, union-attr]
+    assert untyped == {}
+    for op in ("GET /api/workflow/hotspots", "GET /api/stats", "POST /api/workflow/merchants/{merchant_id}/complaints"):
+        assert op in schemas  # the endpoints that returned dicts before are among them
+    step = world.client.get("/openapi.json").json()["components"]["schemas"]["StepPublic"]
+    assert {"case_id", "status", "strike_step", "rectify_by", "history"} <= step["properties"].keys()
+
+
 def test_pages_carry_a_strict_content_security_policy(world: World) -> None:
     headers = world.client.get("/login").headers
     assert "script-src 'self'" in headers["content-security-policy"]
@@ -680,8 +703,10 @@ def test_two_reviewers_confirming_at_once_one_wins(world: World) -> None:
     """The case row is locked per action: the second reviewer gets a conflict, one audit row."""
     from concurrent.futures import ThreadPoolExecutor
 
+    from streetwatch.central.case_service import Reviewer
+    from streetwatch.central.errors import Conflict
     from streetwatch.central.models import User
-    from streetwatch.central.review import Conflict, Reviewer, ReviewService
+    from streetwatch.central.review import ReviewService
 
     service = ReviewService(world.factory)
     with world.factory() as s:

@@ -16,12 +16,11 @@ from review_seed import seed_cases, seed_city, street_jpeg
 from schemathesis.openapi import from_asgi
 from sqlalchemy.orm import Session, sessionmaker
 
-from streetwatch.central.api.app import build_app
-from streetwatch.central.api.settings import WebSecurity
 from streetwatch.central.api.tokens import issue_token
-from streetwatch.central.config import CentralSettings
+from streetwatch.central.app import build_app
+from streetwatch.central.config import CentralSettings, WebSettings
 
-DEV_SECURITY = WebSecurity(mode="development", secret_key="y" * 40, cookie_secure=False)  # type: ignore[arg-type]
+DEV_SECURITY = WebSettings(mode="development", secret_key="y" * 40, cookie_secure=False)  # type: ignore[arg-type]
 
 
 def _check(case: schemathesis.Case, token: str) -> None:
@@ -39,7 +38,7 @@ def test_api_never_answers_5xx_and_every_refusal_says_why(
     seed_city(session_factory)
     seed_cases(session_factory, central_settings, [street_jpeg(street_dir, "kerb_parked_cars_street.jpg")])
     token = issue_token(session_factory, username="admin", name="fuzz").secret
-    app = build_app(central_settings, session_factory, security=DEV_SECURITY)
+    app = build_app(central_settings.model_copy(update={"web": DEV_SECURITY}), session_factory)
     schema = from_asgi("/openapi.json", app).include(path_regex="^/api/")
     operations = [result.ok() for result in schema.get_all_operations()]  # type: ignore[union-attr]
     assert len(operations) >= 5, "the API's operations are in its OpenAPI document"

@@ -199,3 +199,56 @@ def test_serve_ingests_from_the_broker_until_interrupted(
         output, _ = proc.communicate(timeout=30)
     assert proc.returncode == 0, output
     assert "serving ingest only" in output and f"subscribed to $share/{group}" in output
+
+
+# ------------------------------------------------------------------ global options after the command
+
+
+@pytest.mark.parametrize(
+    "order",
+    [
+        ["--config", "{cfg}", "--database-url", "{db}", "export-lifecycle"],
+        ["export-lifecycle", "--config", "{cfg}", "--database-url", "{db}"],
+        ["--database-url", "{db}", "export-lifecycle", "--config", "{cfg}"],
+        ["-v", "--config", "{cfg}", "export-lifecycle", "-v", "--database-url", "{db}"],
+    ],
+    ids=["before", "after", "mixed", "verbose-both"],
+)
+def test_global_options_work_before_and_after_the_command(
+    capsys: pytest.CaptureFixture[str],
+    db_url: str,
+    tmp_path: Path,
+    session_factory: object,
+    central_settings: object,
+    order: list[str],
+) -> None:
+    from workflow_support import T0, open_episode
+
+    case_id = open_episode(session_factory, central_settings, at=T0, episode_id="ep-cli")  # type: ignore[arg-type]
+    cfg = tmp_path / "central.yaml"
+    cfg.write_text(
+        "workflow:\n  event_classes:\n    illegal_parking: {code: SZ-0301, category: 市容, name: 违停}\n",
+        encoding="utf-8",
+    )
+    code, out, err = run(capsys, *[a.format(cfg=cfg, db=db_url) for a in order])
+    assert code == 0, err
+    assert [(r["case_id"], r["event_code"]) for r in json.loads(out)] == [(case_id, "SZ-0301")]  # the file's code
+
+
+def test_serve_reads_the_config_named_after_the_command(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    bad = tmp_path / "central.yaml"
+    bad.write_text("workflow: {rectify_window_min: 0}\n", encoding="utf-8")
+    code, _, err = run(capsys, "serve", "--config", str(bad), "--no-web")
+    assert code == 1 and "unrecognized arguments" not in err
+    assert f"{bad}: workflow.rectify_window_min: Input should be greater than 0 (got 0)" in err
+
+
+def test_the_readme_serve_line_parses_and_its_file_loads() -> None:
+    """`central serve --config configs/central.example.yaml` as the README has it (not run: the
+    example's broker is the shared one on 1883)."""
+    from streetwatch.central.cli import build_parser
+    from streetwatch.central.config import load_settings
+
+    args = build_parser().parse_args(["serve", "--config", "configs/central.example.yaml"])
+    assert (args.command, args.config, args.no_web) == ("serve", Path("configs/central.example.yaml"), False)
+    assert load_settings(REPO / args.config, environ={}).broker.url == "mqtt://127.0.0.1:1883"

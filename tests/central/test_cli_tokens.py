@@ -9,9 +9,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 
 from streetwatch.central import cli
-from streetwatch.central.api.app import build_app
-from streetwatch.central.api.settings import WebSecurity
-from streetwatch.central.config import CentralSettings
+from streetwatch.central.app import build_app
+from streetwatch.central.config import CentralSettings, WebSettings
 
 
 def test_token_issued_by_cli_authenticates_until_revoked(
@@ -29,7 +28,7 @@ def test_token_issued_by_cli_authenticates_until_revoked(
     assert match is not None
     token_id, secret = match.group(1), match.group(2)
 
-    app = build_app(central_settings, session_factory, security=WebSecurity(mode="development"))
+    app = build_app(central_settings.model_copy(update={"web": WebSettings(mode="development")}), session_factory)
     with TestClient(app) as client:
         headers = {"Authorization": f"Bearer {secret}"}
         assert client.get("/api/cases", headers=headers).status_code == 200

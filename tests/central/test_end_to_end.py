@@ -26,10 +26,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from support import BrokerEndpoint
 
 from streetwatch import demo
-from streetwatch.central.api.app import build_app
-from streetwatch.central.api.settings import WebSecurity
 from streetwatch.central.api.tokens import issue_token
-from streetwatch.central.config import BrokerSettings, CentralSettings
+from streetwatch.central.app import build_app
+from streetwatch.central.config import BrokerSettings, CentralSettings, WebSettings
 from streetwatch.central.consumer import AlertConsumer
 from streetwatch.central.merchants import import_merchants
 from streetwatch.central.models import Alert, Merchant, User
@@ -96,7 +95,7 @@ def test_edge_to_central_case_attributed_and_visible_through_api(
         consumer.stop()
     assert stored == published, "every alert the edge published is in the database exactly once"
 
-    app = build_app(settings, session_factory, security=WebSecurity(mode="development"))
+    app = build_app(settings.model_copy(update={"web": WebSettings(mode="development")}), session_factory)
     with TestClient(app) as client:
         headers = {"Authorization": f"Bearer {token}"}
         assert client.get("/api/cases").status_code == 401

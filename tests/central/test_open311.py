@@ -22,14 +22,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from workflow_support import serve_app
 
-from streetwatch.central.api.app import build_app
-from streetwatch.central.api.settings import WebSecurity
 from streetwatch.central.api.tokens import issue_token
-from streetwatch.central.config import CentralSettings
+from streetwatch.central.app import build_app
+from streetwatch.central.case_service import Reviewer
+from streetwatch.central.config import CentralSettings, Open311Settings, WebSettings
 from streetwatch.central.models import User
-from streetwatch.central.review import Reviewer, ReviewService
+from streetwatch.central.review import ReviewService
 
-DEV = WebSecurity(mode="development", secret_key="o" * 40, cookie_secure=False)  # type: ignore[arg-type]
+DEV = WebSettings(mode="development", secret_key="o" * 40, cookie_secure=False)  # type: ignore[arg-type]
 
 # GeoReport v2 (wiki.open311.org/GeoReport_v2): field -> allowed JSON types (None = may be null).
 SERVICE_FIELDS: dict[str, tuple[type, ...]] = {
@@ -99,14 +99,16 @@ def city(session_factory: sessionmaker[Session], central_settings: CentralSettin
     review.confirm(cases["fruit"], reviewer=rev)
     review.dismiss(cases["noodle"], reason="not_a_violation", reviewer=rev)
     tokens = {u: issue_token(session_factory, username=u, name="t").secret for u in ("north", "south", "admin")}
-    app = build_app(central_settings, session_factory, security=DEV)
+    app = build_app(central_settings.model_copy(update={"web": DEV}), session_factory)
     with TestClient(app) as client:
         yield City(client, cases, tokens, app)
 
 
-def test_a_real_open311_client_reads_services_and_requests(city: City) -> None:
-    city.app.state.open311_public = True  # type: ignore[attr-defined]  # a city that publishes its cases
-    with serve_app(city.app) as base:
+def test_a_real_open311_client_reads_services_and_requests(
+    city: City, central_settings: CentralSettings, session_factory: sessionmaker[Session]
+) -> None:
+    publishes = central_settings.model_copy(update={"web": DEV, "open311": Open311Settings(public=True)})
+    with serve_app(build_app(publishes, session_factory)) as base:  # a city that publishes its cases
         client = GeoReport(f"{base}/open311/v2")
         services = client.get_service_list()
         requests = client.get_service_requests(start_date="2026-01-01T00:00:00Z", end_date="2026-12-31T00:00:00Z")

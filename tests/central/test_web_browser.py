@@ -23,9 +23,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from support import free_port
 
-from streetwatch.central.api.app import build_app
-from streetwatch.central.api.settings import WebSecurity
-from streetwatch.central.config import CentralSettings
+from streetwatch.central.app import build_app
+from streetwatch.central.config import CentralSettings, WebSettings
 from streetwatch.central.models import AuditLog, Case
 
 log = logging.getLogger(__name__)
@@ -48,8 +47,8 @@ def server(
         street_jpeg(street_dir, "market_hanoi_goods_on_ground.jpg"),
     ]
     cases = seed_cases(session_factory, central_settings, jpegs)
-    security = WebSecurity(mode="development", secret_key="b" * 40, cookie_secure=False)  # type: ignore[arg-type]
-    app = build_app(central_settings, session_factory, security=security)
+    security = WebSettings(mode="development", secret_key="b" * 40, cookie_secure=False)  # type: ignore[arg-type]
+    app = build_app(central_settings.model_copy(update={"web": security}), session_factory)
     port = free_port()
     uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
     thread = threading.Thread(target=uv.run, name="uvicorn-test", daemon=True)

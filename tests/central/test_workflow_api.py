@@ -17,11 +17,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from web_forms import csrf_field, form_login
 from workflow_support import T0, add_merchant, end_episode, open_episode, reviewer
 
-from streetwatch.central.api.app import build_app
-from streetwatch.central.api.settings import WebSecurity
 from streetwatch.central.api.tokens import issue_token
+from streetwatch.central.app import build_app
 from streetwatch.central.cli import main as cli_main
-from streetwatch.central.config import CentralSettings
+from streetwatch.central.config import CentralSettings, WebSettings
 from streetwatch.central.db import session_scope
 from streetwatch.central.models import CaseTimer, User
 from streetwatch.central.passwords import hash_password
@@ -31,7 +30,7 @@ from streetwatch.central.workflow.config import WorkflowSettings
 from streetwatch.central.workflow.worker import WorkflowEngine
 
 MIN = timedelta(minutes=1)
-DEV = WebSecurity(mode="development", secret_key="a" * 40, cookie_secure=False)  # type: ignore[arg-type]
+DEV = WebSettings(mode="development", secret_key="a" * 40, cookie_secure=False)  # type: ignore[arg-type]
 
 
 @dataclass
@@ -64,8 +63,7 @@ def world(session_factory: sessionmaker[Session], central_settings: CentralSetti
         session.add(User(username="admin", password_hash="x", role="admin"))
     token = issue_token(session_factory, username="admin", name="t").secret
     clock = ManualClock(T0)
-    app = build_app(central_settings, session_factory, security=DEV)
-    app.state.workflow_clock = clock
+    app = build_app(central_settings.model_copy(update={"web": DEV}), session_factory, clock=clock)
     engine = WorkflowEngine(session_factory, WorkflowSettings(), clock=clock)
     with TestClient(app) as client:
         yield World(client, {"Authorization": f"Bearer {token}"}, clock, engine, session_factory, central_settings)

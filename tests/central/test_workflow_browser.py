@@ -16,10 +16,9 @@ from review_seed import PASSWORD, T0, add_case, seed_cases, seed_city, street_jp
 from sqlalchemy.orm import Session, sessionmaker
 from workflow_support import serve_app
 
-from streetwatch.central.api.app import build_app
-from streetwatch.central.api.settings import WebSecurity
 from streetwatch.central.api.tokens import issue_token
-from streetwatch.central.config import CentralSettings
+from streetwatch.central.app import build_app
+from streetwatch.central.config import CentralSettings, WebSettings
 from streetwatch.central.db import session_scope
 from streetwatch.central.models import AuditLog
 from streetwatch.central.workflow.clock import ManualClock
@@ -92,9 +91,8 @@ def city(session_factory: sessionmaker[Session], central_settings: CentralSettin
     clock = ManualClock(NOW)
     WorkflowEngine(session_factory, WorkflowSettings(), clock=clock).tick()  # grades and hotspots
     token = issue_token(session_factory, username="north", name="browser").secret
-    security = WebSecurity(mode="development", secret_key="w" * 40, cookie_secure=False)  # type: ignore[arg-type]
-    app = build_app(central_settings, session_factory, security=security)
-    app.state.workflow_clock = clock
+    security = WebSettings(mode="development", secret_key="w" * 40, cookie_secure=False)  # type: ignore[arg-type]
+    app = build_app(central_settings.model_copy(update={"web": security}), session_factory, clock=clock)
     with serve_app(app) as url:
         yield City(url, cases, north, south, token)
 

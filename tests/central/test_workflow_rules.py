@@ -6,7 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from streetwatch.central.workflow.config import WorkflowSettings, workflow_settings_from_env
+from streetwatch.central.config import load_settings
+from streetwatch.central.workflow.config import WorkflowSettings
 from streetwatch.central.workflow.rules import (
     RoadRecord,
     close_blocker,
@@ -143,5 +144,5 @@ def test_bad_inputs_name_the_field() -> None:
     with pytest.raises(ValueError, match="yellow_at"):
         WorkflowSettings(yellow_at=5, red_at=5)
     with pytest.raises(ValueError, match="STREETWATCH_RECTIFY_WINDOW_MIN"):
-        workflow_settings_from_env({"STREETWATCH_RECTIFY_WINDOW_MIN": "-3"})
-    assert workflow_settings_from_env({"STREETWATCH_RECTIFY_WINDOW_MIN": "15"}).rectify_window_min == 15
+        load_settings(None, environ={"STREETWATCH_RECTIFY_WINDOW_MIN": "-3"})
+    assert load_settings(None, environ={"STREETWATCH_RECTIFY_WINDOW_MIN": "15"}).workflow.rectify_window_min == 15

@@ -10,8 +10,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from workflow_support import T0, add_merchant, end_episode, open_episode, reviewer
 
 from streetwatch.central.config import CentralSettings
+from streetwatch.central.errors import Conflict
 from streetwatch.central.models import AuditLog, Notification, Strike
-from streetwatch.central.review import Conflict, ReviewService
+from streetwatch.central.review import ReviewService
 from streetwatch.central.workflow.clock import ManualClock
 from streetwatch.central.workflow.config import WorkflowSettings
 from streetwatch.central.workflow.service import WorkflowService

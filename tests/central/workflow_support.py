@@ -15,11 +15,11 @@ from factories import make_alert
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from streetwatch.central.case_service import Reviewer
 from streetwatch.central.config import CentralSettings
 from streetwatch.central.db import session_scope
 from streetwatch.central.ingest import ingest_alert
 from streetwatch.central.models import Merchant, User
-from streetwatch.central.review import Reviewer
 from streetwatch.edge.alerts import Alert as WireAlert
 
 T0 = datetime(2026, 1, 15, 8, 30, tzinfo=UTC)

@@ -20,10 +20,11 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from streetwatch.central.case_service import Reviewer
 from streetwatch.central.config import CentralSettings
 from streetwatch.central.db import make_engine, make_session_factory, migrate, session_scope
 from streetwatch.central.ingest import ingest_alert
-from streetwatch.central.review import Reviewer, ReviewService
+from streetwatch.central.review import ReviewService
 from streetwatch.edge.alerts import Alert, Location, ModelRef
 from streetwatch.edge.config import ModelConfig
 from streetwatch.edge.detector import Detector

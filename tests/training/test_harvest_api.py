@@ -25,10 +25,9 @@ from sqlalchemy import select
 from workflow_support import serve_app
 
 from streetwatch.central.api import cases as cases_api
-from streetwatch.central.api.app import build_app
-from streetwatch.central.api.settings import WebSecurity
 from streetwatch.central.api.tokens import issue_token, revoke_token
-from streetwatch.central.config import CentralSettings
+from streetwatch.central.app import build_app
+from streetwatch.central.config import CentralSettings, WebSettings
 from streetwatch.central.db import make_engine, make_session_factory, session_scope
 from streetwatch.central.models import Alert, Case, User
 from streetwatch.training.classmap import DEFAULT_CLASS_MAP
@@ -36,7 +35,7 @@ from streetwatch.training.dataset import DatasetWriter
 from streetwatch.training.harvest import ApiSource, CaseSource, DatabaseSource, HarvestError, HarvestOptions, harvest
 
 REPO = Path(__file__).resolve().parents[2]
-DEV_SECURITY = WebSecurity(mode="development", secret_key="x" * 40, cookie_secure=False)  # type: ignore[arg-type]
+DEV_SECURITY = WebSettings(mode="development", secret_key="x" * 40, cookie_secure=False)  # type: ignore[arg-type]
 OPTIONS = HarvestOptions(val_cameras=("cam-c",), progress=False)
 BUSY_PHOTO = "kerb_parked_cars_street.jpg"  # the case that gets the extra alerts
 
@@ -85,7 +84,7 @@ def served(seeded_central) -> Iterator[ServedCentral]:  # type: ignore[no-untype
     token = issue_token(factory, username="trainer", name="harvest")
     revoked = issue_token(factory, username="trainer", name="old harvest")
     assert revoke_token(factory, revoked.id)
-    app = build_app(CentralSettings(evidence_dir=seeded_central.evidence_dir), factory, security=DEV_SECURITY)
+    app = build_app(CentralSettings(evidence_dir=seeded_central.evidence_dir, web=DEV_SECURITY), factory)
     try:
         with serve_app(app) as base_url:
             yield ServedCentral(

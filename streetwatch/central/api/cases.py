@@ -1,8 +1,11 @@
-"""/api/cases: the review queue as JSON, and the four review actions."""
+"""/api/cases: the review queue as JSON, and the four review actions.
+
+The actions let the review service's errors through: the app maps them (404 not found or outside
+the area, 409 wrong state, 422 bad input; errors.py).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Query, status
@@ -31,13 +34,13 @@ from streetwatch.central.api.schemas import (
     Page,
     ReassignRequest,
 )
+from streetwatch.central.case_service import ActionOutcome, Reviewer
+from streetwatch.central.case_status import CaseStatusName
 from streetwatch.central.models import Case
-from streetwatch.central.review import Conflict, InvalidInput, NotFound, Reviewer, ReviewError, ReviewOutcome
 from streetwatch.central.workflow.ids import CaseId
 
 router = APIRouter(prefix="/cases", tags=["cases"])
 
-StatusParam = Literal["new", "confirmed", "dismissed", "notified", "rectified", "escalated", "closed"]
 ViolationParam = Literal["illegal_parking", "street_vending", "stacked_goods"]
 CASE_DETAIL_ALERTS = 100
 
@@ -46,7 +49,7 @@ CASE_DETAIL_ALERTS = 100
 def read_cases(
     session: SessionDep,
     user: CurrentUser,
-    status_: Annotated[StatusParam, Query(alias="status")] = "new",
+    status_: Annotated[CaseStatusName, Query(alias="status")] = "new",
     violation: ViolationParam | None = None,
     area: Annotated[str | None, Query(max_length=64)] = None,
     merchant: Annotated[str | None, Query(max_length=64)] = None,
@@ -91,32 +94,21 @@ def read_case(case_id: CaseId, session: SessionDep, user: CurrentUser) -> CaseDe
     )
 
 
-def _run(action: str, call: Callable[[], ReviewOutcome]) -> ActionPublic:
-    """Run a review action and map its errors: 404 not found/outside area, 409 state, 422 input."""
-    try:
-        outcome = call()
-    except NotFound as exc:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, exc.detail) from None
-    except Conflict as exc:
-        raise HTTPException(status.HTTP_409_CONFLICT, exc.detail) from None
-    except InvalidInput as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, exc.detail) from None
-    except ReviewError as exc:  # pragma: no cover - every subclass is mapped above
-        raise HTTPException(status.HTTP_400_BAD_REQUEST, exc.detail) from None
+def _action(outcome: ActionOutcome, done: str) -> ActionPublic:
     return ActionPublic(
         case_id=outcome.case_id,
         action=outcome.action,
         status=outcome.status,
         audit_id=outcome.audit_id,
         at=outcome.at,
-        message=f"case {outcome.case_id}: {action}",
+        message=f"case {outcome.case_id}: {done}",
     )
 
 
 @router.post("/{case_id}/confirm", response_model=ActionPublic)
 def confirm_case(case_id: CaseId, session: SessionDep, user: CurrentUser, review: ReviewDep) -> ActionPublic:
     reviewer = Reviewer.of(session, user)
-    return _run("confirmed", lambda: review.confirm(case_id, reviewer=reviewer))
+    return _action(review.confirm(case_id, reviewer=reviewer), "confirmed")
 
 
 @router.post("/{case_id}/dismiss", response_model=ActionPublic)
@@ -124,7 +116,7 @@ def dismiss_case(
     case_id: CaseId, body: DismissRequest, session: SessionDep, user: CurrentUser, review: ReviewDep
 ) -> ActionPublic:
     reviewer = Reviewer.of(session, user)
-    return _run("dismissed", lambda: review.dismiss(case_id, reason=body.reason, reviewer=reviewer))
+    return _action(review.dismiss(case_id, reason=body.reason, reviewer=reviewer), "dismissed")
 
 
 @router.post("/{case_id}/merge", response_model=ActionPublic)
@@ -132,11 +124,8 @@ def merge_case(
     case_id: CaseId, body: MergeRequest, session: SessionDep, user: CurrentUser, review: ReviewDep
 ) -> ActionPublic:
     reviewer = Reviewer.of(session, user)
-
-    def call() -> ReviewOutcome:
-        return review.merge(case_id, into_case_id=body.into_case_id, reviewer=reviewer)
-
-    return _run(f"merged into case {body.into_case_id}", call)
+    outcome = review.merge(case_id, into_case_id=body.into_case_id, reviewer=reviewer)
+    return _action(outcome, f"merged into case {body.into_case_id}")
 
 
 @router.post("/{case_id}/reassign", response_model=ActionPublic)
@@ -144,11 +133,8 @@ def reassign_case(
     case_id: CaseId, body: ReassignRequest, session: SessionDep, user: CurrentUser, review: ReviewDep
 ) -> ActionPublic:
     reviewer = Reviewer.of(session, user)
-
-    def call() -> ReviewOutcome:
-        return review.reassign(case_id, merchant_id=body.merchant_id, reviewer=reviewer)
-
-    return _run(f"reassigned to merchant {body.merchant_id}", call)
+    outcome = review.reassign(case_id, merchant_id=body.merchant_id, reviewer=reviewer)
+    return _action(outcome, f"reassigned to merchant {body.merchant_id}")
 
 
 @router.get("/{case_id}/alerts", response_model=Page[AlertPublic])

@@ -1,4 +1,5 @@
-"""Typed FastAPI dependencies: the database session, the current user (token or cookie), scope, CSRF.
+"""Typed FastAPI dependencies: the settings, the services, the database session, the current user
+(token or cookie), scope, CSRF. Everything comes from what `build_app` put on `app.state` once.
 
 - API routes use `CurrentUser`: `Authorization: Bearer <token>`; 401 otherwise.
 - Pages use `WebUser`: the signed session cookie; a missing login redirects to /login.
@@ -25,8 +26,11 @@ from streetwatch.central.api.security import (
     password_fingerprint,
 )
 from streetwatch.central.api.tokens import user_for_token
+from streetwatch.central.config import CentralSettings
 from streetwatch.central.models import User
 from streetwatch.central.review import ReviewService
+from streetwatch.central.workflow.clock import Clock
+from streetwatch.central.workflow.service import WorkflowService
 
 SESSION_USER_KEY = "uid"
 SESSION_PASSWORD_KEY = "pwfp"
@@ -49,12 +53,36 @@ def get_session(request: Request) -> Iterator[Session]:
 SessionDep = Annotated[Session, Depends(get_session)]
 
 
+def get_settings(request: Request) -> CentralSettings:
+    settings: CentralSettings = request.app.state.settings
+    return settings
+
+
+SettingsDep = Annotated[CentralSettings, Depends(get_settings)]
+
+
+def get_clock(request: Request) -> Clock:
+    clock: Clock = request.app.state.clock
+    return clock
+
+
+ClockDep = Annotated[Clock, Depends(get_clock)]
+
+
 def get_review_service(request: Request) -> ReviewService:
     service: ReviewService = request.app.state.review
     return service
 
 
 ReviewDep = Annotated[ReviewService, Depends(get_review_service)]
+
+
+def get_workflow_service(request: Request) -> WorkflowService:
+    service: WorkflowService = request.app.state.workflow
+    return service
+
+
+WorkflowDep = Annotated[WorkflowService, Depends(get_workflow_service)]
 
 
 def _bearer(request: Request) -> str | None:

@@ -6,14 +6,12 @@ open|closed, `long` for longitude, errors as a list of {code, description}.
 
 Who sees what: a caller with an API token (Bearer header, or the spec's `api_key` parameter) sees its
 own area, like the rest of the API. Anonymous reads are off unless the deployment publishes its
-cases (`STREETWATCH_OPEN311_PUBLIC=1`; app.state.open311_public), then they see the whole city.
+cases (`open311.public` in the settings, or STREETWATCH_OPEN311_PUBLIC=1), then they see the whole city.
 Unreviewed detections (`new`) are never published: only what a reviewer has confirmed or dismissed.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
@@ -24,8 +22,10 @@ from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from streetwatch.central.access import AreaScope, case_clause, case_visible, load_scope
-from streetwatch.central.api.deps import SessionDep, _bearer
+from streetwatch.central.api.deps import SessionDep, SettingsDep, _bearer
 from streetwatch.central.api.tokens import user_for_token
+from streetwatch.central.case_status import IN_HAND_STATUSES, REVIEWED_STATUSES
+from streetwatch.central.config import CentralSettings
 from streetwatch.central.models import Case, Merchant
 from streetwatch.central.workflow.config import WorkflowSettings
 from streetwatch.central.workflow.ids import MAX_ID, CaseId
@@ -33,16 +33,11 @@ from streetwatch.central.workflow.rules import lifecycle_stage
 
 router = APIRouter(prefix="/open311/v2", tags=["open311"])
 
-PUBLIC_ENV = "STREETWATCH_OPEN311_PUBLIC"
-OPEN = ("confirmed", "notified", "escalated")
-PUBLISHED = (*OPEN, "rectified", "closed", "dismissed")
+OPEN = IN_HAND_STATUSES  # GeoReport "open": confirmed and not yet resolved
+PUBLISHED = REVIEWED_STATUSES  # never `new`: only what a reviewer has decided
 DEFAULT_DAYS = 90  # the spec's default window
 MAX_REQUESTS = 1000  # the spec's maximum per response
 AGENCY = "City street-order office (StreetWatch)"
-
-
-def public_from_env(environ: Mapping[str, str] = os.environ) -> bool:
-    return environ.get(PUBLIC_ENV, "").strip().lower() in ("1", "true", "yes")
 
 
 class Service(BaseModel):
@@ -75,19 +70,14 @@ class ServiceRequest(BaseModel):
     media_url: str | None
 
 
-def _settings(request: Request) -> WorkflowSettings:
-    settings = getattr(request.app.state, "workflow_settings", None)
-    return settings if isinstance(settings, WorkflowSettings) else WorkflowSettings()
-
-
-def _scope(request: Request, session: Session, api_key: str | None) -> AreaScope | None:
+def _scope(request: Request, session: Session, settings: CentralSettings, api_key: str | None) -> AreaScope | None:
     token = _bearer(request) or api_key
     if token:
         user = user_for_token(session, token)
         if user is None:
             raise HTTPException(status.HTTP_401_UNAUTHORIZED, "Invalid or revoked token")
         return load_scope(session, user)
-    if getattr(request.app.state, "open311_public", False):
+    if settings.open311.public:
         return None
     raise HTTPException(status.HTTP_401_UNAUTHORIZED, "Not authenticated", headers={"WWW-Authenticate": "Bearer"})
 
@@ -121,11 +111,13 @@ def to_request(case: Case, merchant: Merchant | None, settings: WorkflowSettings
 
 
 @router.get("/services.json", response_model=list[Service])
-def services(request: Request, session: SessionDep, api_key: str | None = None) -> list[Service]:
+def services(
+    request: Request, session: SessionDep, settings: SettingsDep, api_key: str | None = None
+) -> list[Service]:
     """The service types: one per violation, named by the configured event class."""
-    _scope(request, session, api_key)
+    _scope(request, session, settings, api_key)
     result = []
-    for code, event in sorted(_settings(request).event_classes.items()):
+    for code, event in sorted(settings.workflow.event_classes.items()):
         result.append(
             Service(
                 service_code=code,
@@ -173,7 +165,9 @@ def _parse_time(value: str | None, field: str, default: datetime) -> datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def _requests(request: Request, session: Session, scope: AreaScope | None, f: RequestFilter) -> list[ServiceRequest]:
+def _requests(
+    request: Request, session: Session, settings: WorkflowSettings, scope: AreaScope | None, f: RequestFilter
+) -> list[ServiceRequest]:
     cases = [c for c in session.scalars(_query(scope, f)) if case_visible(scope, c)]
     merchants = {
         m.id: m
@@ -182,13 +176,14 @@ def _requests(request: Request, session: Session, scope: AreaScope | None, f: Re
         )
     }
     base = str(request.base_url)
-    return [to_request(c, merchants.get(c.merchant_id or ""), _settings(request), base) for c in cases]
+    return [to_request(c, merchants.get(c.merchant_id or ""), settings, base) for c in cases]
 
 
 @router.get("/requests.json", response_model=list[ServiceRequest])
 def requests_(
     request: Request,
     session: SessionDep,
+    settings: SettingsDep,
     service_request_id: Annotated[str | None, Query(max_length=2000)] = None,
     service_code: Annotated[str | None, Query(max_length=200)] = None,
     start_date: str | None = None,
@@ -197,7 +192,7 @@ def requests_(
     api_key: str | None = None,
 ) -> list[ServiceRequest]:
     """Service requests (cases), newest first: by ids (overrides the rest) or by code, dates, status."""
-    scope = _scope(request, session, api_key)
+    scope = _scope(request, session, settings, api_key)
     ids = None
     if service_request_id:
         try:
@@ -209,19 +204,19 @@ def requests_(
             ) from None
     end = _parse_time(end_date, "end_date", datetime.now(UTC))
     start = _parse_time(start_date, "start_date", end - timedelta(days=DEFAULT_DAYS))
-    return _requests(request, session, scope, RequestFilter(ids, service_code, start, end, status_))
+    return _requests(request, session, settings.workflow, scope, RequestFilter(ids, service_code, start, end, status_))
 
 
 @router.get("/requests/{request_id}.json", response_model=list[ServiceRequest])
 def one_request(
-    request_id: CaseId, request: Request, session: SessionDep, api_key: str | None = None
+    request_id: CaseId, request: Request, session: SessionDep, settings: SettingsDep, api_key: str | None = None
 ) -> list[ServiceRequest]:
     """One service request, as a one-element list (as the spec says)."""
-    scope = _scope(request, session, api_key)
+    scope = _scope(request, session, settings, api_key)
     forever = RequestFilter(
         [request_id], None, datetime.min.replace(tzinfo=UTC), datetime.max.replace(tzinfo=UTC), None
     )
-    found = _requests(request, session, scope, forever)
+    found = _requests(request, session, settings.workflow, scope, forever)
     if not found:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"service_request_id {request_id} not found")
     return found

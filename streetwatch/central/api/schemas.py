@@ -232,3 +232,76 @@ class UserPublic(BaseModel):
     username: str
     role: str
     area_id: str | None
+
+
+# ------------------------------------------------------------------------------------ workflow
+
+
+class HistoryEntryPublic(BaseModel):
+    action: str
+    by: str = Field(description="the reviewer's user name, or `workflow` for the worker")
+    at: str = Field(description="ISO 8601 time with offset")
+    detail: dict[str, object]
+
+
+class StepPublic(BaseModel):
+    case_id: int
+    status: str
+    strike_step: int | None = Field(description="1 warning, 2 rectification notice, 3 penalty; null: no strike")
+    strike_action: str | None
+    penalty_decision: str | None
+    close_blocker: str | None = Field(description="why the case may not close yet (null: it may)")
+    rectify_by: datetime | None = Field(default=None, description="the pending rectification deadline")
+    history: list[HistoryEntryPublic] = Field(default_factory=list, description="the case's audit log, oldest first")
+
+
+class PenaltyRequest(BaseModel):
+    decision: str = Field(min_length=1, max_length=500, description="the penalty decided for a third strike")
+
+
+class VerifyRequest(BaseModel):
+    passed: bool
+    note: str = Field(default="", max_length=500)
+
+
+class CloseRequest(BaseModel):
+    note: str = Field(default="", max_length=500)
+
+
+class ComplaintRequest(BaseModel):
+    source: str = Field(default="hotline", max_length=64)
+    note: str = Field(default="", max_length=500)
+
+
+class ComplaintCreatedPublic(BaseModel):
+    complaint_id: int
+
+
+class InspectionDuePublic(BaseModel):
+    merchant_id: str | None
+    merchant_name: str
+    grade: str = Field(description="red | yellow | green")
+    frequency: str = Field(description="daily | weekly | monthly (from the grade)")
+    reason: str = Field(description="routine | case (a case nobody rectified)")
+    due_at: str = Field(description="ISO 8601 time with offset")
+    case_id: int | None = None
+    inspection_id: int | None = None
+
+
+class HotspotPublic(BaseModel):
+    key: str = Field(description="merchant:<id> | zone:<camera>/<zone>")
+    label: str
+    road: str
+    lat: float | None
+    lon: float | None
+    case_count: int
+    since: str | None = Field(description="ISO 8601 time it became a hotspot")
+
+
+class RoadGradePublic(BaseModel):
+    road: str
+    grade: str = Field(description="red | yellow | green")
+    red: int = Field(description="merchants on the road by grade ...")
+    yellow: int
+    green: int
+    hotspots: int = Field(description="... and its active hotspots")

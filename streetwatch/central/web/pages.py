@@ -29,16 +29,11 @@ from streetwatch.central.api.queries import (
     merchants_by_id,
     recent_alerts,
 )
-from streetwatch.central.models import CASE_STATUSES, Area, Case, User
-from streetwatch.central.review import (
-    DISMISS_REASONS,
-    Conflict,
-    InvalidInput,
-    NotFound,
-    Reviewer,
-    ReviewError,
-    ReviewOutcome,
-)
+from streetwatch.central.case_service import ActionOutcome, Reviewer
+from streetwatch.central.case_status import ALL_STATUSES, CaseStatus
+from streetwatch.central.errors import DomainError, http_status
+from streetwatch.central.models import Area, Case, User
+from streetwatch.central.review import DISMISS_REASONS
 from streetwatch.central.web.cards import CaseCard, build_card
 from streetwatch.central.web.nearby import NearbyZones
 from streetwatch.central.web.render import flash_context, redirect_with_flash, render, safe_next, user_label
@@ -99,7 +94,7 @@ def queue_page(
     after: Annotated[str, Query(max_length=200)] = "",
 ) -> Response:
     """New cases by priority then age, with evidence, map, merchant and alerts; keyboard-driven."""
-    if status_ not in CASE_STATUSES or (violation and violation not in VIOLATIONS):
+    if status_ not in ALL_STATUSES or (violation and violation not in VIOLATIONS):
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "status or violation: unknown value")
     filters = CaseFilters(
         status=status_,
@@ -130,7 +125,7 @@ def queue_page(
             "cards": _cards(request, session, page.cases, names),
             "filters": filters,
             "violations": VIOLATIONS,
-            "statuses": CASE_STATUSES,
+            "statuses": ALL_STATUSES,
             "areas": _area_options(session, scope),
             "count_text": count_text,
             "next_url": _queue_url(filters, page.next_cursor.encode()) if page.next_cursor else None,
@@ -172,16 +167,15 @@ def case_page(case_id: CaseId, request: Request, session: SessionDep, user: WebU
     )
 
 
-def _act(request: Request, next_path: str, call: Callable[[], ReviewOutcome], done: str) -> Response:
+def _act(request: Request, next_path: str, call: Callable[[], ActionOutcome], done: str) -> Response:
     """Run an action; JSON for the page script, a redirect with the outcome (or the refusal) as the
     page's message for plain forms."""
     wants_json = "application/json" in request.headers.get("accept", "")
     try:
         outcome = call()
-    except ReviewError as exc:
+    except DomainError as exc:
         if wants_json:
-            code = {NotFound: 404, Conflict: 409, InvalidInput: 422}.get(type(exc), 400)
-            return JSONResponse({"detail": exc.detail}, status_code=code)
+            return JSONResponse({"detail": exc.detail}, status_code=http_status(exc))
         return redirect_with_flash(safe_next(next_path), exc.detail, failed=True)
     message = f"Case {outcome.case_id} {done}."
     if wants_json:
@@ -191,7 +185,7 @@ def _act(request: Request, next_path: str, call: Callable[[], ReviewOutcome], do
                 "status": outcome.status,
                 "case_id": outcome.case_id,
                 "audit_id": outcome.audit_id,
-                "still_open": outcome.status == "new",  # a reassigned case stays in the queue
+                "still_open": outcome.status == CaseStatus.NEW,  # a reassigned case stays in the queue
             }
         )
     return redirect_with_flash(safe_next(next_path), message)

@@ -22,25 +22,27 @@ from sqlalchemy import select
 from starlette.responses import Response
 
 from streetwatch.central.access import AreaScope, case_clause, case_visible, merchant_clause, merchant_visible
-from streetwatch.central.api.deps import CsrfChecked, SessionDep, WebUser, scope_of
+from streetwatch.central.api.deps import ClockDep, CsrfChecked, SessionDep, SettingsDep, WebUser, WorkflowDep, scope_of
 from streetwatch.central.api.queries import area_names
-from streetwatch.central.api.workflow import workflow_clock, workflow_service, workflow_settings
+from streetwatch.central.case_service import Reviewer
+from streetwatch.central.case_status import CLOSABLE_STATUSES, UNRESOLVED_STATUSES, VERIFIABLE_STATUSES
+from streetwatch.central.errors import DomainError
 from streetwatch.central.models import AuditLog, Case, CaseTimer, Hotspot, Merchant, Strike, User
-from streetwatch.central.review import Reviewer, ReviewError
 from streetwatch.central.web.charts import horizontal, stacked_days
 from streetwatch.central.web.citymap import VIOLATION_FILL, PointIn, ZoneIn, build_city_map
 from streetwatch.central.web.pages import web_reviewer
 from streetwatch.central.web.render import flash_context, redirect_with_flash, render, user_label
+from streetwatch.central.workflow.clock import Clock
 from streetwatch.central.workflow.grades import inspections_due
 from streetwatch.central.workflow.hotspots import road_grades
 from streetwatch.central.workflow.ids import CaseId
-from streetwatch.central.workflow.rules import VERIFIABLE, lifecycle_stage
-from streetwatch.central.workflow.service import CLOSABLE, MAX_TEXT, CaseStep, case_step
+from streetwatch.central.workflow.rules import lifecycle_stage
+from streetwatch.central.workflow.service import MAX_TEXT, CaseStep, case_step
 from streetwatch.central.workflow.stats import CaseFact, case_facts, summarise
 
 router = APIRouter(include_in_schema=False)
 MAP_CASE_LIMIT = 2000
-MAP_STATUSES = ("new", "confirmed", "notified", "escalated")
+MAP_STATUSES = UNRESOLVED_STATUSES  # the open cases the map shows
 DaysParam = Annotated[int, Query(ge=1, le=366)]
 
 
@@ -97,14 +99,16 @@ def city_map_page(request: Request, session: SessionDep, user: WebUser) -> Respo
     return render(request, "city_map.html", context)
 
 
-def _facts(request: Request, session: SessionDep, user: User, days: int) -> list[CaseFact]:
-    now = workflow_clock(request)()
+def _facts(session: SessionDep, user: User, clock: Clock, days: int) -> list[CaseFact]:
+    now = clock()
     return case_facts(session, scope=scope_of(session, user), since=now - timedelta(days=days), until=now)
 
 
 @router.get("/stats", name="stats_page")
-def stats_page(request: Request, session: SessionDep, user: WebUser, days: DaysParam = 30) -> Response:
-    summary = summarise(_facts(request, session, user, days))
+def stats_page(
+    request: Request, session: SessionDep, user: WebUser, clock: ClockDep, days: DaysParam = 30
+) -> Response:
+    summary = summarise(_facts(session, user, clock, days))
     context = {
         "user": _label(request, user, session),
         "summary": summary,
@@ -118,11 +122,11 @@ def stats_page(request: Request, session: SessionDep, user: WebUser, days: DaysP
 
 
 @router.get("/stats.csv", name="stats_csv")
-def stats_csv(request: Request, session: SessionDep, user: WebUser, days: DaysParam = 30) -> Response:
+def stats_csv(session: SessionDep, user: WebUser, clock: ClockDep, days: DaysParam = 30) -> Response:
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=list(CaseFact.__dataclass_fields__), lineterminator="\n")
     writer.writeheader()
-    writer.writerows(asdict(f) for f in _facts(request, session, user, days))
+    writer.writerows(asdict(f) for f in _facts(session, user, clock, days))
     return PlainTextResponse(
         out.getvalue(),
         media_type="text/csv; charset=utf-8",
@@ -131,13 +135,15 @@ def stats_csv(request: Request, session: SessionDep, user: WebUser, days: DaysPa
 
 
 @router.get("/inspections", name="inspections_page")
-def inspections_page(request: Request, session: SessionDep, user: WebUser) -> Response:
-    due = inspections_due(session, now=workflow_clock(request)(), scope=scope_of(session, user))
+def inspections_page(request: Request, session: SessionDep, user: WebUser, clock: ClockDep) -> Response:
+    due = inspections_due(session, now=clock(), scope=scope_of(session, user))
     return render(request, "inspections.html", {"user": _label(request, user, session), "due": due})
 
 
 @router.get("/cases/{case_id}/workflow", name="case_workflow_page")
-def case_workflow_page(case_id: CaseId, request: Request, session: SessionDep, user: WebUser) -> Response:
+def case_workflow_page(
+    case_id: CaseId, request: Request, session: SessionDep, user: WebUser, settings: SettingsDep
+) -> Response:
     """The case's three-strikes step, its deadline, its lifecycle stage and the merchant's strike history."""
     case = session.get(Case, case_id)
     if case is None or not case_visible(scope_of(session, user), case):
@@ -161,9 +167,9 @@ def case_workflow_page(case_id: CaseId, request: Request, session: SessionDep, u
         "timer": timer,
         "strikes": strikes,
         "audit": audit,
-        "event": workflow_settings(request).event_classes.get(case.violation),
-        "can_verify": case.status in VERIFIABLE,
-        "can_close": case.status in CLOSABLE,
+        "event": settings.workflow.event_classes.get(case.violation),
+        "can_verify": case.status in VERIFIABLE_STATUSES,
+        "can_close": case.status in CLOSABLE_STATUSES,
         **flash_context(request),
     }
     return render(request, "case_workflow.html", context)
@@ -181,16 +187,15 @@ def _workflow_step(
     target = request.app.url_path_for("case_workflow_page", case_id=str(case_id))
     try:
         call(reviewer)
-    except ReviewError as exc:
+    except DomainError as exc:
         return redirect_with_flash(target, exc.detail, failed=True)
     return redirect_with_flash(target, f"Case {case_id} {done}.")
 
 
 @router.post("/cases/{case_id}/workflow/penalty", name="web_penalty", dependencies=[CsrfChecked])
 def web_penalty(
-    case_id: CaseId, request: Request, session: SessionDep, user: WebUser, decision: NoteField
+    case_id: CaseId, request: Request, session: SessionDep, user: WebUser, service: WorkflowDep, decision: NoteField
 ) -> Response:
-    service = workflow_service(request)
     return _workflow_step(
         request, session, user, case_id,
         lambda reviewer: service.decide_penalty(case_id, decision=decision, reviewer=reviewer),
@@ -204,10 +209,10 @@ def web_verify(
     request: Request,
     session: SessionDep,
     user: WebUser,
+    service: WorkflowDep,
     result: Annotated[Literal["passed", "failed"], Form()],
     note: NoteField = "",
 ) -> Response:
-    service = workflow_service(request)
     passed = result == "passed"
     return _workflow_step(
         request, session, user, case_id,
@@ -217,8 +222,9 @@ def web_verify(
 
 
 @router.post("/cases/{case_id}/workflow/close", name="web_close", dependencies=[CsrfChecked])
-def web_close(case_id: CaseId, request: Request, session: SessionDep, user: WebUser, note: NoteField = "") -> Response:
-    service = workflow_service(request)
+def web_close(
+    case_id: CaseId, request: Request, session: SessionDep, user: WebUser, service: WorkflowDep, note: NoteField = ""
+) -> Response:
     return _workflow_step(
         request, session, user, case_id, lambda reviewer: service.close(case_id, reviewer=reviewer, note=note), "closed"
     )

@@ -1,10 +1,10 @@
-"""Workflow settings: every number the city's rules use, with the defaults DESIGN.md gives."""
+"""Workflow settings: every number the city's rules use, with the defaults DESIGN.md gives.
+
+The `workflow:` section of central's settings (config.py loads it from the file and environment)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, SecretStr, field_validator, model_validator
 
 
 class EventClass(BaseModel):
@@ -40,7 +40,7 @@ class WorkflowSettings(BaseModel):
     hotspot_window_days: float = Field(default=30.0, gt=0, description="cases counted for hotspots")
     hotspot_threshold: int = Field(default=5, ge=1, description="cases that make an address a hotspot")
     webhook_url: HttpUrl | None = Field(default=None, description="merchant-notification webhook (None: outbox only)")
-    webhook_secret: str | None = Field(default=None, description="HMAC-SHA256 key signing webhook bodies")
+    webhook_secret: SecretStr | None = Field(default=None, description="HMAC-SHA256 key signing webhook bodies")
     webhook_timeout_s: float = Field(default=5.0, gt=0, le=60)
     max_attempts: int = Field(default=8, ge=1, le=100, description="deliveries tried before a message fails")
     retry_base_s: float = Field(default=30.0, gt=0, description="first retry delay; doubles per attempt")
@@ -51,26 +51,16 @@ class WorkflowSettings(BaseModel):
     )
     event_classes: dict[str, EventClass] = Field(default_factory=lambda: dict(DEFAULT_EVENT_CLASSES))
 
+    @field_validator("event_classes", mode="before")
+    @classmethod
+    def _event_class_defaults(cls, value: object) -> object:
+        """A city may set the codes of some violations only; the others keep the placeholders."""
+        if isinstance(value, dict):
+            return {**DEFAULT_EVENT_CLASSES, **value}
+        return value
+
     @model_validator(mode="after")
     def verify_grade_thresholds(self) -> WorkflowSettings:
         if self.yellow_at >= self.red_at:
             raise ValueError(f"yellow_at ({self.yellow_at}) must be below red_at ({self.red_at})")
         return self
-
-
-WORKFLOW_ENV = {
-    "STREETWATCH_WEBHOOK_URL": "webhook_url",
-    "STREETWATCH_WEBHOOK_SECRET": "webhook_secret",
-    "STREETWATCH_RECTIFY_WINDOW_MIN": "rectify_window_min",
-}
-
-
-def workflow_settings_from_env(environ: Mapping[str, str]) -> WorkflowSettings:
-    """Defaults overridden by the few values an operator sets per deployment (see WORKFLOW_ENV)."""
-    values = {field: environ[name] for name, field in WORKFLOW_ENV.items() if environ.get(name)}
-    try:
-        return WorkflowSettings.model_validate(values)
-    except ValidationError as exc:
-        names = {field: name for name, field in WORKFLOW_ENV.items()}
-        problems = "; ".join(f"{names.get(str(e['loc'][0]), e['loc'][0])}: {e['msg']}" for e in exc.errors())
-        raise ValueError(f"workflow settings from the environment: {problems}") from exc

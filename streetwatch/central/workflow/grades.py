@@ -15,13 +15,15 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from streetwatch.central.access import AreaScope, merchant_clause, merchant_visible
+from streetwatch.central.case_status import CaseStatus
 from streetwatch.central.models import AuditLog, Case, Complaint, Inspection, Merchant
 from streetwatch.central.workflow.config import WorkflowSettings
 from streetwatch.central.workflow.rules import inspection_due_at, inspection_frequency, merchant_grade
 
 log = logging.getLogger(__name__)
 
-COUNTED = ("confirmed", "notified", "escalated", "closed")
+# Confirmed violations, closed ones included; self-rectified ones only as configured.
+COUNTED = (CaseStatus.CONFIRMED, CaseStatus.NOTIFIED, CaseStatus.ESCALATED, CaseStatus.CLOSED)
 
 
 @dataclass(frozen=True)
@@ -33,7 +35,7 @@ class GradeChange:
 
 
 def counted_statuses(settings: WorkflowSettings) -> tuple[str, ...]:
-    return (*COUNTED, "rectified") if settings.grades_count_self_rectified else COUNTED
+    return (*COUNTED, CaseStatus.RECTIFIED) if settings.grades_count_self_rectified else COUNTED
 
 
 def merchant_records(session: Session, *, now: datetime, settings: WorkflowSettings) -> dict[str, int]:

@@ -15,13 +15,14 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from streetwatch.central.case_status import CaseStatus
 from streetwatch.central.models import Case, Hotspot, Merchant
 from streetwatch.central.workflow.config import WorkflowSettings
 from streetwatch.central.workflow.rules import Grade, RoadRecord, hotspot_active, road_grade
 
 log = logging.getLogger(__name__)
 
-NOT_COUNTED = ("dismissed",)
+NOT_COUNTED = (CaseStatus.DISMISSED,)  # not a violation
 
 
 @dataclass(frozen=True)

@@ -95,9 +95,8 @@ class WebhookChannel:
 def channel_from_settings(settings: WorkflowSettings) -> NotificationChannel | None:
     if settings.webhook_url is None:
         return None
-    return WebhookChannel(
-        str(settings.webhook_url), timeout_s=settings.webhook_timeout_s, secret=settings.webhook_secret
-    )
+    secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret is not None else None
+    return WebhookChannel(str(settings.webhook_url), timeout_s=settings.webhook_timeout_s, secret=secret)
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final, Literal
 
+from streetwatch.central.case_status import VERIFIABLE_STATUSES, CaseStatus
+
 RectifyDecision = Literal["wait", "rectified", "inspection"]
 StrikeAction = Literal["warning", "rectification_notice", "penalty"]
 Grade = Literal["red", "yellow", "green"]
@@ -51,9 +53,9 @@ def strike_action(step: int) -> StrikeAction:
 
 def strike_counts(*, status: str, count_self_rectified: bool) -> bool:
     """Whether an earlier strike still counts: dismissed ones never, self-rectified ones as configured."""
-    if status == "dismissed":
+    if status == CaseStatus.DISMISSED:
         return False
-    return count_self_rectified or status != "rectified"
+    return count_self_rectified or status != CaseStatus.RECTIFIED
 
 
 def close_blocker(*, strike_step: int | None, penalty_decision: str | None) -> str | None:
@@ -140,13 +142,9 @@ LIFECYCLE_STAGES: Final[dict[str, tuple[str, str]]] = {
 }
 
 
-# Statuses an inspector verifies (核查): rectified by the merchant, or escalated to an inspection.
-VERIFIABLE: tuple[str, ...] = ("rectified", "escalated")
-
-
 def lifecycle_stage(status: str, *, verified: bool = False) -> tuple[str, str]:
     """(stage, 中文) of a case status; a rectified or inspected case with a verification is 核查."""
-    if verified and status in VERIFIABLE:
+    if verified and status in VERIFIABLE_STATUSES:  # rectified by the merchant, or inspected
         return LIFECYCLE_STAGES["verified"]
     if status not in LIFECYCLE_STAGES:
         raise ValueError(f"status: expected one of {sorted(LIFECYCLE_STAGES)}, got {status!r}")

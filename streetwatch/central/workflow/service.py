@@ -1,30 +1,28 @@
-"""Reviewer actions of the workflow: decide a penalty, close a case, record a complaint, finish an
-inspection. Each call is one transaction with an audit row, like review.ReviewService, and uses the
-same errors (NotFound for cases outside the reviewer's area, Conflict for a wrong status).
+"""Reviewer actions of the workflow: decide a penalty, verify, close a case, record a complaint,
+finish an inspection. Each is a `CaseService` action (case_service.py), like review.ReviewService:
+one transaction, the case locked and checked against the reviewer's area (NotFound outside it),
+status moves through the state machine (Conflict from a wrong status), one audit row.
 """
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from streetwatch.central.access import case_visible, merchant_visible
-from streetwatch.central.db import session_scope
-from streetwatch.central.models import AuditLog, Case, CaseTimer, Complaint, Inspection, Merchant, Strike
-from streetwatch.central.review import Conflict, InvalidInput, NotFound, Reviewer
+from streetwatch.central.access import merchant_visible
+from streetwatch.central.case_service import CaseService, Reviewer, require_status, write_audit
+from streetwatch.central.case_status import CLOSABLE_STATUSES, VERIFIABLE_STATUSES, CaseStatus
+from streetwatch.central.errors import Conflict, InvalidInput, NotFound
+from streetwatch.central.models import Case, CaseTimer, Complaint, Inspection, Merchant, Strike
 from streetwatch.central.workflow.clock import Clock, system_clock
 from streetwatch.central.workflow.config import WorkflowSettings
 from streetwatch.central.workflow.grades import recompute_grades
-from streetwatch.central.workflow.rules import VERIFIABLE, close_blocker
+from streetwatch.central.workflow.rules import close_blocker
 from streetwatch.central.workflow.timers import REDISPATCH
 
-log = logging.getLogger(__name__)
-
-CLOSABLE = ("confirmed", "notified", "rectified", "escalated")
 MAX_TEXT = 500
 
 
@@ -49,13 +47,6 @@ def _text(value: str, field: str) -> str:
     return value
 
 
-def _locked_case(session: Session, case_id: int, reviewer: Reviewer) -> Case:
-    case = session.scalars(select(Case).where(Case.id == case_id).with_for_update()).one_or_none()
-    if case is None or not case_visible(reviewer.scope, case):
-        raise NotFound(f"case {case_id} not found")
-    return case
-
-
 def case_step(session: Session, case: Case) -> CaseStep:
     strike = session.get(Strike, case.id)
     step = strike.step if strike else None
@@ -70,8 +61,8 @@ def case_step(session: Session, case: Case) -> CaseStep:
     )
 
 
-class WorkflowService:
-    """The workflow's reviewer actions over a session factory, on an injected clock."""
+class WorkflowService(CaseService):
+    """The workflow's reviewer actions, with the city's rules (`settings`), on an injected clock."""
 
     def __init__(
         self,
@@ -80,14 +71,12 @@ class WorkflowService:
         *,
         clock: Clock = system_clock,
     ) -> None:
-        self._factory = session_factory
+        super().__init__(session_factory, clock=clock)
         self._settings = settings or WorkflowSettings()
-        self._clock = clock
 
     def decide_penalty(self, case_id: int, *, decision: str, reviewer: Reviewer) -> CaseStep:
         decision = _text(decision, "decision")
-        with session_scope(self._factory, write_lock=True) as session:
-            case = _locked_case(session, case_id, reviewer)
+        with self._case_action(case_id, reviewer) as (session, case):
             strike = session.get(Strike, case.id)
             if strike is None or strike.step != 3:
                 raise Conflict(f"case {case_id} is not a third strike; no penalty to decide")
@@ -99,40 +88,36 @@ class WorkflowService:
     def verify(self, case_id: int, *, passed: bool, reviewer: Reviewer, note: str = "") -> CaseStep:
         """核查: an inspector checks a rectified or handled case (before/after photos). Passed: ready to
         close. Failed: back to dispatch (notified, a new rectification timer)."""
-        with session_scope(self._factory, write_lock=True) as session:
-            case = _locked_case(session, case_id, reviewer)
-            if case.status not in VERIFIABLE:
-                raise Conflict(f"case {case_id} is {case.status}; verify needs a rectified or escalated case")
+        with self._case_action(case_id, reviewer) as (session, case):
+            require_status(case, "verify", allowed=VERIFIABLE_STATUSES)
             detail: dict[str, object] = {"from": case.status, "note": note.strip()[:MAX_TEXT]}
-            if not passed:
-                now = self._clock()
-                due = now + timedelta(minutes=self._settings.rectify_window_min)
-                case.status = "notified"
-                session.add(CaseTimer(case_id=case.id, kind=REDISPATCH, started_at=now, due_at=due))
-                detail["rectify_by"] = due.isoformat()
-            self._audit(session, case, reviewer, "verified" if passed else "verify_failed", detail)
+            if passed:
+                self._audit(session, case, reviewer, "verified", detail)
+                return case_step(session, case)
+            now = self._clock()
+            due = now + timedelta(minutes=self._settings.rectify_window_min)
+            session.add(CaseTimer(case_id=case.id, kind=REDISPATCH, started_at=now, due_at=due))
+            detail["rectify_by"] = due.isoformat()
+            self._move(session, case, CaseStatus.NOTIFIED, action="verify_failed", reviewer=reviewer, detail=detail)
             return case_step(session, case)
 
     def close(self, case_id: int, *, reviewer: Reviewer, note: str = "") -> CaseStep:
-        with session_scope(self._factory, write_lock=True) as session:
-            case = _locked_case(session, case_id, reviewer)
-            if case.status not in CLOSABLE:
-                raise Conflict(f"case {case_id} is {case.status}; close needs one of {', '.join(CLOSABLE)}")
+        with self._case_action(case_id, reviewer) as (session, case):
+            require_status(case, "close", allowed=CLOSABLE_STATUSES)
             blocker = case_step(session, case).close_blocker
             if blocker is not None:
                 raise Conflict(f"case {case_id}: {blocker}")
-            previous = case.status
-            case.status = "closed"
+            detail = {"from": case.status, "note": note.strip()[:MAX_TEXT]}
+            self._move(session, case, CaseStatus.CLOSED, action="close", reviewer=reviewer, detail=detail)
             for timer in session.scalars(
                 select(CaseTimer).where(CaseTimer.case_id == case.id, CaseTimer.status == "pending")
             ):
                 timer.status, timer.outcome, timer.resolved_at = "done", "cancelled", self._clock()
-            self._audit(session, case, reviewer, "close", {"from": previous, "note": note.strip()[:MAX_TEXT]})
             recompute_grades(session, now=self._clock(), settings=self._settings)
             return case_step(session, case)
 
     def add_complaint(self, merchant_id: str, *, source: str, note: str, reviewer: Reviewer) -> int:
-        with session_scope(self._factory, write_lock=True) as session:
+        with self._transaction() as session:
             merchant = session.get(Merchant, merchant_id)
             if merchant is None or not merchant_visible(reviewer.scope, merchant):
                 raise NotFound(f"merchant {merchant_id!r} not found")
@@ -142,20 +127,13 @@ class WorkflowService:
             )
             session.add(complaint)
             session.flush()
-            session.add(
-                AuditLog(
-                    case_id=None,
-                    actor=reviewer.username,
-                    action="complaint",
-                    detail={"merchant_id": merchant.id, "complaint_id": complaint.id},
-                    at=now,
-                )
-            )
+            detail = {"merchant_id": merchant.id, "complaint_id": complaint.id}
+            write_audit(session, case_id=None, actor=reviewer.username, action="complaint", detail=detail, at=now)
             recompute_grades(session, now=now, settings=self._settings)  # a grade follows every change
             return complaint.id
 
     def complete_inspection(self, inspection_id: int, *, reviewer: Reviewer) -> None:
-        with session_scope(self._factory, write_lock=True) as session:
+        with self._transaction() as session:
             inspection = session.get(Inspection, inspection_id, with_for_update=True)
             merchant = session.get(Merchant, inspection.merchant_id) if inspection and inspection.merchant_id else None
             if inspection is None or (merchant is not None and not merchant_visible(reviewer.scope, merchant)):
@@ -164,19 +142,6 @@ class WorkflowService:
                 raise Conflict(f"inspection {inspection_id} is already done")
             now = self._clock()
             inspection.status, inspection.done_at, inspection.done_by = "done", now, reviewer.username
-            session.add(
-                AuditLog(
-                    case_id=inspection.case_id,
-                    actor=reviewer.username,
-                    action="inspected",
-                    detail={"inspection_id": inspection.id, "merchant_id": inspection.merchant_id},
-                    at=now,
-                )
-            )
-
-    def _audit(self, session: Session, case: Case, reviewer: Reviewer, action: str, detail: dict[str, object]) -> None:
-        now = self._clock()
-        case.updated_at = now
-        session.add(AuditLog(case_id=case.id, actor=reviewer.username, action=action, detail=detail, at=now))
-        session.flush()
-        log.info("case %s: %s by %s (%s)", case.id, action, reviewer.username, detail)
+            detail = {"inspection_id": inspection.id, "merchant_id": inspection.merchant_id}
+            actor = reviewer.username
+            write_audit(session, case_id=inspection.case_id, actor=actor, action="inspected", detail=detail, at=now)

@@ -13,6 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from streetwatch.central.access import AreaScope, case_clause, case_visible
+from streetwatch.central.case_status import CaseStatus
 from streetwatch.central.models import AuditLog, Case, Merchant
 
 CLOSING_ACTIONS = ("close", "rectified", "dismiss")
@@ -45,12 +46,12 @@ class Summary:
 
 def summarise(facts: Sequence[CaseFact]) -> Summary:
     """Dismissed cases count nowhere but in nothing: they were not violations."""
-    real = [f for f in facts if f.status != "dismissed"]
+    real = [f for f in facts if f.status != CaseStatus.DISMISSED]
     per_day: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for f in real:
         per_day[f.day][f.violation] += 1
-    ended = [f for f in real if f.status in ("rectified", "closed")]
-    rectified = sum(f.status == "rectified" for f in ended)
+    ended = [f for f in real if f.status in (CaseStatus.RECTIFIED, CaseStatus.CLOSED)]
+    rectified = sum(f.status == CaseStatus.RECTIFIED for f in ended)
     hours = [f.hours_to_close for f in real if f.hours_to_close is not None]
     return Summary(
         total=len(real),
@@ -92,7 +93,8 @@ def case_facts(
     facts = []
     for c in cases:
         m = merchants.get(c.merchant_id or "")
-        done = closed_at.get(c.id) if c.status in ("closed", "rectified", "dismissed") else None
+        ended = c.status in (CaseStatus.CLOSED, CaseStatus.RECTIFIED, CaseStatus.DISMISSED)
+        done = closed_at.get(c.id) if ended else None
         hours = (done - c.first_seen).total_seconds() / 3600 if done else None
         facts.append(
             CaseFact(

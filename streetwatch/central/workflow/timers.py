@@ -16,7 +16,9 @@ from datetime import datetime, timedelta
 from sqlalchemy import exists, func, select
 from sqlalchemy.orm import Session
 
-from streetwatch.central.models import AuditLog, Case, CaseTimer, Episode, Inspection, Merchant, Notification
+from streetwatch.central.case_service import write_audit
+from streetwatch.central.case_status import CaseStatus, move
+from streetwatch.central.models import Case, CaseTimer, Episode, Inspection, Merchant, Notification
 from streetwatch.central.workflow.config import WorkflowSettings
 from streetwatch.central.workflow.rules import rectify_decision
 from streetwatch.central.workflow.strikes import record_strike
@@ -40,7 +42,7 @@ def cases_to_start(session: Session, *, limit: int = 200) -> list[Case]:
     started = exists().where(CaseTimer.case_id == Case.id)
     query = (
         select(Case)
-        .where(Case.status == "confirmed", Case.merchant_id.is_not(None), ~started)
+        .where(Case.status == CaseStatus.CONFIRMED, Case.merchant_id.is_not(None), ~started)
         .order_by(Case.id)
         .limit(limit)
         .with_for_update(skip_locked=True)
@@ -66,11 +68,10 @@ def start_workflow(session: Session, case: Case, *, now: datetime, settings: Wor
     )
     timer = CaseTimer(case_id=case.id, kind=RECTIFY, started_at=now, due_at=due)
     session.add(timer)
-    case.status = "notified"
+    move(case, CaseStatus.NOTIFIED, action="notify")
     case.updated_at = now
     detail = {"strike": strike.step, "action": strike.action, "rectify_by": due.isoformat()}
-    session.add(AuditLog(case_id=case.id, actor=ACTOR, action="notify", detail=detail, at=now))
-    session.flush()
+    write_audit(session, case_id=case.id, actor=ACTOR, action="notify", detail=detail, at=now)
     log.info("case %s: merchant %s notified (%s), rectify by %s", case.id, case.merchant_id, strike.action, due)
     return timer
 
@@ -116,7 +117,7 @@ def resolve_timer(session: Session, timer: CaseTimer, *, now: datetime) -> Timer
     """Apply the 30-minute rule to one pending timer; None while it still waits."""
     case = session.get(Case, timer.case_id, with_for_update=True)
     assert case is not None
-    if case.status != "notified":  # a reviewer acted first (closed, merged): nothing left to time
+    if case.status != CaseStatus.NOTIFIED:  # a reviewer acted first (closed, merged): nothing left to time
         return _finish(session, timer, case, outcome="cancelled", now=now)
     not_before = timer.started_at if timer.kind == REDISPATCH else None
     clear = clear_since(session, case.id)
@@ -124,9 +125,9 @@ def resolve_timer(session: Session, timer: CaseTimer, *, now: datetime) -> Timer
     if decision == "wait":
         return None
     if decision == "rectified":
-        case.status = "rectified"
+        move(case, CaseStatus.RECTIFIED, action="rectified")
     else:
-        case.status = "escalated"
+        move(case, CaseStatus.ESCALATED, action="inspection")
         inspection = Inspection(
             case_id=case.id, merchant_id=case.merchant_id, reason="case", due_at=now, created_at=now
         )
@@ -140,7 +141,6 @@ def _finish(session: Session, timer: CaseTimer, case: Case, *, outcome: str, now
     timer.outcome = outcome
     timer.resolved_at = now
     detail = {"timer": timer.kind, "due_at": timer.due_at.isoformat()}
-    session.add(AuditLog(case_id=case.id, actor=ACTOR, action=outcome, detail=detail, at=now))
-    session.flush()
+    write_audit(session, case_id=case.id, actor=ACTOR, action=outcome, detail=detail, at=now)
     log.info("case %s: %s timer -> %s", case.id, timer.kind, outcome)
     return TimerOutcome(case_id=case.id, outcome=outcome)

@@ -2,6 +2,12 @@
 
 `build_app(settings, session_factory)` builds everything from its arguments (nothing at import
 time), so tests, `central serve` and the demo each make their own app over their own database.
+The settings (config.py) are the ones the ingest consumer and the workflow worker get: the web's
+security comes from `settings.web`, the workflow's rules from `settings.workflow`.
+
+Routers: `api/` the JSON API (one module per resource), `web/` the HTML pages (queue, login, city
+pages), `api/open311.py` GeoReport v2, `api/evidence.py` the images. A domain error
+(errors.py) that a handler lets through becomes `{"detail": ...}` with its one status code.
 """
 
 from __future__ import annotations
@@ -28,12 +34,14 @@ from starlette.responses import Response
 from streetwatch.central.api import alerts, auth, cases, evidence, merchants, open311, stats, workflow
 from streetwatch.central.api.deps import LoginRequired
 from streetwatch.central.api.login_limit import LoginRateLimiter
-from streetwatch.central.api.settings import WebSecurity, web_security_from_env
 from streetwatch.central.config import CentralSettings
+from streetwatch.central.errors import DomainError, http_status
 from streetwatch.central.review import ReviewService
-from streetwatch.central.web import pages, workflow_pages
+from streetwatch.central.web import login, pages, workflow_pages
 from streetwatch.central.web.nearby import NearbyZones
 from streetwatch.central.web.render import STATIC_DIR, make_templates, render
+from streetwatch.central.workflow.clock import Clock, system_clock
+from streetwatch.central.workflow.service import WorkflowService
 
 log = logging.getLogger(__name__)
 
@@ -121,17 +129,33 @@ def _error_response(request: Request, exc: StarletteHTTPException) -> Response:
     return render(request, "error.html", context, status_code=exc.status_code, headers=exc.headers)
 
 
+def _add_error_handlers(app: FastAPI) -> None:
+    """A missing login redirects to /login; HTTP and domain errors (errors.py) answer `{detail}` to
+    the API and an error page to browsers."""
+
+    @app.exception_handler(LoginRequired)
+    async def _login_required(request: Request, exc: LoginRequired) -> Response:
+        if "application/json" in request.headers.get("accept", ""):
+            return JSONResponse({"detail": "Not logged in"}, status_code=401)
+        login_url = app.url_path_for("login_page")
+        return RedirectResponse(f"{login_url}?{urlencode({'next': exc.next_path})}", status_code=303)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        return _error_response(request, exc)
+
+    @app.exception_handler(DomainError)
+    async def _domain_error(request: Request, exc: DomainError) -> Response:
+        return _error_response(request, StarletteHTTPException(http_status(exc), exc.detail))
+
+
 def build_app(
-    settings: CentralSettings,
-    session_factory: sessionmaker[Session],
-    *,
-    security: WebSecurity | None = None,
-    review: ReviewService | None = None,
+    settings: CentralSettings, session_factory: sessionmaker[Session], *, clock: Clock = system_clock
 ) -> FastAPI:
-    """The app over `session_factory`. `security` defaults to the environment (see api/settings.py)
-    and refuses to start without a real secret in production mode."""
-    security = security or web_security_from_env()
-    secret = security.resolved_secret()
+    """The app over `session_factory`; refuses to start without a real secret in production mode.
+    `clock` is the workflow's time (tests move it)."""
+    web = settings.web
+    secret = web.resolved_secret()
     app = FastAPI(
         title="StreetWatch central",
         summary="Review queue and JSON API for street-order violation cases",
@@ -142,21 +166,22 @@ def build_app(
         lifespan=_lifespan,
     )
     app.state.settings = settings
-    app.state.security = security
     app.state.session_factory = session_factory
-    app.state.review = review or ReviewService(session_factory)
+    app.state.clock = clock
+    app.state.review = ReviewService(session_factory, clock=clock)
+    app.state.workflow = WorkflowService(session_factory, settings.workflow, clock=clock)
     app.state.templates = make_templates()
     app.state.nearby_zones = NearbyZones()
     app.state.login_limiter = LoginRateLimiter(
-        session_factory, max_failures=security.login_max_failures, window_s=security.login_window_s
+        session_factory, max_failures=web.login_max_failures, window_s=web.login_window_s
     )
     app.add_middleware(
         SessionMiddleware,
         secret_key=secret,
         session_cookie=SESSION_COOKIE,
-        max_age=security.session_max_age_s,
+        max_age=web.session_max_age_s,
         same_site="lax",
-        https_only=security.secure_cookies,
+        https_only=web.secure_cookies,
     )
 
     @app.middleware("http")
@@ -168,26 +193,14 @@ def build_app(
         response.headers["Server-Timing"] = f"app;dur={(time.perf_counter() - started) * 1000:.1f}"
         return response
 
-    @app.exception_handler(LoginRequired)
-    async def _login_required(request: Request, exc: LoginRequired) -> Response:
-        if "application/json" in request.headers.get("accept", ""):
-            return JSONResponse({"detail": "Not logged in"}, status_code=401)
-        login_url = app.url_path_for("login_page")
-        return RedirectResponse(f"{login_url}?{urlencode({'next': exc.next_path})}", status_code=303)
-
+    _add_error_handlers(app)
     _add_offline_docs(app)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
-        return _error_response(request, exc)
-
     app.include_router(api_router())
-    app.include_router(auth.pages)
+    app.include_router(login.router)
     app.include_router(evidence.router)
     app.include_router(pages.router)
     app.include_router(workflow_pages.router)
     app.include_router(open311.router)
-    app.state.open311_public = open311.public_from_env()
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    log.info("web app built (mode %s, secure cookies %s)", security.mode, security.secure_cookies)
+    log.info("web app built (mode %s, secure cookies %s)", web.mode, web.secure_cookies)
     return app
