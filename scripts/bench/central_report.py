@@ -146,22 +146,22 @@ def runs_table(results: Sequence[BackendResult]) -> str:
 
 def ab_table(results: Sequence[BackendResult], *, baseline: str) -> str:
     """This checkout against the baseline, medians over the rounds, as ratios (this / baseline)."""
-    metrics: list[tuple[str, Callable[[VariantRun], float]]] = [
-        ("ingest rate, full speed (/s)", lambda v: v.full.rate),
-        ("worker CPU per message (ms)", lambda v: v.full.cpu_ms_per_message),
-        ("publish→visible p50, paced (ms)", lambda v: percentile(v.paced.latencies_ms, 50)),
-        ("publish→visible p99, paced (ms)", lambda v: percentile(v.paced.latencies_ms, 99)),
+    metrics: list[tuple[str, int, Callable[[VariantRun], float]]] = [  # name, digits shown, metric
+        ("ingest rate, full speed (/s)", 0, lambda v: v.full.rate),
+        ("worker CPU per message (ms)", 3, lambda v: v.full.cpu_ms_per_message),
+        ("publish→visible p50, paced (ms)", 1, lambda v: percentile(v.paced.latencies_ms, 50)),
+        ("publish→visible p99, paced (ms)", 1, lambda v: percentile(v.paced.latencies_ms, 99)),
     ]
     rows = []
     for r in results:
-        for name, metric in metrics:
+        for name, digits, metric in metrics:
             mine = [metric(v) for v in r.of(CURRENT)]
             theirs = [metric(v) for v in r.of(baseline)]
             if not mine or not theirs:
                 continue
             ratio = statistics.median(mine) / statistics.median(theirs)
-            rows.append([r.backend, name, ", ".join(fmt(x, 1) for x in theirs), ", ".join(fmt(x, 1) for x in mine),
-                         fmt(ratio, 3)])
+            rows.append([r.backend, name, ", ".join(fmt(x, digits) for x in theirs),
+                         ", ".join(fmt(x, digits) for x in mine), fmt(ratio, 3)])
     return markdown_table(["backend", "metric", f"{baseline} (each round)", f"{CURRENT} (each round)",
                            "ratio of medians (this / baseline)"], rows)
 
