@@ -143,6 +143,12 @@ class CameraModelConfig(StrictModel):
         default=3.0, ge=0, le=45, description="1-sigma when pitch/roll are assumed level (GPS-only telemetry)"
     )
     height_sigma_m: float = Field(default=0.2, ge=0, le=100, description="height above ground 1-sigma")
+    gimbal_pitch_deg: float | None = Field(
+        default=None, ge=-90, le=30,
+        description="drones whose telemetry has a position but no camera attitude (most DJI sidecars): the "
+        "gimbal pitch flown, degrees from the horizon (-90 = straight down); the heading then comes from the "
+        "flight path and the accuracy uses assumed_attitude_sigma_deg",
+    )
 
     @model_validator(mode="after")
     def _one_lens(self) -> CameraModelConfig:
@@ -171,6 +177,8 @@ class TelemetryConfig(StrictModel):
         default=0.0, ge=-86_400, le=86_400, description="telemetry time = frame time + this"
     )
     clock_tz: str | None = Field(default=None, description="srt: IANA zone of the drone's local clock")
+    # klv: `path` may be a raw ST 0601 dump (.klv/.bin) or a media file with a KLV data stream; the
+    # first bytes tell which (edge/telemetry/files.py), so there is no format field to get wrong.
 
     @model_validator(mode="after")
     def _fields_for_source(self) -> TelemetryConfig:
@@ -312,6 +320,9 @@ def _verify_platform(camera: CameraConfig, where: str, model: CameraModelConfig,
     if camera.kind == "vehicle":
         if model.mount_height_m is None:
             raise ValueError(f"{where}: camera_model.mount_height_m is required (lens height above the road)")
+        if model.gimbal_pitch_deg is not None:
+            raise ValueError(f"{where}: camera_model.gimbal_pitch_deg is for drones; a vehicle camera's tilt is "
+                             "camera_model.pitch_deg")
         if telemetry.source in ("srt", "klv"):
             raise ValueError(f"{where}: telemetry.source {telemetry.source} is a drone format; use nmea_*, gpx or mqtt")
         return
