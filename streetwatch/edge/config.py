@@ -120,7 +120,7 @@ class ZoneConfig(StrictModel):
         return self.dwell_s if self.dwell_s is not None else DEFAULT_DWELL_S[violation]
 
 
-TelemetrySource = Literal["nmea_file", "nmea_tcp", "nmea_udp", "gpx", "srt", "klv", "mqtt"]
+TelemetrySource = Literal["nmea_file", "nmea_serial", "nmea_tcp", "nmea_udp", "gpx", "srt", "klv", "mqtt"]
 FILE_TELEMETRY: tuple[str, ...] = ("nmea_file", "gpx", "srt", "klv")
 
 
@@ -169,9 +169,14 @@ class TelemetryConfig(StrictModel):
     """Where a moving camera's poses come from (see edge/telemetry)."""
 
     source: TelemetrySource
-    path: Path | None = Field(default=None, description="file sources; default: the video's sidecar (replay)")
+    path: Path | None = Field(
+        default=None, description="file sources (default: the video's sidecar in a replay); nmea_serial: the device"
+    )
     host: str | None = Field(default=None, description="nmea_tcp: the GPS host; nmea_udp: address to bind")
     port: int | None = Field(default=None, ge=1, le=65535)
+    baud: int | None = Field(
+        default=None, ge=1200, le=921_600, description="nmea_serial: line speed set at open (default: as stty left it)"
+    )
     max_gap_s: float = Field(default=2.0, gt=0, le=60, description="frames further from a pose are not geo-matched")
     clock_offset_s: float = Field(
         default=0.0, ge=-86_400, le=86_400, description="telemetry time = frame time + this"
@@ -191,6 +196,10 @@ class TelemetryConfig(StrictModel):
                 raise ValueError(f"source {self.source} reads a socket: remove path")
         elif self.host is not None or self.port is not None:
             raise ValueError(f"source {self.source} takes no host/port")
+        if self.source == "nmea_serial" and self.path is None:
+            raise ValueError("source nmea_serial needs path: the receiver's device, e.g. /dev/ttyUSB0")
+        if self.baud is not None and self.source != "nmea_serial":
+            raise ValueError(f"baud applies to nmea_serial only, not {self.source}")
         if self.source == "mqtt" and self.path is not None:
             raise ValueError("source mqtt reads streetwatch/v1/telemetry/{edge_id}/{camera_id}: remove path")
         if self.clock_tz is not None and self.source != "srt":
@@ -328,7 +337,7 @@ def _verify_platform(camera: CameraConfig, where: str, model: CameraModelConfig,
         return
     if model.mount_height_m is not None:
         raise ValueError(f"{where}: mount_height_m is for vehicles; a drone's height comes from its telemetry")
-    if telemetry.source in ("nmea_file", "nmea_tcp", "nmea_udp", "gpx") and model.ground_alt_m is None:
+    if telemetry.source in ("nmea_file", "nmea_serial", "nmea_tcp", "nmea_udp", "gpx") and model.ground_alt_m is None:
         raise ValueError(f"{where}: telemetry.source {telemetry.source} has no height above ground; "
                          "set camera_model.ground_alt_m")
     if telemetry.source == "klv" and model.ground_alt_m is None:

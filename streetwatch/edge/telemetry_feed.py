@@ -3,9 +3,10 @@ thread per live source that feeds the camera's pose track while frames are analy
 
 File sources (nmea_file, gpx, srt, klv) are read whole by `read_camera_file` (edge/moving.py finds
 the file; `edge replay` also uses the result to line the video up). Live sources (camera
-`telemetry.source`): `nmea_tcp` (a receiver or relay serving NMEA over TCP), `nmea_udp`
-(datagrams to a bound port) and `mqtt` (`streetwatch.telemetry/1` on
-`streetwatch/v1/telemetry/{edge_id}/{camera_id}`, through the edge's broker, QoS 1).
+`telemetry.source`): `nmea_serial` (a receiver on /dev/ttyUSB0 and the like), `nmea_tcp` (a
+receiver or relay serving NMEA over TCP), `nmea_udp` (datagrams to a bound port) and `mqtt`
+(`streetwatch.telemetry/1` on `streetwatch/v1/telemetry/{edge_id}/{camera_id}`, through the edge's
+broker, QoS 1).
 
 A live feeder never dies silently: any error in its thread (a socket error, a bug, anything) is
 logged with the camera id and the feeder reconnects with back-off 1 s doubling to 30 s; bad
@@ -36,7 +37,7 @@ from streetwatch.edge.telemetry import (
     telemetry_topic,
 )
 from streetwatch.edge.telemetry.files import Format
-from streetwatch.edge.telemetry.nmea import NmeaEpochAssembler, UdpNmeaReader
+from streetwatch.edge.telemetry.nmea import NmeaEpochAssembler, UdpNmeaReader, read_nmea_device
 from streetwatch.edge.telemetry.pose import Pose
 from streetwatch.edge.zones import resolve_timezone
 from streetwatch.mqtt_common import connect_async, make_client, parse_broker_url
@@ -45,7 +46,7 @@ log = logging.getLogger(__name__)
 
 BACKOFF_MIN_S = 1.0
 BACKOFF_MAX_S = 30.0
-LIVE_SOURCES = ("nmea_tcp", "nmea_udp", "mqtt")
+LIVE_SOURCES = ("nmea_serial", "nmea_tcp", "nmea_udp", "mqtt")
 FILE_FORMATS: dict[str, Format] = {"nmea_file": "nmea", "gpx": "gpx", "srt": "srt", "klv": "klv"}
 
 
@@ -120,6 +121,8 @@ class LiveTelemetry:
                                    assembler=self.assembler)
             self.udp_port = reader.port
             session: Callable[[], int] = self._udp_session(reader)
+        elif self.telemetry.source == "nmea_serial":
+            session = self._serial_session
         else:
             session = self._tcp_session
         self._thread = threading.Thread(target=self._supervise, args=(session,), name=f"telemetry-{self.camera.id}",
@@ -163,7 +166,14 @@ class LiveTelemetry:
     def _where(self) -> str:
         if self.telemetry.source == "nmea_udp":
             return f"UDP port {self.udp_port}"
+        if self.telemetry.source == "nmea_serial":
+            return f"serial {self.telemetry.path}"
         return f"NMEA TCP {self.telemetry.host}:{self.telemetry.port}"
+
+    def _serial_session(self) -> int:
+        assert self.telemetry.path is not None
+        return self.track.extend(read_nmea_device(self.telemetry.path, assembler=self.assembler, stop=self._stop,
+                                                  baud=self.telemetry.baud))
 
     def _tcp_session(self) -> int:
         host, port = self.telemetry.host or "", self.telemetry.port or 0

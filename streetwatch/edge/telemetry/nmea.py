@@ -29,8 +29,11 @@ import errno
 import logging
 import os
 import re
+import select
 import socket
+import termios
 import threading
+import tty
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
@@ -380,24 +383,37 @@ def parse_nmea_lines(
 def read_nmea_file(
     path: str | Path, *, source: str | None = None, stats: ParseStats | None = None
 ) -> Iterator[Pose]:
-    """Poses from an NMEA log file, or a serial device read as a file (e.g. /dev/ttyUSB0).
+    """Poses from an NMEA log file (a live serial device is `read_nmea_device`).
 
-    For a serial device, set the line speed first (`stty -F /dev/ttyUSB0 4800 raw`): reading it
-    as a file then needs no extra dependency. Lines are read at most MAX_LINE_BYTES at a time, so a
-    stream without line ends cannot fill the memory; a tty whose other end hung up ends the input.
+    Lines are read at most MAX_LINE_BYTES at a time, so a file without line ends cannot fill the memory.
     """
     with open(path, "rb") as handle:
         yield from parse_nmea_lines(_bounded_lines(handle), source=source or str(path), stats=stats)
 
 
 def _bounded_lines(handle: BinaryIO) -> Iterator[bytes]:
-    try:
-        while line := handle.readline(MAX_LINE_BYTES):
-            yield line
-    except OSError as exc:
-        if exc.errno == errno.EIO and os.isatty(handle.fileno()):
-            return  # the serial line (or pty) hung up: end of input, not an error
-        raise
+    while line := handle.readline(MAX_LINE_BYTES):
+        yield line
+
+
+class _LineSplitter:
+    """Cuts a byte stream (TCP, serial) into lines; a run longer than MAX_LINE_BYTES is dropped, counted."""
+
+    def __init__(self, stats: ParseStats) -> None:
+        self.stats = stats
+        self._buffer = b""
+
+    def lines(self, chunk: bytes) -> list[bytes]:
+        lines = (self._buffer + chunk).split(b"\n")
+        self._buffer = lines.pop()
+        if len(self._buffer) > MAX_LINE_BYTES:
+            self.stats.fail("malformed", f"{len(self._buffer)} bytes without a line end, dropped")
+            self._buffer = b""
+        return lines
+
+    def rest(self) -> list[bytes]:
+        rest, self._buffer = self._buffer, b""
+        return [rest] if rest else []
 
 
 def read_nmea_tcp(
@@ -412,9 +428,9 @@ def read_nmea_tcp(
     same `assembler` across reconnects to keep the date and the counters.
     """
     assembler = assembler or NmeaEpochAssembler(source=source or f"tcp://{host}:{port}", stats=stats)
+    splitter = _LineSplitter(assembler.stats)
     with socket.create_connection((host, port), timeout=connect_timeout_s) as sock:
         sock.settimeout(IDLE_FLUSH_S)
-        buffer = b""
         while stop is None or not stop.is_set():
             try:
                 chunk = sock.recv(4096)
@@ -423,16 +439,52 @@ def read_nmea_tcp(
                 continue
             if not chunk:
                 break
-            lines = (buffer + chunk).split(b"\n")
-            buffer = lines.pop()
-            if len(buffer) > MAX_LINE_BYTES:
-                assembler.stats.fail("malformed", f"{len(buffer)} bytes without a line end, dropped")
-                buffer = b""
-            for line in lines:
+            for line in splitter.lines(chunk):
                 yield from assembler.feed(line)
-        if buffer:
-            yield from assembler.feed(buffer)
+        for line in splitter.rest():
+            yield from assembler.feed(line)
     yield from assembler.flush()
+
+
+def read_nmea_device(
+    path: str | Path, *, assembler: NmeaEpochAssembler, stop: threading.Event | None = None, baud: int | None = None,
+) -> Iterator[Pose]:
+    """Poses from a serial receiver (/dev/ttyUSB0, /dev/ttyACM0) until it hangs up or `stop`.
+
+    With `baud`, the line is set raw at that speed (termios); otherwise as `stty` left it. The read
+    waits at most IDLE_FLUSH_S at a time, so a live pose is not held back and `stop` is seen.
+    OSError (unplugged, no such device) propagates: the caller's watchdog opens it again.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NOCTTY | os.O_NONBLOCK)
+    splitter = _LineSplitter(assembler.stats)
+    try:
+        if baud is not None:
+            _set_line(fd, baud)
+        while stop is None or not stop.is_set():
+            ready, _, _ = select.select([fd], [], [], IDLE_FLUSH_S)
+            if not ready:
+                yield from assembler.flush()
+                continue
+            chunk = os.read(fd, 4096)
+            if not chunk:
+                break  # the other end hung up
+            for line in splitter.lines(chunk):
+                yield from assembler.feed(line)
+    finally:
+        os.close(fd)
+    for line in splitter.rest():
+        yield from assembler.feed(line)
+    yield from assembler.flush()
+
+
+def _set_line(fd: int, baud: int) -> None:
+    speed = getattr(termios, f"B{baud}", None)
+    if speed is None:
+        raise OSError(errno.EINVAL, f"unsupported serial speed {baud} baud")
+    tty.setraw(fd, termios.TCSANOW)  # not TCSAFLUSH: what the receiver already sent is kept
+    attrs = termios.tcgetattr(fd)
+    attrs[4] = attrs[5] = speed  # input and output speed
+    termios.tcsetattr(fd, termios.TCSANOW, attrs)
 
 
 class UdpNmeaReader:
