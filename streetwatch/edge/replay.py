@@ -27,7 +27,6 @@ from streetwatch.edge.pipeline import build_analyzers
 from streetwatch.edge.sources import VideoFacts, iter_sampled_frames, open_container, video_facts
 from streetwatch.edge.telemetry import TelemetryError, TelemetryFile
 from streetwatch.edge.telemetry.clock import replay_start
-from streetwatch.edge.telemetry.summary import no_poses_line
 from streetwatch.edge.telemetry_feed import read_camera_file
 from streetwatch.edge.types import Frame
 
@@ -127,9 +126,6 @@ def _telemetry_for(video: Path, *, camera: CameraConfig, clip_start: datetime | 
     if camera.telemetry is None or camera.telemetry.source not in FILE_TELEMETRY:
         return None
     try:
-        result = read_camera_file(camera, telemetry_file(camera, camera.telemetry, video=video), clip_start=clip_start)
+        return read_camera_file(camera, telemetry_file(camera, camera.telemetry, video=video), clip_start=clip_start)
     except (TelemetryError, TelemetryFileError) as exc:
         raise ReplayError(str(exc)) from None
-    if not result.poses:
-        raise ReplayError(no_poses_line(result, clip_start=clip_start))
-    return result

@@ -30,6 +30,7 @@ from streetwatch.edge.config import CameraConfig, EdgeConfig
 from streetwatch.edge.telemetry import (
     PoseMatch,
     PoseTrack,
+    TelemetryError,
     TelemetryFile,
     TelemetryHandler,
     read_nmea_tcp,
@@ -39,6 +40,7 @@ from streetwatch.edge.telemetry import (
 from streetwatch.edge.telemetry.files import Format
 from streetwatch.edge.telemetry.nmea import NmeaEpochAssembler, UdpNmeaReader, read_nmea_device
 from streetwatch.edge.telemetry.pose import Pose
+from streetwatch.edge.telemetry.summary import no_poses_reason
 from streetwatch.edge.zones import resolve_timezone
 from streetwatch.mqtt_common import connect_async, make_client, parse_broker_url
 
@@ -52,15 +54,22 @@ FILE_FORMATS: dict[str, Format] = {"nmea_file": "nmea", "gpx": "gpx", "srt": "sr
 
 def read_camera_file(camera: CameraConfig, path: Path, *, clip_start: datetime | None = None) -> TelemetryFile:
     """The camera's telemetry file read as its config says: format, drone clock zone, and for drones
-    the flight-path heading and configured gimbal pitch where the file has no attitude."""
+    the flight-path heading and configured gimbal pitch where the file has no attitude.
+
+    TelemetryError (one line naming the file) if it cannot be read or gives no pose at all: a camera
+    whose every frame would go un-geo-matched is stopped at start, not left to run blind.
+    """
     telemetry, model = camera.telemetry, camera.camera_model
     assert telemetry is not None and telemetry.source in FILE_FORMATS, f"camera {camera.id}: not a file source"
-    return read_telemetry(
+    result = read_telemetry(
         path, fmt=FILE_FORMATS[telemetry.source], clock_tz=resolve_timezone(telemetry.clock_tz or "UTC",
                                                                             camera_id=camera.id),
         clip_start=clip_start, source=f"{camera.id}:{path.name}",
         gimbal_pitch_deg=model.gimbal_pitch_deg if model is not None else None, flight_path=camera.kind == "drone",
     )
+    if not result.poses:
+        raise TelemetryError(path, f"camera {camera.id!r}: {no_poses_reason(result, clip_start=clip_start)}")
+    return result
 
 
 class SharedPoseTrack:

@@ -155,4 +155,4 @@ def test_an_empty_sidecar_is_one_line_naming_it(tmp_path: Path, market_flight: P
                      "--out", str(tmp_path / "d.jsonl"), "--no-progress"])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1
-    assert f"{tmp_path / 'DJI_0100.SRT'}: no poses: the file is empty" in err
+    assert f"{tmp_path / 'DJI_0100.SRT'}: camera 'drone-1': no poses: the file is empty" in err

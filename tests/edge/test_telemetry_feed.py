@@ -236,3 +236,32 @@ def test_serial_receiver_feeds_the_track_and_a_hang_up_is_survived() -> None:
 def test_serial_source_needs_a_device_path() -> None:
     with pytest.raises(ValueError, match="nmea_serial needs path"):
         config({"source": "nmea_serial"})
+
+
+def test_an_error_handling_an_mqtt_message_does_not_end_the_feed(mqtt_broker: BrokerEndpoint) -> None:
+    """paho ends its network loop on an exception in a callback: the feeder must catch it."""
+    cfg = config({"source": "mqtt"}, broker_url=mqtt_broker.url, protocol=mqtt_broker.protocol)
+    track = FlakyTrack()
+    feed = LiveTelemetry(cfg, cfg.cameras[0], track)
+    feed.start()
+    version = mqtt.MQTTv5 if mqtt_broker.protocol == "5" else mqtt.MQTTv311
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=version)
+    client.connect(mqtt_broker.host, mqtt_broker.port)
+    client.loop_start()
+    sent = 0
+    try:
+        def publish_until(count: int) -> bool:
+            nonlocal sent
+            message = TelemetryMessage.model_validate({
+                "schema": "streetwatch.telemetry/1", "edge_id": "box-1", "camera_id": "patrol-1",
+                "t": (DAY + timedelta(seconds=sent)).isoformat(), "lat": 31.3, "lon": 120.58})
+            client.publish(telemetry_topic("box-1", "patrol-1"), message.to_json(), qos=1).wait_for_publish(5)
+            sent += 1
+            return wait_for(lambda: len(track) >= count, timeout_s=0.5)
+
+        assert wait_for(lambda: publish_until(4), timeout_s=20.0)  # the third append raised on the way
+        assert feed.errors == 1 and track.appends >= 5
+    finally:
+        client.loop_stop()
+        client.disconnect()
+        feed.stop()

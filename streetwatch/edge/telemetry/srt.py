@@ -185,8 +185,8 @@ def _parse_block(block: str, *, dialect: SrtDialect, clock_tz: tzinfo, clip_star
                  stats: ParseStats) -> _Candidate | None:
     lines = block.strip().splitlines()
     head = lines[0].strip()
-    where = f"block {head[:20]!r}" if not head.isdigit() else f"block {head}"
-    if len(lines) < 3 or not head.isdigit():
+    where = f"block {head}" if head.isascii() and head.isdigit() else f"block {head[:20]!r}"
+    if len(lines) < 3 or not (head.isascii() and head.isdigit()):
         stats.fail("malformed", f"{where}: expected an index line, a time range and fields")
         return None
     span = _TIME_RANGE.search(lines[1])

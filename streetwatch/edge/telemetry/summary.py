@@ -133,13 +133,17 @@ REASONS = ("no_time", "no_fix", "implausible", "invalid", "checksum", "truncated
 
 
 def no_poses_line(result: TelemetryFile, *, clip_start: datetime | None = None) -> str:
-    """Why a telemetry file gave no pose, in one line, with what to do where there is something to do."""
+    """Why a telemetry file gave no pose, in one line naming it, with what to do where there is something to do."""
+    return f"{result.path}: {no_poses_reason(result, clip_start=clip_start)}"
+
+
+def no_poses_reason(result: TelemetryFile, *, clip_start: datetime | None = None) -> str:
     counts = {k: v for k, v in result.stats.skipped().items() if k != "gap"}
     if not counts:
         empty = result.path.is_file() and result.path.stat().st_size == 0
-        return f"{result.path}: no poses: " + ("the file is empty" if empty else f"no {result.format} records in it")
+        return "no poses: " + ("the file is empty" if empty else f"no {result.format} records in it")
     kind = next((k for k in REASONS if k in counts), next(iter(counts)))
     hint = ""
     if kind == "no_time" and result.format == "srt" and clip_start is None:
-        hint = "; this SRT has no wall clock: pass --start-time with the UTC time of the video's first frame"
-    return f"{result.path}: no poses: {counts[kind]} {kind} (first: {result.stats.examples.get(kind, '?')}){hint}"
+        hint = "; this SRT has no wall clock: the UTC time of the video's first frame is needed (--start-time)"
+    return f"no poses: {counts[kind]} {kind} (first: {result.stats.examples.get(kind, '?')}){hint}"
