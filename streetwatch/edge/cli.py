@@ -150,14 +150,15 @@ def _calibrate(args: argparse.Namespace, config: EdgeConfig) -> int:
 
 
 def _telemetry(args: argparse.Namespace) -> int:
-    from streetwatch.edge.telemetry import TelemetryError, read_telemetry
+    from streetwatch.edge.telemetry import ReadOptions, TelemetryError, read_telemetry
     from streetwatch.edge.telemetry.summary import no_poses_line, pose_record, summary_lines
     from streetwatch.edge.zones import resolve_timezone
 
     try:
-        clock_tz = resolve_timezone(args.clock_tz, camera_id="--clock-tz")
-        result = read_telemetry(args.file, fmt=args.format, clock_tz=clock_tz, clip_start=args.start_time,
-                                gimbal_pitch_deg=args.gimbal_pitch, flight_path=args.gimbal_pitch is not None)
+        options = ReadOptions(clock_tz=resolve_timezone(args.clock_tz, camera_id="--clock-tz"),
+                              clip_start=args.start_time, flight_path=args.gimbal_pitch is not None,
+                              gimbal_pitch_deg=args.gimbal_pitch)
+        result = read_telemetry(args.file, fmt=args.format, options=options)
     except (TelemetryError, ValueError) as exc:
         print(f"edge telemetry: {exc}", file=sys.stderr)
         return 2

@@ -26,7 +26,7 @@ from streetwatch.edge.moving import TelemetryFileError, telemetry_file
 from streetwatch.edge.pipeline import build_analyzers
 from streetwatch.edge.sources import VideoFacts, iter_sampled_frames, open_container, video_facts
 from streetwatch.edge.telemetry import TelemetryError, TelemetryFile
-from streetwatch.edge.telemetry.clock import replay_start
+from streetwatch.edge.telemetry.clock import VideoTimes, replay_start
 from streetwatch.edge.telemetry_feed import read_camera_file
 from streetwatch.edge.types import Frame
 
@@ -110,8 +110,8 @@ def replay_start_time(video: Path, *, camera: CameraConfig, given: datetime | No
     """The UTC time of the video's first frame for this camera's replay (ReplayError if unknowable)."""
     telemetry = _telemetry_for(video, camera=camera, clip_start=given or facts.created)
     max_gap_s = camera.telemetry.max_gap_s if camera.telemetry is not None else 0.0
-    clock = replay_start(video=video.name, telemetry=telemetry, given=given, created=facts.created,
-                         duration_s=facts.duration_s, max_gap_s=max_gap_s)
+    clock = replay_start(VideoTimes(video.name, facts.created, facts.duration_s), telemetry=telemetry, given=given,
+                         max_gap_s=max_gap_s)
     if clock.problem is not None:
         raise ReplayError(f"cannot line up the video with its telemetry: {clock.problem}")
     if clock.start is None:

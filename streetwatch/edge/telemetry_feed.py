@@ -37,7 +37,7 @@ from streetwatch.edge.telemetry import (
     read_telemetry,
     telemetry_topic,
 )
-from streetwatch.edge.telemetry.files import Format
+from streetwatch.edge.telemetry.files import Format, ReadOptions
 from streetwatch.edge.telemetry.nmea import NmeaEpochAssembler, UdpNmeaReader, read_nmea_device
 from streetwatch.edge.telemetry.pose import Pose
 from streetwatch.edge.telemetry.summary import no_poses_reason
@@ -61,12 +61,12 @@ def read_camera_file(camera: CameraConfig, path: Path, *, clip_start: datetime |
     """
     telemetry, model = camera.telemetry, camera.camera_model
     assert telemetry is not None and telemetry.source in FILE_FORMATS, f"camera {camera.id}: not a file source"
-    result = read_telemetry(
-        path, fmt=FILE_FORMATS[telemetry.source], clock_tz=resolve_timezone(telemetry.clock_tz or "UTC",
-                                                                            camera_id=camera.id),
-        clip_start=clip_start, source=f"{camera.id}:{path.name}",
-        gimbal_pitch_deg=model.gimbal_pitch_deg if model is not None else None, flight_path=camera.kind == "drone",
+    options = ReadOptions(
+        clock_tz=resolve_timezone(telemetry.clock_tz or "UTC", camera_id=camera.id), clip_start=clip_start,
+        flight_path=camera.kind == "drone", gimbal_pitch_deg=model.gimbal_pitch_deg if model is not None else None,
     )
+    result = read_telemetry(path, fmt=FILE_FORMATS[telemetry.source], source=f"{camera.id}:{path.name}",
+                            options=options)
     if not result.poses:
         raise TelemetryError(path, f"camera {camera.id!r}: {no_poses_reason(result, clip_start=clip_start)}")
     return result

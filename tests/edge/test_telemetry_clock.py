@@ -10,7 +10,7 @@ import pytest
 
 from streetwatch.edge.sources import creation_time
 from streetwatch.edge.telemetry import ParseStats, Pose, TelemetryFile
-from streetwatch.edge.telemetry.clock import replay_start
+from streetwatch.edge.telemetry.clock import VideoTimes, replay_start
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 
@@ -27,10 +27,11 @@ def track(seconds: int = 60, *, offsets: list[float | None] | None = None, fmt: 
                          tuple(offsets or ()), timed)
 
 
-def start(**kwargs: object) -> tuple[datetime | None, str | None]:
-    defaults: dict[str, object] = {"video": "DJI_0001.MP4", "telemetry": track(), "given": None, "created": None,
-                                   "duration_s": 30.0, "max_gap_s": 2.0}
-    clock = replay_start(**{**defaults, **kwargs})  # type: ignore[arg-type]
+def start(*, created: datetime | None = None, telemetry: TelemetryFile | None | str = "default",
+          given: datetime | None = None) -> tuple[datetime | None, str | None]:
+    chosen = track() if telemetry == "default" else telemetry
+    clock = replay_start(VideoTimes("DJI_0001.MP4", created, 30.0), telemetry=chosen,  # type: ignore[arg-type]
+                         given=given, max_gap_s=2.0)
     return clock.start, clock.problem
 
 

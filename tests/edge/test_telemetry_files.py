@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from streetwatch.edge import cli
-from streetwatch.edge.telemetry import read_telemetry
+from streetwatch.edge.telemetry import ReadOptions, read_telemetry
 
 REPO = Path(__file__).resolve().parents[2]
 TELEMETRY = Path(os.environ.get("STREETWATCH_ASSETS_DIR") or REPO.parent / "shared" / "assets") / "telemetry"
@@ -213,6 +213,6 @@ def test_each_srt_gives_a_pose_per_positioned_block_once_the_clip_start_is_known
     pairs = [re.search(rf"(?:latitude\s*:|GPS\s*\()\s*{NUM}.*?(?:itude\s*:|,)\s*{NUM}", block, re.DOTALL)
              for block in srt_blocks(path)]
     positioned = sum(1 for pair in pairs if pair and (float(pair.group(1)), float(pair.group(2))) != (0.0, 0.0))
-    result = read_telemetry(path, clip_start=start)
+    result = read_telemetry(path, options=ReadOptions(clip_start=start))
     assert len(result.poses) == positioned
     assert cli.main(["telemetry", str(path), "--start-time", start.isoformat()]) == (0 if positioned else 2)

@@ -9,7 +9,7 @@ imports OpenCV or onnxruntime.
 """
 
 from streetwatch.edge.telemetry.align import PoseMatch, PoseTrack, interpolate, lerp_angle
-from streetwatch.edge.telemetry.files import FORMATS, TelemetryFile, detect_format, read_telemetry
+from streetwatch.edge.telemetry.files import FORMATS, ReadOptions, TelemetryFile, detect_format, read_telemetry
 from streetwatch.edge.telemetry.flight_path import bearing_deg, distance_m, with_flight_path_attitude
 from streetwatch.edge.telemetry.gpx import parse_gpx, read_gpx
 from streetwatch.edge.telemetry.klv import (
@@ -42,7 +42,8 @@ from streetwatch.edge.telemetry.srt import DIALECTS, SrtDialect, SrtRecord, dete
 
 __all__ = [
     "DIALECTS", "FORMATS", "TELEMETRY_SCHEMA", "Gimbal", "KlvError", "KlvStreamDecoder", "NmeaEpochAssembler",
-    "ParseStats", "Pose", "PoseMatch", "PoseTrack", "SrtDialect", "SrtRecord", "TelemetryError", "TelemetryFile",
+    "ParseStats", "Pose", "PoseMatch", "PoseTrack", "ReadOptions", "SrtDialect", "SrtRecord", "TelemetryError",
+    "TelemetryFile",
     "TelemetryHandler", "TelemetryMessage", "TelemetryRejected", "UasLocalSet", "UdpNmeaReader", "bearing_deg",
     "decode_uas_local_set", "detect_dialect", "detect_format", "distance_m", "interpolate", "lerp_angle",
     "parse_gpx", "parse_klv_bytes", "parse_nmea_lines", "parse_srt", "parse_telemetry", "read_gpx",

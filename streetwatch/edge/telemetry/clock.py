@@ -34,26 +34,32 @@ class ClipClock:
     problem: str | None = None
 
 
-def replay_start(
-    *, video: str, telemetry: TelemetryFile | None, given: datetime | None, created: datetime | None,
-    duration_s: float | None, max_gap_s: float,
-) -> ClipClock:
+@dataclass(frozen=True)
+class VideoTimes:
+    """What the video says about its own time: its file name, creation time (UTC) and length."""
+
+    name: str
+    created: datetime | None
+    duration_s: float | None
+
+
+def replay_start(video: VideoTimes, *, telemetry: TelemetryFile | None, given: datetime | None,
+                 max_gap_s: float) -> ClipClock:
     """Decide the replay's start (see the module docstring)."""
     if given is not None:
-        return _checked(ClipClock(given, "--start-time"), video=video, telemetry=telemetry, duration_s=duration_s,
-                        max_gap_s=max_gap_s, fix="pass a --start-time inside the telemetry's span")
+        return _checked(ClipClock(given, "--start-time"), video, telemetry=telemetry, max_gap_s=max_gap_s,
+                        fix="pass a --start-time inside the telemetry's span")
     if telemetry is not None and telemetry.self_timed:
         return ClipClock(_own_start(telemetry), f"{telemetry.path.name}'s own clock ({telemetry.dialect})")
-    if created is not None:
-        return _checked(ClipClock(created, "the video's creation time (container metadata)"), video=video,
-                        telemetry=telemetry, duration_s=duration_s, max_gap_s=max_gap_s,
+    if video.created is not None:
+        return _checked(ClipClock(video.created, "the video's creation time (container metadata)"), video,
+                        telemetry=telemetry, max_gap_s=max_gap_s,
                         fix="pass --start-time with the UTC time of the video's first frame")
     if telemetry is None:
         return ClipClock(None, "no telemetry to line up with")
-    span = _span(telemetry)
-    return ClipClock(None, "", f"{video} has no creation time in its metadata and {telemetry.path.name} has no "
-                               f"clock that places the video; pass --start-time with the UTC time of the first "
-                               f"frame{span}")
+    return ClipClock(None, "", f"{video.name} has no creation time in its metadata and {telemetry.path.name} has "
+                               f"no clock that places the video; pass --start-time with the UTC time of the first "
+                               f"frame{_span(telemetry)}")
 
 
 def _own_start(telemetry: TelemetryFile) -> datetime:
@@ -69,21 +75,21 @@ def _span(telemetry: TelemetryFile) -> str:
     return f" (the telemetry covers {iso(min(times))} .. {iso(max(times))})"
 
 
-def _checked(clock: ClipClock, *, video: str, telemetry: TelemetryFile | None, duration_s: float | None,
-             max_gap_s: float, fix: str) -> ClipClock:
+def _checked(clock: ClipClock, video: VideoTimes, *, telemetry: TelemetryFile | None, max_gap_s: float,
+             fix: str) -> ClipClock:
     """The clock, or a problem if the video would lie wholly outside the telemetry."""
     if clock.start is None or telemetry is None or not telemetry.poses:
         return clock
     times = [p.t for p in telemetry.poses]
     first, last = min(times), max(times)
-    end = clock.start + timedelta(seconds=duration_s or 0.0)
+    end = clock.start + timedelta(seconds=video.duration_s or 0.0)
     slack = timedelta(seconds=max_gap_s)
     if end >= first - slack and clock.start <= last + slack:
         return clock
     side = "after" if clock.start > last else "before"
     gap = (clock.start - last) if side == "after" else (first - end)
     return ClipClock(None, clock.how, (
-        f"{clock.how} puts {video} ({iso(clock.start)} .. {iso(end)}) {_duration(gap)} {side} "
+        f"{clock.how} puts {video.name} ({iso(clock.start)} .. {iso(end)}) {_duration(gap)} {side} "
         f"{telemetry.path.name} ({iso(first)} .. {iso(last)}); {fix}, e.g. --start-time {iso(first)}"))
 
 
@@ -94,4 +100,3 @@ def _duration(delta: timedelta) -> str:
     if seconds >= 3600:
         return f"{seconds / 3600:.1f} h"
     return f"{seconds:.0f} s"
-

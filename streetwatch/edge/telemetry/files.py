@@ -85,49 +85,56 @@ def _head(path: Path) -> bytes:
         raise TelemetryError(path, f"cannot be read ({exc.strerror})") from None
 
 
-def read_telemetry(
-    path: str | Path, *, fmt: Format | Literal["auto"] = "auto", clock_tz: tzinfo = UTC,
-    clip_start: datetime | None = None, source: str | None = None, gimbal_pitch_deg: float | None = None,
-    flight_path: bool = False,
-) -> TelemetryFile:
-    """Read a telemetry file as the edge does (see the module docstring).
+@dataclass(frozen=True)
+class ReadOptions:
+    """How a file is read beyond its format.
 
     clock_tz: the zone of a DJI drone's wall clock; clip_start: the video's first frame, for SRT
     blocks without a wall clock. flight_path=True (drones): poses without attitude get a heading
     from the flight path and, with gimbal_pitch_deg, a gimbal (see telemetry/flight_path.py).
     """
+
+    clock_tz: tzinfo = UTC
+    clip_start: datetime | None = None
+    flight_path: bool = False
+    gimbal_pitch_deg: float | None = None
+
+
+def read_telemetry(path: str | Path, *, fmt: Format | Literal["auto"] = "auto", source: str | None = None,
+                   options: ReadOptions = ReadOptions()) -> TelemetryFile:
+    """Read a telemetry file as the edge does (see the module docstring); `source` names its poses."""
     path = Path(path)
     chosen: Format = detect_format(path) if fmt == "auto" else fmt
     _head(path)  # a missing or unreadable file is one clear error whatever the format
     stats = ParseStats(source or str(path))
-    result = _READERS[chosen](path, stats=stats, clock_tz=clock_tz, clip_start=clip_start)
-    if flight_path:
-        poses = with_flight_path_attitude(result.poses, gimbal_pitch_deg=gimbal_pitch_deg)
+    result = _READERS[chosen](path, stats=stats, options=options)
+    if options.flight_path:
+        poses = with_flight_path_attitude(result.poses, gimbal_pitch_deg=options.gimbal_pitch_deg)
         result = TelemetryFile(path, result.format, result.dialect, tuple(poses), stats, result.offsets_s,
                                result.self_timed)
     return result
 
 
-def _read_nmea(path: Path, *, stats: ParseStats, clock_tz: tzinfo, clip_start: datetime | None) -> TelemetryFile:
+def _read_nmea(path: Path, *, stats: ParseStats, options: ReadOptions) -> TelemetryFile:
     poses = _sorted(list(read_nmea_file(path, source=stats.source, stats=stats)))
     return TelemetryFile(path, "nmea", "NMEA 0183", tuple(poses), stats)
 
 
-def _read_gpx(path: Path, *, stats: ParseStats, clock_tz: tzinfo, clip_start: datetime | None) -> TelemetryFile:
+def _read_gpx(path: Path, *, stats: ParseStats, options: ReadOptions) -> TelemetryFile:
     return TelemetryFile(path, "gpx", "GPX", tuple(read_gpx(path, source=stats.source, stats=stats)), stats)
 
 
-def _read_srt(path: Path, *, stats: ParseStats, clock_tz: tzinfo, clip_start: datetime | None) -> TelemetryFile:
+def _read_srt(path: Path, *, stats: ParseStats, options: ReadOptions) -> TelemetryFile:
     text = read_srt_text(path)
     dialect = detect_dialect(text)
-    records = parse_srt(text, clock_tz=clock_tz, clip_start=clip_start, source=stats.source, stats=stats,
-                        dialect=dialect)
+    records = parse_srt(text, clock_tz=options.clock_tz, clip_start=options.clip_start, source=stats.source,
+                        stats=stats, dialect=dialect)
     name = f"DJI SRT {dialect.name} ({dialect.models})" + (f"; {dialect.note}" if dialect.note else "")
     return TelemetryFile(path, "srt", name, tuple(r.pose for r in records), stats,
                          tuple(r.start_s for r in records), bool(records) and all(r.wall_clock for r in records))
 
 
-def _read_klv(path: Path, *, stats: ParseStats, clock_tz: tzinfo, clip_start: datetime | None) -> TelemetryFile:
+def _read_klv(path: Path, *, stats: ParseStats, options: ReadOptions) -> TelemetryFile:
     if is_raw_klv(_head(path)):
         return TelemetryFile(path, "klv", "MISB ST 0601 raw KLV", tuple(read_klv_file(path, source=stats.source,
                                                                                        stats=stats)), stats)

@@ -11,7 +11,7 @@ UTF-16, ISO-8859-1, windows-1252, and multi-byte ones such as GBK/GB18030 throug
 Poses come from track points (`trkpt`) and timed route points (`rtept`); waypoints are places,
 not a path, and are counted (`waypoint`). GPX 1.0 `<speed>`/`<course>` and Garmin
 TrackPointExtension `speed`/`course` are read. Heading is the course to the next point when the
-vehicle moved at least `min_move_m` (else the last heading): for a car driving forward this is
+vehicle moved at least `MIN_MOVE_M` (else the last heading): for a car driving forward this is
 the vehicle heading. Times without a zone are UTC (the GPX schema says so).
 """
 
@@ -31,6 +31,7 @@ from streetwatch.edge.telemetry.pose import ParseStats, Pose, TelemetryError
 log = logging.getLogger(__name__)
 
 FIX_VALUES = ("none", "2d", "3d", "dgps", "pps")
+MIN_MOVE_M = 1.0  # closer points give no course: GPS jitter, not motion
 POINTS = ("trkpt", "rtept")
 FLOAT_FIELDS = ("ele", "hdop", "vdop", "pdop", "speed", "course", "geoidheight", "magvar")
 _DECLARED = re.compile(rb"""^\s*<\?xml[^>]*encoding\s*=\s*["']([A-Za-z0-9._-]+)["']""")
@@ -87,16 +88,14 @@ class _Reader:
         self._text = []
 
 
-def read_gpx(path: str | Path, *, source: str | None = None, stats: ParseStats | None = None,
-             min_move_m: float = 1.0) -> list[Pose]:
+def read_gpx(path: str | Path, *, source: str | None = None, stats: ParseStats | None = None) -> list[Pose]:
     """Poses from a GPX file; TelemetryError naming the file, line and column when it is not GPX."""
     data = Path(path).read_bytes()
-    return parse_gpx(data, source=source or str(path), stats=stats, min_move_m=min_move_m, path=path)
+    return parse_gpx(data, source=source or str(path), stats=stats, path=path)
 
 
 def parse_gpx(
-    data: str | bytes, *, source: str, stats: ParseStats | None = None, min_move_m: float = 1.0,
-    path: str | Path | None = None,
+    data: str | bytes, *, source: str, stats: ParseStats | None = None, path: str | Path | None = None,
 ) -> list[Pose]:
     """Poses from GPX text or bytes (see the module docstring)."""
     stats = stats or ParseStats(source)
@@ -107,7 +106,7 @@ def parse_gpx(
         raise TelemetryError(name, f"root element <{reader.root}>, expected <gpx>", where="line 1")
     poses: list[Pose] = []
     for segment in reader.segments:
-        poses.extend(_segment_poses(segment, source=source, stats=stats, min_move_m=min_move_m))
+        poses.extend(_segment_poses(segment, source=source, stats=stats))
     poses.sort(key=lambda p: p.t)
     return poses
 
@@ -156,14 +155,14 @@ def _refuse_entities(name: str, *_: object) -> None:
     raise _EntityRefused(f"entity declaration {name!r} refused (a GPX file needs none)")
 
 
-def _segment_poses(points: list[_Point], *, source: str, stats: ParseStats, min_move_m: float) -> list[Pose]:
+def _segment_poses(points: list[_Point], *, source: str, stats: ParseStats) -> list[Pose]:
     usable = [p for p in (_usable(point, stats=stats) for point in points) if p is not None]
     out: list[Pose] = []
     heading: float | None = None
     for i, pose in enumerate(usable):
         nxt = usable[i + 1] if i + 1 < len(usable) else None
         prev = out[-1] if out else None
-        course = _course(pose, nxt, min_move_m) if nxt is not None else None
+        course = _course(pose, nxt) if nxt is not None else None
         heading = course if course is not None else heading  # standing still: keep the last heading
         speed = pose.speed_mps if pose.speed_mps is not None else _speed(prev, pose)
         stats.check_gap(prev.t if prev else None, pose.t)
@@ -242,8 +241,8 @@ def _time(text: str) -> datetime | None:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def _course(a: Pose, b: Pose, min_move_m: float) -> float | None:
-    if distance_m(a.lat, a.lon, b.lat, b.lon) < min_move_m:
+def _course(a: Pose, b: Pose) -> float | None:
+    if distance_m(a.lat, a.lon, b.lat, b.lon) < MIN_MOVE_M:
         return None
     return bearing_deg(a.lat, a.lon, b.lat, b.lon)
 

@@ -105,6 +105,17 @@ class SrtRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class _Reading:
+    """What every block of one file is read with."""
+
+    dialect: SrtDialect
+    clock_tz: tzinfo
+    clip_start: datetime | None
+    source: str
+    stats: ParseStats
+
+
+@dataclass(frozen=True, slots=True)
 class _Candidate:
     record: SrtRecord
     home: tuple[float, float] | None
@@ -166,12 +177,11 @@ def parse_srt(text: str, *, clock_tz: tzinfo, clip_start: datetime | None = None
               stats: ParseStats | None = None, dialect: SrtDialect | None = None) -> list[SrtRecord]:
     """Records from SRT text; corrupt and implausible blocks are counted in `stats` and skipped."""
     stats = stats or ParseStats(source)
-    dialect = dialect or detect_dialect(text)
+    reading = _Reading(dialect or detect_dialect(text), clock_tz, clip_start, source, stats)
     candidates = []
     for block in re.split(r"\r?\n[ \t]*\r?\n", text.strip()):
         if block.strip():
-            found = _parse_block(block, dialect=dialect, clock_tz=clock_tz, clip_start=clip_start, source=source,
-                                 stats=stats)
+            found = _parse_block(block, reading)
             if found is not None:
                 candidates.append(found)
     records = _plausible(candidates, stats=stats)
@@ -181,8 +191,8 @@ def parse_srt(text: str, *, clock_tz: tzinfo, clip_start: datetime | None = None
     return records
 
 
-def _parse_block(block: str, *, dialect: SrtDialect, clock_tz: tzinfo, clip_start: datetime | None, source: str,
-                 stats: ParseStats) -> _Candidate | None:
+def _parse_block(block: str, reading: _Reading) -> _Candidate | None:
+    stats, dialect = reading.stats, reading.dialect
     lines = block.strip().splitlines()
     head = lines[0].strip()
     where = f"block {head}" if head.isascii() and head.isdigit() else f"block {head[:20]!r}"
@@ -207,25 +217,25 @@ def _parse_block(block: str, *, dialect: SrtDialect, clock_tz: tzinfo, clip_star
         stats.fail("malformed", f"{where}: position {position[0]}, {position[1]} is off the globe "
                                 f"(read as {dialect.order} for dialect {dialect.name})")
         return None
-    t, wall = _time_of(body, clock_tz=clock_tz, clip_start=clip_start, start_s=start_s)
+    t, wall = _time_of(body, clock_tz=reading.clock_tz, clip_start=reading.clip_start, start_s=start_s)
     if t is None:
-        stats.fail("no_time", f"{where}: no wall-clock time and no clip_start given")
+        stats.fail("no_time", f"{where}: no wall-clock time, and the video's start time is not known")
         return None
     frame = _FRAME_CNT.search(body)
     record = SrtRecord(int(head), int(frame.group(1)) if frame else None, start_s, end_s,
-                       _pose(fields, body, position=position, t=t, source=source, dialect=dialect), wall)
+                       _pose(fields, body, position=position, t=t, reading=reading), wall)
     return _Candidate(record, _home(body, dialect))
 
 
-def _pose(fields: dict[str, str], body: str, *, position: tuple[float, float], t: datetime, source: str,
-          dialect: SrtDialect) -> Pose:
+def _pose(fields: dict[str, str], body: str, *, position: tuple[float, float], t: datetime,
+          reading: _Reading) -> Pose:
     flight = _flight_attitude(body)
     speed = _H_SPEED.search(body)
     return Pose(
-        t=t, lat=position[0], lon=position[1], alt_m=_abs_alt(fields, body, dialect),
+        t=t, lat=position[0], lon=position[1], alt_m=_abs_alt(fields, body, reading.dialect),
         heading_deg=flight[0] if flight else None, pitch_deg=flight[1] if flight else None,
         roll_deg=flight[2] if flight else None, speed_mps=float(speed.group(1)) if speed else None,
-        source=source, rel_alt_m=_rel_alt(fields, body), gimbal=_gimbal(fields, body),
+        source=reading.source, rel_alt_m=_rel_alt(fields, body), gimbal=_gimbal(fields, body),
         focal_length_mm=_scaled(fields.get("focal_len"), 10.0), fix="rtk" if re.search(r"\bRTK\s*\(", body) else None,
     )
 

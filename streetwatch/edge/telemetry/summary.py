@@ -58,7 +58,7 @@ def assess(result: TelemetryFile) -> tuple[bool, str]:
     n = len(poses)
     oriented = sum(1 for p in poses if _oriented(p))
     assumed = sum(1 for p in poses if p.assumed)
-    suffix = f"; {assumed} of them on assumptions ({_assumptions(poses)})" if assumed else ""
+    suffix = f"; {assumed} poses rest on assumptions ({_assumptions(poses)})" if assumed else ""
     if result.format in ("nmea", "gpx"):
         if not oriented:
             return False, "no heading in any pose (vehicle standing still?); a vehicle camera needs its course"
