@@ -114,6 +114,8 @@ def replay_start_time(video: Path, *, camera: CameraConfig, given: datetime | No
                          max_gap_s=max_gap_s)
     if clock.problem is not None:
         raise ReplayError(f"cannot line up the video with its telemetry: {clock.problem}")
+    if clock.warning is not None:
+        log.warning("camera %s: nothing will be geo-matched: %s", camera.id, clock.warning)
     if clock.start is None:
         return datetime.now(UTC)
     log.info("camera %s: replay of %s starts at %s (from %s)", camera.id, video.name, clock.start.isoformat(),

@@ -479,7 +479,7 @@ def test_ultralytics_decode_without_detections_gives_empty_arrays() -> None:
     assert detections.xyxy.shape == (0, 4) and np.asarray(detections.data["role"]).shape == (0,)
 
 
-@pytest.mark.parametrize("size", [(320, 240), (208, 156), (64, 48)])
+@pytest.mark.parametrize("size", [(320, 240), (321, 241), (208, 156), (64, 48), (16, 16)])
 def test_a_video_smaller_than_the_model_input_is_detected_not_refused(
     detector: Detector, street_dir: Path, size: tuple[int, int]
 ) -> None:

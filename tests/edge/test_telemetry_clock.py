@@ -67,10 +67,12 @@ def test_no_creation_time_and_no_own_clock_asks_for_start_time() -> None:
     assert "2026-03-01T09:00:00Z .. 2026-03-01T09:00:59Z" in problem
 
 
-def test_given_start_time_is_used_but_refused_when_nothing_could_match() -> None:
+def test_given_start_time_is_used_and_warned_about_when_nothing_could_match() -> None:
     assert start(given=T0) == (T0, None)
-    when, problem = start(given=T0 + timedelta(days=365))
-    assert when is None and problem is not None and problem.startswith("--start-time puts DJI_0001.MP4")
+    far = T0 + timedelta(days=365)
+    clock = replay_start(VideoTimes("DJI_0001.MP4", None, 30.0), telemetry=track(), given=far, max_gap_s=2.0)
+    assert (clock.start, clock.problem) == (far, None)
+    assert clock.warning is not None and clock.warning.startswith("--start-time puts DJI_0001.MP4")
 
 
 def test_without_telemetry_there_is_nothing_to_line_up() -> None:

@@ -3,8 +3,8 @@
 A replay stamps frame i with start + its stream time, and frames only find poses if that start is
 right. In order of trust:
 
-1. `--start-time` given: used as it is (but a start that puts the whole video outside the
-   telemetry is refused: nothing could be geo-matched).
+1. `--start-time` given: used as it is (a start that puts the whole video outside the telemetry
+   is still used, with a `warning`: the operator asked for it, and nothing will be geo-matched).
 2. Telemetry that places the video itself: a DJI SRT with a wall clock (block k starts s_k seconds
    into the video at wall time t_k) or KLV muxed into the video (a packet's PTS and its precision
    time stamp). start = median(t_k - s_k), so one odd block does not move it.
@@ -32,6 +32,7 @@ class ClipClock:
     start: datetime | None
     how: str
     problem: str | None = None
+    warning: str | None = None
 
 
 @dataclass(frozen=True)
@@ -47,8 +48,9 @@ def replay_start(video: VideoTimes, *, telemetry: TelemetryFile | None, given: d
                  max_gap_s: float) -> ClipClock:
     """Decide the replay's start (see the module docstring)."""
     if given is not None:
-        return _checked(ClipClock(given, "--start-time"), video, telemetry=telemetry, max_gap_s=max_gap_s,
-                        fix="pass a --start-time inside the telemetry's span")
+        missed = _checked(ClipClock(given, "--start-time"), video, telemetry=telemetry, max_gap_s=max_gap_s,
+                          fix="pass a --start-time inside the telemetry's span")
+        return ClipClock(given, "--start-time", warning=missed.problem)
     if telemetry is not None and telemetry.self_timed:
         return ClipClock(_own_start(telemetry), f"{telemetry.path.name}'s own clock ({telemetry.dialect})")
     if video.created is not None:
