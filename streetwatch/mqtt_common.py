@@ -28,9 +28,9 @@ _PROTOCOLS: dict[str, mqtt.MQTTProtocolVersion] = {"3.1.1": mqtt.MQTTv311, "5": 
 
 
 class TlsFiles(Protocol):
-    """The TLS file settings a client needs; edge's and central's `TlsConfig` models both fit.
+    """The TLS file settings a client needs; `broker_config.TlsConfig` (edge and central) fits.
 
-    A structural type, so this module depends on neither side's config.
+    A structural type, so this module needs no pydantic model to be handed one.
     """
 
     @property

@@ -21,9 +21,10 @@ def make_alert(**overrides: object) -> Alert:
     """A valid `streetwatch.alert/1` Alert; any field can be overridden (validated as on the wire).
 
     Each call gets a fresh alert_id and episode_id unless given. Nested values (location, objects,
-    evidence, model) may be passed as dicts.
+    evidence, model) may be passed as dicts. `started_at` follows an overridden `observed_at`
+    (150 s before it) unless given: the wire refuses an episode that starts after it was seen.
     """
-    observed = datetime(2026, 1, 15, 8, 30, tzinfo=UTC)
+    observed = _as_datetime(overrides.get("observed_at", datetime(2026, 1, 15, 8, 30, tzinfo=UTC)))
     fields: dict[str, object] = {
         "alert_id": new_id("al"),
         "episode_id": new_id("ep"),
@@ -45,3 +46,9 @@ def make_alert(**overrides: object) -> Alert:
     }
     fields.update(overrides)
     return Alert.model_validate(fields)
+
+
+def _as_datetime(value: object) -> datetime:
+    if isinstance(value, datetime):
+        return value
+    return datetime.fromisoformat(str(value).replace("Z", "+00:00"))

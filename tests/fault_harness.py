@@ -182,7 +182,7 @@ def outbox_ids(path: Path) -> set[str]:
     if not path.exists():
         return set()
     with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5) as conn:
-        return {row[0] for row in conn.execute("SELECT alert_id FROM outbox")}
+        return {row[0] for row in conn.execute("SELECT alert_id FROM outbox WHERE acked_at IS NULL")}
 
 
 @dataclass(frozen=True)

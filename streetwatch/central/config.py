@@ -13,14 +13,13 @@ Environment overrides (applied after the file):
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator
 
+from streetwatch.broker_config import BrokerConfig, ConfigError, StrictModel, TlsConfig
 from streetwatch.edge.alerts import ALERTS_SHARED_SUBSCRIPTION, VIOLATIONS, Violation
 
 CONFIG_ENV = "STREETWATCH_CENTRAL_CONFIG"
@@ -41,26 +40,12 @@ DEFAULT_PRIORITY_WEIGHT: dict[Violation, int] = {
 }
 
 
-class ConfigError(ValueError):
-    """Settings that cannot work; the message names the file and the field."""
+TlsSettings = TlsConfig  # one TLS model for edge and central; central's name for it
 
 
-class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class BrokerSettings(BrokerConfig):
+    """The shared broker settings (streetwatch/broker_config.py) plus what only central's consumer needs."""
 
-
-class TlsSettings(StrictModel):
-    ca_file: Path | None = Field(default=None, description="CA bundle to verify the broker")
-    cert_file: Path | None = Field(default=None, description="client certificate (mutual TLS)")
-    key_file: Path | None = Field(default=None, description="client key (mutual TLS)")
-
-
-class BrokerSettings(StrictModel):
-    url: str = Field(default="mqtt://127.0.0.1:1883", description="mqtt://host:port or mqtts://host:port")
-    username: str | None = Field(default=None, description="MQTT user of the central service")
-    password_env: str | None = Field(default=None, description="environment variable holding the password")
-    protocol: Literal["3.1.1", "5"] = Field(default="3.1.1", description="5 for Mosquitto/EMQX")
-    keepalive_s: int = Field(default=30, ge=5, le=3600)
     client_id: str = Field(
         default="central-1",
         pattern=r"^[A-Za-z0-9_.:-]{1,64}$",
@@ -70,22 +55,6 @@ class BrokerSettings(StrictModel):
         default=ALERTS_SHARED_SUBSCRIPTION,
         description="shared subscription all central workers use, so the broker splits the load",
     )
-    tls: TlsSettings | None = None
-
-    @field_validator("url")
-    @classmethod
-    def _check_url(cls, value: str) -> str:
-        if not re.match(r"^mqtts?://[^/:]+(:\d{1,5})?/?$", value):
-            raise ValueError(f"expected mqtt://host:port or mqtts://host:port, got {value!r}")
-        return value
-
-    def password(self) -> str | None:
-        if self.password_env is None:
-            return None
-        value = os.environ.get(self.password_env)
-        if value is None:
-            raise ConfigError(f"broker.password_env: environment variable {self.password_env} is not set")
-        return value
 
 
 def _merge_defaults(defaults: Mapping[Violation, float], value: object) -> object:

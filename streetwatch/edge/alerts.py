@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 ALERT_SCHEMA: Literal["streetwatch.alert/1"] = "streetwatch.alert/1"
 TOPIC_PREFIX = "streetwatch/v1"
@@ -20,6 +21,12 @@ ALERTS_SHARED_SUBSCRIPTION = f"$share/central/{TOPIC_PREFIX}/alerts/#"
 MAX_EVIDENCE_B64_CHARS = 400_000  # ~300 KB of JPEG; the edge downsizes to stay under it
 MAX_PAYLOAD_BYTES = 512 * 1024
 MAX_OBJECTS = 64
+MAX_PIXEL = 100_000.0  # box coordinates, in evidence-image pixels (the image is at most 10,000 wide)
+# Unknown top-level fields are kept for forward compatibility, within bounds: a hostile box must
+# not make central store (or recurse through) an arbitrarily deep or wide structure.
+MAX_EXTRA_FIELDS = 32
+MAX_EXTRA_DEPTH = 8
+MAX_SEQ = 2**53  # exact in every JSON reader (a double's integer range)
 
 Violation = Literal["illegal_parking", "street_vending", "stacked_goods"]
 VIOLATIONS: tuple[Violation, ...] = ("illegal_parking", "street_vending", "stacked_goods")
@@ -36,14 +43,20 @@ Identifier = Annotated[str, Field(pattern=ID_PATTERN)]
 def _require_utc(value: datetime) -> datetime:
     if value.tzinfo is None:
         raise ValueError("timestamp must carry a time zone (UTC ISO-8601, e.g. 2026-01-01T08:00:00Z)")
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except (OverflowError, ValueError):  # 0001-01-01T00:00:00+14:00 has no UTC year
+        raise ValueError(f"timestamp {value.isoformat()} is out of range once converted to UTC") from None
 
 
 UtcDatetime = Annotated[datetime, AfterValidator(_require_utc)]
+Pixel = Annotated[float, Field(ge=-MAX_PIXEL, le=MAX_PIXEL)]
+TrackId = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)] | Annotated[str, Field(min_length=1, max_length=64)]
 
 
 class _WireModel(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # allow_inf_nan=False: JSON has no NaN, but lenient parsers accept `NaN`/`Infinity` literals.
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 class Location(_WireModel):
@@ -59,7 +72,14 @@ class DetectedObject(_WireModel):
 
     cls: str = Field(min_length=1, max_length=64)
     score: float = Field(ge=0, le=1)
-    bbox: tuple[float, float, float, float] = Field(description="x1, y1, x2, y2 in frame pixels")
+    bbox: tuple[Pixel, Pixel, Pixel, Pixel] = Field(description="x1, y1, x2, y2 in frame pixels")
+
+    @model_validator(mode="after")
+    def _corners_in_order(self) -> DetectedObject:
+        x1, y1, x2, y2 = self.bbox
+        if x1 > x2 or y1 > y2:
+            raise ValueError(f"bbox: expected x1 <= x2 and y1 <= y2, got {list(self.bbox)}")
+        return self
 
 
 class Evidence(_WireModel):
@@ -78,9 +98,13 @@ class ModelRef(_WireModel):
 
 
 class Alert(BaseModel):
-    """A `streetwatch.alert/1` message. Unknown top-level fields are kept (forward compatible)."""
+    """A `streetwatch.alert/1` message. Unknown top-level fields are kept (forward compatible,
+    bounded by MAX_EXTRA_FIELDS and MAX_EXTRA_DEPTH).
 
-    model_config = ConfigDict(frozen=True, extra="allow", populate_by_name=True)
+    Revision 1.1 added `seq` and `outbox_id` (the delivery audit, see docs/mqtt.md): optional, so
+    a 1.0 box's messages stay valid, and a 1.0 central keeps them as unknown fields."""
+
+    model_config = ConfigDict(frozen=True, extra="allow", populate_by_name=True, allow_inf_nan=False)
 
     schema_: Literal["streetwatch.alert/1"] = Field(default=ALERT_SCHEMA, alias="schema")
     alert_id: Identifier = Field(description="Edge-made, globally unique: the idempotency key")
@@ -96,13 +120,45 @@ class Alert(BaseModel):
     confidence: float = Field(ge=0, le=1)
     location: Location | None = Field(default=None, description="None when the camera is not calibrated")
     zone_id: Identifier
-    track_id: int | str
+    track_id: TrackId
     objects: list[DetectedObject] = Field(default_factory=list, max_length=MAX_OBJECTS)
     evidence: Evidence | None = None
     model: ModelRef
+    seq: int | None = Field(
+        default=None, ge=1, le=MAX_SEQ,
+        description="Delivery number the box's outbox gave it: 1, 2, 3 ... per outbox_id, no gaps",
+    )
+    outbox_id: Identifier | None = Field(
+        default=None, description="The numbering `seq` belongs to (made once per outbox file)"
+    )
+
+    @model_validator(mode="after")
+    def _verify_consistent(self) -> Alert:
+        if self.started_at > self.observed_at:
+            raise ValueError(
+                f"started_at ({self.started_at.isoformat()}) is after observed_at ({self.observed_at.isoformat()})"
+            )
+        if (self.seq is None) != (self.outbox_id is None):
+            raise ValueError("seq and outbox_id come together: both or neither")
+        _verify_extra_fields(self.model_extra or {})
+        return self
 
     def to_json(self) -> bytes:
         return self.model_dump_json(by_alias=True, exclude_none=True).encode()
+
+
+def _verify_extra_fields(extra: dict[str, object]) -> None:
+    """Unknown fields: at most MAX_EXTRA_FIELDS, nested at most MAX_EXTRA_DEPTH deep (iteratively:
+    the check itself must not recurse on hostile input)."""
+    if len(extra) > MAX_EXTRA_FIELDS:
+        raise ValueError(f"{len(extra)} unknown fields, at most {MAX_EXTRA_FIELDS} are kept")
+    stack: list[tuple[str, object, int]] = [(name, value, 1) for name, value in extra.items()]
+    while stack:
+        name, value, depth = stack.pop()
+        if depth > MAX_EXTRA_DEPTH:
+            raise ValueError(f"{name}: unknown field nested deeper than {MAX_EXTRA_DEPTH} levels")
+        children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+        stack.extend((name, child, depth + 1) for child in children)
 
 
 class AlertRejected(ValueError):
@@ -113,8 +169,44 @@ class AlertRejected(ValueError):
         self.reason = reason
 
 
-def parse_alert(payload: bytes | str) -> Alert:
-    """Validate a wire payload; raise AlertRejected with a human-readable reason."""
+@dataclass(frozen=True)
+class TimeBounds:
+    """Timestamps a receiver believes: not before `not_before` (a box whose clock never synced
+    reports 1970), not more than `max_ahead` after the message was received."""
+
+    not_before: datetime = datetime(2000, 1, 1, tzinfo=UTC)
+    max_ahead: timedelta = timedelta(hours=24)
+
+
+def time_problem(alert: Alert, *, received_at: datetime, bounds: TimeBounds) -> str | None:
+    """Why the alert's timestamps cannot be right (naming the field), or None."""
+    latest = received_at + bounds.max_ahead
+    for name in ("started_at", "observed_at"):
+        value: datetime = getattr(alert, name)
+        if value < bounds.not_before:
+            return f"{name}: {value.isoformat()} is before {bounds.not_before.isoformat()} (is the box's clock set?)"
+        if value > latest:
+            hours = bounds.max_ahead.total_seconds() / 3600
+            return (f"{name}: {value.isoformat()} is more than {hours:g} h after it was received "
+                    f"({received_at.isoformat()})")
+    return None
+
+
+def parse_alert(
+    payload: bytes | str, *, received_at: datetime | None = None, bounds: TimeBounds | None = None
+) -> Alert:
+    """Validate a wire payload; raise AlertRejected with a human-readable reason.
+
+    Timestamps are checked against `bounds` (default TimeBounds()) relative to `received_at`
+    (default: now)."""
+    alert = _parse(payload)
+    problem = time_problem(alert, received_at=received_at or datetime.now(UTC), bounds=bounds or TimeBounds())
+    if problem is not None:
+        raise AlertRejected(f"schema violation: {problem}")
+    return alert
+
+
+def _parse(payload: bytes | str) -> Alert:
     if len(payload) > MAX_PAYLOAD_BYTES:
         raise AlertRejected(f"payload too large: {len(payload)} bytes > {MAX_PAYLOAD_BYTES}")
     # Fast path: pydantic parses the raw bytes itself (no Python dict in between). It is only
@@ -136,6 +228,8 @@ def _parse_alert_slowly(payload: bytes | str) -> Alert:
         data = json.loads(payload)
     except (ValueError, UnicodeDecodeError) as exc:
         raise AlertRejected(f"not JSON: {exc}") from None
+    except RecursionError:  # e.g. 200 KB of [[[[...: Python's parser recurses per level
+        raise AlertRejected("not an alert: JSON nested too deeply") from None
     if not isinstance(data, dict):
         raise AlertRejected(f"expected a JSON object, got {type(data).__name__}")
     schema = data.get("schema")
@@ -145,11 +239,62 @@ def _parse_alert_slowly(payload: bytes | str) -> Alert:
         return Alert.model_validate(data)
     except ValidationError as exc:
         raise AlertRejected(_describe(exc)) from None
+    except RecursionError:
+        raise AlertRejected("schema violation: a field is nested too deeply") from None
 
 
 def _describe(exc: ValidationError) -> str:
     parts = [f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}" for err in exc.errors()]
     return "schema violation: " + "; ".join(parts[:5])
+
+
+COMMAND_SCHEMA: Literal["streetwatch.command/1"] = "streetwatch.command/1"
+REPLY_SCHEMA: Literal["streetwatch.reply/1"] = "streetwatch.reply/1"
+MAX_RESEND_SPAN = 100_000  # numbers one resend command may ask for
+MAX_COMMAND_BYTES = 4096
+
+
+class ResendCommand(_WireModel):
+    """Central to one box, on `command_topic(edge_id)`: publish alerts first_seq..last_seq of
+    outbox `outbox_id` again (the broker lost them after acknowledging them to the box)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False, populate_by_name=True)
+
+    schema_: Literal["streetwatch.command/1"] = Field(default=COMMAND_SCHEMA, alias="schema")
+    command: Literal["resend"] = "resend"
+    request_id: Identifier
+    outbox_id: Identifier
+    first_seq: int = Field(ge=1, le=MAX_SEQ)
+    last_seq: int = Field(ge=1, le=MAX_SEQ)
+
+    @model_validator(mode="after")
+    def _verify_span(self) -> ResendCommand:
+        if not 0 <= self.last_seq - self.first_seq < MAX_RESEND_SPAN:
+            raise ValueError(f"last_seq: expected first_seq <= last_seq < first_seq + {MAX_RESEND_SPAN}, "
+                             f"got {self.first_seq}..{self.last_seq}")
+        return self
+
+    def to_json(self) -> bytes:
+        return self.model_dump_json(by_alias=True).encode()
+
+
+class ResendReply(_WireModel):
+    """The box's answer on `reply_topic(edge_id)`: how many alerts it queued again, and the
+    ranges it no longer holds (past its retention: those alerts cannot be recovered)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False, populate_by_name=True)
+
+    schema_: Literal["streetwatch.reply/1"] = Field(default=REPLY_SCHEMA, alias="schema")
+    request_id: Identifier
+    edge_id: Identifier
+    outbox_id: Identifier
+    first_seq: int = Field(ge=1, le=MAX_SEQ)
+    last_seq: int = Field(ge=1, le=MAX_SEQ)
+    requeued: int = Field(ge=0, le=MAX_RESEND_SPAN)
+    missing: list[tuple[int, int]] = Field(default_factory=list, max_length=100)
+
+    def to_json(self) -> bytes:
+        return self.model_dump_json(by_alias=True).encode()
 
 
 def new_id(prefix: str) -> str:
@@ -165,6 +310,16 @@ def alert_topic(edge_id: str, camera_id: str) -> str:
 def status_topic(edge_id: str) -> str:
     """Retained edge status with a last will: streetwatch/v1/status/{edge_id}."""
     return f"{TOPIC_PREFIX}/status/{edge_id}"
+
+
+def command_topic(edge_id: str) -> str:
+    """Commands from central to one box (only central may publish, only that box reads)."""
+    return f"{TOPIC_PREFIX}/commands/{edge_id}"
+
+
+def reply_topic(edge_id: str) -> str:
+    """A box's answers to commands: streetwatch/v1/replies/{edge_id}."""
+    return f"{TOPIC_PREFIX}/replies/{edge_id}"
 
 
 def edge_id_from_topic(topic: str) -> str | None:

@@ -5,52 +5,18 @@ A typo or a bad value fails at start with the file, the field, what was expected
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
+from streetwatch.broker_config import BrokerConfig, ConfigError, StrictModel, TlsConfig
 from streetwatch.edge.alerts import ID_PATTERN, VIOLATIONS, SourceKind, Violation
 from streetwatch.edge.yaml_file import read_yaml_mapping, shown_input
 
 DEFAULT_DWELL_S: dict[str, float] = {"illegal_parking": 120, "street_vending": 180, "stacked_goods": 300}
 _WINDOW = re.compile(r"^([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-4]):[0-5]\d$")
-
-
-class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class TlsConfig(StrictModel):
-    ca_file: Path | None = Field(default=None, description="CA bundle to verify the broker")
-    cert_file: Path | None = Field(default=None, description="client certificate (mutual TLS)")
-    key_file: Path | None = Field(default=None, description="client key (mutual TLS)")
-
-
-class BrokerConfig(StrictModel):
-    url: str = Field(default="mqtt://127.0.0.1:1883", description="mqtt://host:port or mqtts://host:port")
-    username: str | None = Field(default=None, description="MQTT user; by convention the edge_id")
-    password_env: str | None = Field(default=None, description="environment variable holding the password")
-    protocol: Literal["3.1.1", "5"] = Field(default="3.1.1", description="5 for Mosquitto/EMQX")
-    keepalive_s: int = Field(default=30, ge=5, le=3600)
-    tls: TlsConfig | None = None
-
-    @field_validator("url")
-    @classmethod
-    def _check_url(cls, value: str) -> str:
-        if not re.match(r"^mqtts?://[^/:]+(:\d{1,5})?/?$", value):
-            raise ValueError(f"expected mqtt://host:port or mqtts://host:port, got {value!r}")
-        return value
-
-    def password(self) -> str | None:
-        if self.password_env is None:
-            return None
-        value = os.environ.get(self.password_env)
-        if value is None:
-            raise ConfigError(f"broker.password_env: environment variable {self.password_env} is not set")
-        return value
 
 
 class ModelConfig(StrictModel):
@@ -267,6 +233,10 @@ class EdgeConfig(StrictModel):
     outbox_max_bytes: int = Field(
         default=1024 * 1024 * 1024, ge=1, description="bytes of alerts the outbox may hold (caps its disk use)"
     )
+    outbox_retention_h: float = Field(
+        default=24, ge=0, le=24 * 30,
+        description="delivered alerts are kept this long (within the caps) so central can ask for any the broker lost",
+    )
     metrics_port: int = Field(default=0, ge=0, le=65535, description="Prometheus /metrics; 0 = off")
     rules: RulesConfig = Field(default_factory=RulesConfig)
     evidence: EvidenceConfig = Field(default_factory=EvidenceConfig)
@@ -279,10 +249,6 @@ class EdgeConfig(StrictModel):
             verify_geo_zones_have_calibration(camera)
             verify_moving_camera(camera)
         return self
-
-
-class ConfigError(ValueError):
-    """A configuration problem, phrased for the operator who wrote the file."""
 
 
 def verify_unique_ids(config: EdgeConfig) -> None:
@@ -372,7 +338,9 @@ __all__ = [
     "CameraModelConfig",
     "ConfigError",
     "EdgeConfig",
+    "StrictModel",
     "TelemetryConfig",
+    "TlsConfig",
     "ZoneConfig",
     "load_edge_config",
 ]

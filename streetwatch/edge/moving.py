@@ -16,16 +16,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 import numpy as np
 import supervision as sv
 
-from streetwatch.edge.alerts import Alert, Location, new_id
+from streetwatch.edge.alerting import AlertContext, build_alert
+from streetwatch.edge.alerts import Alert, Location
 from streetwatch.edge.config import FILE_TELEMETRY, CameraConfig, CameraModelConfig, EdgeConfig, TelemetryConfig
-from streetwatch.edge.evidence import render_evidence
 from streetwatch.edge.geo import (
     MAX_ACCURACY_M,
     CameraPose,
@@ -38,14 +38,11 @@ from streetwatch.edge.geo import (
     project_to_ground,
     vehicle_camera_pose,
 )
-from streetwatch.edge.moving_rules import GroundEvent, GroundObservation, GroundRules, rules_plane
+from streetwatch.edge.moving_rules import GroundObservation, GroundRules, rules_plane
 from streetwatch.edge.telemetry import Pose, PoseMatch, PoseTrack
 from streetwatch.edge.telemetry_feed import LiveTelemetry, SharedPoseTrack, read_camera_file
-from streetwatch.edge.types import Frame
+from streetwatch.edge.types import Frame, ViolationEvent
 from streetwatch.edge.zones import ground_points
-
-if TYPE_CHECKING:
-    from streetwatch.edge.pipeline import AlertContext
 
 log = logging.getLogger(__name__)
 
@@ -240,24 +237,14 @@ class MovingCameraAnalyzer:
             log.info("camera %s: telemetry lacks attitude, projecting with an assumed %s", self.camera.id, note)
             self._assumed_logged.add(note)
 
-    def _to_alert(self, event: GroundEvent, frame: Frame) -> Alert:
-        settings = self.context.config.evidence
-        rendered = render_evidence(frame.picture, event.objects, max_width=settings.max_width,
-                                   jpeg_quality=settings.jpeg_quality, max_bytes=settings.max_bytes)
-        assert self.plane is not None
-        lat, lon = self.plane.to_latlon(np.array([event.east]), np.array([event.north]))
-        log.info("camera %s episode %s %s %s zone %s object %s", self.camera.id, event.episode_id, event.kind,
-                 event.violation, event.zone_id, event.subject)
-        return Alert(
-            alert_id=new_id("al"), episode_id=event.episode_id, state=event.state, edge_id=self.context.edge_id,
-            camera_id=self.camera.id, source_kind=self.camera.kind, violation=event.violation,
-            started_at=frame.captured_at - timedelta(seconds=frame.pts_s - event.started_t),
-            observed_at=frame.captured_at, dwell_s=round(event.dwell_s, 1), confidence=round(event.confidence, 3),
-            location=Location(lat=float(lat[0]), lon=float(lon[0]), accuracy_m=round(event.accuracy_m, 2)),
-            zone_id=event.zone_id, track_id=event.subject, objects=list(rendered.objects),
-            evidence=rendered.evidence, model=self.context.model,
-        )
+    def _to_alert(self, event: ViolationEvent, frame: Frame) -> Alert:
+        return build_alert(event, frame, camera=self.camera, context=self.context, location=self._locate(event))
 
+    def _locate(self, event: ViolationEvent) -> Location:
+        """The event's ground point (east/north metres in the rules' plane) on WGS84, with its accuracy."""
+        assert self.plane is not None and event.accuracy_m is not None
+        lat, lon = self.plane.to_latlon(np.array([event.anchor[0]]), np.array([event.anchor[1]]))
+        return Location(lat=float(lat[0]), lon=float(lon[0]), accuracy_m=round(event.accuracy_m, 2))
 
 
 def live_feeds(config: EdgeConfig, analyzers: Iterable[object]) -> list[LiveTelemetry]:

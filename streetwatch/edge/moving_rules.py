@@ -31,20 +31,17 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal
 
 import numpy as np
-import shapely
 
-from streetwatch.edge.alerts import AlertState, Violation, new_id
-from streetwatch.edge.config import CameraConfig, RulesConfig, ZoneConfig
+from streetwatch.edge.alerts import Violation, new_id
+from streetwatch.edge.config import CameraConfig, RulesConfig
 from streetwatch.edge.geo import TangentPlane
-from streetwatch.edge.types import EvidenceObject, Role
-from streetwatch.edge.zones import in_window, local_minute, parse_window, resolve_timezone
+from streetwatch.edge.types import EventKind, EvidenceObject, Role, ViolationEvent
+from streetwatch.edge.zones import Zone, local_minute, make_zone, resolve_timezone
 
 log = logging.getLogger(__name__)
 
-GroundEventKind = Literal["sighting", "start", "reminder", "end"]
 Box = tuple[float, float, float, float]
 
 
@@ -59,32 +56,6 @@ class GroundObservation:
     east: float
     north: float
     accuracy_m: float
-
-
-@dataclass(frozen=True)
-class GroundEvent:
-    """What the ground rules decided: a sighting, or an episode's start/reminder/end."""
-
-    kind: GroundEventKind
-    violation: Violation
-    zone_id: str
-    episode_id: str
-    subject: str
-    started_t: float
-    observed_t: float
-    confidence: float
-    east: float
-    north: float
-    accuracy_m: float
-    objects: tuple[EvidenceObject, ...]
-
-    @property
-    def state(self) -> AlertState:
-        return {"sighting": "sighting", "end": "ended"}.get(self.kind, "active")  # type: ignore[return-value]
-
-    @property
-    def dwell_s(self) -> float:
-        return max(0.0, self.observed_t - self.started_t)
 
 
 @dataclass
@@ -116,30 +87,6 @@ class GroundObject:
         return EvidenceObject(cls=self.class_name, score=self.score, bbox=self.box)
 
 
-@dataclass(frozen=True)
-class GeoZone:
-    """A zone as a prepared shapely polygon in the rules' plane (x = east, y = north metres)."""
-
-    config: ZoneConfig
-    polygon: shapely.Polygon
-    windows: tuple[tuple[int, int], ...]
-
-    @property
-    def id(self) -> str:
-        return self.config.id
-
-    def contains(self, east: np.ndarray, north: np.ndarray) -> np.ndarray:
-        """(N,) bool: which ground points lie inside or on the border."""
-        return np.asarray(shapely.intersects_xy(self.polygon, np.asarray(east, float), np.asarray(north, float)))
-
-    def covers(self, east: float, north: float) -> bool:
-        """One ground point inside or on the border."""
-        return bool(shapely.intersects_xy(self.polygon, east, north))
-
-    def allowed_at(self, minute_of_day: float) -> bool:
-        return any(in_window(minute_of_day, w) for w in self.windows)
-
-
 def rules_plane(camera: CameraConfig) -> TangentPlane | None:
     """The tangent plane a moving camera's rules work in: its zones' centroid (None without zones)."""
     vertices = [pt for zone in camera.zones if zone.polygon_geo for pt in zone.polygon_geo]
@@ -149,21 +96,15 @@ def rules_plane(camera: CameraConfig) -> TangentPlane | None:
     return TangentPlane(float(arr[:, 0].mean()), float(arr[:, 1].mean()))
 
 
-def geo_zones(camera: CameraConfig, plane: TangentPlane) -> tuple[GeoZone, ...]:
-    """The camera's polygon_geo zones in `plane` metres; refuses self-intersecting polygons by name."""
+def ground_zones(camera: CameraConfig, plane: TangentPlane) -> tuple[Zone, ...]:
+    """The camera's polygon_geo zones in `plane` metres (x = east, y = north); refuses bad polygons by name."""
     zones = []
     for zone in camera.zones:
         if zone.polygon_geo is None:
             continue
         latlon = np.asarray(zone.polygon_geo, dtype=np.float64)
         east, north = plane.to_enu(latlon[:, 0], latlon[:, 1])
-        polygon = shapely.Polygon(np.column_stack([east, north]))
-        if not polygon.is_valid or polygon.area <= 0:
-            raise ValueError(f"camera {camera.id!r} zone {zone.id!r}: polygon_geo is self-intersecting or "
-                             f"has no area: {zone.polygon_geo}")
-        shapely.prepare(polygon)
-        windows = tuple(parse_window(w) for w in zone.allowed_windows)
-        zones.append(GeoZone(config=zone, polygon=polygon, windows=windows))
+        zones.append(make_zone(camera.id, zone, np.column_stack([east, north])))
     return tuple(zones)
 
 
@@ -211,11 +152,11 @@ def observe(obj: GroundObject, obs: GroundObservation, *, t: float, still_tolera
 @dataclass
 class _Episode:
     episode_id: str
-    subject: str
+    subject: int | str
     started_t: float
     last_present_t: float
     last_alert_t: float
-    latest: GroundEvent
+    latest: ViolationEvent
 
 
 class GroundRules:
@@ -227,7 +168,7 @@ class GroundRules:
         self.rules = rules
         self.moving = rules.moving
         self.plane = plane
-        self.zones = geo_zones(camera, plane)
+        self.zones = ground_zones(camera, plane)
         self.tz = resolve_timezone(camera.timezone, camera_id=camera.id)
         self.objects: list[GroundObject] = []
         self._episodes: dict[tuple[str, ...], _Episode] = {}
@@ -235,7 +176,7 @@ class GroundRules:
 
     def update(
         self, *, t: float, captured_at: datetime, observations: Sequence[GroundObservation]
-    ) -> list[GroundEvent]:
+    ) -> list[ViolationEvent]:
         """One frame's projected detections -> sightings and episode events."""
         self._track(t, observations)
         minute = local_minute(captured_at, self.tz)
@@ -264,10 +205,10 @@ class GroundRules:
                 box=obs.box, score=obs.score, scores=[obs.score], weight=1.0 / max(obs.accuracy_m, 0.1) ** 2,
             ))
 
-    def _zones_for(self, violation: Violation) -> tuple[GeoZone, ...]:
+    def _zones_for(self, violation: Violation) -> tuple[Zone, ...]:
         return tuple(z for z in self.zones if violation in z.config.violations)
 
-    def _sightings(self, seen: Sequence[GroundObject], *, t: float, allowed: dict[str, bool]) -> list[GroundEvent]:
+    def _sightings(self, seen: Sequence[GroundObject], *, t: float, allowed: dict[str, bool]) -> list[ViolationEvent]:
         wanted: dict[Role, Violation] = {"vehicle": "illegal_parking"}
         if self.kind == "vehicle":
             wanted["goods"] = "stacked_goods"
@@ -288,13 +229,13 @@ class GroundRules:
                          self.camera_id, zone.id, violation, obj.oid, obj.east, obj.north, obj.accuracy_m)
         return events
 
-    def _event(self, kind: GroundEventKind, violation: Violation, zone_id: str, obj: GroundObject, *,
-               episode_id: str, started_t: float, t: float, objects: tuple[EvidenceObject, ...]) -> GroundEvent:
-        return GroundEvent(kind=kind, violation=violation, zone_id=zone_id, episode_id=episode_id, subject=obj.oid,
-                           started_t=started_t, observed_t=t, confidence=obj.median_score, east=obj.east,
-                           north=obj.north, accuracy_m=obj.accuracy_m, objects=objects)
+    def _event(self, kind: EventKind, violation: Violation, zone_id: str, obj: GroundObject, *,
+               episode_id: str, started_t: float, t: float, objects: tuple[EvidenceObject, ...]) -> ViolationEvent:
+        return ViolationEvent(kind=kind, violation=violation, zone_id=zone_id, episode_id=episode_id, track_id=obj.oid,
+                              started_t=started_t, observed_t=t, confidence=obj.median_score,
+                              anchor=(obj.east, obj.north), accuracy_m=obj.accuracy_m, objects=objects)
 
-    def _goods_dwell(self, seen: Sequence[GroundObject], *, t: float) -> list[tuple[bool, GroundEvent]]:
+    def _goods_dwell(self, seen: Sequence[GroundObject], *, t: float) -> list[tuple[bool, ViolationEvent]]:
         if self.kind != "drone":
             return []
         findings = []
@@ -307,7 +248,7 @@ class GroundRules:
                                                             objects=(obj.evidence(),))))
         return findings
 
-    def _vending_dwell(self, seen: Sequence[GroundObject], *, t: float) -> list[tuple[bool, GroundEvent]]:
+    def _vending_dwell(self, seen: Sequence[GroundObject], *, t: float) -> list[tuple[bool, ViolationEvent]]:
         confirmed = [o for o in seen if o.median_score >= self.rules.min_median_score]
         persons = [o for o in confirmed if o.role == "person"]
         props = [o for o in confirmed if o.role == "vending_prop"]
@@ -326,12 +267,12 @@ class GroundRules:
         return findings
 
     def _apply_findings(
-        self, findings: Sequence[tuple[bool, GroundEvent]], *, t: float, allowed: dict[str, bool]
-    ) -> list[GroundEvent]:
+        self, findings: Sequence[tuple[bool, ViolationEvent]], *, t: float, allowed: dict[str, bool]
+    ) -> list[ViolationEvent]:
         events = []
         for qualifies, finding in findings:
             key = (finding.violation, finding.zone_id) + (() if finding.violation == "street_vending"
-                                                          else (finding.subject,))
+                                                          else (str(finding.track_id),))
             episode = self._episodes.get(key)
             if episode is not None:
                 episode.last_present_t, episode.latest = t, finding
@@ -339,15 +280,15 @@ class GroundRules:
                     episode.last_alert_t = t
                     events.append(self._episode_event(episode, "reminder", t))
             elif qualifies and not allowed[finding.zone_id]:
-                episode = _Episode(new_id("ep"), finding.subject, finding.started_t, t, t, finding)
+                episode = _Episode(new_id("ep"), finding.track_id, finding.started_t, t, t, finding)
                 self._episodes[key] = episode
                 log.info("camera %s zone %s: %s episode %s started by ground object %s after %.0f s",
-                         self.camera_id, finding.zone_id, finding.violation, episode.episode_id, finding.subject,
+                         self.camera_id, finding.zone_id, finding.violation, episode.episode_id, finding.track_id,
                          t - finding.started_t)
                 events.append(self._episode_event(episode, "start", t))
         return events
 
-    def _end_absent(self, t: float) -> list[GroundEvent]:
+    def _end_absent(self, t: float) -> list[ViolationEvent]:
         events = []
         for key in [k for k, e in self._episodes.items() if t - e.last_present_t >= self.rules.end_after_s]:
             episode = self._episodes.pop(key)
@@ -356,9 +297,9 @@ class GroundRules:
             events.append(self._episode_event(episode, "end", t))
         return events
 
-    def _episode_event(self, episode: _Episode, kind: GroundEventKind, t: float) -> GroundEvent:
+    def _episode_event(self, episode: _Episode, kind: EventKind, t: float) -> ViolationEvent:
         latest = episode.latest
-        return GroundEvent(kind=kind, violation=latest.violation, zone_id=latest.zone_id,
-                           episode_id=episode.episode_id, subject=episode.subject, started_t=episode.started_t,
-                           observed_t=t, confidence=latest.confidence, east=latest.east, north=latest.north,
-                           accuracy_m=latest.accuracy_m, objects=latest.objects)
+        return ViolationEvent(kind=kind, violation=latest.violation, zone_id=latest.zone_id,
+                              episode_id=episode.episode_id, track_id=episode.subject, started_t=episode.started_t,
+                              observed_t=t, confidence=latest.confidence, anchor=latest.anchor,
+                              accuracy_m=latest.accuracy_m, objects=latest.objects)

@@ -1,4 +1,4 @@
-"""Per-camera analysis: detections → tracks → rules → geo → alerts with evidence.
+"""Per-camera analysis: detections → tracks → rules → geo → alerts with evidence (alerting.py).
 
 `CameraAnalyzer` holds one camera's state (tracker, rule engine, static-foreground model, ground
 homography). It is fed frames and their detections by the worker (live, batched across cameras)
@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
 import supervision as sv
 
-from streetwatch.edge.alerts import Alert, Location, ModelRef, new_id
+from streetwatch.edge.alerting import AlertContext, build_alert
+from streetwatch.edge.alerts import Alert, Location, ModelRef
 from streetwatch.edge.config import CameraConfig, EdgeConfig
-from streetwatch.edge.evidence import render_evidence
 from streetwatch.edge.foreground import ForegroundParams, StaticForeground
 from streetwatch.edge.geo import (
     BehindHorizonError,
@@ -32,15 +31,6 @@ from streetwatch.edge.tracking import CameraTracker, TrackerSettings
 from streetwatch.edge.types import Frame, ViolationEvent
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class AlertContext:
-    """What every alert of this edge box carries besides the event itself."""
-
-    edge_id: str
-    model: ModelRef
-    config: EdgeConfig
 
 
 class CameraAnalyzer:
@@ -119,42 +109,10 @@ class CameraAnalyzer:
         return self._static_boxes
 
     def _to_alert(self, event: ViolationEvent, frame: Frame) -> Alert:
-        settings = self.context.config.evidence
-        rendered = render_evidence(
-            frame.picture,
-            event.objects,
-            max_width=settings.max_width,
-            jpeg_quality=settings.jpeg_quality,
-            max_bytes=settings.max_bytes,
-        )
-        started_at = frame.captured_at - timedelta(seconds=frame.pts_s - event.started_pts_s)
-        alert = Alert(
-            alert_id=new_id("al"),
-            episode_id=event.episode_id,
-            state=event.state,
-            edge_id=self.context.edge_id,
-            camera_id=self.camera.id,
-            source_kind=self.camera.kind,
-            violation=event.violation,
-            started_at=started_at,
-            observed_at=frame.captured_at,
-            dwell_s=round(event.dwell_s, 1),
-            confidence=round(event.confidence, 3),
-            location=self._locate(event.anchor_px),
-            zone_id=event.zone_id,
-            track_id=event.track_id,
-            objects=list(rendered.objects),
-            evidence=rendered.evidence,
-            model=self.context.model,
-        )
-        log.info(
-            "camera %s episode %s %s %s zone %s track %s dwell %.0fs",
-            self.camera.id, event.episode_id, event.kind, event.violation, event.zone_id,
-            event.track_id, event.dwell_s,
-        )
-        return alert
+        return build_alert(event, frame, camera=self.camera, context=self.context, location=self._locate(event.anchor))
 
     def _locate(self, anchor_px: tuple[float, float]) -> Location | None:
+        """The event's ground point (pixels) on WGS84 through the calibration; None without one."""
         if self.homography is None:
             return None
         try:

@@ -12,6 +12,15 @@ will "offline" (set before connecting) if the connection dies, and "offline" on 
 MQTT fixes a will's payload when the connection is opened, so the will's `at` is the time that
 connection was opened (`reason` says which kind of offline it is); readers use receive time.
 
+The status also carries the outbox's numbering (`outbox_id`, `last_seq`) and is published again
+every STATUS_INTERVAL_S, so central knows the newest number even when the broker lost the last
+alerts themselves (a gap at the tail has nothing after it to show it).
+
+Commands: the box subscribes to `streetwatch/v1/commands/{edge_id}` (only central may publish
+there). A `resend` queues the named delivered alerts again (Outbox.resend) and is answered on
+`streetwatch/v1/replies/{edge_id}` with what could not be found. A command is validated and
+handled on the drain thread; a bad one is logged and dropped, never stops the publisher.
+
 Only MQTT 3.1.1 features are used (the embedded broker speaks nothing else); on MQTT 5 a PUBACK
 with a failure reason code leaves the alert in the outbox to be retried.
 """
@@ -20,8 +29,10 @@ from __future__ import annotations
 
 import json
 import logging
+import queue
 import sys
 import threading
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
@@ -29,8 +40,16 @@ from typing import Literal
 import paho.mqtt.client as mqtt
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
+from pydantic import ValidationError
 
-from streetwatch.edge.alerts import status_topic
+from streetwatch.edge.alerts import (
+    MAX_COMMAND_BYTES,
+    ResendCommand,
+    ResendReply,
+    command_topic,
+    reply_topic,
+    status_topic,
+)
 from streetwatch.edge.config import EdgeConfig
 from streetwatch.edge.metrics import EdgeMetrics
 from streetwatch.edge.outbox import Outbox, OutboxError, OutboxItem
@@ -43,16 +62,30 @@ DEFAULT_MAX_INFLIGHT = 100
 RECONNECT_MIN_S = 1
 RECONNECT_MAX_S = 30
 POLL_S = 1.0  # the drain loop also looks at the outbox this often without a notify()
+STATUS_INTERVAL_S = 60.0  # the retained status (with the newest delivery number) is refreshed this often
+MAX_QUEUED_COMMANDS = 64
 
 StatusState = Literal["online", "offline"]
 
 
-def status_payload(edge_id: str, state: StatusState, *, reason: str | None = None) -> bytes:
+@dataclass(frozen=True)
+class Numbering:
+    """Where the box's delivery numbers stand: which outbox, and the newest number given."""
+
+    outbox_id: str
+    last_seq: int
+
+
+def status_payload(
+    edge_id: str, state: StatusState, *, reason: str | None = None, numbering: Numbering | None = None
+) -> bytes:
     """The retained `streetwatch.status/1` message for `status_topic(edge_id)`."""
-    body: dict[str, str] = {"schema": STATUS_SCHEMA, "edge_id": edge_id, "state": state,
-                            "at": datetime.now(UTC).isoformat().replace("+00:00", "Z")}
+    body: dict[str, str | int] = {"schema": STATUS_SCHEMA, "edge_id": edge_id, "state": state,
+                                  "at": datetime.now(UTC).isoformat().replace("+00:00", "Z")}
     if reason is not None:
         body["reason"] = reason
+    if numbering is not None:
+        body["outbox_id"], body["last_seq"] = numbering.outbox_id, numbering.last_seq
     return json.dumps(body).encode()
 
 
@@ -86,6 +119,7 @@ class Publisher:
         *,
         metrics: EdgeMetrics | None = None,
         max_inflight: int = DEFAULT_MAX_INFLIGHT,
+        status_interval_s: float = STATUS_INTERVAL_S,
     ) -> None:
         if max_inflight < 1:
             raise ValueError(f"max_inflight must be >= 1, got {max_inflight}")
@@ -94,6 +128,7 @@ class Publisher:
         self.outbox = outbox
         self.metrics = metrics
         self.max_inflight = max_inflight
+        self.status_interval_s = status_interval_s
         self.host, self.port, url_tls = parse_broker_url(config.broker.url)
         self._tls = config.broker.tls if config.broker.tls is not None else url_tls
         self._password = config.broker.password()  # fails now, naming the env var, if it is unset
@@ -106,6 +141,8 @@ class Publisher:
         self._stopping = threading.Event()
         self._wake = threading.Event()
         self._failing = False
+        self._commands: queue.Queue[bytes] = queue.Queue(MAX_QUEUED_COMMANDS)
+        self._status_due = 0.0  # monotonic time of the next status refresh
         self._client: mqtt.Client | None = None
         self._thread: threading.Thread | None = None
 
@@ -122,6 +159,7 @@ class Publisher:
         client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
+        client.on_message = self._on_message
         self._set_will(client)
         client.reconnect_delay_set(RECONNECT_MIN_S, RECONNECT_MAX_S)
         client.max_inflight_messages_set(self.max_inflight + 2)  # + room for status messages
@@ -148,7 +186,7 @@ class Publisher:
             self._thread.join(timeout_s)
         if self._connected.is_set():
             info = client.publish(status_topic(self.edge_id), status_payload(self.edge_id, "offline",
-                                  reason="stopped"), qos=1, retain=True)
+                                  reason="stopped", numbering=self._numbering()), qos=1, retain=True)
             try:
                 info.wait_for_publish(timeout_s)
             except (RuntimeError, ValueError) as exc:
@@ -184,7 +222,7 @@ class Publisher:
 
     def _set_will(self, client: mqtt.Client) -> None:
         client.will_set(status_topic(self.edge_id), status_payload(self.edge_id, "offline",
-                        reason="connection lost"), qos=1, retain=True)
+                        reason="connection lost", numbering=self._numbering()), qos=1, retain=True)
 
     def _on_pre_connect(self, client: mqtt.Client, userdata: object) -> None:
         self._set_will(client)  # refresh the will's `at` for each (re)connect
@@ -201,9 +239,8 @@ class Publisher:
             self._set_connected(False)
             return
         self._failing = False
-        info = client.publish(status_topic(self.edge_id), status_payload(self.edge_id, "online"),
-                              qos=1, retain=True)
-        self._register(info.mid, None)
+        client.subscribe(command_topic(self.edge_id), qos=1)
+        self._publish_status(client)
         self._set_connected(True)
         log.info("edge %s: connected to %s:%d, %d alert(s) in flight will be resent", self.edge_id,
                  self.host, self.port, len(self._inflight_ids))
@@ -235,6 +272,20 @@ class Publisher:
             entry = self._inflight.pop(mid)
         self._complete(entry, reason_code)
 
+    def _on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
+        """A command: queued for the drain thread (bounded: a flood is dropped, not buffered)."""
+        if len(message.payload) > MAX_COMMAND_BYTES:
+            log.warning("edge %s: command of %d bytes on %s dropped (limit %d)", self.edge_id,
+                        len(message.payload), message.topic, MAX_COMMAND_BYTES)
+            return
+        try:
+            self._commands.put_nowait(bytes(message.payload))
+        except queue.Full:
+            log.warning("edge %s: %d commands waiting; one on %s dropped", self.edge_id,
+                        MAX_QUEUED_COMMANDS, message.topic)
+            return
+        self._wake.set()
+
     # --- drain loop (publisher thread) ---------------------------------------------------------
 
     def _drain_loop(self) -> None:
@@ -244,13 +295,52 @@ class Publisher:
             if self._stopping.is_set():
                 break
             try:
+                self._handle_commands()
                 if self._connected.is_set():
+                    self._refresh_status()
                     self._drain()
                 if self.metrics is not None:
                     self.metrics.outbox_depth.set(self.outbox.depth())
             except OutboxError:
                 log.exception("edge %s: outbox unusable; retrying in %.0f s", self.edge_id, POLL_S)
                 self._stopping.wait(POLL_S)
+
+    def _handle_commands(self) -> None:
+        while True:
+            try:
+                payload = self._commands.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                command = ResendCommand.model_validate_json(payload)
+            except ValidationError as exc:
+                problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or '<root>'}: {e['msg']}" for e in exc.errors())
+                log.warning("edge %s: command refused: %s", self.edge_id, problems[:500])
+                continue
+            self._resend(command)
+
+    def _resend(self, command: ResendCommand) -> None:
+        """Queue the asked-for alerts again and answer with what this outbox no longer holds."""
+        result = self.outbox.resend(outbox_id=command.outbox_id, first=command.first_seq, last=command.last_seq)
+        log.info("edge %s: resend %s of %s %d..%d: %d queued again, missing %s", self.edge_id,
+                 command.request_id, command.outbox_id, command.first_seq, command.last_seq, result.requeued,
+                 list(result.missing) or "none")
+        reply = ResendReply(request_id=command.request_id, edge_id=self.edge_id, outbox_id=command.outbox_id,
+                            first_seq=command.first_seq, last_seq=command.last_seq, requeued=result.requeued,
+                            missing=list(result.missing))
+        if self._client is not None and self._connected.is_set():
+            self._client.publish(reply_topic(self.edge_id), reply.to_json(), qos=1)
+
+    def _refresh_status(self) -> None:
+        if time.monotonic() >= self._status_due and self._client is not None:
+            self._publish_status(self._client)
+
+    def _publish_status(self, client: mqtt.Client) -> None:
+        """Retained "online" with the newest delivery number (from paho's thread or the drain's)."""
+        self._status_due = time.monotonic() + self.status_interval_s
+        info = client.publish(status_topic(self.edge_id), status_payload(self.edge_id, "online",
+                              numbering=self._numbering()), qos=1, retain=True)
+        self._register(info.mid, None)
 
     def _drain(self) -> None:
         """Publish waiting alerts, oldest first, keeping at most `max_inflight` unacknowledged."""
@@ -329,6 +419,13 @@ class Publisher:
         if self.metrics is not None:
             self.metrics.mqtt_connected.set(1 if up else 0)
 
+    def _numbering(self) -> Numbering | None:
+        try:
+            return Numbering(self.outbox.outbox_id, self.outbox.last_seq())
+        except OutboxError:  # a status without numbers beats no status
+            log.warning("edge %s: delivery numbers unreadable for the status", self.edge_id, exc_info=True)
+            return None
+
     def _safe_depth(self) -> int:
         try:
             return self.outbox.depth()
@@ -336,4 +433,4 @@ class Publisher:
             return -1
 
 
-__all__ = ["STATUS_SCHEMA", "Publisher", "PublisherStats", "status_payload"]
+__all__ = ["STATUS_SCHEMA", "Numbering", "Publisher", "PublisherStats", "status_payload"]

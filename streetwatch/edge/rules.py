@@ -7,8 +7,8 @@ starts on the first qualifying finding (one `start`), repeats as a `reminder` at
 for `end_after_s` (so a few missed detections do not end it). Inside an allowed time window no
 episode starts and no reminder is sent; a running episode still ends normally. Times are stream
 times, never the wall clock, so a replay runs as fast as the CPU allows. Every event's
-observed_pts_s is the frame's t (for `end`: the frame that decided it, end_after_s after the last
-sighting); started_pts_s is when the dwell began (the track's still_since, a region's first sighting).
+observed_t is the frame's t (for `end`: the frame that decided it, end_after_s after the last
+sighting); started_t is when the dwell began (the track's still_since, a region's first sighting).
 
 Rules (DESIGN.md): illegal_parking = a vehicle still inside the zone for the dwell; street_vending
 = a person still inside the zone for the dwell with a vending prop in the zone or next to them
@@ -33,7 +33,7 @@ from streetwatch.edge.alerts import Violation, new_id
 from streetwatch.edge.config import CameraConfig, RulesConfig
 from streetwatch.edge.tracking import TRACKED_ROLES, Box, TrackState
 from streetwatch.edge.types import EvidenceObject, Role, ViolationEvent
-from streetwatch.edge.zones import CameraZones, PixelZone, Polygon, ground_points
+from streetwatch.edge.zones import CameraZones, Polygon, Zone, ground_points
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ EPISODE_MATCH_IOU = 0.5  # a new track id at an active episode's place continues
 PROP_REACH = 0.5  # a prop within this many person heights of a person in the zone counts
 
 EpisodeKey = tuple[str, ...]
-EventKind = Literal["start", "reminder", "end"]
+EpisodeEventKind = Literal["start", "reminder", "end"]
 Region = tuple[float, float, float, float]
 
 
@@ -72,7 +72,7 @@ class _Episode:
     episode_id: str
     finding: Finding  # the latest evidence
     subject: int | str  # the track id of the first alert, kept for the whole episode
-    started_pts_s: float
+    started_t: float
     last_present_t: float
     last_alert_t: float
     frame_no: int
@@ -175,7 +175,7 @@ class ViolationEngine:
             episode_id=new_id("ep"),
             finding=finding,
             subject=finding.subject,
-            started_pts_s=finding.dwell_start,
+            started_t=finding.dwell_start,
             last_present_t=t,
             last_alert_t=t,
             frame_no=self._frame_no,
@@ -249,19 +249,18 @@ class ViolationEngine:
         self._statics = StaticRegionTracker(self.camera_id, self.rules)
         return events
 
-    def _event(self, episode: _Episode, kind: EventKind, *, t: float) -> ViolationEvent:
+    def _event(self, episode: _Episode, kind: EpisodeEventKind, *, t: float) -> ViolationEvent:
         finding = episode.finding
         return ViolationEvent(
-            camera_id=self.camera_id,
-            episode_id=episode.episode_id,
             kind=kind,
             violation=finding.violation,
             zone_id=finding.zone_id,
+            episode_id=episode.episode_id,
             track_id=episode.subject,
-            started_pts_s=episode.started_pts_s,
-            observed_pts_s=t,
+            started_t=episode.started_t,
+            observed_t=t,
             confidence=finding.confidence,
-            anchor_px=finding.anchor,
+            anchor=finding.anchor,
             objects=finding.objects,
         )
 
@@ -284,7 +283,7 @@ def parking_findings(
 
 
 def _track_finding(
-    zone: PixelZone, violation: Violation, *, track: TrackState, t: float, min_score: float
+    zone: Zone, violation: Violation, *, track: TrackState, t: float, min_score: float
 ) -> Finding:
     dwell = zone.dwell_for(violation)
     return Finding(
@@ -327,7 +326,7 @@ def vending_findings(
 
 
 def _vending_finding(
-    zone: PixelZone, persons: list[TrackState], *, props: list[TrackState], t: float
+    zone: Zone, persons: list[TrackState], *, props: list[TrackState], t: float
 ) -> Finding:
     main = min(persons, key=lambda p: p.still_since_t)  # the one who has stayed longest
     return Finding(
@@ -380,7 +379,7 @@ def goods_findings(
     return findings
 
 
-def _region_finding(zone: PixelZone, region: _StaticRegion, *, t: float) -> Finding:
+def _region_finding(zone: Zone, region: _StaticRegion, *, t: float) -> Finding:
     box: Box = (float(region.box[0]), float(region.box[1]), float(region.box[2]), float(region.box[3]))
     return Finding(
         violation="stacked_goods",

@@ -62,30 +62,41 @@ class EvidenceObject:
     bbox: tuple[float, float, float, float]
 
 
+EventKind = Literal["sighting", "start", "reminder", "end"]
+ALERT_STATE: dict[EventKind, AlertState] = {"sighting": "sighting", "start": "active", "reminder": "active",
+                                            "end": "ended"}
+
+
 @dataclass(frozen=True)
 class ViolationEvent:
-    """What the rules decided on one frame: an episode started, is reminded, or ended.
+    """What the rules of one camera decided on one frame; `alerting.build_alert` makes it an Alert.
 
-    anchor_px: the ground point (bottom-centre of the main box, or the region centroid) in pixels,
-    which geo projects to WGS84. started_pts_s / observed_pts_s are stream times.
+    kind: `start` / `reminder` / `end` of an episode (fixed and moving cameras), or a moving
+    camera's `sighting` (one per object and pass; episode_id is then the pass id).
+    track_id: the subject: a fixed camera's track id or static-region id, a moving camera's ground
+    object id. started_t / observed_t: stream seconds (dwell began / this frame).
+    anchor: the point the alert is located at, in the coordinates the camera's rules work in, like
+    its zones (zones.Zone): frame pixels (x, y) for a fixed camera (the bottom centre of the main
+    box, or a region's), east/north metres in the rules' tangent plane for a moving camera.
+    accuracy_m: a moving camera's 1-sigma of that ground point; None for pixels (geo computes it).
     """
 
-    camera_id: str
-    episode_id: str
-    kind: Literal["start", "reminder", "end"]
+    kind: EventKind
     violation: Violation
     zone_id: str
+    episode_id: str
     track_id: int | str
-    started_pts_s: float
-    observed_pts_s: float
+    started_t: float
+    observed_t: float
     confidence: float
-    anchor_px: tuple[float, float]
+    anchor: tuple[float, float]
+    accuracy_m: float | None = None
     objects: tuple[EvidenceObject, ...] = field(default_factory=tuple)
 
     @property
     def state(self) -> AlertState:
-        return "ended" if self.kind == "end" else "active"
+        return ALERT_STATE[self.kind]
 
     @property
     def dwell_s(self) -> float:
-        return max(0.0, self.observed_pts_s - self.started_pts_s)
+        return max(0.0, self.observed_t - self.started_t)

@@ -101,7 +101,8 @@ class EdgeWorker:
         detectors += [Detector.from_config(model) for _ in range(loops - 1)]
         self.detector = detectors[0]
         self.metrics = EdgeMetrics()
-        self.outbox = Outbox(config.outbox, max_rows=config.outbox_max_rows, max_bytes=config.outbox_max_bytes)
+        self.outbox = Outbox(config.outbox, max_rows=config.outbox_max_rows, max_bytes=config.outbox_max_bytes,
+                             retention_s=config.outbox_retention_h * 3600)
         self.publisher = Publisher(config, self.outbox, metrics=self.metrics)
         self.analyzers: dict[str, Analyzer] = build_analyzers(
             config, self.detector.model_ref, config.cameras

@@ -1,10 +1,12 @@
-"""Zones of one camera in image pixels: which ground points fall inside, and allowed time windows.
+"""Zones of one camera: which ground points fall inside, and allowed time windows.
 
-A box stands on the ground at its bottom centre (as in supervision's PolygonZone), so membership
-is tested on that point. Polygons come in pixels: zones written as `polygon_px` are used as they
-are; zones written as `polygon_geo` are projected by the geo module and passed in `polygons_px`.
-Allowed windows are local times of the camera's time zone ("18:00-22:00"); a window whose end is
-not after its start crosses midnight ("22:00-02:00").
+A `Zone` is in the coordinates its camera's rules work in: frame pixels for a fixed camera (rules.py),
+east/north metres of the rules' tangent plane for a moving one (moving_rules.py); `make_zone` builds
+and checks both. A box stands on the ground at its bottom centre (as in supervision's PolygonZone),
+so membership is tested on that point. `CameraZones` holds a fixed camera's zones in pixels: zones
+written as `polygon_px` are used as they are; zones written as `polygon_geo` are projected by the
+geo module and passed in `polygons_px`. Allowed windows are local times of the camera's time zone
+("18:00-22:00"); a window whose end is not after its start crosses midnight ("22:00-02:00").
 """
 
 from __future__ import annotations
@@ -94,8 +96,9 @@ def is_allowed(zone: ZoneConfig, captured_at: datetime, tz: tzinfo | str) -> boo
 
 
 @dataclass(frozen=True)
-class PixelZone:
-    """One zone of one camera, ready for vectorised tests. `polygon` is a prepared shapely Polygon."""
+class Zone:
+    """One zone of one camera, ready for vectorised tests. `polygon`: a prepared shapely Polygon in
+    the rules' coordinates (frame pixels, or east/north metres for a moving camera)."""
 
     config: ZoneConfig
     polygon: shapely.Polygon
@@ -106,15 +109,39 @@ class PixelZone:
         return self.config.id
 
     def contains(self, points: np.ndarray) -> np.ndarray:
-        """(N,) bool: which (N, 2) pixel points lie inside or on the border of the zone."""
+        """(N,) bool: which (N, 2) points lie inside or on the border of the zone."""
         pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
         return np.asarray(shapely.intersects_xy(self.polygon, pts[:, 0], pts[:, 1]), dtype=bool)
+
+    def covers(self, x: float, y: float) -> bool:
+        """One point inside or on the border."""
+        return bool(shapely.intersects_xy(self.polygon, x, y))
 
     def allowed_at(self, minute_of_day: float) -> bool:
         return any(in_window(minute_of_day, w) for w in self.windows)
 
     def dwell_for(self, violation: Violation) -> float:
         return self.config.dwell_for(violation)
+
+
+def make_zone(camera_id: str, config: ZoneConfig, points: Polygon | np.ndarray) -> Zone:
+    """The zone with `points` as its polygon (in the rules' coordinates), checked and prepared.
+
+    Raises ValueError naming the camera, the zone and the polygon as the config gives it.
+    """
+    where = f"camera {camera_id!r} zone {config.id!r}"
+    if len(points) < 3:
+        raise ValueError(f"{where}: a polygon needs at least 3 points, got {len(points)}")
+    polygon = shapely.Polygon(points)
+    if not polygon.is_valid or polygon.area <= 0:
+        written = "polygon_px" if config.polygon_px is not None else "polygon_geo"
+        raise ValueError(f"{where}: {written} is self-intersecting or has no area: {getattr(config, written)}")
+    shapely.prepare(polygon)
+    try:
+        windows = tuple(parse_window(w) for w in config.allowed_windows)
+    except ValueError as exc:
+        raise ValueError(f"{where} allowed_windows: {exc}") from None
+    return Zone(config=config, polygon=polygon, windows=windows)
 
 
 class CameraZones:
@@ -127,14 +154,14 @@ class CameraZones:
         unknown = set(polygons_px) - {z.id for z in camera.zones}
         if unknown:
             raise ValueError(f"camera {camera.id!r} polygons_px: no zone with id(s) {sorted(unknown)}")
-        self.zones: tuple[PixelZone, ...] = tuple(
-            _build_zone(camera.id, zone, polygons_px.get(zone.id))
+        self.zones: tuple[Zone, ...] = tuple(
+            _pixel_zone(camera.id, zone, polygons_px.get(zone.id))
             for zone in camera.zones
             if _has_pixels(camera, zone, polygons_px)
         )
         logger.debug("camera %s: %d zone(s) ready", camera.id, len(self.zones))
 
-    def for_violation(self, violation: Violation) -> tuple[PixelZone, ...]:
+    def for_violation(self, violation: Violation) -> tuple[Zone, ...]:
         return tuple(z for z in self.zones if violation in z.config.violations)
 
     def membership(self, violation: Violation, points: np.ndarray) -> dict[str, np.ndarray]:
@@ -156,21 +183,11 @@ def _has_pixels(camera: CameraConfig, zone: ZoneConfig, polygons_px: Mapping[str
     return False
 
 
-def _build_zone(camera_id: str, zone: ZoneConfig, given: Polygon | None) -> PixelZone:
+def _pixel_zone(camera_id: str, zone: ZoneConfig, given: Polygon | None) -> Zone:
     points = given if given is not None else zone.polygon_px
-    where = f"camera {camera_id!r} zone {zone.id!r}"
     if points is None:
         raise ValueError(
-            f"{where}: polygon_geo has no pixel polygon; pass it in polygons_px (from the geo module)"
+            f"camera {camera_id!r} zone {zone.id!r}: polygon_geo has no pixel polygon; "
+            "pass it in polygons_px (from the geo module)"
         )
-    if len(points) < 3:
-        raise ValueError(f"{where}: a pixel polygon needs at least 3 points, got {len(points)}")
-    polygon = shapely.Polygon(points)
-    if not polygon.is_valid or polygon.area <= 0:
-        raise ValueError(f"{where}: polygon is self-intersecting or has no area: {list(points)}")
-    shapely.prepare(polygon)
-    try:
-        windows = tuple(parse_window(w) for w in zone.allowed_windows)
-    except ValueError as exc:
-        raise ValueError(f"{where} allowed_windows: {exc}") from None
-    return PixelZone(config=zone, polygon=polygon, windows=windows)
+    return make_zone(camera_id, zone, points)

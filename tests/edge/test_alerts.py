@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -13,6 +14,7 @@ from streetwatch.edge.alerts import (
     ALERT_SCHEMA,
     MAX_PAYLOAD_BYTES,
     AlertRejected,
+    TimeBounds,
     alert_topic,
     edge_id_from_topic,
     parse_alert,
@@ -30,7 +32,7 @@ def valid_payload(**overrides: Any) -> dict[str, Any]:
         "camera_id": "cam-001",
         "source_kind": "fixed",
         "violation": "illegal_parking",
-        "started_at": "2026-11-21T08:00:00Z",
+        "started_at": "2026-11-21T00:00:00Z",
         "observed_at": "2026-11-21T08:02:00+08:00",
         "dwell_s": 120.0,
         "confidence": 0.7,
@@ -99,3 +101,63 @@ def test_schema_module_imports_nothing_heavy() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def _raw(**overrides: Any) -> bytes:
+    return json.dumps(valid_payload(**overrides)).encode()
+
+
+HOSTILE = [
+    # Timestamps whose conversion to UTC overflows (these once killed central's ingest thread)
+    ("year-1-plus-14h", _raw(started_at="0001-01-01T00:00:00+14:00"), "started_at"),
+    ("year-9999-minus-14h", _raw(observed_at="9999-12-31T23:59:59-14:00"), "observed_at"),
+    ("far-future", _raw(observed_at="9999-12-31T23:59:59Z"), "observed_at"),
+    ("clock-never-set", _raw(started_at="1970-01-01T00:00:00Z"), "started_at"),
+    ("started-after-observed", _raw(started_at="2026-11-21T09:00:00Z"), "started_at"),
+    ("nan", _raw().replace(b'"dwell_s": 120.0', b'"dwell_s": NaN'), "dwell_s"),
+    ("infinity", _raw().replace(b'"confidence": 0.7', b'"confidence": Infinity'), "confidence"),
+    ("bbox-inf", _raw().replace(b"[1, 2, 3, 4]", b"[1, 2, 1e400, 4]"), "bbox"),
+    ("bbox-reversed", _raw(objects=[{"cls": "car", "score": 0.5, "bbox": [5, 2, 3, 4]}]), "bbox"),
+    ("bbox-huge", _raw(objects=[{"cls": "car", "score": 0.5, "bbox": [0, 0, 1e12, 4]}]), "bbox"),
+    ("track-id-2^70", _raw(track_id=2**70), "track_id"),
+    ("track-id-long", _raw(track_id="t" * 65), "track_id"),
+    ("seq-without-outbox", _raw(seq=3), "seq and outbox_id"),
+    ("seq-zero", _raw(seq=0, outbox_id="ob-1"), "seq"),
+    ("deep-unknown-field", _raw(future=[[[[[[[[[[1]]]]]]]]]]), "future"),
+    ("many-unknown-fields", _raw(**{f"f{i}": i for i in range(40)}), "unknown fields"),
+    # 200 KB of brackets: no field to name, the parser cannot get that far
+    ("nested-brackets", b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+    ("nested-in-field", _raw().replace(b'"zone_id": "z-1"', b'"zone_id": ' + b"[" * 50_000 + b"]" * 50_000),
+     "nested too deeply"),
+    ("too-large", b"[" * 300_000 + b"]" * 300_000, "too large"),
+    ("nul-in-id", _raw(alert_id="al-\x00"), "alert_id"),
+    ("wrong-type", _raw(location="here"), "location"),
+]
+
+
+@pytest.mark.parametrize(("payload", "field"), [row[1:] for row in HOSTILE], ids=[row[0] for row in HOSTILE])
+def test_hostile_values_are_refused_naming_the_field(payload: bytes, field: str) -> None:
+    """Every out-of-range or malformed value is an AlertRejected whose reason names the field;
+    never another exception type (which would escape a receiver's error handling)."""
+    with pytest.raises(AlertRejected) as err:
+        parse_alert(payload)
+    assert field in err.value.reason
+
+
+def test_time_bounds_are_relative_to_receipt_and_configurable() -> None:
+    received = datetime(2026, 11, 21, 0, 0, tzinfo=UTC)
+    late = _raw(started_at="2026-11-21T23:00:00Z", observed_at="2026-11-22T01:00:00Z")
+    with pytest.raises(AlertRejected, match="observed_at: .* more than 24 h after"):
+        parse_alert(late, received_at=received)
+    wide = TimeBounds(not_before=datetime(1990, 1, 1, tzinfo=UTC), max_ahead=timedelta(hours=48))
+    assert parse_alert(late, received_at=received, bounds=wide).observed_at.day == 22
+    old = _raw(started_at="1995-01-01T00:00:00Z", observed_at="1995-01-01T00:01:00Z")
+    assert parse_alert(old, received_at=received, bounds=wide).started_at.year == 1995
+
+
+def test_delivery_numbering_is_optional_and_round_trips() -> None:
+    """Revision 1.1 (seq, outbox_id) is optional: 1.0 messages stay valid, 1.1 ones round-trip."""
+    assert parse_alert(_raw()).seq is None
+    alert = parse_alert(_raw(seq=41, outbox_id="ob-7f3a"))
+    assert (alert.seq, alert.outbox_id) == (41, "ob-7f3a")
+    assert json.loads(alert.to_json())["seq"] == 41

@@ -13,8 +13,8 @@ import pytest
 
 from streetwatch.edge.config import CameraConfig, RulesConfig
 from streetwatch.edge.moving import part_of_another
-from streetwatch.edge.moving_rules import GroundEvent, GroundObservation, GroundRules, associate, rules_plane
-from streetwatch.edge.types import Role
+from streetwatch.edge.moving_rules import GroundObservation, GroundRules, associate, rules_plane
+from streetwatch.edge.types import Role, ViolationEvent
 
 T0 = datetime(2026, 11, 21, 9, 0, tzinfo=UTC)  # 17:00 Asia/Shanghai
 LAT, LON = 31.3, 120.58
@@ -45,8 +45,8 @@ def obs(role: Role, east: float, north: float, *, score: float = 0.8, acc: float
                              box=(0.0, 0.0, 10.0, 10.0), east=east, north=north, accuracy_m=acc)
 
 
-def run(rules: GroundRules, frames: list[tuple[float, list[GroundObservation]]]) -> list[GroundEvent]:
-    events: list[GroundEvent] = []
+def run(rules: GroundRules, frames: list[tuple[float, list[GroundObservation]]]) -> list[ViolationEvent]:
+    events: list[ViolationEvent] = []
     for t, observations in frames:
         events += rules.update(t=t, captured_at=T0 + timedelta(seconds=t), observations=observations)
     return events
@@ -98,7 +98,7 @@ def test_sighting_location_is_the_weighted_mean_and_dwell_counts_the_pass() -> N
                   (2.0, [obs("vehicle", 0.5, 0.0, acc=2.0)])])
     (event,) = events
     # weights 1, 1, 1/4: (1 + 0 + 0.125) / 2.25
-    assert event.east == pytest.approx(0.5)
+    assert event.anchor[0] == pytest.approx(0.5)
     assert event.accuracy_m == 1.0 and event.dwell_s == 2.0 and event.started_t == 0.0
 
 

@@ -15,8 +15,13 @@ from pathlib import Path
 import pytest
 from factories import make_alert
 
-from streetwatch.edge.alerts import alert_topic, parse_alert
-from streetwatch.edge.outbox import Outbox, OutboxError, OutboxFull
+from streetwatch.edge.alerts import Alert, alert_topic, parse_alert
+from streetwatch.edge.outbox import MAX_MISSING_RANGES, Outbox, OutboxError, OutboxFull, missing_ranges
+
+
+def unnumbered(payload: bytes) -> Alert:
+    """The alert a payload carries, without the delivery numbering the outbox adds."""
+    return parse_alert(payload).model_copy(update={"seq": None, "outbox_id": None})
 
 
 @pytest.fixture()
@@ -35,9 +40,9 @@ def test_put_pending_ack_depth_oldest_first(outbox: Outbox) -> None:
     assert [i.alert_id for i in items] == [a.alert_id for a in alerts]
     assert [i.topic for i in items] == [alert_topic("box-01", f"cam-{i}") for i in range(3)]
     assert [i.camera_id for i in items] == ["cam-0", "cam-1", "cam-2"]
-    assert parse_alert(items[1].payload) == alerts[1]
+    assert unnumbered(items[1].payload) == alerts[1]
     assert outbox.depth() == 3
-    assert outbox.size_bytes() == sum(len(a.to_json()) for a in alerts)
+    assert outbox.size_bytes() == sum(len(i.payload) for i in items)
 
     assert outbox.ack(alerts[1].alert_id) is True
     assert outbox.ack(alerts[1].alert_id) is False  # a repeated PUBACK is harmless
@@ -73,7 +78,7 @@ def test_pending_items_survive_close_and_reopen(tmp_path: Path) -> None:
     with Outbox(path) as box:
         items = box.pending(10)
     assert [i.alert_id for i in items] == [alerts[1].alert_id]
-    assert parse_alert(items[0].payload) == alerts[1]
+    assert unnumbered(items[0].payload) == alerts[1]
 
 
 # The child stores one alert and SIGKILLs itself at once: no close(), no atexit, no flush.
@@ -97,14 +102,15 @@ def test_put_that_returned_survives_sigkill_of_the_process(tmp_path: Path) -> No
     assert child.returncode == -signal.SIGKILL, child.stderr.decode()
     with Outbox(path) as box:
         items = box.pending(10)
-    assert [parse_alert(i.payload) for i in items] == [alert]
+    assert [unnumbered(i.payload) for i in items] == [alert]
 
 
 @pytest.mark.parametrize(
     ("limits", "fits"),
     [
         pytest.param({"max_rows": 2}, 2, id="row-limit"),
-        pytest.param({"max_bytes": 3 * len(make_alert().to_json()) - 1}, 2, id="byte-limit"),
+        # payloads carry their numbering (a few bytes more than to_json())
+        pytest.param({"max_bytes": 3 * len(make_alert().to_json()) + 50}, 2, id="byte-limit"),
     ],
 )
 def test_full_outbox_raises_and_stores_nothing(tmp_path: Path, limits: dict[str, int], fits: int) -> None:
@@ -194,3 +200,108 @@ def test_concurrent_put_and_ack_lose_nothing(outbox: Outbox) -> None:
     assert not thread.is_alive()
     assert acked == [a.alert_id for a in alerts]  # each exactly once, in order
 
+
+
+def numbers(box: Outbox) -> list[int]:
+    return [parse_alert(i.payload).seq or 0 for i in box.pending(10_000)]
+
+
+def test_alerts_are_numbered_without_gaps_across_restarts(tmp_path: Path) -> None:
+    """The delivery audit's promise: 1, 2, 3 ... per outbox file, kept across a restart; a re-put
+    takes no number, a refused alert takes none either."""
+    path = tmp_path / "outbox.sqlite"
+    with Outbox(path, max_rows=3) as box:
+        first = [make_alert() for _ in range(3)]
+        assert [box.put(a) for a in first] == [1, 2, 3]
+        assert box.put(first[0]) is None
+        with pytest.raises(OutboxFull):
+            box.put(make_alert())
+        outbox_id = box.outbox_id
+        assert all(parse_alert(i.payload).outbox_id == outbox_id for i in box.pending(10))
+        box.ack(first[0].alert_id)
+    with Outbox(path, max_rows=3) as box:
+        assert box.outbox_id == outbox_id
+        assert box.put(make_alert()) == 4
+        assert box.last_seq() == 4
+        assert numbers(box) == [2, 3, 4]
+    with Outbox(tmp_path / "other.sqlite") as other:
+        assert other.outbox_id != outbox_id  # another file, another numbering
+
+
+def test_delivered_alerts_are_kept_for_resends_then_expire(tmp_path: Path) -> None:
+    with Outbox(tmp_path / "outbox.sqlite", retention_s=3600) as box:
+        alerts = [make_alert() for _ in range(4)]
+        for alert in alerts:
+            box.put(alert)
+        for alert in alerts[:3]:
+            box.ack(alert.alert_id)
+        assert (box.depth(), box.retained()) == (1, 3)
+
+        result = box.resend(outbox_id=box.outbox_id, first=2, last=3)
+        assert (result.requeued, result.missing) == (2, ())
+        assert numbers(box) == [2, 3, 4]  # queued again, in their old order
+        again = box.resend(outbox_id=box.outbox_id, first=1, last=9)
+        assert (again.requeued, again.missing) == (1, ((5, 9),))  # 2-4 are waiting already
+        assert box.resend(outbox_id="ob-someone-else", first=1, last=2).missing == ((1, 2),)
+    with Outbox(tmp_path / "outbox.sqlite", retention_s=0) as box:
+        for item in box.pending(10):
+            box.ack(item.alert_id)
+        box.put(make_alert())  # a put purges what is past retention
+        assert box.retained() == 0
+        assert box.resend(outbox_id=box.outbox_id, first=1, last=4).missing == ((1, 4),)
+
+
+def test_delivered_alerts_make_room_but_waiting_ones_never_do(tmp_path: Path) -> None:
+    with Outbox(tmp_path / "outbox.sqlite", max_rows=3) as box:
+        for _ in range(3):
+            box.put(make_alert())
+        for item in box.pending(2):
+            box.ack(item.alert_id)
+        box.put(make_alert())  # room from the oldest delivered alert (seq 1)
+        box.put(make_alert())  # ... then seq 2
+        assert (box.depth(), box.retained()) == (3, 0)
+        with pytest.raises(OutboxFull):
+            box.put(make_alert())
+        assert box.resend(outbox_id=box.outbox_id, first=1, last=2).missing == ((1, 2),)
+
+
+def test_a_version_1_outbox_keeps_its_waiting_alerts(tmp_path: Path) -> None:
+    """Upgrading the edge must not lose what a broker outage left waiting in the old file."""
+    import sqlite3
+
+    path = tmp_path / "outbox.sqlite"
+    old = make_alert()
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE outbox (seq INTEGER PRIMARY KEY, alert_id TEXT NOT NULL UNIQUE, camera_id TEXT "
+                 "NOT NULL, topic TEXT NOT NULL, payload BLOB NOT NULL, size INTEGER NOT NULL, created_at TEXT "
+                 "NOT NULL, attempts INTEGER NOT NULL DEFAULT 0)")
+    conn.execute("INSERT INTO outbox (alert_id, camera_id, topic, payload, size, created_at) VALUES "
+                 "(?, ?, ?, ?, ?, '2026-11-01T00:00:00+00:00')",
+                 (old.alert_id, old.camera_id, alert_topic(old.edge_id, old.camera_id), old.to_json(),
+                  len(old.to_json())))
+    conn.execute("PRAGMA user_version=1")
+    conn.commit()
+    conn.close()
+    with Outbox(path) as box:
+        assert box.put(make_alert()) == 1
+        items = box.pending(10)
+        assert [parse_alert(i.payload).seq for i in items] == [None, 1]
+        assert parse_alert(items[0].payload) == old
+
+
+@pytest.mark.parametrize(
+    ("held", "first", "last", "missing"),
+    [
+        ([], 1, 5, ((1, 5),)),
+        ([1, 2, 3], 1, 3, ()),
+        ([2, 4], 1, 5, ((1, 1), (3, 3), (5, 5))),
+        ([5, 6], 5, 9, ((7, 9),)),
+    ],
+)
+def test_missing_ranges(held: list[int], first: int, last: int, missing: tuple[tuple[int, int], ...]) -> None:
+    assert missing_ranges(held, first=first, last=last) == missing
+
+
+def test_missing_ranges_are_bounded() -> None:
+    held = list(range(2, 1000, 2))
+    assert len(missing_ranges(held, first=1, last=1000)) == MAX_MISSING_RANGES

@@ -28,7 +28,16 @@ import pytest
 from factories import make_alert
 from support import BrokerEndpoint, free_port
 
-from streetwatch.edge.alerts import Alert, alert_topic, parse_alert, status_topic
+from streetwatch.edge.alerts import (
+    Alert,
+    ResendCommand,
+    ResendReply,
+    alert_topic,
+    command_topic,
+    parse_alert,
+    reply_topic,
+    status_topic,
+)
 from streetwatch.edge.config import BrokerConfig, CameraConfig, ConfigError, EdgeConfig, TlsConfig
 from streetwatch.edge.metrics import EdgeMetrics, start_metrics_server
 from streetwatch.edge.outbox import Outbox
@@ -87,7 +96,7 @@ class Subscriber:
         """Distinct alert ids seen: QoS 1 is at-least-once, so the broker may deliver one twice."""
         return {parse_alert(m.payload).alert_id for m in self.received()}
 
-    def statuses(self) -> list[tuple[dict[str, str], bool]]:
+    def statuses(self) -> list[tuple[dict[str, str | int], bool]]:
         return [(json.loads(m.payload), m.retain) for m in self.received() if m.payload]
 
     def stop(self) -> None:
@@ -223,7 +232,10 @@ def test_alerts_arrive_on_their_topic_with_qos1_and_the_outbox_drains(
         assert message.topic == alert_topic(edge_id, alert.camera_id)
         assert message.qos == 1
         assert not message.retain
-        assert parse_alert(message.payload) == alert
+        received = parse_alert(message.payload)
+        assert received.model_copy(update={"seq": None, "outbox_id": None}) == alert
+        assert received.outbox_id == outbox.outbox_id
+    assert sorted(parse_alert(m.payload).seq or 0 for m in by_id.values()) == [1, 2, 3, 4]
     assert stats.acked == 4 and stats.in_flight == 0 and stats.outbox_depth == 0 and stats.connected
     assert metrics.sample("streetwatch_alerts_published_total", {"camera": "cam-1"}) == 3
     assert metrics.sample("streetwatch_alerts_published_total", {"camera": "cam-2"}) == 1
@@ -258,6 +270,53 @@ def test_retained_online_status_for_late_subscribers_and_offline_after_stop(
         assert later.statuses()[0] == (late.statuses()[-1][0], True)  # offline is retained
     finally:
         later.stop()
+
+
+def test_resend_command_republishes_delivered_alerts_and_reports_what_is_gone(
+    mqtt_broker: BrokerEndpoint, edge_id: str, tmp_path: Path
+) -> None:
+    """The delivery audit's edge half: central asks for numbers the broker lost; the box sends
+    those it still holds again, names the rest, and ignores commands it cannot read."""
+    outbox = Outbox(tmp_path / "outbox.sqlite")
+    endpoint = {"host": mqtt_broker.host, "port": mqtt_broker.port, "protocol": mqtt_broker.protocol}
+    alerts_sub = Subscriber(**endpoint, topic=f"streetwatch/v1/alerts/{edge_id}/#")  # type: ignore[arg-type]
+    replies = Subscriber(**endpoint, topic=reply_topic(edge_id))  # type: ignore[arg-type]
+    statuses = Subscriber(**endpoint, topic=status_topic(edge_id))  # type: ignore[arg-type]
+    central = make_client(client_id=f"test-central-{edge_id}", protocol=mqtt_broker.protocol)  # type: ignore[arg-type]
+    central.connect(mqtt_broker.host, mqtt_broker.port)
+    central.loop_start()
+    publisher = Publisher(edge_config(edge_id, url=mqtt_broker.url, protocol=mqtt_broker.protocol), outbox,
+                          status_interval_s=0.5)
+    publisher.start()
+    try:
+        alerts = [make_alert(edge_id=edge_id) for _ in range(3)]
+        put_all(outbox, alerts, publisher)
+        assert wait_for(lambda: outbox.depth() == 0 and len(alerts_sub.received()) >= 3)
+        first_round = len(alerts_sub.received())
+        for garbage in (b"not json", b'{"schema": "streetwatch.command/1", "command": "format-disk"}',
+                        b"[" * 3000 + b"]" * 3000):
+            central.publish(command_topic(edge_id), garbage, qos=1)
+        command = ResendCommand(request_id="rq-1", outbox_id=outbox.outbox_id, first_seq=2, last_seq=5)
+        central.publish(command_topic(edge_id), command.to_json(), qos=1).wait_for_publish(WAIT_S)
+
+        assert wait_for(lambda: len(replies.received()) >= 1), "the box answers the resend"
+        reply = ResendReply.model_validate_json(replies.received()[0].payload)
+        assert (reply.request_id, reply.edge_id, reply.requeued, reply.missing) == ("rq-1", edge_id, 2, [(4, 5)])
+        assert wait_for(lambda: len(alerts_sub.received()) >= first_round + 2)
+        again = [parse_alert(m.payload) for m in alerts_sub.received()[first_round:]]
+        assert sorted(a.seq or 0 for a in again) == [2, 3]
+        assert {a.alert_id for a in again} == {alerts[1].alert_id, alerts[2].alert_id}
+        assert wait_for(lambda: outbox.depth() == 0)
+        assert publisher.connected, "bad commands never stop the publisher"
+        assert wait_for(lambda: any(s.get("last_seq") == 3 for s, _ in statuses.statuses()))
+        assert statuses.statuses()[-1][0]["outbox_id"] == outbox.outbox_id
+    finally:
+        publisher.stop()
+        central.disconnect()
+        central.loop_stop()
+        for sub in (alerts_sub, replies, statuses):
+            sub.stop()
+        outbox.close()
 
 
 # A publisher in its own process, so the test can kill it as a power cut or OOM-kill would.

@@ -112,8 +112,8 @@ def test_parking_starts_only_after_the_dwell(seconds: int, expected: list[tuple[
     events = run(scene(seconds, lambda t: [(CAR, 0.6, "car")]))
     assert kinds(events) == expected
     for event in events:
-        assert event.zone_id == "z-park" and event.anchor_px == (200.0, 400.0)
-        assert event.dwell_s >= 120 and event.observed_pts_s == 121.0
+        assert event.zone_id == "z-park" and event.anchor == (200.0, 400.0)
+        assert event.dwell_s >= 120 and event.observed_t == 121.0
         assert [(o.cls, o.bbox) for o in event.objects] == [("car", CAR)]
         assert event.confidence == pytest.approx(0.6)
 
@@ -143,7 +143,7 @@ def test_parked_car_for_two_hours_is_one_episode_despite_misses_occlusion_jitter
     assert len({e.episode_id for e in events}) == 1
     counts = Counter(e.kind for e in events)
     assert counts["start"] == 1 and counts["end"] == 1
-    alerts = [e.observed_pts_s for e in events if e.kind != "end"]
+    alerts = [e.observed_t for e in events if e.kind != "end"]
     gaps = np.diff(alerts)
     assert all(rules.reminder_interval_s <= g <= rules.reminder_interval_s + 5 for g in gaps), gaps
     last_present = max(t for t, objs, _ in frames if objs)
@@ -152,9 +152,9 @@ def test_parked_car_for_two_hours_is_one_episode_despite_misses_occlusion_jitter
     end = events[-1]
     assert (
         end.kind == "end"
-        and last_present + rules.end_after_s <= end.observed_pts_s <= last_present + rules.end_after_s + 1
+        and last_present + rules.end_after_s <= end.observed_t <= last_present + rules.end_after_s + 1
     )
-    assert len({e.started_pts_s for e in events}) == 1 and events[0].started_pts_s <= 2.0
+    assert len({e.started_t for e in events}) == 1 and events[0].started_t <= 2.0
 
 
 @pytest.mark.parametrize(
@@ -210,7 +210,7 @@ def test_episode_ends_only_after_end_after_s_of_absence(absent_s: int, ends: boo
     events = run(frames)
     if ends:
         assert kinds(events)[:2] == [("start", "illegal_parking"), ("end", "illegal_parking")]
-        assert events[1].observed_pts_s == 199 + 60  # last seen at 199, end_after_s = 60
+        assert events[1].observed_t == 199 + 60  # last seen at 199, end_after_s = 60
         assert events[1].episode_id == events[0].episode_id and events[1].state == "ended"
     else:
         assert kinds(events) == [("start", "illegal_parking")]
@@ -248,7 +248,7 @@ def test_street_vending(seconds: int, objects: list[Obj], expected: int) -> None
     events = run(scene(seconds, lambda t: objects))
     assert kinds(events) == [("start", "street_vending")] * expected
     for event in events:
-        assert event.zone_id == "z-market" and event.anchor_px == (925.0, 400.0)
+        assert event.zone_id == "z-market" and event.anchor == (925.0, 400.0)
         assert sorted((o.cls, o.bbox) for o in event.objects) == sorted((o[2], o[0]) for o in objects)
         assert event.dwell_s >= 180
 
@@ -302,7 +302,7 @@ def test_episode_running_into_an_allowed_window_sends_no_reminder_but_ends() -> 
         start=start,
     )
     assert [e.kind for e in events] == ["start", "end"]
-    assert events[0].observed_pts_s == 181.0 and events[1].observed_pts_s == 1199 + 60
+    assert events[0].observed_t == 181.0 and events[1].observed_t == 1199 + 60
 
 
 # --- stacked goods -----------------------------------------------------------------------------
@@ -316,7 +316,7 @@ def test_unexplained_static_region_becomes_stacked_goods(seconds: int, expected:
     events = run(scene(seconds, lambda t: [], lambda t: [GOODS]))
     assert kinds(events) == [("start", "stacked_goods")] * expected
     for event in events:
-        assert event.zone_id == "z-pavement" and event.anchor_px == (440.0, 640.0)
+        assert event.zone_id == "z-pavement" and event.anchor == (440.0, 640.0)
         assert event.confidence == STATIC_REGION_CONFIDENCE and event.dwell_s == 300
         assert [o.bbox for o in event.objects] == [GOODS]
         assert isinstance(event.track_id, str)

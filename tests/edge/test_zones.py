@@ -1,4 +1,5 @@
-"""Zones in pixels: ground-point membership, allowed windows in the camera's time zone, bad input named."""
+"""Zones: ground-point membership (pixels, and ground metres for moving cameras), allowed windows in the
+camera's time zone, bad input named."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import numpy as np
 import pytest
 
 from streetwatch.edge.config import CameraConfig, ZoneConfig
-from streetwatch.edge.zones import CameraZones, ground_points, in_window, is_allowed, parse_window
+from streetwatch.edge.moving_rules import ground_zones, rules_plane
+from streetwatch.edge.zones import CameraZones, Zone, ground_points, in_window, is_allowed, parse_window
 
 SQUARE = [(100.0, 100.0), (300.0, 100.0), (300.0, 300.0), (100.0, 300.0)]
 
@@ -155,3 +157,39 @@ def test_moving_camera_geo_zone_without_pixels_is_skipped_not_fatal() -> None:
     px = _zone(id="z-px")
     camera = CameraConfig(id="dash-1", kind="vehicle", url="rtsp://127.0.0.1/x", zones=[geo, px])
     assert [z.id for z in CameraZones(camera).zones] == ["z-px"]
+
+
+# One zone type for both kinds of camera: a moving camera's zones are the same `Zone`, in ground metres.
+KERB_GEO = [(31.30040, 120.58510), (31.30040, 120.58520), (31.30030, 120.58520), (31.30030, 120.58510)]
+BOWTIE_GEO = [(31.30040, 120.58510), (31.30030, 120.58520), (31.30040, 120.58520), (31.30030, 120.58510)]
+
+
+def _patrol_camera(*zones: ZoneConfig) -> CameraConfig:
+    return CameraConfig(id="patrol-1", kind="vehicle", url="rtsp://127.0.0.1/x", zones=list(zones))
+
+
+def test_a_moving_cameras_zone_is_the_same_zone_type_in_ground_metres() -> None:
+    kerb = ZoneConfig(id="z-kerb", violations=["illegal_parking"], polygon_geo=KERB_GEO,
+                      allowed_windows=["18:00-22:00"])
+    camera = _patrol_camera(kerb)
+    plane = rules_plane(camera)
+    assert plane is not None
+    (ground,) = ground_zones(camera, plane)
+    pixels = CameraZones(_camera(_zone(id="z-px"))).zones[0]
+    assert type(ground) is type(pixels) is Zone
+    # The zone is about 9.5 m (east) x 11.1 m (north) around the plane's origin, its centroid.
+    assert ground.contains(np.array([[0.0, 0.0], [4.0, 5.0], [6.0, 0.0], [0.0, -6.0]])).tolist() == [
+        True, True, False, False]
+    assert ground.covers(0.0, 0.0) and not ground.covers(0.0, 6.0)
+    assert ground.allowed_at(19 * 60) and not ground.allowed_at(17 * 60)
+    assert ground.dwell_for("illegal_parking") == 120
+
+
+def test_a_bad_ground_zone_is_named_with_the_polygon_the_operator_wrote() -> None:
+    bowtie = ZoneConfig(id="z-bowtie", violations=["illegal_parking"], polygon_geo=BOWTIE_GEO)
+    camera = _patrol_camera(bowtie)
+    plane = rules_plane(camera)
+    assert plane is not None
+    with pytest.raises(ValueError, match=r"camera 'patrol-1' zone 'z-bowtie': polygon_geo is self-intersecting"
+                                         r".*31\.3004, 120\.5851"):
+        ground_zones(camera, plane)

@@ -25,7 +25,13 @@ import pytest
 from fault_harness import Mosquitto, wait_for
 from support import free_port
 
-from streetwatch.edge.alerts import ALERTS_SHARED_SUBSCRIPTION, alert_topic, status_topic
+from streetwatch.edge.alerts import (
+    ALERTS_SHARED_SUBSCRIPTION,
+    alert_topic,
+    command_topic,
+    reply_topic,
+    status_topic,
+)
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "mosquitto"
 
@@ -173,6 +179,31 @@ def test_boxes_cannot_read_alerts(clients: dict[str, Client]) -> None:
     clients["box-01"].publish(alert_topic("box-01", "cam-1"), b"not-for-box-02")
     wait_for(lambda: b"not-for-box-02" in central.payloads(), 10, "the alert at central")
     assert codes[0].is_failure or b"not-for-box-02" not in spy.payloads()
+
+
+def test_only_central_commands_a_box_and_each_box_reads_only_its_own(clients: dict[str, Client]) -> None:
+    """Resend requests: central writes them, the addressed box reads them, nobody else does."""
+    central, box1, box2 = clients["central"], clients["box-01"], clients["box-02"]
+    box1.subscribe(command_topic("box-01"))
+    spy_codes = box2.subscribe(command_topic("box-01"))
+    assert not central.publish(command_topic("box-01"), b"resend-for-box-01").is_failure
+    wait_for(lambda: b"resend-for-box-01" in box1.payloads(), 10, "box-01's command")
+    forged = box2.publish(command_topic("box-01"), b"forged-command")  # a box posing as central
+    assert forged.is_failure and "authori" in str(forged).lower()
+    # a marker sent after the refusal came back: had the forgery been routed, it would be there first
+    central.publish(command_topic("box-01"), b"marker-command")
+    wait_for(lambda: b"marker-command" in box1.payloads(), 10, "the marker command")
+    assert b"forged-command" not in box1.payloads()
+    assert spy_codes[0].is_failure or b"resend-for-box-01" not in box2.payloads()
+
+
+def test_a_box_answers_only_as_itself(clients: dict[str, Client]) -> None:
+    central = clients["central"]
+    central.subscribe("streetwatch/v1/replies/#")
+    central.subscribe(ALERTS_SHARED_SUBSCRIPTION)
+    assert not clients["box-01"].publish(reply_topic("box-01"), b"box-01-reply").is_failure
+    wait_for(lambda: b"box-01-reply" in central.payloads(), 10, "box-01's reply")
+    assert refused_and_not_delivered(central, clients["box-01"], reply_topic("box-02"), clients["box-02"])
 
 
 @pytest.mark.parametrize(("user", "password"), [(None, None), ("box-01", "wrong password"), ("nobody", "x")])

@@ -1,0 +1,65 @@
+"""MQTT broker and TLS settings, one definition for the edge config and central's settings.
+
+Both sides read the same YAML block (`broker: {url, username, password_env, protocol,
+keepalive_s, tls: {ca_file, cert_file, key_file}}`); central's `BrokerSettings` subclasses
+`BrokerConfig` with its own fields (client_id, subscription). Imports only pydantic and the
+standard library: central's settings stay free of paho, OpenCV and onnxruntime, and nothing here
+belongs to either side (`edge` never imports `central`).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+_BROKER_URL = re.compile(r"^mqtts?://[^/:]+(:\d{1,5})?/?$")
+
+
+class ConfigError(ValueError):
+    """A setting that cannot work, phrased for the operator: the message names the file or the field."""
+
+
+class StrictModel(BaseModel):
+    """A frozen settings model that refuses unknown keys, so a YAML typo fails at load."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TlsConfig(StrictModel):
+    ca_file: Path | None = Field(default=None, description="CA bundle to verify the broker")
+    cert_file: Path | None = Field(default=None, description="client certificate (mutual TLS)")
+    key_file: Path | None = Field(default=None, description="client key (mutual TLS)")
+
+
+class BrokerConfig(StrictModel):
+    url: str = Field(default="mqtt://127.0.0.1:1883", description="mqtt://host:port or mqtts://host:port")
+    username: str | None = Field(
+        default=None, description="MQTT user: an edge box's is by convention its edge_id"
+    )
+    password_env: str | None = Field(default=None, description="environment variable holding the password")
+    protocol: Literal["3.1.1", "5"] = Field(default="3.1.1", description="5 for Mosquitto/EMQX")
+    keepalive_s: int = Field(default=30, ge=5, le=3600)
+    tls: TlsConfig | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        if not _BROKER_URL.match(value):
+            raise ValueError(f"expected mqtt://host:port or mqtts://host:port, got {value!r}")
+        return value
+
+    def password(self) -> str | None:
+        """The password from `password_env` (read now, never stored in the config); ConfigError if unset."""
+        if self.password_env is None:
+            return None
+        value = os.environ.get(self.password_env)
+        if value is None:
+            raise ConfigError(f"broker.password_env: environment variable {self.password_env} is not set")
+        return value
+
+
+__all__ = ["BrokerConfig", "ConfigError", "StrictModel", "TlsConfig"]

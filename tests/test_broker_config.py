@@ -1,0 +1,70 @@
+"""The broker block (streetwatch/broker_config.py): one definition, so edge and central read it alike.
+
+The same `broker:` YAML goes through the edge's loader and central's; each row says what both must
+make of it. Before issue 16 the two sides had a copy each, free to drift apart.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from streetwatch.central.config import BrokerSettings, load_settings
+from streetwatch.edge.config import BrokerConfig, load_edge_config
+from streetwatch.edge.config import ConfigError as EdgeConfigError
+
+SHARED_FIELDS = ("url", "username", "password_env", "protocol", "keepalive_s", "tls")
+
+
+def load_both(tmp_path: Path, broker: dict[str, object]) -> tuple[BrokerConfig, BrokerSettings]:
+    """The broker block as the edge config and as central's settings read it from their YAML files."""
+    edge_file = tmp_path / "edge.yaml"
+    edge_file.write_text(yaml.safe_dump({"edge_id": "box-1", "broker": broker,
+                                         "cameras": [{"id": "cam-1", "url": "street.mp4"}]}))
+    central_file = tmp_path / "central.yaml"
+    central_file.write_text(yaml.safe_dump({"broker": broker}))
+    return load_edge_config(edge_file).broker, load_settings(central_file, environ={}).broker
+
+
+@pytest.mark.parametrize("broker", [
+    {},
+    {"url": "mqtts://broker.city:8883", "username": "box-1", "password_env": "SW_PW", "protocol": "5",
+     "keepalive_s": 60, "tls": {"ca_file": "/etc/ca.pem", "cert_file": "/etc/c.pem", "key_file": "/etc/k.pem"}},
+], ids=["defaults", "every-field"])
+def test_edge_and_central_read_the_same_broker_block_alike(tmp_path: Path, broker: dict[str, object]) -> None:
+    edge, central = load_both(tmp_path, broker)
+    assert {f: getattr(edge, f) for f in SHARED_FIELDS} == {f: getattr(central, f) for f in SHARED_FIELDS}
+    assert central.client_id == "central-1"  # central's own extras stay central's
+
+
+@pytest.mark.parametrize(("broker", "field", "message"), [
+    ({"url": "http://broker:1883"}, "broker.url", "expected mqtt://host:port or mqtts://host:port"),
+    ({"protocol": "4"}, "broker.protocol", "Input should be '3.1.1' or '5'"),
+    ({"keepalive_s": 1}, "broker.keepalive_s", "greater than or equal to 5"),
+    ({"tls": {"ca": "/etc/ca.pem"}}, "broker.tls.ca", "Extra inputs are not permitted"),
+], ids=["url", "protocol", "keepalive", "tls-typo"])
+def test_a_bad_broker_block_fails_alike_on_both_sides(
+    tmp_path: Path, broker: dict[str, object], field: str, message: str
+) -> None:
+    with pytest.raises(EdgeConfigError) as edge:
+        load_both(tmp_path, {**broker})
+    central_file = tmp_path / "central.yaml"
+    with pytest.raises(EdgeConfigError) as central:  # central's ConfigError is the same class
+        load_settings(central_file, environ={})
+    for error, path in ((edge, tmp_path / "edge.yaml"), (central, central_file)):
+        assert str(path) in str(error.value) and field in str(error.value) and message in str(error.value)
+
+
+def test_an_unset_password_variable_is_a_config_error_on_both_sides(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("SW_TEST_UNSET_BROKER_PW", raising=False)
+    for broker in load_both(tmp_path, {"username": "u", "password_env": "SW_TEST_UNSET_BROKER_PW"}):
+        with pytest.raises(EdgeConfigError, match="broker.password_env: environment variable "
+                                                  "SW_TEST_UNSET_BROKER_PW is not set"):
+            broker.password()
+    monkeypatch.setenv("SW_TEST_UNSET_BROKER_PW", "s3cret")
+    edge, central = load_both(tmp_path, {"password_env": "SW_TEST_UNSET_BROKER_PW"})
+    assert edge.password() == central.password() == "s3cret"
