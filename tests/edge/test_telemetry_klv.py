@@ -307,8 +307,8 @@ def test_klv_muxed_in_the_video_carries_its_offsets_so_a_replay_can_line_up(tmp_
             out.mux(klv)
         for p in video.encode():
             out.mux(p)
-    result = read_telemetry(path, fmt="klv")
-    assert result.self_timed and len(result.poses) == 10
+    result = read_telemetry(path)  # found to be a media container by its sync bytes
+    assert result.format == "klv" and result.self_timed and len(result.poses) == 10
     starts = {round((p.t - timedelta(seconds=o)).timestamp(), 2)  # type: ignore[arg-type]
               for p, o in zip(result.poses, result.offsets_s, strict=True)}
     assert len(starts) == 1  # every packet puts the first frame at the same instant

@@ -18,6 +18,8 @@ from functools import reduce
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from streetwatch.edge.telemetry import (
     ParseStats,
@@ -388,3 +390,16 @@ def test_udp_counts_proprietary_ais_and_garbage_and_keeps_the_poses() -> None:
         poses = list(reader.poses(idle_timeout_s=0.5))
     assert [p.t.second for p in poses] == [0, 1]
     assert (reader.stats["proprietary"], reader.stats["ais"], reader.stats["malformed"]) == (1, 1, 1)
+
+
+FIELD = st.text(alphabet="0123456789.-+,NSEWAVTMKn/a ", max_size=14)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(["GPRMC", "GNGGA", "GNGNS", "GPGLL", "GPZDA", "GPVTG", "GPHDT", "GPTHS", "BDRMC"]),
+       st.lists(FIELD, min_size=0, max_size=14))
+def test_checksummed_sentences_with_any_field_values_never_raise(kind: str, fields: list[str]) -> None:
+    """The checksum passes, so the sentence reaches pynmea2 and the epoch logic with mangled fields."""
+    stats = ParseStats("fuzz")
+    poses = poses_of([sentence(",".join([kind, *fields])), *epoch(0), sentence(",".join([kind, *fields]))], stats)
+    assert all(-90 <= p.lat <= 90 and -180 <= p.lon <= 180 for p in poses)

@@ -3,7 +3,7 @@
 `read_telemetry` is what the edge (`edge run`, `edge replay`) and `edge telemetry FILE` both use, so
 an operator's check of a file before a patrol reads it exactly as the edge will. Formats:
 `nmea` (NMEA 0183 log or serial capture), `gpx`, `srt` (DJI sidecar, any dialect), `klv` (a raw
-MISB ST 0601 dump, or the KLV data stream of an MPEG-TS/other container). `auto` looks at the
+MISB ST 0601 dump, or the KLV data stream of an MPEG-TS/MP4 container). `auto` looks at the
 first bytes, then the file name.
 
 Every reader error that stops a file (missing, unreadable, not the format) is a TelemetryError
@@ -57,7 +57,7 @@ def detect_format(path: str | Path) -> Format:
     path = Path(path)
     head = _head(path)
     text = head.lstrip(b"\xef\xbb\xbf")
-    if is_raw_klv(head):
+    if is_raw_klv(head) or _media_container(head):
         return "klv"
     if head.startswith((b"\xff\xfe", b"\xfe\xff")):  # UTF-16: GPX or SRT exported on Windows
         decoded = head.decode("utf-16", errors="ignore").encode("utf-8")
@@ -71,6 +71,11 @@ def detect_format(path: str | Path) -> Format:
     if path.suffix.lower() in _SUFFIXES:
         return _SUFFIXES[path.suffix.lower()]
     raise TelemetryError(path, "not NMEA, GPX, DJI SRT or KLV by its content or its name; pass --format")
+
+
+def _media_container(head: bytes) -> bool:
+    """MPEG-TS (a 0x47 sync byte every 188 bytes) or ISO BMFF/MP4 (`ftyp`): KLV would be a data stream in it."""
+    return (len(head) > 188 and head[0] == 0x47 and head[188] == 0x47) or head[4:8] == b"ftyp"
 
 
 def _head(path: Path) -> bytes:

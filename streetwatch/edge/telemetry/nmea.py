@@ -155,9 +155,11 @@ class NmeaEpochAssembler:
             return []
         done: list[Pose] = []
         if kind in TIMED:
-            fix_time = msg.timestamp  # type: ignore[union-attr]
+            fix_time = _time_of_fix(msg)
             if fix_time is None:
-                if kind in POSITION:
+                if getattr(msg, "timestamp", None) not in (None, ""):
+                    self.stats.fail("malformed", f"line {self.line_no}: time of fix is not a time: {text[:40]!r}")
+                elif kind in POSITION:
                     self.stats.fail("no_fix", f"line {self.line_no}: {text[:20]}... without a time of fix "
                                               "(the receiver has no fix)")
                 return []
@@ -304,15 +306,25 @@ def _parse_ths(text: str) -> Ths:
     return Ths(heading, mode in ("A", "E"))
 
 
+def _time_of_fix(msg: object) -> time | None:
+    """The sentence's UTC time of fix; None if empty or not a time (pynmea2 gives it back as text)."""
+    try:
+        value = getattr(msg, "timestamp", None)
+    except Exception:  # pynmea2 parses lazily and raises anything on a mangled field
+        return None
+    return value if isinstance(value, time) else None
+
+
 def _explicit_date(s: dict[str, object]) -> date | None:
-    rmc, zda = s.get("RMC"), s.get("ZDA")
-    day = getattr(rmc, "datestamp", None) if rmc is not None else None
-    if day is None and zda is not None:
+    """RMC's date, else ZDA's; None if absent, empty or impossible (31 Feb, 999999)."""
+    for kind in ("RMC", "ZDA"):
         try:
-            day = zda.datestamp  # type: ignore[attr-defined]
-        except (ValueError, TypeError, AttributeError):  # an empty or impossible ZDA date
+            day = getattr(s.get(kind), "datestamp", None)
+        except Exception:  # pynmea2 parses lazily and raises anything on a mangled field
             day = None
-    return day if isinstance(day, date) else None
+        if isinstance(day, date):
+            return day
+    return None
 
 
 def _refusal(s: dict[str, object]) -> str | None:

@@ -167,7 +167,7 @@ def read_srt_text(path: str | Path) -> str:
     """The file's text; TelemetryError naming the file if it is not text at all."""
     raw = Path(path).read_bytes()
     if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
-        return raw.decode("utf-16")
+        return raw.decode("utf-16", errors="replace")
     if b"\x00" in raw[:4096]:
         raise TelemetryError(path, "binary data, not an SRT subtitle file", where=f"byte {raw.index(0)}")
     return raw.decode("utf-8-sig", errors="replace")
