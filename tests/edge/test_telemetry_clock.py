@@ -76,7 +76,9 @@ def test_given_start_time_is_used_and_warned_about_when_nothing_could_match() ->
 
 
 def test_without_telemetry_there_is_nothing_to_line_up() -> None:
-    assert start(telemetry=None) == (None, None)
+    """A fixed camera's replay keeps its default (now) even if the video has a creation time."""
+    assert start(telemetry=None, created=T0) == (None, None)
+    assert start(telemetry=None, given=T0) == (T0, None)
 
 
 @pytest.mark.parametrize(("metadata", "expected"), [

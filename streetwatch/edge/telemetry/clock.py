@@ -46,19 +46,20 @@ class VideoTimes:
 
 def replay_start(video: VideoTimes, *, telemetry: TelemetryFile | None, given: datetime | None,
                  max_gap_s: float) -> ClipClock:
-    """Decide the replay's start (see the module docstring)."""
+    """Decide the replay's start (see the module docstring). Without telemetry (a fixed camera, a
+    live source) there is nothing to line up: `given` or None (the caller's default)."""
+    if telemetry is None:
+        return ClipClock(given, "--start-time" if given else "no telemetry to line up with")
     if given is not None:
         missed = _checked(ClipClock(given, "--start-time"), video, telemetry=telemetry, max_gap_s=max_gap_s,
                           fix="pass a --start-time inside the telemetry's span")
         return ClipClock(given, "--start-time", warning=missed.problem)
-    if telemetry is not None and telemetry.self_timed:
+    if telemetry.self_timed:
         return ClipClock(_own_start(telemetry), f"{telemetry.path.name}'s own clock ({telemetry.dialect})")
     if video.created is not None:
         return _checked(ClipClock(video.created, "the video's creation time (container metadata)"), video,
                         telemetry=telemetry, max_gap_s=max_gap_s,
                         fix="pass --start-time with the UTC time of the video's first frame")
-    if telemetry is None:
-        return ClipClock(None, "no telemetry to line up with")
     return ClipClock(None, "", f"{video.name} has no creation time in its metadata and {telemetry.path.name} has "
                                f"no clock that places the video; pass --start-time with the UTC time of the first "
                                f"frame{_span(telemetry)}")
@@ -77,10 +78,10 @@ def _span(telemetry: TelemetryFile) -> str:
     return f" (the telemetry covers {iso(min(times))} .. {iso(max(times))})"
 
 
-def _checked(clock: ClipClock, video: VideoTimes, *, telemetry: TelemetryFile | None, max_gap_s: float,
+def _checked(clock: ClipClock, video: VideoTimes, *, telemetry: TelemetryFile, max_gap_s: float,
              fix: str) -> ClipClock:
     """The clock, or a problem if the video would lie wholly outside the telemetry."""
-    if clock.start is None or telemetry is None or not telemetry.poses:
+    if clock.start is None or not telemetry.poses:
         return clock
     times = [p.t for p in telemetry.poses]
     first, last = min(times), max(times)
