@@ -204,9 +204,9 @@ def test_corrupted_length_does_not_swallow_the_next_packet() -> None:
     assert stats["malformed"] >= 1  # the bad packet no longer ends with the checksum item
 
 
-def test_klv_from_an_mpeg_ts_data_stream_through_pyav(tmp_path: Path) -> None:
-    """PyAV can mux a KLV data stream: write H.264 + KLV into MPEG-TS, read the poses back."""
-    path = tmp_path / "uav.ts"
+def write_klv_ts(path: Path, *, corrupt: int | None = None) -> Path:
+    """H.264 + a KLV data stream in MPEG-TS through PyAV: 10 frames at 10 fps, one packet per frame
+    (the packet `corrupt` with a flipped checksum bit)."""
     with av.open(str(path), "w", format="mpegts") as out:
         video = out.add_stream("libx264", rate=10)
         video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
@@ -217,13 +217,19 @@ def test_klv_from_an_mpeg_ts_data_stream_through_pyav(tmp_path: Path) -> None:
             for p in video.encode(frame):
                 out.mux(p)
             raw = full_packet(T0 + timedelta(milliseconds=100 * i))
-            if i == 4:
-                raw = raw[:-1] + bytes([raw[-1] ^ 0x01])  # one corrupt packet in the stream
+            if i == corrupt:
+                raw = raw[:-1] + bytes([raw[-1] ^ 0x01])
             klv = av.Packet(raw)
             klv.stream, klv.time_base, klv.pts, klv.dts = data, Fraction(1, 90000), i * 9000, i * 9000
             out.mux(klv)
         for p in video.encode():
             out.mux(p)
+    return path
+
+
+def test_klv_from_an_mpeg_ts_data_stream_through_pyav(tmp_path: Path) -> None:
+    """PyAV can mux a KLV data stream: write H.264 + KLV into MPEG-TS, read the poses back."""
+    path = write_klv_ts(tmp_path / "uav.ts", corrupt=4)  # one corrupt packet in the stream
 
     stats = ParseStats("uav-ts")
     poses = list(read_klv_container(path, source="uav-ts", stats=stats))
@@ -292,21 +298,7 @@ def test_a_raw_klv_dump_is_read_as_a_file_and_refusals_name_their_byte_offset(tm
 
 
 def test_klv_muxed_in_the_video_carries_its_offsets_so_a_replay_can_line_up(tmp_path: Path) -> None:
-    path = tmp_path / "uav.ts"
-    with av.open(str(path), "w", format="mpegts") as out:
-        video = out.add_stream("libx264", rate=10)
-        video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
-        data = out.add_data_stream("klv")
-        for i in range(10):
-            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), i * 20, np.uint8), format="rgb24")
-            frame.pts = i
-            for p in video.encode(frame):
-                out.mux(p)
-            klv = av.Packet(full_packet(T0 + timedelta(milliseconds=100 * i)))
-            klv.stream, klv.time_base, klv.pts, klv.dts = data, Fraction(1, 90000), i * 9000, i * 9000
-            out.mux(klv)
-        for p in video.encode():
-            out.mux(p)
+    path = write_klv_ts(tmp_path / "uav.ts")
     result = read_telemetry(path)  # found to be a media container by its sync bytes
     assert result.format == "klv" and result.self_timed and len(result.poses) == 10
     starts = {round((p.t - timedelta(seconds=o)).timestamp(), 2)  # type: ignore[arg-type]
