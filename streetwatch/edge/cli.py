@@ -1,8 +1,10 @@
-"""`edge` command line: run (live), replay (offline, to JSONL), calibrate (check a calibration)."""
+"""`edge` command line: run (live), replay (offline, to JSONL), calibrate (check a calibration),
+telemetry (check a telemetry file before a patrol)."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import signal
 import sys
@@ -14,13 +16,18 @@ from streetwatch.stop_signals import StopSignals
 
 log = logging.getLogger(__name__)
 
+TELEMETRY_FORMATS = ("auto", "nmea", "gpx", "srt", "klv")
+
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    quiet = args.handler is _telemetry  # the report already lists what was skipped
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
+        level=logging.DEBUG if args.verbose else logging.ERROR if quiet else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if args.handler is _telemetry:
+        return _telemetry(args)
     try:
         config = load_edge_config(args.config)
         return int(args.handler(args, config))
@@ -43,7 +50,8 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("--config", required=True, type=Path)
     replay.add_argument("--camera", help="camera id whose zones and calibration apply (default: first)")
     replay.add_argument("--out", type=Path, default=Path("alerts.jsonl"))
-    replay.add_argument("--start-time", type=_utc, help="UTC ISO time of the first frame (default: now)")
+    replay.add_argument("--start-time", type=_utc, help="UTC ISO time of the first frame (default: from the "
+                        "telemetry's own clock or the video's creation time; fixed cameras: now)")
     replay.add_argument("--no-progress", action="store_true")
     replay.set_defaults(handler=_replay)
 
@@ -51,6 +59,18 @@ def _parser() -> argparse.ArgumentParser:
     calibrate.add_argument("--config", required=True, type=Path)
     calibrate.add_argument("--camera", help="only this camera")
     calibrate.set_defaults(handler=_calibrate)
+
+    telemetry = commands.add_parser("telemetry", help="read a telemetry file as the edge would: a summary, "
+                                    "or every pose as JSON lines; exit 2 if it gives no pose")
+    telemetry.add_argument("file", type=Path)
+    telemetry.add_argument("--format", choices=TELEMETRY_FORMATS, default="auto")
+    telemetry.add_argument("--jsonl", action="store_true", help="print every pose as one JSON line")
+    telemetry.add_argument("--clock-tz", default="UTC", help="DJI SRT: IANA zone of the drone's clock (as "
+                           "telemetry.clock_tz; default UTC)")
+    telemetry.add_argument("--gimbal-pitch", type=float, help="drones without attitude: read as with "
+                           "camera_model.gimbal_pitch_deg (heading from the flight path)")
+    telemetry.add_argument("--start-time", type=_utc, help="SRT without a wall clock: UTC time of the first frame")
+    telemetry.set_defaults(handler=_telemetry)
     return parser
 
 
@@ -70,9 +90,15 @@ def pick_camera(config: EdgeConfig, camera_id: str | None) -> CameraConfig:
 
 
 def _run(args: argparse.Namespace, config: EdgeConfig) -> int:
+    from streetwatch.edge.moving import TelemetryFileError
+    from streetwatch.edge.telemetry import TelemetryError
     from streetwatch.edge.worker import EdgeWorker
 
-    worker = EdgeWorker(config)
+    try:
+        worker = EdgeWorker(config)
+    except (TelemetryError, TelemetryFileError) as exc:
+        print(f"edge run: {exc}", file=sys.stderr)
+        return 2
     signals = StopSignals(worker.request_stop).install(signal.SIGTERM, signal.SIGINT)
     worker.start()
     try:
@@ -85,8 +111,7 @@ def _run(args: argparse.Namespace, config: EdgeConfig) -> int:
 
 
 def _replay(args: argparse.Namespace, config: EdgeConfig) -> int:
-    from streetwatch.edge.moving import TelemetryFileError
-    from streetwatch.edge.replay import replay_file
+    from streetwatch.edge.replay import ReplayError, replay_file
 
     camera = pick_camera(config, args.camera)
     if not args.video.is_file():
@@ -98,10 +123,10 @@ def _replay(args: argparse.Namespace, config: EdgeConfig) -> int:
             config=config,
             camera=camera,
             out=args.out,
-            start_time=args.start_time or datetime.now(UTC),
+            start_time=args.start_time,
             progress=not args.no_progress,
         )
-    except TelemetryFileError as exc:
+    except ReplayError as exc:
         print(f"edge replay: {exc}", file=sys.stderr)
         return 2
     print(f"edge replay: {count} alert(s) written to {args.out}")
@@ -122,6 +147,31 @@ def _calibrate(args: argparse.Namespace, config: EdgeConfig) -> int:
         print(format_calibration_report(report))
         checked += 1
     return 0 if checked else 1
+
+
+def _telemetry(args: argparse.Namespace) -> int:
+    from streetwatch.edge.telemetry import ReadOptions, TelemetryError, read_telemetry
+    from streetwatch.edge.telemetry.summary import no_poses_line, pose_record, summary_lines
+    from streetwatch.edge.zones import resolve_timezone
+
+    try:
+        options = ReadOptions(clock_tz=resolve_timezone(args.clock_tz, camera_id="--clock-tz"),
+                              clip_start=args.start_time, flight_path=args.gimbal_pitch is not None,
+                              gimbal_pitch_deg=args.gimbal_pitch)
+        result = read_telemetry(args.file, fmt=args.format, options=options)
+    except (TelemetryError, ValueError) as exc:
+        print(f"edge telemetry: {exc}", file=sys.stderr)
+        return 2
+    if args.jsonl:
+        for pose in result.poses:
+            print(json.dumps(pose_record(pose), ensure_ascii=False))
+    else:
+        clock = f"drone clock read as {args.clock_tz} (--clock-tz)" if result.format == "srt" else None
+        print("\n".join(summary_lines(result, clock=clock)))
+    if not result.poses:
+        print(f"edge telemetry: {no_poses_line(result, clip_start=args.start_time)}", file=sys.stderr)
+        return 2
+    return 0
 
 
 if __name__ == "__main__":

@@ -86,7 +86,7 @@ class ZoneConfig(StrictModel):
         return self.dwell_s if self.dwell_s is not None else DEFAULT_DWELL_S[violation]
 
 
-TelemetrySource = Literal["nmea_file", "nmea_tcp", "nmea_udp", "gpx", "srt", "klv", "mqtt"]
+TelemetrySource = Literal["nmea_file", "nmea_serial", "nmea_tcp", "nmea_udp", "gpx", "srt", "klv", "mqtt"]
 FILE_TELEMETRY: tuple[str, ...] = ("nmea_file", "gpx", "srt", "klv")
 
 
@@ -109,6 +109,12 @@ class CameraModelConfig(StrictModel):
         default=3.0, ge=0, le=45, description="1-sigma when pitch/roll are assumed level (GPS-only telemetry)"
     )
     height_sigma_m: float = Field(default=0.2, ge=0, le=100, description="height above ground 1-sigma")
+    gimbal_pitch_deg: float | None = Field(
+        default=None, ge=-90, le=30,
+        description="drones whose telemetry has a position but no camera attitude (most DJI sidecars): the "
+        "gimbal pitch flown, degrees from the horizon (-90 = straight down); the heading then comes from the "
+        "flight path and the accuracy uses assumed_attitude_sigma_deg",
+    )
 
     @model_validator(mode="after")
     def _one_lens(self) -> CameraModelConfig:
@@ -129,14 +135,21 @@ class TelemetryConfig(StrictModel):
     """Where a moving camera's poses come from (see edge/telemetry)."""
 
     source: TelemetrySource
-    path: Path | None = Field(default=None, description="file sources; default: the video's sidecar (replay)")
+    path: Path | None = Field(
+        default=None, description="file sources (default: the video's sidecar in a replay); nmea_serial: the device"
+    )
     host: str | None = Field(default=None, description="nmea_tcp: the GPS host; nmea_udp: address to bind")
     port: int | None = Field(default=None, ge=1, le=65535)
+    baud: int | None = Field(
+        default=None, ge=1200, le=921_600, description="nmea_serial: line speed set at open (default: as stty left it)"
+    )
     max_gap_s: float = Field(default=2.0, gt=0, le=60, description="frames further from a pose are not geo-matched")
     clock_offset_s: float = Field(
         default=0.0, ge=-86_400, le=86_400, description="telemetry time = frame time + this"
     )
     clock_tz: str | None = Field(default=None, description="srt: IANA zone of the drone's local clock")
+    # klv: `path` may be a raw ST 0601 dump (.klv/.bin) or a media file with a KLV data stream; the
+    # first bytes tell which (edge/telemetry/files.py), so there is no format field to get wrong.
 
     @model_validator(mode="after")
     def _fields_for_source(self) -> TelemetryConfig:
@@ -149,6 +162,10 @@ class TelemetryConfig(StrictModel):
                 raise ValueError(f"source {self.source} reads a socket: remove path")
         elif self.host is not None or self.port is not None:
             raise ValueError(f"source {self.source} takes no host/port")
+        if self.source == "nmea_serial" and self.path is None:
+            raise ValueError("source nmea_serial needs path: the receiver's device, e.g. /dev/ttyUSB0")
+        if self.baud is not None and self.source != "nmea_serial":
+            raise ValueError(f"baud applies to nmea_serial only, not {self.source}")
         if self.source == "mqtt" and self.path is not None:
             raise ValueError("source mqtt reads streetwatch/v1/telemetry/{edge_id}/{camera_id}: remove path")
         if self.clock_tz is not None and self.source != "srt":
@@ -278,12 +295,15 @@ def _verify_platform(camera: CameraConfig, where: str, model: CameraModelConfig,
     if camera.kind == "vehicle":
         if model.mount_height_m is None:
             raise ValueError(f"{where}: camera_model.mount_height_m is required (lens height above the road)")
+        if model.gimbal_pitch_deg is not None:
+            raise ValueError(f"{where}: camera_model.gimbal_pitch_deg is for drones; a vehicle camera's tilt is "
+                             "camera_model.pitch_deg")
         if telemetry.source in ("srt", "klv"):
             raise ValueError(f"{where}: telemetry.source {telemetry.source} is a drone format; use nmea_*, gpx or mqtt")
         return
     if model.mount_height_m is not None:
         raise ValueError(f"{where}: mount_height_m is for vehicles; a drone's height comes from its telemetry")
-    if telemetry.source in ("nmea_file", "nmea_tcp", "nmea_udp", "gpx") and model.ground_alt_m is None:
+    if telemetry.source in ("nmea_file", "nmea_serial", "nmea_tcp", "nmea_udp", "gpx") and model.ground_alt_m is None:
         raise ValueError(f"{where}: telemetry.source {telemetry.source} has no height above ground; "
                          "set camera_model.ground_alt_m")
     if telemetry.source == "klv" and model.ground_alt_m is None:

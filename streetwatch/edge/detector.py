@@ -306,8 +306,13 @@ class Detector:
 
     def view(self, picture: Picture) -> np.ndarray:
         """The picture at `view_size`, sampled like the letterbox the model was trained with (cached
-        on the picture, so the decode thread can render it ahead of the detection loop)."""
-        return picture.bgr(self.view_size(picture.width, picture.height), fast=True)
+        on the picture, so the decode thread can render it ahead of the detection loop). A picture
+        smaller than the model input (a 320x240 thermal camera) is rendered at its own size: pictures
+        only shrink, and the letterbox enlarges it into the input."""
+        size = self.view_size(picture.width, picture.height)
+        if size[0] > picture.width or size[1] > picture.height:
+            return picture.bgr(fast=True)
+        return picture.bgr(size, fast=True)
 
     def detect(self, image: np.ndarray | Picture) -> sv.Detections:
         """Detect objects in one frame: a BGR uint8 (H, W, 3) array or a Picture."""

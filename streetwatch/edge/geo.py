@@ -600,7 +600,7 @@ def drone_camera_pose(
 ) -> CameraPose:
     """A drone camera's pose from its height above ground and its gimbal (see the section notes)."""
     height = _drone_height(pose, ground_alt_m)
-    assumed: list[str] = []
+    assumed: list[str] = list(pose.assumed)  # e.g. a heading the telemetry took from the flight path
     gimbal = pose.gimbal
     if gimbal is not None and gimbal.reference == "earth":
         platform = attitude_matrix(gimbal.yaw_deg, gimbal.pitch_deg, gimbal.roll_deg)

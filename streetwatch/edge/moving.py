@@ -39,18 +39,10 @@ from streetwatch.edge.geo import (
     vehicle_camera_pose,
 )
 from streetwatch.edge.moving_rules import GroundObservation, GroundRules, rules_plane
-from streetwatch.edge.telemetry import (
-    Pose,
-    PoseMatch,
-    PoseTrack,
-    read_gpx,
-    read_klv_container,
-    read_nmea_file,
-    read_srt,
-)
-from streetwatch.edge.telemetry_feed import LiveTelemetry, SharedPoseTrack
+from streetwatch.edge.telemetry import Pose, PoseMatch, PoseTrack
+from streetwatch.edge.telemetry_feed import LiveTelemetry, SharedPoseTrack, read_camera_file
 from streetwatch.edge.types import Frame, ViolationEvent
-from streetwatch.edge.zones import ground_points, resolve_timezone
+from streetwatch.edge.zones import ground_points
 
 log = logging.getLogger(__name__)
 
@@ -88,15 +80,7 @@ def read_poses(camera: CameraConfig, *, video: Path | None = None, clip_start: d
     telemetry = camera.telemetry
     assert telemetry is not None and telemetry.source in FILE_TELEMETRY
     path = telemetry_file(camera, telemetry, video=video)
-    source = f"{camera.id}:{path.name}"
-    if telemetry.source == "gpx":
-        return read_gpx(path, source=source)
-    if telemetry.source == "nmea_file":
-        return list(read_nmea_file(path, source=source))
-    if telemetry.source == "klv":
-        return list(read_klv_container(path, source=source))
-    tz = resolve_timezone(telemetry.clock_tz or "UTC", camera_id=camera.id)
-    return [record.pose for record in read_srt(path, clock_tz=tz, clip_start=clip_start, source=source)]
+    return list(read_camera_file(camera, path, clip_start=clip_start).poses)
 
 
 class PoseSource(Protocol):

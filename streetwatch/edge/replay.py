@@ -2,26 +2,39 @@
 
 Dwell is measured on stream time, so a replay runs as fast as the CPU allows. Each alert line is
 flushed as it is written, so a crash loses nothing already found.
+
+When does the video start? `--start-time` if given; for a moving camera with a telemetry file,
+else the telemetry's own clock (DJI SRT wall clock, KLV in the video) or the video's creation time
+(edge/telemetry/clock.py). Every problem with the video or the telemetry is a ReplayError: one
+line naming the file, where and what is wrong, which `edge replay` prints instead of a traceback.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import av
 from tqdm import tqdm
 
 from streetwatch.edge.alerts import Alert
-from streetwatch.edge.config import CameraConfig, EdgeConfig
+from streetwatch.edge.config import FILE_TELEMETRY, CameraConfig, EdgeConfig
 from streetwatch.edge.detector import Detector
+from streetwatch.edge.moving import TelemetryFileError, telemetry_file
 from streetwatch.edge.pipeline import build_analyzers
-from streetwatch.edge.sources import iter_sampled_frames, open_container
+from streetwatch.edge.sources import VideoFacts, iter_sampled_frames, open_container, video_facts
+from streetwatch.edge.telemetry import TelemetryError, TelemetryFile
+from streetwatch.edge.telemetry.clock import VideoTimes, replay_start
+from streetwatch.edge.telemetry_feed import read_camera_file
 from streetwatch.edge.types import Frame
 
 log = logging.getLogger(__name__)
+
+
+class ReplayError(ValueError):
+    """A video or telemetry problem that stops a replay; the message is the one line to print."""
 
 
 def replay_alerts(
@@ -56,36 +69,65 @@ def replay_file(
     config: EdgeConfig,
     camera: CameraConfig,
     out: Path,
-    start_time: datetime,
+    start_time: datetime | None = None,
     progress: bool = True,
 ) -> int:
-    """Replay `video` as `camera` and append one alert per line to `out`; return the count."""
+    """Replay `video` as `camera` and append one alert per line to `out`; return the count.
+
+    start_time None: found from the telemetry or the video (see the module docstring).
+    Raises ReplayError for any problem with the video or the telemetry.
+    """
+    facts = _facts(video)
+    start = replay_start_time(video, camera=camera, given=start_time, facts=facts)
     out.parent.mkdir(parents=True, exist_ok=True)
-    total = estimate_sampled_frames(video, camera.sample_fps)
+    total = int(facts.duration_s * camera.sample_fps) + 1 if facts.duration_s is not None else None
     count = 0
     with out.open("ab") as sink, tqdm(total=total, unit="frame", disable=not progress) as bar:
-        for alert in replay_alerts(
-            video, config=config, camera=camera, start_time=start_time, on_frame=lambda _f: bar.update()
-        ):
-            sink.write(alert.to_json() + b"\n")
-            sink.flush()
-            count += 1
-            bar.set_postfix(alerts=count)
+        try:
+            for alert in replay_alerts(
+                video, config=config, camera=camera, start_time=start, on_frame=lambda _f: bar.update()
+            ):
+                sink.write(alert.to_json() + b"\n")
+                sink.flush()
+                count += 1
+                bar.set_postfix(alerts=count)
+        except (TelemetryError, TelemetryFileError) as exc:
+            raise ReplayError(str(exc)) from None
+        except av.error.FFmpegError as exc:
+            raise ReplayError(f"{video}: the decoder stopped ({exc.strerror or exc})") from None
     log.info("camera %s: replay of %s gave %d alert(s)", camera.id, video, count)
     return count
 
 
-def estimate_sampled_frames(video: Path, sample_fps: float) -> int | None:
-    """How many frames a replay will analyse, for the progress bar (None if the length is unknown)."""
+def _facts(video: Path) -> VideoFacts:
     try:
-        with av.open(str(video)) as container:
-            stream = container.streams.video[0]
-            if stream.duration is not None and stream.time_base is not None:
-                seconds = float(stream.duration * stream.time_base)
-            elif container.duration is not None:
-                seconds = container.duration / 1_000_000
-            else:
-                return None
-    except (av.error.FFmpegError, IndexError, OSError):
+        return video_facts(video)
+    except ValueError as exc:
+        raise ReplayError(str(exc)) from None
+
+
+def replay_start_time(video: Path, *, camera: CameraConfig, given: datetime | None, facts: VideoFacts) -> datetime:
+    """The UTC time of the video's first frame for this camera's replay (ReplayError if unknowable)."""
+    telemetry = _telemetry_for(video, camera=camera, clip_start=given or facts.created)
+    max_gap_s = camera.telemetry.max_gap_s if camera.telemetry is not None else 0.0
+    clock = replay_start(VideoTimes(video.name, facts.created, facts.duration_s), telemetry=telemetry, given=given,
+                         max_gap_s=max_gap_s)
+    if clock.problem is not None:
+        raise ReplayError(f"cannot line up the video with its telemetry: {clock.problem}")
+    if clock.warning is not None:
+        log.warning("camera %s: nothing will be geo-matched: %s", camera.id, clock.warning)
+    if clock.start is None:
+        return datetime.now(UTC)
+    log.info("camera %s: replay of %s starts at %s (from %s)", camera.id, video.name, clock.start.isoformat(),
+             clock.how)
+    return clock.start
+
+
+def _telemetry_for(video: Path, *, camera: CameraConfig, clip_start: datetime | None) -> TelemetryFile | None:
+    """The camera's telemetry file, read once to line the video up; None for live or no telemetry."""
+    if camera.telemetry is None or camera.telemetry.source not in FILE_TELEMETRY:
         return None
-    return int(seconds * sample_fps) + 1
+    try:
+        return read_camera_file(camera, telemetry_file(camera, camera.telemetry, video=video), clip_start=clip_start)
+    except (TelemetryError, TelemetryFileError) as exc:
+        raise ReplayError(str(exc)) from None

@@ -55,6 +55,55 @@ def open_container(url: str | Path, *, timeout_s: float = 5.0) -> av.container.I
     return av.open(str(url), mode="r", options=options, timeout=timeout_s)
 
 
+@dataclass(frozen=True)
+class VideoFacts:
+    """What a video file says about itself before decoding: its creation time (UTC, None if not
+    written), its length and its picture size."""
+
+    created: datetime | None
+    duration_s: float | None
+    width: int
+    height: int
+
+
+CREATION_KEYS = ("creation_time", "com.apple.quicktime.creationdate", "date")
+EARLIEST_CREATION = datetime(1990, 1, 1, tzinfo=UTC)  # MP4 zero dates (1904, 1970) mean "not set"
+
+
+def creation_time(metadata: dict[str, str]) -> datetime | None:
+    """The container's creation time as UTC: MP4/MOV `creation_time` (UTC by the standard), the
+    QuickTime creation date (with its offset), or a `date` tag; None if absent, unparsable or zero."""
+    for key in CREATION_KEYS:
+        text = metadata.get(key, "").strip()
+        if not text:
+            continue
+        try:
+            value = datetime.fromisoformat(text)
+        except ValueError:
+            continue
+        value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        if value >= EARLIEST_CREATION:
+            return value
+    return None
+
+
+def video_facts(path: str | Path) -> VideoFacts:
+    """Open a video file just to read its metadata; ValueError naming the file if it is not a video."""
+    try:
+        with av.open(str(path), mode="r") as container:
+            if not container.streams.video:
+                raise ValueError(f"{path}: no video stream in the file")
+            stream = container.streams.video[0]
+            if stream.duration is not None and stream.time_base is not None:
+                duration: float | None = float(stream.duration * stream.time_base)
+            else:
+                duration = container.duration / 1_000_000 if container.duration is not None else None
+            created = creation_time(dict(container.metadata)) or creation_time(dict(stream.metadata))
+            return VideoFacts(created, duration, stream.codec_context.width, stream.codec_context.height)
+    except av.error.FFmpegError as exc:
+        raise ValueError(f"{path}: not a readable video ({exc.strerror or exc})") from None
+
+
 @dataclass
 class DecodeStats:
     """Counters a decode loop updates in place (read from other threads; ints only)."""

@@ -222,7 +222,6 @@ ENVIRONMENT_READS = {
     ("central/cli.py", "main"): "the one read: os.environ handed to load_settings before the command runs",
     ("central/cli.py", "cmd_demo"): "the demo's footage and model folders, at its start",
     ("central/cli.py", "_read_password"): "create-user --password-env: the variable the admin names",
-    ("central/config.py", "BrokerSettings.password"): "kept for the shared broker model; central does not call it",
 }
 
 

@@ -39,6 +39,14 @@ def test_vehicle_and_drone_examples_load(tmp_path: Path) -> None:
     assert drone.telemetry is not None and drone.telemetry.clock_offset_s == -0.5
 
 
+def test_drone_gimbal_pitch_and_a_serial_receiver_load(tmp_path: Path) -> None:
+    drone = load_edge_config(write(tmp_path, _with(DRONE, "camera_model.gimbal_pitch_deg", -90))).cameras[0]
+    assert drone.camera_model is not None and drone.camera_model.gimbal_pitch_deg == -90
+    serial = {"source": "nmea_serial", "path": "/dev/ttyUSB0", "baud": 9600}
+    vehicle = load_edge_config(write(tmp_path, _with(VEHICLE, "telemetry", serial))).cameras[0]
+    assert vehicle.telemetry is not None and vehicle.telemetry.baud == 9600
+
+
 def _with(base: dict, path: str, value: object) -> dict:
     out = copy.deepcopy(base)
     node = out
@@ -78,6 +86,11 @@ _DELETE = object()
         (_with(DRONE, "camera_model.matrix_image_size", _DELETE), "needs matrix_image_size"),
         (_with(DRONE, "telemetry", {"source": "klv"}), "KLV gives altitude above sea level"),
         (_with(DRONE, "telemetry", {"source": "gpx"}), "has no height above ground"),
+        (_with(VEHICLE, "camera_model.gimbal_pitch_deg", -10), "gimbal_pitch_deg is for drones"),
+        (_with(DRONE, "camera_model.gimbal_pitch_deg", -120), "camera_model.gimbal_pitch_deg"),
+        (_with(VEHICLE, "telemetry", {"source": "nmea_serial"}), "nmea_serial needs path"),
+        (_with(VEHICLE, "telemetry", {"source": "nmea_serial", "path": "/dev/ttyUSB0", "baud": 300}), "telemetry.baud"),
+        (_with(VEHICLE, "telemetry.baud", 9600), "baud applies to nmea_serial only"),
     ],
 )
 def test_bad_moving_camera_configs_name_camera_and_field(tmp_path: Path, camera: dict, expected: str) -> None:

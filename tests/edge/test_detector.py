@@ -477,3 +477,26 @@ def test_ultralytics_decode_without_detections_gives_empty_arrays() -> None:
     detections = Detector(session, U_ENTRY).detect(np.zeros((720, 1280, 3), dtype=np.uint8))
     assert len(detections) == 0
     assert detections.xyxy.shape == (0, 4) and np.asarray(detections.data["role"]).shape == (0,)
+
+
+@pytest.mark.parametrize("size", [(320, 240), (321, 241), (208, 156), (64, 48), (16, 16)])
+def test_a_video_smaller_than_the_model_input_is_detected_not_refused(
+    detector: Detector, street_dir: Path, size: tuple[int, int]
+) -> None:
+    """A 320x240 thermal or old analogue camera: the decoded picture is smaller than the 416 input.
+
+    The view is rendered at the picture's own size and the letterbox enlarges it; boxes come back
+    in the small picture's pixels. At 320x240 the kerb's parked cars are still found.
+    """
+    import av
+
+    from streetwatch.edge.picture import AvPicture
+
+    small = cv2.resize(read(street_dir, "kerb_parked_cars_street.jpg"), size, interpolation=cv2.INTER_AREA)
+    frame = av.VideoFrame.from_ndarray(small, format="bgr24").reformat(format="yuv420p")  # as the decoder gives it
+    detections = detector.detect(AvPicture(frame))
+    assert np.all(detections.xyxy >= 0) and np.all(detections.xyxy[:, [0, 2]] <= size[0])
+    assert np.all(detections.xyxy[:, [1, 3]] <= size[1])
+    if size == (320, 240):
+        assert set(detections.data["class_name"]) & VEHICLES
+    assert len(detector.detect_batch([AvPicture(frame), small])) == 2  # mixed with arrays in one batch

@@ -124,3 +124,35 @@ def test_missing_sidecar_is_a_clear_error(tmp_path: Path, market_flight: Path, c
     err = capsys.readouterr().err
     assert code == 2
     assert "camera 'drone-1'" in err and "DJI_0099.SRT" in err
+
+
+def test_the_srt_wall_clock_lines_the_replay_up_without_start_time(
+    tmp_path: Path, market_flight: Path, model_dir: Path, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """No --start-time: block k of the sidecar starts k s into the video at its wall-clock time."""
+    monkeypatch.setenv("STREETWATCH_MODEL_DIR", str(model_dir))
+    out = tmp_path / "aligned.jsonl"
+    with caplog.at_level("INFO", logger="streetwatch.edge.replay"):
+        code = cli.main(["replay", str(market_flight), "--config", str(write_config(tmp_path, bicycle_is_cart=True)),
+                         "--out", str(out), "--no-progress"])
+    assert code == 0
+    alerts = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [(a["violation"], a["state"]) for a in alerts] == [("street_vending", "active")]
+    assert alerts[0]["observed_at"].startswith("2026-11-21T09:")  # the flight's own time, not today
+    assert any(f"starts at {START.isoformat()}" in r.getMessage() and "own clock" in r.getMessage()
+               for r in caplog.records)
+
+
+def test_an_empty_sidecar_is_one_line_naming_it(tmp_path: Path, market_flight: Path,
+                                                 capsys: pytest.CaptureFixture[str], model_dir: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STREETWATCH_MODEL_DIR", str(model_dir))
+    video = tmp_path / "DJI_0100.mp4"
+    video.write_bytes(market_flight.read_bytes())
+    (tmp_path / "DJI_0100.SRT").write_bytes(b"")
+    code = cli.main(["replay", str(video), "--config", str(write_config(tmp_path, bicycle_is_cart=False)),
+                     "--out", str(tmp_path / "d.jsonl"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1
+    assert f"{tmp_path / 'DJI_0100.SRT'}: camera 'drone-1': no poses: the file is empty" in err

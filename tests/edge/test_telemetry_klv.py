@@ -16,12 +16,15 @@ import av
 import numpy as np
 import pytest
 
+from streetwatch.edge.config import CameraConfig
+from streetwatch.edge.moving import read_poses
 from streetwatch.edge.telemetry import (
     KlvError,
     ParseStats,
     decode_uas_local_set,
     parse_klv_bytes,
     read_klv_container,
+    read_telemetry,
     st0601_checksum,
 )
 from streetwatch.edge.telemetry.klv import to_pose
@@ -201,9 +204,9 @@ def test_corrupted_length_does_not_swallow_the_next_packet() -> None:
     assert stats["malformed"] >= 1  # the bad packet no longer ends with the checksum item
 
 
-def test_klv_from_an_mpeg_ts_data_stream_through_pyav(tmp_path: Path) -> None:
-    """PyAV can mux a KLV data stream: write H.264 + KLV into MPEG-TS, read the poses back."""
-    path = tmp_path / "uav.ts"
+def write_klv_ts(path: Path, *, corrupt: int | None = None) -> Path:
+    """H.264 + a KLV data stream in MPEG-TS through PyAV: 10 frames at 10 fps, one packet per frame
+    (the packet `corrupt` with a flipped checksum bit)."""
     with av.open(str(path), "w", format="mpegts") as out:
         video = out.add_stream("libx264", rate=10)
         video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
@@ -214,13 +217,19 @@ def test_klv_from_an_mpeg_ts_data_stream_through_pyav(tmp_path: Path) -> None:
             for p in video.encode(frame):
                 out.mux(p)
             raw = full_packet(T0 + timedelta(milliseconds=100 * i))
-            if i == 4:
-                raw = raw[:-1] + bytes([raw[-1] ^ 0x01])  # one corrupt packet in the stream
+            if i == corrupt:
+                raw = raw[:-1] + bytes([raw[-1] ^ 0x01])
             klv = av.Packet(raw)
             klv.stream, klv.time_base, klv.pts, klv.dts = data, Fraction(1, 90000), i * 9000, i * 9000
             out.mux(klv)
         for p in video.encode():
             out.mux(p)
+    return path
+
+
+def test_klv_from_an_mpeg_ts_data_stream_through_pyav(tmp_path: Path) -> None:
+    """PyAV can mux a KLV data stream: write H.264 + KLV into MPEG-TS, read the poses back."""
+    path = write_klv_ts(tmp_path / "uav.ts", corrupt=4)  # one corrupt packet in the stream
 
     stats = ParseStats("uav-ts")
     poses = list(read_klv_container(path, source="uav-ts", stats=stats))
@@ -241,3 +250,57 @@ def test_file_without_a_data_stream_is_refused_with_its_name(tmp_path: Path) -> 
             out.mux(p)
     with pytest.raises(ValueError, match="plain.ts: no data stream"):
         list(read_klv_container(path))
+
+
+def full_range(value: float) -> bytes:
+    """Tags 90/91 (platform pitch/roll, full range): int32 over +-90 degrees, the test's own mapping."""
+    return struct.pack(">i", round(value / 90.0 * 0x7FFFFFFF))
+
+
+@pytest.mark.parametrize(("pitch", "roll"), [(-62.5, 75.25), (88.0, -89.5), (0.0, 0.0)])
+def test_full_range_pitch_and_roll_tags_90_91_win_over_the_saturating_tags_6_7(pitch: float, roll: float) -> None:
+    """Tag 6 stops at +-20 deg and tag 7 at +-50 deg: a diving or banking aircraft needs 90/91."""
+    extra = item(90, full_range(pitch)) + item(91, full_range(roll))
+    stats = ParseStats("uav-1")
+    pose = to_pose(decode_uas_local_set(full_packet(extra=extra), stats=stats), source="uav-1")
+    assert pose is not None
+    assert pose.pitch_deg == pytest.approx(pitch, abs=90 / 0x7FFFFFFF * 2)
+    assert pose.roll_deg == pytest.approx(roll, abs=90 / 0x7FFFFFFF * 2)
+    assert stats["unknown_tag"] == 0
+
+
+def test_full_range_out_of_range_sentinel_falls_back_to_tags_6_7() -> None:
+    extra = item(90, struct.pack(">i", -(2**31))) + item(91, struct.pack(">i", -(2**31)))
+    pose = to_pose(decode_uas_local_set(full_packet(extra=extra)), source="uav-1")
+    assert pose is not None
+    assert pose.pitch_deg == pytest.approx(-12.5, abs=0.001) and pose.roll_deg == pytest.approx(30.25, abs=0.002)
+
+
+def test_a_raw_klv_dump_is_read_as_a_file_and_refusals_name_their_byte_offset(tmp_path: Path) -> None:
+    packets = [full_packet(T0 + timedelta(seconds=i)) for i in range(4)]
+    corrupt = bytearray(packets[2])
+    corrupt[40] ^= 0x01
+    data = packets[0] + packets[1] + bytes(corrupt) + packets[3]
+    path = tmp_path / "flight.klv"
+    path.write_bytes(data)
+
+    result = read_telemetry(path)  # the format is found from the bytes: a SMPTE key, not a container
+    assert result.format == "klv" and "raw" in result.dialect
+    assert [p.t for p in result.poses] == [T0 + timedelta(seconds=i) for i in (0, 1, 3)]
+    offset = len(packets[0]) + len(packets[1])
+    assert result.stats.examples["checksum"].startswith(f"byte {offset}: checksum")
+
+    # and through a camera's config, as `edge run` reads `telemetry.path` (no PyAV involved)
+    camera = CameraConfig.model_validate({
+        "id": "uav-1", "kind": "drone", "url": "rtsp://x/1", "camera_model": {"hfov_deg": 60, "ground_alt_m": 5},
+        "telemetry": {"source": "klv", "path": str(path)}})
+    assert len(read_poses(camera)) == 3
+
+
+def test_klv_muxed_in_the_video_carries_its_offsets_so_a_replay_can_line_up(tmp_path: Path) -> None:
+    path = write_klv_ts(tmp_path / "uav.ts")
+    result = read_telemetry(path)  # found to be a media container by its sync bytes
+    assert result.format == "klv" and result.self_timed and len(result.poses) == 10
+    starts = {round((p.t - timedelta(seconds=o)).timestamp(), 2)  # type: ignore[arg-type]
+              for p, o in zip(result.poses, result.offsets_s, strict=True)}
+    assert len(starts) == 1  # every packet puts the first frame at the same instant

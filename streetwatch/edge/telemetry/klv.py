@@ -1,4 +1,4 @@
-"""MISB ST 0601 (UAS Datalink Local Set) KLV to poses, from bytes or an MPEG-TS data stream.
+"""MISB ST 0601 (UAS Datalink Local Set) KLV to poses, from a raw `.klv` dump or an MPEG-TS data stream.
 
 Why our own decoder: the one PyPI parser, `klvdata` 0.0.3 (2018, "Alpha", classifiers up to Python
 3.7), reads 1-byte tags only (ST 0601 tags are BER-OID, tag 128+ takes two bytes), never verifies
@@ -20,10 +20,15 @@ The subset we need is a page of code; it follows the ST 0601 tag table:
 | 20 | sensor relative roll | uint32 | 0..2^32-1 -> 0..360° |
 | 21 | slant range | uint32 | 0..2^32-1 -> 0..5,000,000 m |
 | 23/24 | frame centre latitude/longitude | int32 | as 13/14 |
+| 90 | platform pitch angle (full) | int32 | +-(2^31-1) -> +-90 deg, -(2^31) = out of range |
+| 91 | platform roll angle (full) | int32 | +-(2^31-1) -> +-90 deg, -(2^31) = out of range |
+
+Tags 90/91 carry the attitude past tag 6's +-20 deg and tag 7's +-50 deg: when present they win.
 
 The checksum is the standard's 16-bit word sum (as ST 0601 and its reference code define it), not
-a CRC. Other tags are skipped by length and counted (`unknown_tag`), as the standard requires of
-a reader.
+a CRC; a packet that fails it is refused, as the standard requires. Other tags are skipped by
+length and counted (`unknown_tag`), as the standard requires of a reader. Every refusal names the
+packet's byte offset in the stream (`byte 228: ...`).
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from streetwatch.edge.telemetry.pose import Gimbal, ParseStats, Pose
+from streetwatch.edge.telemetry.pose import Gimbal, ParseStats, Pose, TelemetryError
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +95,8 @@ TAGS: dict[int, tuple[str, int, Decoder]] = {
     21: ("slant_range_m", 4, _unsigned(5_000_000.0 / 0xFFFFFFFF)),
     23: ("frame_center_lat", 4, _signed(90.0, 32)),
     24: ("frame_center_lon", 4, _signed(180.0, 32)),
+    90: ("platform_pitch_full_deg", 4, _signed(90.0, 32)),
+    91: ("platform_roll_full_deg", 4, _signed(90.0, 32)),
 }
 
 
@@ -174,7 +181,7 @@ def _decode_items(packet: bytes, pos: int, end: int, *, stats: ParseStats | None
         if spec is None:
             unknown.append(tag)
             if stats is not None:
-                stats.note("unknown_tag")
+                stats.note("unknown_tag", f"tag {tag} ({length} bytes) skipped: not read by this decoder")
             continue
         name, size, decoder = spec
         if length != size:
@@ -196,9 +203,12 @@ def to_pose(local_set: UasLocalSet, *, source: str) -> Pose | None:
     gimbal = None
     if azimuth is not None and elevation is not None:
         gimbal = Gimbal(azimuth, elevation, n("sensor_rel_roll_deg") or 0.0, "platform")
+    pitch = n("platform_pitch_full_deg")
+    roll = n("platform_roll_full_deg")
     return Pose(
         t=t, lat=lat, lon=lon, alt_m=n("sensor_alt_m"), heading_deg=n("platform_heading_deg"),
-        pitch_deg=n("platform_pitch_deg"), roll_deg=n("platform_roll_deg"), speed_mps=None, source=source,
+        pitch_deg=pitch if pitch is not None else n("platform_pitch_deg"),
+        roll_deg=roll if roll is not None else n("platform_roll_deg"), speed_mps=None, source=source,
         gimbal=gimbal, frame_center_lat=n("frame_center_lat"), frame_center_lon=n("frame_center_lon"),
         slant_range_m=n("slant_range_m"), hfov_deg=n("sensor_hfov_deg"), vfov_deg=n("sensor_vfov_deg"),
     )
@@ -211,6 +221,8 @@ class KlvStreamDecoder:
         self.source = source
         self.stats = stats or ParseStats(source)
         self._buffer = b""
+        self._offset = 0  # stream offset of self._buffer[0]
+        self._packet_at = 0  # stream offset of the packet being decoded
         self._last_t: datetime | None = None
 
     def feed(self, data: bytes) -> list[Pose]:
@@ -238,34 +250,43 @@ class KlvStreamDecoder:
         except KlvError as exc:
             if exc.kind == "truncated":
                 return None
-            self._skip(1)
-            self.stats.fail(exc.kind, str(exc))
+            self.stats.fail(exc.kind, f"byte {self._offset}: {exc}")
+            self._drop(1)
             return b""
         if length > MAX_PACKET_BYTES:
-            self._skip(1)
-            self.stats.fail("malformed", f"declared length {length} > {MAX_PACKET_BYTES}")
+            self.stats.fail("malformed", f"byte {self._offset}: declared length {length} > {MAX_PACKET_BYTES}")
+            self._drop(1)
             return b""
         if start + length > len(self._buffer):
             return None
-        packet, self._buffer = self._buffer[: start + length], self._buffer[start + length :]
+        self._packet_at = self._offset
+        packet = self._buffer[: start + length]
+        self._drop(start + length)
         return packet
 
     def _skip(self, count: int) -> None:
-        self.stats.fail("malformed", f"{count} bytes before an ST 0601 key skipped")
+        self.stats.fail("malformed", f"byte {self._offset}: {count} bytes before an ST 0601 key skipped")
+        self._drop(count)
+
+    def _drop(self, count: int) -> None:
         self._buffer = self._buffer[count:]
+        self._offset += count
 
     def _decode(self, packet: bytes) -> Pose | None:
         if not packet:
             return None
+        where = f"byte {self._packet_at}"
         try:
             pose = to_pose(decode_uas_local_set(packet, stats=self.stats), source=self.source)
         except KlvError as exc:
-            self.stats.fail(exc.kind, str(exc))
-            # Resync just after the bad packet's key: a corrupted length may have swallowed the next key.
-            self._buffer = packet[len(UAS_LS_KEY) :] + self._buffer
+            self.stats.fail(exc.kind, f"{where}: {exc}")
+            if exc.kind != "checksum" or UAS_LS_KEY in packet[len(UAS_LS_KEY) :]:
+                # Resync just after the bad packet's key: a corrupted length may have swallowed the next key.
+                self._buffer = packet[len(UAS_LS_KEY) :] + self._buffer
+                self._offset = self._packet_at + len(UAS_LS_KEY)
             return None
         if pose is None:
-            self.stats.fail("no_time", "packet without timestamp (tag 2) or sensor position (tags 13/14)")
+            self.stats.fail("no_time", f"{where}: packet without timestamp (tag 2) or sensor position (tags 13/14)")
             return None
         self.stats.check_gap(self._last_t, pose.t)
         self._last_t = pose.t
@@ -275,8 +296,9 @@ class KlvStreamDecoder:
     def finish(self) -> None:
         """End of stream: a partial packet left over is counted as truncated."""
         if self._buffer:
-            self.stats.fail("truncated", f"{len(self._buffer)} bytes of an unfinished packet at the end")
-            self._buffer = b""
+            self.stats.fail("truncated", f"byte {self._offset}: {len(self._buffer)} bytes of an unfinished packet "
+                                         "at the end")
+            self._drop(len(self._buffer))
 
 
 def parse_klv_bytes(chunks: Iterable[bytes], *, source: str, stats: ParseStats | None = None) -> list[Pose]:
@@ -287,20 +309,57 @@ def parse_klv_bytes(chunks: Iterable[bytes], *, source: str, stats: ParseStats |
     return poses
 
 
+def is_raw_klv(head: bytes) -> bool:
+    """True if bytes start like a SMPTE KLV key (06 0E 2B 34): a raw dump, not a media container."""
+    return head.startswith(UAS_LS_KEY[:4])
+
+
+def read_klv_file(path: str | Path, *, source: str | None = None, stats: ParseStats | None = None,
+                  chunk_bytes: int = 1 << 16) -> list[Pose]:
+    """Poses from a raw KLV dump (`.klv`, `.bin`), read in chunks so a large file stays small in memory."""
+    decoder = KlvStreamDecoder(source=source or str(path), stats=stats)
+    poses: list[Pose] = []
+    with open(path, "rb") as handle:
+        while chunk := handle.read(chunk_bytes):
+            poses.extend(decoder.feed(chunk))
+    decoder.finish()
+    return poses
+
+
 def read_klv_container(path: str | Path, *, source: str | None = None, stats: ParseStats | None = None,
                        stream_index: int = 0) -> Iterator[Pose]:
     """Poses from the `stream_index`-th data stream of a media file (MPEG-TS with KLV), via PyAV."""
+    for _offset, pose in iter_klv_container(path, source=source, stats=stats, stream_index=stream_index):
+        yield pose
+
+
+def iter_klv_container(path: str | Path, *, source: str | None = None, stats: ParseStats | None = None,
+                       stream_index: int = 0) -> Iterator[tuple[float | None, Pose]]:
+    """(seconds from the video's first frame, pose) for each KLV packet of the data stream.
+
+    The offset comes from the data packet's PTS, so a replay can line the video up with the KLV's
+    own clock; None where the muxer wrote no PTS. TelemetryError if the file cannot be opened or
+    has no such data stream.
+    """
     import av  # the edge extra; imported here so the byte-level decoder needs nothing heavy
 
-    name = source or str(path)
-    decoder = KlvStreamDecoder(source=name, stats=stats)
-    with av.open(str(path)) as container:
+    decoder = KlvStreamDecoder(source=source or str(path), stats=stats)
+    try:
+        container = av.open(str(path))
+    except av.error.FFmpegError as exc:
+        raise TelemetryError(path, f"not a readable media file for KLV ({exc.strerror or exc})") from None
+    with container:
         streams = container.streams.data
         if len(streams) <= stream_index:
-            raise ValueError(
-                f"{path}: no data stream #{stream_index} (found {len(streams)}); expected KLV in MPEG-TS"
-            )
+            raise TelemetryError(path, f"no data stream #{stream_index} (found {len(streams)}); expected KLV "
+                                       "in MPEG-TS, or give a raw .klv dump")
+        video = container.streams.video[0] if container.streams.video else None
+        origin = float(video.start_time * video.time_base) if video and video.start_time is not None and \
+            video.time_base is not None else 0.0
         for packet in container.demux(streams[stream_index]):
-            if packet.size:
-                yield from decoder.feed(bytes(packet))
+            if not packet.size:
+                continue
+            at = float(packet.pts * packet.time_base) - origin if packet.pts is not None and packet.time_base else None
+            for pose in decoder.feed(bytes(packet)):
+                yield at, pose
     decoder.finish()

@@ -42,7 +42,10 @@ class Pose:
     Angles in degrees: heading clockwise from true north in [0, 360); pitch positive nose up;
     roll positive right wing down. `alt_m` is height above mean sea level (or the source's
     ellipsoid/true altitude, see `source`); `rel_alt_m` is a drone's height above its take-off
-    point (DJI `rel_alt`), the usual flat-ground stand-in for height above ground.
+    point (DJI `rel_alt`), the usual flat-ground stand-in for height above ground. `fix` is the
+    receiver's own word on the fix where the format has one (`gps`, `dgps`, `rtk_fixed`, `rtk_float`,
+    `dead_reckoning`, `2d`, `3d`...). `assumed` names what a value rests on that the telemetry did
+    not measure (e.g. a heading from the flight path): geo then uses the assumed-attitude sigma.
     """
 
     t: datetime
@@ -62,6 +65,8 @@ class Pose:
     slant_range_m: float | None = None
     hfov_deg: float | None = None
     vfov_deg: float | None = None
+    fix: str | None = None
+    assumed: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.t.tzinfo is None:
@@ -78,10 +83,13 @@ class Pose:
 
 @dataclass
 class ParseStats:
-    """Counts what a parser skipped, by kind, and warns once per `warn_every` failures.
+    """Counts what a parser skipped, by kind, keeps the first example of each, and warns once per
+    `warn_every` failures.
 
-    Kinds used by the parsers: `checksum`, `malformed`, `no_fix`, `no_time`, `gap`, `unknown_tag`,
-    `truncated`, `invalid`. `parsed` counts poses produced. Never raises: bad telemetry is data.
+    Failures (`fail`): `checksum`, `malformed`, `no_fix`, `no_time`, `gap`, `truncated`, `invalid`,
+    `invalid_field`, `implausible`. Notes (`note`, by design, not errors): `proprietary`, `ais`,
+    `unused`, `unknown_sentence`, `unknown_tag`, `waypoint`. `parsed` counts poses produced. Details
+    start with where the item is (`line 12`, `block 7`, `byte 228`). Never raises: bad telemetry is data.
     """
 
     source: str
@@ -89,6 +97,8 @@ class ParseStats:
     gap_s: float = 5.0
     counts: Counter[str] = field(default_factory=Counter)
     failures: int = 0
+    examples: dict[str, str] = field(default_factory=dict)
+    failure_kinds: set[str] = field(default_factory=set)
 
     def ok(self, n: int = 1) -> None:
         self.counts["parsed"] += n
@@ -97,6 +107,8 @@ class ParseStats:
         """Count one skipped item; log the first failure and then one line per `warn_every`."""
         self.counts[kind] += 1
         self.failures += 1
+        self.failure_kinds.add(kind)
+        self.examples.setdefault(kind, detail)
         if self.failures == 1 or self.failures % self.warn_every == 0:
             log.warning(
                 "telemetry %s: %d items skipped so far (%s); latest %s: %s",
@@ -111,15 +123,31 @@ class ParseStats:
         if delta > self.gap_s or delta < 0:
             self.fail("gap", f"{delta:.3f} s from {previous.isoformat()} to {current.isoformat()}")
 
-    def note(self, kind: str) -> None:
-        """Count an event that is not a failure (e.g. an unknown KLV tag skipped by design)."""
+    def note(self, kind: str, detail: str = "") -> None:
+        """Count an item skipped by design, not a failure (a proprietary sentence, an unknown KLV tag)."""
         self.counts[kind] += 1
+        if detail:
+            self.examples.setdefault(kind, detail)
+
+    def skipped(self) -> dict[str, int]:
+        """Every kind except `parsed`, most frequent first."""
+        return dict(sorted(((k, v) for k, v in self.counts.items() if k != "parsed"), key=lambda kv: (-kv[1], kv[0])))
 
     def summary(self) -> str:
         return ", ".join(f"{k}={v}" for k, v in sorted(self.counts.items()))
 
     def __getitem__(self, kind: str) -> int:
         return self.counts[kind]
+
+
+class TelemetryError(ValueError):
+    """A telemetry file that cannot be read at all: the message names the file, where and what is wrong."""
+
+    def __init__(self, path: object, what: str, *, where: str | None = None) -> None:
+        self.path = str(path)
+        self.where = where
+        self.what = what
+        super().__init__(f"{self.path}: {where}: {what}" if where else f"{self.path}: {what}")
 
 
 def as_utc(value: datetime, *, assume_tz: tzinfo = UTC) -> datetime:
