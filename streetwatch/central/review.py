@@ -6,7 +6,7 @@ outside it is not found), the status moved through the state machine (case_statu
 AuditLog row with the reviewer's user name, the action, details and the time.
 
 A merged case keeps its row (status `closed`, `merged_into_id` set) so links and the audit trail
-stay valid; its alerts and episodes move to the target case (`cases.merge_cases`), and later alerts
+stay valid; its alerts and episodes move to the target case (`case_store.merge_cases`), and later alerts
 of its episodes land in the target too.
 """
 
