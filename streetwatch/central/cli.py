@@ -134,11 +134,14 @@ def cmd_import_merchants(args: argparse.Namespace) -> int:
 
 
 def cmd_ingest_jsonl(args: argparse.Namespace) -> int:
-    from streetwatch.central.offline import ingest_jsonl
+    from streetwatch.central.offline import DatabaseUnavailable, ingest_jsonl
 
     if not args.file.is_file():
         raise CliError(f"{args.file}: no such file")
-    summary = ingest_jsonl(args.file, session_factory=_session_factory(args), settings=_settings(args))
+    try:
+        summary = ingest_jsonl(args.file, session_factory=_session_factory(args), settings=_settings(args))
+    except DatabaseUnavailable as exc:
+        raise CliError(str(exc)) from None
     print(
         f"{args.file}: {summary.total} alerts: {summary.created} opened a case, {summary.joined} joined a "
         f"case, {summary.pending} pending sightings, {summary.duplicate} duplicates, "

@@ -36,6 +36,7 @@ import logging
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Literal
 
@@ -44,7 +45,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 
 from streetwatch.broker_config import BrokerConfig, ConfigError, StrictModel, TlsConfig
 from streetwatch.central.workflow.config import WorkflowSettings
-from streetwatch.edge.alerts import ALERTS_SHARED_SUBSCRIPTION, VIOLATIONS, Violation
+from streetwatch.edge.alerts import ALERTS_SHARED_SUBSCRIPTION, VIOLATIONS, TimeBounds, Violation
 
 log = logging.getLogger(__name__)
 
@@ -162,6 +163,31 @@ class CaseSettings(StrictModel):
         return value
 
 
+class IngestSettings(StrictModel):
+    """What central believes of an alert's timestamps (the wire schema bounds everything else)."""
+
+    not_before: datetime = Field(
+        default=datetime(2000, 1, 1, tzinfo=UTC),
+        description="alerts stamped earlier are refused (a box whose clock never synced says 1970)",
+    )
+    max_ahead_h: float = Field(
+        default=24.0, gt=0, le=24 * 365, description="... and alerts stamped more than this after their receipt"
+    )
+    episode_owner_check: bool = Field(
+        default=True, description="an alert for an episode another box opened is a dead letter (it could end it)"
+    )
+
+    @field_validator("not_before")
+    @classmethod
+    def _aware(cls, value: datetime) -> datetime:
+        if value.tzinfo is None:
+            raise ValueError("expected a time with its zone, e.g. 2000-01-01T00:00:00Z")
+        return value
+
+    def time_bounds(self) -> TimeBounds:
+        return TimeBounds(not_before=self.not_before, max_ahead=timedelta(hours=self.max_ahead_h))
+
+
 class AttributionSettings(StrictModel):
     max_distance_m: float = Field(
         default=10.0,
@@ -240,6 +266,7 @@ class CentralSettings(StrictModel):
     )
     cases: CaseSettings = Field(default_factory=CaseSettings)
     attribution: AttributionSettings = Field(default_factory=AttributionSettings)
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
     web: WebSettings = Field(default_factory=WebSettings)
     workflow: WorkflowSettings = Field(default_factory=WorkflowSettings)
     open311: Open311Settings = Field(default_factory=Open311Settings)

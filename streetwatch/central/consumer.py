@@ -5,7 +5,9 @@ clean_session=False / clean_start=False) and acknowledges a message only after i
 committed (paho's manual ack). A message that cannot be stored because the database failed is
 retried in place, and if it still fails it is left unacknowledged and the consumer reconnects, so the
 broker delivers it again. A message that can never be stored (not JSON, schema, size, wrong topic,
-broken evidence) goes to the dead-letter table with the reason and is acknowledged: ingest goes on.
+broken evidence, or any error of any type while storing it) goes to the dead-letter table with the
+reason and is acknowledged: no message can stop ingest, so a restart always makes progress. A
+failing batch falls back to one by one, so one bad message costs only itself.
 
 Throughput: paho's network thread only queues messages; the ingest thread takes whatever has queued
 up (up to `batch_size`) into one transaction (`ingest.ingest_many`), so under load a commit serves a
@@ -27,7 +29,15 @@ from sqlalchemy.orm import Session, sessionmaker
 from streetwatch.central.attribution import MerchantIndexCache
 from streetwatch.central.config import CentralSettings
 from streetwatch.central.db import session_scope
-from streetwatch.central.ingest import IngestResult, IngestSummary, Message, dead_letter, ingest_many, ingest_payload
+from streetwatch.central.ingest import (
+    IngestResult,
+    IngestSummary,
+    Message,
+    dead_letter,
+    failure_reason,
+    ingest_many,
+    ingest_payload,
+)
 from streetwatch.mqtt_common import connect_async, describe_reason, make_client, parse_broker_url
 
 log = logging.getLogger(__name__)
@@ -204,16 +214,23 @@ class AlertConsumer:
                     batch.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
-            self._process(batch)
+            try:
+                self._process(batch)
+            except Exception:  # a bug here must not end ingest: the messages stay unacked and come back
+                log.exception("consumer %s: batch of %d not handled; the broker will deliver it again",
+                              self.name, len(batch))
+                self._drop_unacked()
+                self._bounce()
 
     def _process(self, batch: list[_Received]) -> None:
-        """Ingest the batch in one transaction; on a database or storage error fall back to one by one."""
+        """Ingest the batch in one transaction; on any error fall back to one by one (a database
+        or storage error is retried there, anything else makes that message a dead letter)."""
         try:
             with session_scope(self.session_factory, write_lock=True) as session:
                 messages = [Message(r.message.topic, bytes(r.message.payload)) for r in batch]
                 results = ingest_many(session, messages, settings=self.settings, index=self.index_cache.get(session))
-        except (SQLAlchemyError, OSError) as exc:  # OSError: the evidence folder (disk full, mount gone)
-            log.warning("consumer %s: batch of %d failed (%s); retrying one by one", self.name, len(batch), exc)
+        except Exception as exc:  # OSError: the evidence folder (disk full, mount gone)
+            log.warning("consumer %s: batch of %d failed (%r); retrying one by one", self.name, len(batch), exc)
             for received in batch:
                 if not self._process_one(received):
                     self._drop_unacked()
@@ -254,7 +271,7 @@ class AlertConsumer:
                 return self._store(message)
             except DataError as exc:  # the database refuses this content: retrying cannot help
                 log.warning("consumer %s: database refused the message on %s: %s", self.name, message.topic, exc.orig)
-                return self._dead_letter_message(message, f"database refused the message: {exc.orig}")
+                return self._dead_letter_message(message, failure_reason(exc))
             except (SQLAlchemyError, OSError) as exc:  # transient: the database, or the evidence folder
                 log.warning(
                     "consumer %s: database or storage error on %s (attempt %d): %s",
@@ -262,9 +279,9 @@ class AlertConsumer:
                 )
                 if self._stopping.wait(self.retry_delay_s * (2**attempt)):
                     return None
-            except Exception as exc:  # a bug must not stop ingest nor loop forever on one message
+            except Exception as exc:  # any other type: a bug must not stop ingest nor loop on one message
                 log.exception("consumer %s: unexpected error on %s", self.name, message.topic)
-                return self._dead_letter_message(message, f"internal error: {exc!r}")
+                return self._dead_letter_message(message, failure_reason(exc))
         return None
 
     def _store(self, message: mqtt.MQTTMessage) -> IngestResult:
@@ -278,11 +295,16 @@ class AlertConsumer:
             )
 
     def _dead_letter_message(self, message: mqtt.MQTTMessage, reason: str) -> IngestResult | None:
+        """Store the message as a dead letter; None if the database failed (not acked, delivered again)."""
         try:
             with session_scope(self.session_factory, write_lock=True) as session:
                 return dead_letter(session, topic=message.topic, reason=reason, payload=bytes(message.payload))
         except SQLAlchemyError:
             return None
+        except Exception:  # cannot even be kept: acked (else it comes back for ever), logged whole
+            log.exception("consumer %s: message on %s (%d bytes) could not be stored even as a dead letter; "
+                          "dropped: %r", self.name, message.topic, len(message.payload), bytes(message.payload)[:300])
+            return IngestResult("dead_letter", reason=reason)
 
     def _bounce(self) -> None:
         """Drop and re-open the connection from another thread: the broker resends unacked messages."""

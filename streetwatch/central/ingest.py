@@ -4,8 +4,9 @@ One path: `ingest_payload` (bytes off the wire) -> `ingest_alert` (a parsed aler
 `ingest_many` for a batch in one transaction with the same results as one by one. The MQTT consumer
 (consumer.py), `central ingest-jsonl` (offline.py) and the tests all go through it.
 
-Per message: parse and check it (schema, size, topic, evidence; what fails becomes a dead letter
-with the reason), then the transaction's case engine (case_engine.CaseEngine) recognises a
+Per message: parse and check it (schema, size, timestamps within settings.ingest's bounds, topic,
+evidence, an episode that another box opened; what fails becomes a dead letter with the reason),
+then the transaction's case engine (case_engine.CaseEngine) recognises a
 duplicate by its `alert_id`, the evidence JPEG is stored by its hash (evidence_store), and the engine
 folds the alert into its case. The caller commits: open the transaction with
 `db.session_scope(factory, write_lock=True)`.
@@ -16,8 +17,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Literal
 
+from sqlalchemy.exc import DataError
 from sqlalchemy.orm import Session
 
 from streetwatch.central.alert_rows import may_hold_nul, scrub_text
@@ -27,7 +30,7 @@ from streetwatch.central.config import CentralSettings
 from streetwatch.central.evidence_store import EvidenceError, decode_jpeg_b64, evidence_store
 from streetwatch.central.models import DEAD_LETTER_PAYLOAD_MAX_CHARS, DeadLetter
 from streetwatch.edge.alerts import Alert as WireAlert
-from streetwatch.edge.alerts import AlertRejected, edge_id_from_topic, parse_alert
+from streetwatch.edge.alerts import AlertRejected, TimeBounds, edge_id_from_topic, parse_alert, time_problem
 
 log = logging.getLogger(__name__)
 
@@ -78,11 +81,13 @@ class Message:
 
 @dataclass(frozen=True)
 class _Checked:
-    """A message that passed every check: its alert, evidence bytes, and whether it may hold a NUL."""
+    """A message that passed every check: its alert, evidence bytes, whether it may hold a NUL, and
+    its dead-letter label (for a refusal that needs the transaction's rows)."""
 
     alert: WireAlert
     jpeg: bytes | None
     may_hold_nul: bool
+    label: str
 
 
 @dataclass(frozen=True)
@@ -121,6 +126,13 @@ def topic_mismatch(alert: WireAlert, topic: str | None) -> str | None:
     return None
 
 
+def failure_reason(exc: BaseException) -> str:
+    """A dead letter's reason for a message whose storing raised `exc` (bounded, names the type)."""
+    if isinstance(exc, DataError):  # the database refuses this content: retrying cannot help
+        return f"database refused the message: {exc.orig}"[:500]
+    return f"internal error: {type(exc).__name__}: {exc}"[:500]
+
+
 def _check(alert: WireAlert, *, topic: str | None, label: str, payload: bytes | str | None) -> _Checked | _Refused:
     """The alert's topic and evidence checked. `payload` is the raw message if at hand (it tells
     whether the row needs a NUL scrub)."""
@@ -131,15 +143,28 @@ def _check(alert: WireAlert, *, topic: str | None, label: str, payload: bytes | 
         jpeg = decode_jpeg_b64(alert.evidence.jpeg_b64) if alert.evidence is not None else None
     except EvidenceError as exc:
         return _Refused(label, str(exc), alert.to_json())
-    return _Checked(alert, jpeg, may_hold_nul(payload))
+    return _Checked(alert, jpeg, may_hold_nul(payload), label)
 
 
-def _check_payload(payload: bytes | str, *, topic: str | None, label: str) -> _Checked | _Refused:
+def _check_payload(payload: bytes | str, *, topic: str | None, label: str, bounds: TimeBounds) -> _Checked | _Refused:
     try:
-        alert = parse_alert(payload)
+        alert = parse_alert(payload, received_at=datetime.now(UTC), bounds=bounds)
     except AlertRejected as exc:
         return _Refused(label, exc.reason, payload)
     return _check(alert, topic=topic, label=label, payload=payload)
+
+
+def _foreign_episode(engine: CaseEngine, alert: WireAlert, *, settings: CentralSettings) -> str | None:
+    """Why the alert may not touch its episode: another box opened it (the per-box broker ACL
+    keeps a box to its own topic, not to its own episode ids; an `ended` could close another
+    box's case)."""
+    if not settings.ingest.episode_owner_check:
+        return None
+    episode = engine.episode(alert.episode_id)
+    if episode is None or episode.edge_id == alert.edge_id:
+        return None
+    return (f"episode_id: episode {alert.episode_id} belongs to box {episode.edge_id!r}, "
+            f"not to {alert.edge_id!r}; the alert changes nothing")
 
 
 def _ingest_checked(
@@ -153,6 +178,9 @@ def _ingest_checked(
     if known is not None:
         log.info("alert %s: duplicate delivery, case %s unchanged", alert.alert_id, known.case_id)
         return IngestResult("duplicate", alert_id=alert.alert_id, case_id=known.case_id)
+    foreign = _foreign_episode(engine, alert, settings=settings)
+    if foreign is not None:
+        return dead_letter(session, topic=checked.label, reason=foreign, payload=alert.to_json())
     sha256 = evidence_store(settings.evidence_dir).put(checked.jpeg) if checked.jpeg is not None else None
     decision = engine.decide(Arrival(alert, evidence_sha256=sha256, may_hold_nul=checked.may_hold_nul))
     if decision.case_id is None:
@@ -194,7 +222,10 @@ def ingest_alert(
     topic; e.g. `file:alerts.jsonl:12` offline). `index` is the attribution index (built from
     the database when None: fine for one-off calls, slow per alert at scale).
     """
-    checked = _check(alert, topic=topic, label=origin or topic or "", payload=None)
+    label = origin or topic or ""
+    problem = time_problem(alert, received_at=datetime.now(UTC), bounds=settings.ingest.time_bounds())
+    checked = (_Refused(label, f"schema violation: {problem}", alert.to_json()) if problem is not None
+               else _check(alert, topic=topic, label=label, payload=None))
     return _ingest_checked_all(session, [checked], settings=settings, index=index)[0]
 
 
@@ -208,7 +239,7 @@ def ingest_payload(
     origin: str | None = None,
 ) -> IngestResult:
     """Validate raw bytes off the wire and ingest them; unusable payloads become dead letters."""
-    checked = _check_payload(payload, topic=topic, label=origin or topic or "")
+    checked = _check_payload(payload, topic=topic, label=origin or topic or "", bounds=settings.ingest.time_bounds())
     return _ingest_checked_all(session, [checked], settings=settings, index=index)[0]
 
 
@@ -226,7 +257,9 @@ def ingest_many(
     with one query each; the messages then go through the same steps as `ingest_alert`, with the
     same results as alone.
     """
-    checked = [_check_payload(m.payload, topic=m.topic, label=m.origin or m.topic or "") for m in messages]
+    bounds = settings.ingest.time_bounds()
+    checked = [_check_payload(m.payload, topic=m.topic, label=m.origin or m.topic or "", bounds=bounds)
+               for m in messages]
     return _ingest_checked_all(session, checked, settings=settings, index=index)
 
 
@@ -236,6 +269,7 @@ __all__ = [
     "Message",
     "Outcome",
     "dead_letter",
+    "failure_reason",
     "ingest_alert",
     "ingest_many",
     "ingest_payload",
