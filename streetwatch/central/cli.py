@@ -35,6 +35,8 @@ from streetwatch.stop_signals import StopSignals
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
+    from streetwatch.central.supervisor import Supervisor
+
 log = logging.getLogger(__name__)
 
 EXPORT_COLUMNS = (
@@ -230,15 +232,20 @@ def cmd_revoke_token(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    """Ingest in a background thread; the web app in the foreground when it is installed."""
+    """Ingest and the workflow in supervised threads; the web app in the foreground when installed.
+
+    Exit status 0 after SIGTERM/SIGINT (the batch in hand committed and acknowledged first), 1 when
+    the ingest or workflow thread ended unasked (supervisor.py: the service manager restarts it)."""
     from streetwatch.central.consumer import freeze_startup_objects, run_consumer
+    from streetwatch.central.supervisor import Supervisor
+    from streetwatch.central.workflow.worker import WorkflowEngine
 
     settings = _settings(args)
     factory = _session_factory(args)
     stop = threading.Event()
-    worker = threading.Thread(target=run_consumer, args=(settings, factory, stop), name="central-ingest")
-    worker.start()
-    _start_workflow_worker(settings, factory, stop)
+    supervisor = Supervisor(stop)
+    supervisor.start("ingest", run_consumer, settings, factory, stop)
+    supervisor.start("workflow", WorkflowEngine(factory, settings.workflow).run, stop)
     try:
         app = None if args.no_web else _build_web_app(settings, factory)
         freeze_startup_objects()  # the web app's objects too (the consumer froze what it loaded)
@@ -247,25 +254,26 @@ def cmd_serve(args: argparse.Namespace) -> int:
             # does: the batch in hand is committed and acknowledged, then the consumer disconnects.
             StopSignals(stop.set).install(signal.SIGTERM)
             log.info("serving ingest only (no web app); Ctrl-C or SIGTERM stops")
-            while worker.is_alive():
-                worker.join(1.0)
+            while not stop.wait(0.5) and supervisor.check():
+                pass
         else:
-            import uvicorn
-
-            uvicorn.run(app, host=settings.web.host, port=settings.web.port, log_level="info")
+            _serve_web(app, settings, supervisor)
     except KeyboardInterrupt:
         pass
     finally:
         stop.set()
-        worker.join(10)
-    return 0
+        supervisor.join(10)
+    return 1 if supervisor.failed else 0
 
 
-def _start_workflow_worker(settings: CentralSettings, factory: sessionmaker[Session], stop: threading.Event) -> None:
-    """Timers, notifications, grades and hotspots (streetwatch.central.workflow), in a thread."""
-    from streetwatch.central.workflow.worker import WorkflowEngine, start_worker_thread
+def _serve_web(app: FastAPI, settings: CentralSettings, supervisor: Supervisor) -> None:
+    """uvicorn in the foreground (it handles SIGTERM); a dead worker thread makes it exit too."""
+    import uvicorn
 
-    start_worker_thread(WorkflowEngine(factory, settings.workflow), stop)
+    server = uvicorn.Server(uvicorn.Config(app, host=settings.web.host, port=settings.web.port, log_level="info"))
+    supervisor.on_failure = lambda: setattr(server, "should_exit", True)
+    supervisor.watch()
+    server.run()
 
 
 def _build_web_app(settings: CentralSettings, factory: sessionmaker[Session]) -> FastAPI | None:

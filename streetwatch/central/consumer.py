@@ -20,6 +20,7 @@ import gc
 import logging
 import queue
 import threading
+import time
 from dataclasses import dataclass
 
 import paho.mqtt.client as mqtt
@@ -102,6 +103,11 @@ class AlertConsumer:
     @property
     def name(self) -> str:
         return self.settings.broker.client_id
+
+    @property
+    def alive(self) -> bool:
+        """The ingest thread runs (False before start and after it ended, asked or not)."""
+        return self._worker is not None and self._worker.is_alive()
 
     # -- lifecycle
 
@@ -333,14 +339,23 @@ def freeze_startup_objects() -> None:
     gc.freeze()
 
 
+SUMMARY_EVERY_S = 60.0
+
+
 def run_consumer(settings: CentralSettings, session_factory: sessionmaker[Session], stop: threading.Event) -> None:
-    """Run one consumer until `stop` is set (the body of `central serve` for ingest)."""
+    """Run one consumer until `stop` is set (the body of `central serve` for ingest). Raises if
+    the consumer's ingest thread ended on its own, so the supervisor stops the process."""
     consumer = AlertConsumer(settings=settings, session_factory=session_factory)
     consumer.start()
     freeze_startup_objects()
+    next_summary = time.monotonic() + SUMMARY_EVERY_S
     try:
-        while not stop.wait(60):
-            log.info("consumer %s: %s", settings.broker.client_id, consumer.summary)
+        while not stop.wait(1.0):
+            if not consumer.alive:
+                raise RuntimeError(f"consumer {consumer.name}: its ingest thread ended")
+            if time.monotonic() >= next_summary:
+                log.info("consumer %s: %s", consumer.name, consumer.summary)
+                next_summary += SUMMARY_EVERY_S
     finally:
         consumer.stop()
 
