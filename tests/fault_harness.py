@@ -102,6 +102,7 @@ class Mosquitto(Process):
 
     def __init__(self, workdir: Path, port: int, *, conf: str = "") -> None:
         workdir.mkdir(parents=True, exist_ok=True)
+        self.workdir = workdir
         self.port = port
         path = workdir / "mosquitto.conf"
         path.write_text(conf or (
@@ -151,10 +152,14 @@ def edge_process(workdir: Path, config: Path, model_dir: Path, name: str) -> Pro
     return Process(name, command, workdir / f"{name}.log", env=env)
 
 
+# The delivery audit at test speed: gaps looked at twice a second, asked for after 2 s.
+FAST_DELIVERY = {"audit_interval_s": 0.5, "resend_after_s": 2, "resend_every_s": 5}
+
+
 def central_process(workdir: Path, *, database_url: str, broker_url: str, client_id: str,
-                    subscription: str | None = None) -> Process:
+                    subscription: str | None = None, settings: dict[str, object] | None = None) -> Process:
     """`central serve --no-web` with its own persistent session (client id), by default in the
-    shared group."""
+    shared group; `settings` adds top-level sections of central's YAML."""
     config = workdir / f"{client_id}.yaml"
     broker: dict[str, str] = {"url": broker_url, "protocol": "5", "client_id": client_id}
     if subscription:
@@ -162,6 +167,8 @@ def central_process(workdir: Path, *, database_url: str, broker_url: str, client
     config.write_text(yaml.safe_dump({
         "broker": broker,
         "evidence_dir": str(workdir / "evidence"),
+        "delivery": FAST_DELIVERY,
+        **(settings or {}),
     }))
     command = [sys.executable, "-m", "streetwatch.central.cli", "--database-url", database_url,
                "--config", str(config), "serve", "--no-web"]

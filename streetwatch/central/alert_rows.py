@@ -82,6 +82,8 @@ def alert_values(
         "model_name": scrub_text(alert.model.name),
         "model_sha256": alert.model.sha256,
         "received_at": utcnow(),
+        "outbox_id": alert.outbox_id,
+        "seq": alert.seq,
     }
 
 

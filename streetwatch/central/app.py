@@ -31,11 +31,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.responses import Response
 
-from streetwatch.central.api import alerts, auth, cases, evidence, merchants, open311, stats, workflow
+from streetwatch.central.api import alerts, auth, cases, evidence, fleet, merchants, open311, stats, workflow
+from streetwatch.central.api import health as health_routes
 from streetwatch.central.api.deps import LoginRequired
 from streetwatch.central.api.login_limit import LoginRateLimiter
 from streetwatch.central.config import CentralSettings
 from streetwatch.central.errors import DomainError, http_status
+from streetwatch.central.metrics import Health, database_check
 from streetwatch.central.review import ReviewService
 from streetwatch.central.web import login, pages, workflow_pages
 from streetwatch.central.web.nearby import NearbyZones
@@ -50,7 +52,7 @@ SESSION_COOKIE = "streetwatch_session"
 
 def api_router() -> APIRouter:
     router = APIRouter(prefix="/api")
-    for module in (cases, merchants, alerts, workflow, stats):
+    for module in (cases, merchants, alerts, workflow, stats, fleet):
         router.include_router(module.router)
     router.include_router(workflow.exports)
     router.include_router(auth.router)
@@ -150,10 +152,15 @@ def _add_error_handlers(app: FastAPI) -> None:
 
 
 def build_app(
-    settings: CentralSettings, session_factory: sessionmaker[Session], *, clock: Clock = system_clock
+    settings: CentralSettings,
+    session_factory: sessionmaker[Session],
+    *,
+    clock: Clock = system_clock,
+    health: Health | None = None,
 ) -> FastAPI:
     """The app over `session_factory`; refuses to start without a real secret in production mode.
-    `clock` is the workflow's time (tests move it)."""
+    `clock` is the workflow's time (tests move it); `health` the process's readiness checks for
+    /readyz (default: the database alone)."""
     web = settings.web
     secret = web.resolved_secret()
     app = FastAPI(
@@ -167,6 +174,7 @@ def build_app(
     )
     app.state.settings = settings
     app.state.session_factory = session_factory
+    app.state.health = health or Health({"database": database_check(session_factory)})
     app.state.clock = clock
     app.state.review = ReviewService(session_factory, clock=clock)
     app.state.workflow = WorkflowService(session_factory, settings.workflow, clock=clock)
@@ -196,6 +204,7 @@ def build_app(
     _add_error_handlers(app)
     _add_offline_docs(app)
     app.include_router(api_router())
+    app.include_router(health_routes.router)
     app.include_router(login.router)
     app.include_router(evidence.router)
     app.include_router(pages.router)

@@ -43,6 +43,7 @@ from streetwatch.central.case_store import (
     episodes_by_id,
     has_open_episode,
     insert_alert_rows,
+    note_delivery_streams,
     open_cases_near,
     open_episodes_of,
     pending_alerts,
@@ -120,6 +121,7 @@ class CaseEngine:
         self.case_ids = CaseIds()
         self._unattributed: dict[int, Case] = {}
         self._rows: list[dict[str, object]] = []
+        self._streams: set[tuple[str, str]] = set()  # the boxes' numberings this transaction stored
 
     @classmethod
     def begin(
@@ -156,6 +158,8 @@ class CaseEngine:
     def decide(self, arrival: Arrival) -> CaseDecision:
         """Fold a new alert into its case by its policy (moving cameras' sightings, or episodes)."""
         policy = SIGHTINGS if arrival.alert.state == "sighting" else EPISODES
+        if arrival.alert.outbox_id is not None:
+            self._streams.add((arrival.alert.edge_id, arrival.alert.outbox_id))
         return policy.decide(self, arrival)
 
     def episode(self, episode_id: str) -> Episode | None:
@@ -309,6 +313,8 @@ class CaseEngine:
             self._unattributed.clear()
         self.session.flush()
         self.write_alert_rows()
+        note_delivery_streams(self.session, self._streams)
+        self._streams.clear()
 
     def write_alert_rows(self) -> None:
         """Insert the queued alert rows (their cases are flushed)."""

@@ -15,11 +15,12 @@ from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 from sqlalchemy import bindparam, exists, func, or_, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from streetwatch.central.cases import METRES_PER_DEGREE_LAT, Sighting
 from streetwatch.central.config import CaseSettings
-from streetwatch.central.models import OPEN_CASE_STATUSES, Alert, Case, CaseLock, Episode, utcnow
+from streetwatch.central.models import OPEN_CASE_STATUSES, Alert, Case, CaseLock, DeliveryStream, Episode, utcnow
 from streetwatch.central.sightings import PendingSighting
 
 log = logging.getLogger(__name__)
@@ -105,6 +106,18 @@ def insert_alert_rows(session: Session, rows: Sequence[dict[str, object]]) -> No
     share of ingest, and its bulk path adds nothing here). Their cases must be flushed first."""
     if rows:
         session.execute(_ALERTS.insert(), rows)
+
+
+def note_delivery_streams(session: Session, streams: Collection[tuple[str, str]]) -> None:
+    """Make sure each (edge_id, outbox_id) numbering has its audit row (delivery.py), with one
+    statement that skips the existing ones without locking them (no contention between workers)."""
+    if not streams:
+        return
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    now = utcnow()
+    rows = [{"edge_id": edge, "outbox_id": outbox, "contiguous_seq": 0, "highest_seq": 0, "requests": 0,
+             "updated_at": now} for edge, outbox in sorted(streams)]
+    session.execute(dialect.insert(DeliveryStream).on_conflict_do_nothing(), rows)
 
 
 # ---------------------------------------------------------------- searches

@@ -35,6 +35,7 @@ from streetwatch.stop_signals import StopSignals
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
+    from streetwatch.central.metrics import Health
     from streetwatch.central.supervisor import Supervisor
 
 log = logging.getLogger(__name__)
@@ -232,22 +233,21 @@ def cmd_revoke_token(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    """Ingest and the workflow in supervised threads; the web app in the foreground when installed.
+    """Ingest, the fleet (boxes' status, the delivery audit) and the workflow in supervised threads;
+    the web app in the foreground when installed.
 
     Exit status 0 after SIGTERM/SIGINT (the batch in hand committed and acknowledged first), 1 when
-    the ingest or workflow thread ended unasked (supervisor.py: the service manager restarts it)."""
-    from streetwatch.central.consumer import freeze_startup_objects, run_consumer
+    a worker thread ended unasked (supervisor.py: the service manager restarts the process)."""
+    from streetwatch.central.consumer import freeze_startup_objects
     from streetwatch.central.supervisor import Supervisor
-    from streetwatch.central.workflow.worker import WorkflowEngine
 
     settings = _settings(args)
     factory = _session_factory(args)
     stop = threading.Event()
     supervisor = Supervisor(stop)
-    supervisor.start("ingest", run_consumer, settings, factory, stop)
-    supervisor.start("workflow", WorkflowEngine(factory, settings.workflow).run, stop)
+    health = _start_workers(settings, factory, supervisor, stop)
     try:
-        app = None if args.no_web else _build_web_app(settings, factory)
+        app = None if args.no_web else _build_web_app(settings, factory, health)
         freeze_startup_objects()  # the web app's objects too (the consumer froze what it loaded)
         if app is None:
             # SIGTERM (what a service manager or a container stop sends) ends ingest the way Ctrl-C
@@ -266,6 +266,36 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 1 if supervisor.failed else 0
 
 
+def _start_workers(
+    settings: CentralSettings, factory: sessionmaker[Session], supervisor: Supervisor, stop: threading.Event
+) -> Health:
+    """The ingest consumer, the fleet worker and the workflow engine under `supervisor`; their
+    readiness checks, and /metrics when settings.metrics.port is set."""
+    from streetwatch.central.consumer import AlertConsumer, keep_consuming
+    from streetwatch.central.fleet import FleetWorker
+    from streetwatch.central.metrics import CentralMetrics, Health, beat_check, database_check, serve_metrics
+    from streetwatch.central.workflow.worker import WorkflowEngine
+
+    metrics = CentralMetrics(factory)
+    consumer = AlertConsumer(settings=settings, session_factory=factory, metrics=metrics)
+    workflow = WorkflowEngine(factory, settings.workflow)
+    health = Health()
+    health.add("database", database_check(factory))
+    health.add("broker", lambda: None if consumer.subscribed.is_set() else "not subscribed to the alerts")
+    health.add("ingest", beat_check(lambda: consumer.heartbeat, alive=lambda: consumer.alive, stall_s=60,
+                                    what="ingest"))
+    supervisor.start("ingest", keep_consuming, consumer, stop)
+    supervisor.start("workflow", workflow.run, stop)
+    if settings.delivery.enabled:
+        fleet = FleetWorker(settings, factory, metrics=metrics)
+        supervisor.start("fleet", fleet.run, stop)
+        stall = 3 * settings.delivery.audit_interval_s + 60
+        health.add("fleet", beat_check(lambda: fleet.last_tick, alive=lambda: True, stall_s=stall, what="fleet"))
+    if settings.metrics.port:
+        serve_metrics(metrics, health, host=settings.metrics.host, port=settings.metrics.port)
+    return health
+
+
 def _serve_web(app: FastAPI, settings: CentralSettings, supervisor: Supervisor) -> None:
     """uvicorn in the foreground (it handles SIGTERM); a dead worker thread makes it exit too."""
     import uvicorn
@@ -276,14 +306,16 @@ def _serve_web(app: FastAPI, settings: CentralSettings, supervisor: Supervisor) 
     server.run()
 
 
-def _build_web_app(settings: CentralSettings, factory: sessionmaker[Session]) -> FastAPI | None:
+def _build_web_app(
+    settings: CentralSettings, factory: sessionmaker[Session], health: Health | None = None
+) -> FastAPI | None:
     # HOOK: the web queue + JSON API (streetwatch.central.app.build_app), when installed.
     try:
         from streetwatch.central.app import build_app
     except ImportError as exc:
         log.warning("web app not available (%s): serving ingest only", exc)
         return None
-    return build_app(settings, factory)
+    return build_app(settings, factory, health=health)
 
 
 # ---------------------------------------------------------------- parser

@@ -45,7 +45,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 
 from streetwatch.broker_config import BrokerConfig, ConfigError, StrictModel, TlsConfig
 from streetwatch.central.workflow.config import WorkflowSettings
-from streetwatch.edge.alerts import ALERTS_SHARED_SUBSCRIPTION, VIOLATIONS, TimeBounds, Violation
+from streetwatch.edge.alerts import ALERTS_SHARED_SUBSCRIPTION, TOPIC_PREFIX, VIOLATIONS, TimeBounds, Violation
 
 log = logging.getLogger(__name__)
 
@@ -188,6 +188,29 @@ class IngestSettings(StrictModel):
         return TimeBounds(not_before=self.not_before, max_ahead=timedelta(hours=self.max_ahead_h))
 
 
+class DeliverySettings(StrictModel):
+    """The end-to-end delivery audit (delivery.py) and the boxes' status (fleet.py)."""
+
+    enabled: bool = Field(default=True, description="follow the boxes' status and ask them for lost alerts")
+    audit_interval_s: float = Field(default=10.0, ge=0.2, le=3600, description="how often the numbers are checked")
+    resend_after_s: float = Field(
+        default=30.0, ge=0, le=86_400, description="a gap open this long is asked for (in-flight alerts fill it before)"
+    )
+    resend_every_s: float = Field(default=60.0, gt=0, le=86_400, description="... and asked for again this often")
+    max_scan_rows: int = Field(default=200_000, ge=1000, le=10_000_000, description="numbers read per check, at most")
+    status_subscription: str = Field(
+        default=f"{TOPIC_PREFIX}/status/+", description="every worker reads every box's retained status"
+    )
+    replies_subscription: str = Field(
+        default=f"$share/central/{TOPIC_PREFIX}/replies/+", description="the boxes' answers, shared between workers"
+    )
+
+
+class MetricsSettings(StrictModel):
+    host: str = Field(default="127.0.0.1", description="address of /metrics, /healthz and /readyz")
+    port: int = Field(default=0, ge=0, le=65535, description="Prometheus metrics and health checks; 0 = off")
+
+
 class AttributionSettings(StrictModel):
     max_distance_m: float = Field(
         default=10.0,
@@ -267,6 +290,8 @@ class CentralSettings(StrictModel):
     cases: CaseSettings = Field(default_factory=CaseSettings)
     attribution: AttributionSettings = Field(default_factory=AttributionSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
+    delivery: DeliverySettings = Field(default_factory=DeliverySettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     web: WebSettings = Field(default_factory=WebSettings)
     workflow: WorkflowSettings = Field(default_factory=WorkflowSettings)
     open311: Open311Settings = Field(default_factory=Open311Settings)

@@ -39,6 +39,7 @@ from streetwatch.central.ingest import (
     ingest_many,
     ingest_payload,
 )
+from streetwatch.central.metrics import CentralMetrics
 from streetwatch.mqtt_common import connect_async, describe_reason, make_client, parse_broker_url
 
 log = logging.getLogger(__name__)
@@ -46,10 +47,12 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class _Received:
-    """A message taken off the wire, with the connection it came on (acks are per connection)."""
+    """A message taken off the wire, with the connection it came on (acks are per connection) and
+    when it arrived (time.monotonic(), for the latency metric)."""
 
     message: mqtt.MQTTMessage
     connection: int
+    at: float
 
 
 class AlertConsumer:
@@ -70,8 +73,11 @@ class AlertConsumer:
         db_retries: int = 2,
         retry_delay_s: float = 0.5,
         batch_size: int = 100,
+        metrics: CentralMetrics | None = None,
     ) -> None:
         self.settings = settings
+        self.metrics = metrics
+        self.heartbeat: float | None = None  # time.monotonic() of the ingest loop's last turn
         self.session_factory = session_factory
         self.db_retries = db_retries
         self.retry_delay_s = retry_delay_s
@@ -204,12 +210,13 @@ class AlertConsumer:
             log.warning("consumer %s: disconnected (%s); reconnecting", self.name, describe_reason(reason_code))
 
     def _on_message(self, _client: mqtt.Client, _userdata: object, message: mqtt.MQTTMessage) -> None:
-        self._queue.put(_Received(message, self._connection))
+        self._queue.put(_Received(message, self._connection, time.monotonic()))
 
     # -- the ingest thread
 
     def _run(self) -> None:
         while not self._stopping.is_set() or not self._queue.empty():
+            self.heartbeat = time.monotonic()
             try:
                 first = self._queue.get(timeout=0.2)
             except queue.Empty:
@@ -242,8 +249,9 @@ class AlertConsumer:
                     self._drop_unacked()
                     return
             return
+        committed = time.monotonic()
         for received, result in zip(batch, results, strict=True):
-            self.summary.add(result)
+            self._count(received, result, committed)
             self._ack(received)
 
     def _process_one(self, received: _Received) -> bool:
@@ -253,9 +261,15 @@ class AlertConsumer:
             self.summary.db_errors += 1
             self._bounce()  # not acked: reconnect so the broker delivers it again
             return False
-        self.summary.add(result)
+        self._count(received, result, time.monotonic())
         self._ack(received)
         return True
+
+    def _count(self, received: _Received, result: IngestResult, committed: float) -> None:
+        self.summary.add(result)
+        if self.metrics is not None:
+            self.metrics.observe_ingest(outcome=result.outcome, reason=result.reason, received_at=received.at,
+                                        observed_at=result.observed_at, committed_at=committed)
 
     def _ack(self, received: _Received) -> None:
         if received.connection == self._connection:
@@ -343,9 +357,13 @@ SUMMARY_EVERY_S = 60.0
 
 
 def run_consumer(settings: CentralSettings, session_factory: sessionmaker[Session], stop: threading.Event) -> None:
-    """Run one consumer until `stop` is set (the body of `central serve` for ingest). Raises if
-    the consumer's ingest thread ended on its own, so the supervisor stops the process."""
-    consumer = AlertConsumer(settings=settings, session_factory=session_factory)
+    """Run one consumer until `stop` is set."""
+    keep_consuming(AlertConsumer(settings=settings, session_factory=session_factory), stop)
+
+
+def keep_consuming(consumer: AlertConsumer, stop: threading.Event) -> None:
+    """Start `consumer` and run it until `stop` is set (the body of `central serve` for ingest).
+    Raises if its ingest thread ended on its own, so the supervisor stops the process."""
     consumer.start()
     freeze_startup_objects()
     next_summary = time.monotonic() + SUMMARY_EVERY_S
@@ -360,4 +378,4 @@ def run_consumer(settings: CentralSettings, session_factory: sessionmaker[Sessio
         consumer.stop()
 
 
-__all__ = ["AlertConsumer", "freeze_startup_objects", "run_consumer"]
+__all__ = ["AlertConsumer", "freeze_startup_objects", "keep_consuming", "run_consumer"]

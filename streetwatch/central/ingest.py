@@ -14,7 +14,9 @@ folds the alert into its case. The caller commits: open the transaction with
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -29,10 +31,20 @@ from streetwatch.central.case_engine import Arrival, CaseEngine
 from streetwatch.central.config import CentralSettings
 from streetwatch.central.evidence_store import EvidenceError, decode_jpeg_b64, evidence_store
 from streetwatch.central.models import DEAD_LETTER_PAYLOAD_MAX_CHARS, DeadLetter
+from streetwatch.edge.alerts import (
+    ID_PATTERN,
+    MAX_SEQ,
+    AlertRejected,
+    TimeBounds,
+    edge_id_from_topic,
+    parse_alert,
+    time_problem,
+)
 from streetwatch.edge.alerts import Alert as WireAlert
-from streetwatch.edge.alerts import AlertRejected, TimeBounds, edge_id_from_topic, parse_alert, time_problem
 
 log = logging.getLogger(__name__)
+
+_ID = re.compile(ID_PATTERN)
 
 Outcome = Literal["created", "joined", "pending", "duplicate", "dead_letter"]
 
@@ -46,6 +58,7 @@ class IngestResult:
     alert_id: str | None = None
     case_id: int | None = None
     reason: str | None = None
+    observed_at: datetime | None = None  # the alert's, for the latency metric
 
 
 @dataclass
@@ -100,18 +113,40 @@ class _Refused:
 
 
 def dead_letter(session: Session, *, topic: str, reason: str, payload: bytes | str) -> IngestResult:
-    """Store an unusable message with its reason (payload truncated to a bound, NULs replaced)."""
+    """Store an unusable message with its reason (payload truncated to a bound, NULs replaced),
+    and its box numbering where the payload still says it (a refused alert is not a lost one)."""
     text = payload.decode("utf-8", errors="replace") if isinstance(payload, bytes) else payload
+    edge_id, outbox_id, seq = delivery_number(payload)
     session.add(
         DeadLetter(
             topic=scrub_text(topic[:512]),
             reason=scrub_text(reason),
             payload=scrub_text(text[:DEAD_LETTER_PAYLOAD_MAX_CHARS]),
+            edge_id=edge_id,
+            outbox_id=outbox_id,
+            seq=seq,
         )
     )
     session.flush()
     log.warning("dead letter from %s: %s", topic, reason)
     return IngestResult("dead_letter", reason=reason)
+
+
+def delivery_number(payload: bytes | str) -> tuple[str | None, str | None, int | None]:
+    """(edge_id, outbox_id, seq) of a refused payload if it is a JSON object that carries them in
+    their wire form, else Nones. Best effort on hostile input: no exception escapes."""
+    try:
+        data = json.loads(payload)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return None, None, None
+    if not isinstance(data, dict):
+        return None, None, None
+    edge, outbox, seq = data.get("edge_id"), data.get("outbox_id"), data.get("seq")
+    if not (isinstance(edge, str) and isinstance(outbox, str) and type(seq) is int):
+        return None, None, None
+    if not (_ID.match(edge) and _ID.match(outbox) and 1 <= seq <= MAX_SEQ):
+        return None, None, None
+    return edge, outbox, seq
 
 
 def topic_mismatch(alert: WireAlert, topic: str | None) -> str | None:
@@ -184,11 +219,11 @@ def _ingest_checked(
     sha256 = evidence_store(settings.evidence_dir).put(checked.jpeg) if checked.jpeg is not None else None
     decision = engine.decide(Arrival(alert, evidence_sha256=sha256, may_hold_nul=checked.may_hold_nul))
     if decision.case_id is None:
-        return IngestResult("pending", alert_id=alert.alert_id)
+        return IngestResult("pending", alert_id=alert.alert_id, observed_at=alert.observed_at)
     outcome: Outcome = "created" if decision.created else "joined"
     log.info("alert %s (camera %s, track %s, %s): %s case %d", alert.alert_id, alert.camera_id, alert.track_id,
              alert.state, "opened" if decision.created else "joined", decision.case_id)
-    return IngestResult(outcome, alert_id=alert.alert_id, case_id=decision.case_id)
+    return IngestResult(outcome, alert_id=alert.alert_id, case_id=decision.case_id, observed_at=alert.observed_at)
 
 
 def _ingest_checked_all(

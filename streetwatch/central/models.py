@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     Dialect,
@@ -214,7 +215,10 @@ class Alert(Base):
     """
 
     __tablename__ = "alerts"
-    __table_args__ = (Index("ix_alerts_pending", "violation", "state", "observed_at"),)
+    __table_args__ = (
+        Index("ix_alerts_pending", "violation", "state", "observed_at"),
+        Index("ix_alerts_delivery", "edge_id", "outbox_id", "seq"),
+    )
 
     alert_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     episode_id: Mapped[str] = mapped_column(String(64), index=True)
@@ -237,6 +241,9 @@ class Alert(Base):
     model_name: Mapped[str] = mapped_column(String(128))
     model_sha256: Mapped[str] = mapped_column(String(64))
     received_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    # The box's delivery numbering (wire revision 1.1; None from older boxes): see delivery.py.
+    outbox_id: Mapped[str | None] = mapped_column(String(64))
+    seq: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class AuditLog(Base):
@@ -262,6 +269,62 @@ class DeadLetter(Base):
     topic: Mapped[str] = mapped_column(String(512))
     reason: Mapped[str] = mapped_column(Text)
     payload: Mapped[str] = mapped_column(Text, doc=f"first {DEAD_LETTER_PAYLOAD_MAX_CHARS} characters")
+    # Read from the payload where it still says them: a refused alert is delivered, not lost.
+    edge_id: Mapped[str | None] = mapped_column(String(64))
+    outbox_id: Mapped[str | None] = mapped_column(String(64))
+    seq: Mapped[int | None] = mapped_column(BigInteger)
+
+
+Index("ix_dead_letters_delivery", DeadLetter.edge_id, DeadLetter.outbox_id, DeadLetter.seq)
+
+
+class EdgeBox(Base):
+    """An edge box as its retained status (`streetwatch/v1/status/{edge_id}`) last described it."""
+
+    __tablename__ = "edge_boxes"
+
+    edge_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    state: Mapped[str] = mapped_column(String(16), doc="online | offline")
+    state_since: Mapped[datetime] = mapped_column(UtcDateTime)
+    last_status_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    reason: Mapped[str | None] = mapped_column(String(64))
+    outbox_id: Mapped[str | None] = mapped_column(String(64))
+    last_seq: Mapped[int | None] = mapped_column(BigInteger)
+    status: Mapped[dict[str, Any]] = mapped_column(JsonDocument, default=dict, doc="the last status, bounded")
+
+
+class DeliveryStream(Base):
+    """One box's numbering (edge_id, outbox_id): how far every number is accounted for.
+
+    `contiguous_seq`: 1..n are all stored (as alerts or dead letters) or recorded as lost;
+    `highest_seq`: the highest number seen (stored, or in the box's status); a gap is open while
+    highest > contiguous, since `gap_since`; `requested_at`: the last resend command for it.
+    """
+
+    __tablename__ = "delivery_streams"
+
+    edge_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    outbox_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    contiguous_seq: Mapped[int] = mapped_column(BigInteger, default=0)
+    highest_seq: Mapped[int] = mapped_column(BigInteger, default=0)
+    gap_since: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    requested_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    requests: Mapped[int] = mapped_column(Integer, default=0)
+    last_alert_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class DeliveryLoss(Base):
+    """Numbers a box could no longer resend (past its retention): alerts lost for good, reported."""
+
+    __tablename__ = "delivery_losses"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    edge_id: Mapped[str] = mapped_column(String(64), index=True)
+    outbox_id: Mapped[str] = mapped_column(String(64))
+    first_seq: Mapped[int] = mapped_column(BigInteger)
+    last_seq: Mapped[int] = mapped_column(BigInteger)
+    found_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
 class CaseLock(Base):

@@ -297,6 +297,31 @@ class ResendReply(_WireModel):
         return self.model_dump_json(by_alias=True).encode()
 
 
+STATUS_SCHEMA: Literal["streetwatch.status/1"] = "streetwatch.status/1"
+MAX_STATUS_BYTES = 16 * 1024
+
+
+class EdgeStatus(BaseModel):
+    """A box's retained status on `status_topic(edge_id)`: online/offline (the last will says
+    offline when the connection dies), since when, and where its delivery numbering stands.
+    Unknown fields (version, model, cameras ...) are kept, bounded like an alert's."""
+
+    model_config = ConfigDict(frozen=True, extra="allow", populate_by_name=True, allow_inf_nan=False)
+
+    schema_: Literal["streetwatch.status/1"] = Field(default=STATUS_SCHEMA, alias="schema")
+    edge_id: Identifier
+    state: Literal["online", "offline"]
+    at: UtcDatetime
+    reason: str | None = Field(default=None, max_length=64)
+    outbox_id: Identifier | None = None
+    last_seq: int | None = Field(default=None, ge=0, le=MAX_SEQ)
+
+    @model_validator(mode="after")
+    def _verify_extra(self) -> EdgeStatus:
+        _verify_extra_fields(self.model_extra or {})
+        return self
+
+
 def new_id(prefix: str) -> str:
     """A globally unique, topic-safe id such as `al-6f1c...`."""
     return f"{prefix}-{uuid.uuid4().hex}"

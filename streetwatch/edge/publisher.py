@@ -44,6 +44,7 @@ from pydantic import ValidationError
 
 from streetwatch.edge.alerts import (
     MAX_COMMAND_BYTES,
+    STATUS_SCHEMA,
     ResendCommand,
     ResendReply,
     command_topic,
@@ -57,7 +58,6 @@ from streetwatch.mqtt_common import connect_async, describe_reason, make_client,
 
 log = logging.getLogger(__name__)
 
-STATUS_SCHEMA = "streetwatch.status/1"
 DEFAULT_MAX_INFLIGHT = 100
 RECONNECT_MIN_S = 1
 RECONNECT_MAX_S = 30

@@ -268,6 +268,42 @@ def test_outbox_full_then_freed(rig: Rig, street_clip: Path, figures: dict[str, 
     assert not refused & set(stored(rig.db).alert_ids), "a refused alert was never stored, so never sent"
 
 
+def test_broker_loses_its_disk_under_two_workers_and_the_boxes_resend(
+    rig: Rig, street_clip: Path, figures: dict[str, object]
+) -> None:
+    """Issue 17 fault (b): the broker acknowledged alerts to the boxes and then lost them. Both
+    workers are down, so the broker holds the alerts for their sessions; it is SIGKILLed and comes
+    back with its persistence file deleted (sessions, queues and retained statuses gone). The
+    boxes' numbering shows central the gap and the boxes publish those alerts again from their
+    outboxes: every alert id is stored exactly once."""
+    workers = [rig.central("central-1"), rig.central("central-2")]
+    edges = [rig.edge("box-f", clip=street_clip), rig.edge("box-g", clip=street_clip)]
+    for edge in edges:
+        warm_up(rig, edge)
+    for worker in workers:
+        worker.kill()
+    before = len(rig.published())
+    wait_for(lambda: len(rig.published()) >= before + 8, 60, "alerts the broker acknowledged and queued")
+    held = rig.published() - set(stored(rig.db).alert_ids)
+    assert rig.depth() == 0 or len(held) > rig.depth(), "the broker, not the boxes, holds them"
+    rig.broker.kill()
+    for leftover in (rig.broker.workdir / name for name in ("mosquitto.db", "mosquitto.db.new")):
+        leftover.unlink(missing_ok=True)
+    figures["held_by_broker_when_lost"] = len(held) - rig.depth()
+    rig.broker.start()
+    back = time.monotonic()
+    for worker in workers:
+        worker.start()
+    figures["recovery_s"] = settle(rig, 120, "every alert stored again through the resend path")
+    figures["resend_requests"] = sum(w.log().count("to resend") for w in workers)
+    assert figures["resend_requests"], "the gap was closed by resend commands"
+    assert "gap closed" in "".join(w.log() for w in workers)
+    figures["gap_closed_s"] = round(time.monotonic() - back, 1)
+    book = rig.finish(workers)
+    record(figures, book)
+    assert_whole(book)
+
+
 def test_two_central_workers_one_killed(rig: Rig, street_clip: Path, figures: dict[str, object]) -> None:
     """Two workers share the subscription; one is SIGKILLed and later restarted (its client id
     keeps its broker session). The survivor keeps ingesting; messages the broker had queued for
