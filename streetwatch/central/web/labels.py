@@ -204,3 +204,25 @@ def error_text(code: str | None, params: Mapping[str, object]) -> str | None:
     if "status" in values:
         values["status"] = label("status", str(values["status"]))
     return template_gettext(msgid) % values
+
+
+def ui_labels() -> dict[str, dict[str, str]]:
+    """The display names the page script needs (candidates come as JSON with raw tokens)."""
+    return {kind: {value: label(kind, value) for value in TABLES[kind]} for kind in ("violation", "status")}
+
+
+# Strings shown through a variable (the login page's errors, the error page's HTTP reasons), marked
+# here so the catalogue has them.
+SHOWN_BY_VALUE: Final = (
+    N_("Too many failed logins. Wait a minute."),
+    N_("Wrong user name or password."),
+    N_("Error"),
+    N_("Bad Request"),
+    N_("Unauthorized"),
+    N_("Forbidden"),
+    N_("Not Found"),
+    N_("Conflict"),
+    N_("Unprocessable Content"),
+    N_("Too Many Requests"),
+    N_("Internal Server Error"),
+)

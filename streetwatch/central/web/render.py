@@ -41,7 +41,7 @@ def make_templates() -> Jinja2Templates:
     env.filters.update(
         when=i18n.format_when, age=i18n.format_age, number=i18n.format_number, label=lambda v, kind: labels.label(kind, v)
     )
-    env.globals.update(describe_detail=labels.describe_detail, locale_name=i18n.locale_name, LOCALES=i18n.LOCALES)
+    env.globals.update(ui_labels=labels.ui_labels, describe_detail=labels.describe_detail, locale_name=i18n.locale_name, LOCALES=i18n.LOCALES)
     return Jinja2Templates(env=env)
 
 
