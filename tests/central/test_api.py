@@ -538,7 +538,7 @@ def test_queue_page_shows_the_users_cases(world: World) -> None:
     assert "Lotus Tea House" in html and "12 Tea Street" in html
     assert '<svg class="map"' in html and 'data-merchant="m-tea"' in html
     assert "/evidence/" in html and "Fresh Fruit Corner" not in html
-    assert "3 cases new" in html
+    assert "共 3 件" in html  # zh-CN: the default language
 
 
 def test_page_action_without_csrf_is_403_and_changes_nothing(world: World) -> None:
