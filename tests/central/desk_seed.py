@@ -96,9 +96,9 @@ def seed_desk(
     first, second = jpegs[0], jpegs[-1]
     named = {
         "noodle": ingest_case(factory, settings, jpeg=first, lon=120.58500, at=T0, key="noodle", alerts=3),
-        # 12 m east of the noodle shop's case, same violation: a merge candidate
+        # 4 m east of the noodle shop's case, same violation and shop: a merge candidate
         "noodle-twin": ingest_case(
-            factory, settings, jpeg=second, lon=120.58500 + 12 * DEG_PER_M, at=T0 + timedelta(hours=5), key="twin",
+            factory, settings, jpeg=second, lon=120.58500 + 5 * DEG_PER_M, at=T0 + timedelta(hours=5), key="twin",
             camera_id="cam-2",
         ),
         "fruit": ingest_case(factory, settings, jpeg=second, lon=120.58520, at=T0, key="fruit", violation="street_vending"),

@@ -14,7 +14,7 @@
   const SETTLE_MS = 400; // after the highlight moved by itself, a repeated key press is not a new decision
   let selectedId = null;
   let busy = false;
-  let settledAt = 0;
+  let settledAt = -Infinity;
   let lastUndo = null; // {auditIds, until, summary}
 
   function fmt(text, values) {
@@ -103,6 +103,7 @@
     const pending = lastUndo;
     if (!pending || busy || Date.parse(pending.until) <= Date.now()) return;
     busy = true;
+    let reloadAfter = false;
     try {
       let message = strings.undone;
       for (const id of pending.auditIds) {
@@ -111,11 +112,12 @@
         if (!res.ok) { say(res.data.detail || fmt(strings.failed, { status: res.status }), { error: true }); return; }
         message = res.data.message || message;
         const card = document.getElementById("case-" + res.data.case_id);
-        if (card) restore(card, res.data);
+        if (card) restore(card, res.data); else reloadAfter = true;
       }
       lastUndo = null;
       sessionStorage.removeItem("streetwatch-undo");
       say(message);
+      if (reloadAfter) window.location.reload(); // the page moved on: show the case back in its place
     } catch (err) {
       say(strings.network, { error: true });
     } finally { busy = false; }
@@ -143,7 +145,7 @@
     const next = all.slice(from + 1).find((c) => !c.classList.contains("done")) || list[0];
     if (next) { select(next, { scroll: true, auto: true }); return; }
     if (queue && queue.dataset.pageUrl && document.querySelector('[data-testid="pager"]')) {
-      say(strings.pageDone);
+      say(strings.pageDone, { undo: lastUndo });
       setTimeout(() => { window.location.href = queue.dataset.pageUrl; }, 900);
     }
   }
