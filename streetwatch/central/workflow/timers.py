@@ -44,34 +44,30 @@ class TimerOutcome:
 def cases_to_start(
     session: Session, *, now: datetime, settings: WorkflowSettings, delivery_known: bool = True, limit: int = 200
 ) -> list[Case]:
-    """Confirmed, attributed cases whose workflow may start now (locked for update), oldest
-    violation first: past their undo window and, as configured, at most one per merchant whose
-    previous step was served (`delivery_known`: a channel delivers notices, so delivery counts)."""
+    """Confirmed, attributed cases whose workflow may start now (locked for update): past their undo
+    window and, as configured, per merchant only its oldest waiting violation, once the previous step
+    was served (`delivery_known`: a channel delivers notices, so delivery counts)."""
     started = exists().where(CaseTimer.case_id == Case.id)
     settled = now - timedelta(seconds=settings.undo_window_s)
     query = (
         select(Case)
-        .where(
-            Case.status == CaseStatus.CONFIRMED,
-            Case.merchant_id.is_not(None),
-            ~started,
-            or_(Case.decided_at.is_(None), Case.decided_at <= settled),
-        )
+        .where(Case.status == CaseStatus.CONFIRMED, Case.merchant_id.is_not(None), ~started)
         .order_by(Case.first_seen, Case.id)
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
-    ready = list(session.scalars(query))
     if not settings.strike_waits_for_served:
-        return ready
+        query = query.where(or_(Case.decided_at.is_(None), Case.decided_at <= settled))
+        return list(session.scalars(query))
     chosen: list[Case] = []
     merchants: set[str] = set()
-    for case in ready:
+    for case in session.scalars(query):
         merchant_id = case.merchant_id or ""
         if merchant_id in merchants:
-            continue  # one step per merchant at a time
+            continue  # one step per merchant at a time, its oldest violation first
         merchants.add(merchant_id)
-        if waiting_for(session, merchant_id, now=now, delivery_known=delivery_known) is None:
+        in_window = case.decided_at is not None and case.decided_at > settled
+        if not in_window and waiting_for(session, merchant_id, now=now, delivery_known=delivery_known) is None:
             chosen.append(case)
     return chosen
 

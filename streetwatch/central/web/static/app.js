@@ -462,11 +462,20 @@
     const due = Date.parse(el.dataset.deadline);
     const tick = () => {
       const s = Math.max(0, Math.round((due - Date.now()) / 1000));
-      el.textContent = "⏱ " + Math.floor(s / 60) + ":" + String(s % 60).padStart(2, "0");
+      el.textContent = (el.dataset.left || "") + " " + Math.floor(s / 60) + ":" + String(s % 60).padStart(2, "0");
     };
     tick();
     setInterval(tick, 1000);
   });
+
+  // an inspector's photo: the file's name beside the big button (the native control is hidden)
+  document.querySelectorAll(".photo-pick input[type=file]").forEach((input) => input.addEventListener("change", () => {
+    const name = input.closest(".photo-pick").querySelector(".photo-name");
+    if (name) name.textContent = input.files && input.files[0] ? input.files[0].name : "";
+  }));
+  // phones: the filters fold away unless one is in use
+  const more = document.querySelector("details.more-filters");
+  if (more && window.matchMedia("(max-width: 720px)").matches && !more.dataset.active) more.open = false;
 
   function start() {
     const list = openCards();
