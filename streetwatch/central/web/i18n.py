@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Final, Literal
 from zoneinfo import ZoneInfo
 
-from babel.core import Locale, UnknownLocaleError, negotiate_locale
+from babel.core import Locale
 from babel.dates import format_datetime, format_timedelta
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
@@ -105,14 +105,13 @@ def choose_locale(*, user_locale: str | None, accept_language: str, default: UiL
     """The user's own setting, else the browser's best supported language, else the default."""
     if user_locale in LOCALES:
         return user_locale  # type: ignore[return-value]
-    preferred = [tag.replace("_", "-") for tag in parse_accept_language(accept_language)]
-    try:
-        picked = negotiate_locale(preferred, list(LOCALES), sep="-") if preferred else None
-    except (ValueError, UnknownLocaleError):
-        picked = None
-    if picked is None:  # "zh-TW" or "zh-Hans" still mean Chinese to these users
-        picked = next((loc for tag in preferred for loc in LOCALES if tag.lower().startswith(loc[:2])), None)
-    return picked if picked in LOCALES else default  # type: ignore[return-value]
+    for tag in parse_accept_language(accept_language):
+        primary = tag.replace("_", "-").split("-")[0].lower()
+        # "zh", "zh-TW" or "zh-Hans" still mean Chinese to these users; "en-GB" is English
+        picked = next((loc for loc in LOCALES if loc.split("_")[0] == primary), None)
+        if picked is not None:
+            return picked
+    return default
 
 
 def request_locale(request: Request) -> UiLocale:

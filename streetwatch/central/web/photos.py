@@ -53,6 +53,6 @@ def read_photo(upload: UploadFile | None, *, max_bytes: int) -> bytes | None:
     if not data:
         return None
     if len(data) > max_bytes:
-        raise PhotoRejected(N_("The photo is larger than %(mb)s MB."), mb=max_bytes // (1024 * 1024))
+        raise PhotoRejected(N_("The photo is larger than %(mb)s MB."), mb=f"{max_bytes / (1024 * 1024):g}")
     jpeg_size(data)
     return data
