@@ -39,8 +39,8 @@ from streetwatch.central.errors import DomainError, http_status
 from streetwatch.central.review import ReviewService
 from streetwatch.central.web import login, pages, workflow_pages
 from streetwatch.central.web.i18n import gettext
-from streetwatch.central.web.pages import refusal_text
 from streetwatch.central.web.nearby import NearbyZones
+from streetwatch.central.web.pages import refusal_text
 from streetwatch.central.web.render import STATIC_DIR, make_templates, render
 from streetwatch.central.workflow.clock import Clock, system_clock
 from streetwatch.central.workflow.service import WorkflowService

@@ -38,7 +38,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
-
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
@@ -199,7 +198,7 @@ class WebSettings(StrictModel):
     )
     locale_dir: Path | None = Field(
         default=None,
-        description="a folder of the city's own catalogues (<locale>/LC_MESSAGES/messages.po) read over the shipped ones",
+        description="the city's own catalogues (<locale>/LC_MESSAGES/messages.po), read over the shipped ones",
     )
 
     @field_validator("time_zone")

@@ -128,7 +128,9 @@ class User(Base):
     area_id: Mapped[str | None] = mapped_column(ForeignKey("areas.id"), index=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
-    locale: Mapped[str | None] = mapped_column(String(16), doc="interface language chosen by the user (None: the browser's)")
+    locale: Mapped[str | None] = mapped_column(
+        String(16), doc="interface language chosen by the user (None: the browser's)"
+    )
 
 
 class ApiToken(Base):
@@ -385,6 +387,8 @@ class Hotspot(Base):
     lon: Mapped[float | None] = mapped_column(Float)
     active: Mapped[bool] = mapped_column(Boolean, default=False)
     case_count: Mapped[int] = mapped_column(Integer, default=0, doc="confirmed cases in the window")
-    unreviewed_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0", doc="new cases there, shown apart, not counted")
+    unreviewed_count: Mapped[int] = mapped_column(
+        Integer, default=0, server_default="0", doc="new cases there, shown apart, not counted"
+    )
     since: Mapped[datetime | None] = mapped_column(UtcDateTime)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime)

@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from streetwatch.central.access import merchant_visible
 from streetwatch.central.case_service import ActionOutcome, CaseService, Reviewer, locked_case, require_status
-from streetwatch.central.case_status import OPEN_STATUSES, CaseStatus, move
+from streetwatch.central.case_status import OPEN_STATUSES, CaseStatus
 from streetwatch.central.cases import merge_cases, recount_case
 from streetwatch.central.errors import Conflict, DomainError, InvalidInput, NotFound
 from streetwatch.central.models import Alert, AuditLog, Case, Episode, Merchant
@@ -82,9 +82,7 @@ class ReviewService(CaseService):
             case.decided_at = self._clock()
             return self._move(session, case, CaseStatus.DISMISSED, action="dismiss", reviewer=reviewer, detail=detail)
 
-    def bulk(
-        self, case_ids: Sequence[int], *, action: str, reviewer: Reviewer, reason: str = ""
-    ) -> list[BulkOutcome]:
+    def bulk(self, case_ids: Sequence[int], *, action: str, reviewer: Reviewer, reason: str = "") -> list[BulkOutcome]:
         """Confirm or dismiss each case in its own transaction; a refused case does not stop the rest."""
         if action not in ("confirm", "dismiss"):
             raise InvalidInput(f"action: expected confirm or dismiss, got {action!r}")
@@ -103,7 +101,9 @@ class ReviewService(CaseService):
     def merge(self, case_id: int, *, into_case_id: int, reviewer: Reviewer) -> ActionOutcome:
         if case_id == into_case_id:
             raise InvalidInput(
-                f"into_case_id: a case cannot be merged into itself (case {case_id})", code="merge_self", case_id=case_id
+                f"into_case_id: a case cannot be merged into itself (case {case_id})",
+                code="merge_self",
+                case_id=case_id,
             )
         with self._transaction() as session:
             # Lock in id order so two opposite merges cannot deadlock.
@@ -130,7 +130,9 @@ class ReviewService(CaseService):
             require_status(case, "reassign", allowed=OPEN_STATUSES)
             merchant = session.get(Merchant, merchant_id)
             if merchant is None or not merchant_visible(reviewer.scope, merchant):
-                raise NotFound(f"merchant {merchant_id!r} not found", code="merchant_not_found", merchant_id=merchant_id)
+                raise NotFound(
+                    f"merchant {merchant_id!r} not found", code="merchant_not_found", merchant_id=merchant_id
+                )
             detail: dict[str, object] = {
                 "from_merchant_id": case.merchant_id,
                 "to_merchant_id": merchant.id,
@@ -164,12 +166,15 @@ class ReviewService(CaseService):
         if entry.actor != reviewer.username:
             raise Conflict(
                 f"case {entry.case_id}: only {entry.actor} can undo their {entry.action}",
-                code="undo_not_yours", case_id=entry.case_id,
+                code="undo_not_yours",
+                case_id=entry.case_id,
             )
         if self._clock() - entry.at > timedelta(seconds=self.undo_window_s):
             raise Conflict(
-                f"case {entry.case_id}: the {entry.action} is older than {self.undo_window_s:g} s and can no longer be undone",
-                code="undo_expired", case_id=entry.case_id,
+                f"case {entry.case_id}: the {entry.action} is older than {self.undo_window_s:g} s "
+                "and can no longer be undone",
+                code="undo_expired",
+                case_id=entry.case_id,
             )
         latest = session.scalar(
             select(AuditLog.id).where(AuditLog.case_id == entry.case_id).order_by(AuditLog.id.desc()).limit(1)
@@ -177,7 +182,8 @@ class ReviewService(CaseService):
         if latest != entry.id:
             raise Conflict(
                 f"case {entry.case_id}: something happened after the {entry.action}; it cannot be undone",
-                code="undo_superseded", case_id=entry.case_id,
+                code="undo_superseded",
+                case_id=entry.case_id,
             )
 
     def _undo_merge(self, session: Session, source: Case, detail: dict[str, object], reviewer: Reviewer) -> None:
@@ -231,21 +237,25 @@ def _clean_reason(reason: str) -> str:
 def _check_mergeable(source: Case, target: Case) -> None:
     if source.status != CaseStatus.NEW:
         raise Conflict(
-            f"case {source.id} is {source.status}; only new cases can be merged", code="wrong_status",
-            case_id=source.id, status=source.status,
+            f"case {source.id} is {source.status}; only new cases can be merged",
+            code="wrong_status",
+            case_id=source.id,
+            status=source.status,
         )
     if target.merged_into_id is not None:
         raise Conflict(f"case {target.id} was merged into case {target.merged_into_id}; merge into that one")
     if target.status not in OPEN_STATUSES:
         raise Conflict(
             f"case {target.id} is {target.status}; merge into a new, confirmed or notified case",
-            code="merge_target_closed", case_id=target.id,
+            code="merge_target_closed",
+            case_id=target.id,
         )
     if source.violation != target.violation:
         raise Conflict(
             f"case {source.id} is {source.violation} but case {target.id} is {target.violation}; "
             "only cases of the same violation can be merged",
-            code="merge_other_violation", case_id=source.id,
+            code="merge_other_violation",
+            case_id=source.id,
         )
 
 

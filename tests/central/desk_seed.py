@@ -47,7 +47,9 @@ class Desk:
 def seed_people(factory: sessionmaker[Session]) -> None:
     with session_scope(factory) as session:
         for mid, name, address, road, lon in SHOPS:
-            session.add(Merchant(id=mid, name=name, address=address, road=road, zone_wkt=zone(lon), contact="0512-6000"))
+            session.add(
+                Merchant(id=mid, name=name, address=address, road=road, zone_wkt=zone(lon), contact="0512-6000")
+            )
         session.add_all(User(username=u, password_hash=password_hash(), role=role) for u, role in USERS)
 
 
@@ -98,25 +100,47 @@ def seed_desk(
         "noodle": ingest_case(factory, settings, jpeg=first, lon=120.58500, at=T0, key="noodle", alerts=3),
         # 4 m east of the noodle shop's case, same violation and shop: a merge candidate
         "noodle-twin": ingest_case(
-            factory, settings, jpeg=second, lon=120.58500 + 5 * DEG_PER_M, at=T0 + timedelta(hours=5), key="twin",
+            factory,
+            settings,
+            jpeg=second,
+            lon=120.58500 + 5 * DEG_PER_M,
+            at=T0 + timedelta(hours=5),
+            key="twin",
             camera_id="cam-2",
         ),
-        "fruit": ingest_case(factory, settings, jpeg=second, lon=120.58520, at=T0, key="fruit", violation="street_vending"),
+        "fruit": ingest_case(
+            factory, settings, jpeg=second, lon=120.58520, at=T0, key="fruit", violation="street_vending"
+        ),
         "tea": ingest_case(factory, settings, jpeg=first, lon=120.59000, at=T0, key="tea", violation="stacked_goods"),
         # an uncalibrated camera: no position, no merchant, one weak alert
-        "nowhere": ingest_case(factory, settings, jpeg=first, lon=None, at=T0, key="nowhere", alerts=1, confidence=0.35,
-                               camera_id="cam-9"),
+        "nowhere": ingest_case(
+            factory, settings, jpeg=first, lon=None, at=T0, key="nowhere", alerts=1, confidence=0.35, camera_id="cam-9"
+        ),
         # 30 m beyond the last shop on 干将路: unattributed, the nearest merchant is suggested
-        "beyond": ingest_case(factory, settings, jpeg=second, lon=120.58540 + 30 * DEG_PER_M, at=T0, key="beyond",
-                              violation="stacked_goods"),
+        "beyond": ingest_case(
+            factory,
+            settings,
+            jpeg=second,
+            lon=120.58540 + 30 * DEG_PER_M,
+            at=T0,
+            key="beyond",
+            violation="stacked_goods",
+        ),
     }
     rows = []
     for i in range(backlog):
         shop = SHOPS[i % 3]
         rows.append(
             ingest_case(
-                factory, settings, jpeg=first if i % 2 else second, lon=shop[4], lat=LAT + (i + 1) * 200 * DEG_PER_M,
-                at=T0 - timedelta(days=1 + i % 9), key=f"b{i}", violation="street_vending", alerts=1 + i % 3,
+                factory,
+                settings,
+                jpeg=first if i % 2 else second,
+                lon=shop[4],
+                lat=LAT + (i + 1) * 200 * DEG_PER_M,
+                at=T0 - timedelta(days=1 + i % 9),
+                key=f"b{i}",
+                violation="street_vending",
+                alerts=1 + i % 3,
             )
         )
     return Desk(named, rows)

@@ -28,7 +28,10 @@ def extracted_msgids() -> set[str]:
     options = {"streetwatch/central/web/templates/**.html": {"extensions": "jinja2.ext.i18n"}}
     found = set()
     for _file, _line, message, _comments, _context in extract_from_dir(
-        str(REPO), method_map=method_map, options_map=options, keywords={"_": None, "N_": None, "gettext": None, "ngettext": (1, 2)}
+        str(REPO),
+        method_map=method_map,
+        options_map=options,
+        keywords={"_": None, "N_": None, "gettext": None, "ngettext": (1, 2)},
     ):
         found.add(message[0] if isinstance(message, tuple) else message)
     return found
@@ -41,7 +44,9 @@ def test_every_interface_string_has_a_chinese_translation() -> None:
     missing = sorted(m for m in msgids if catalogue.gettext(m) == m and not re.fullmatch(r"[#%()\w\s.:·…-]*", m))
     assert missing == []
     # placeholders survive translation (a dropped %(name)s would lose the value on the page)
-    broken = [m for m in msgids if set(re.findall(r"%\(\w+\)s", m)) != set(re.findall(r"%\(\w+\)s", catalogue.gettext(m)))]
+    broken = [
+        m for m in msgids if set(re.findall(r"%\(\w+\)s", m)) != set(re.findall(r"%\(\w+\)s", catalogue.gettext(m)))
+    ]
     assert broken == []
 
 

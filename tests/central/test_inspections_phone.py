@@ -43,10 +43,24 @@ def visits(session_factory: sessionmaker[Session], central_settings: CentralSett
     with session_scope(session_factory) as s:
         cases = []
         for hours in (0, 1):  # two unrectified cases of the tea house on one day: one visit
-            case = add_case(s, lat=31.2351, lon=121.4721, area_id="north", merchant_id="m-tea", status="escalated",
-                            first_seen=T0 + timedelta(hours=hours))
-            s.add(Inspection(case_id=case.id, merchant_id="m-tea", reason="case", due_at=T0 + timedelta(hours=hours),
-                             created_at=T0))
+            case = add_case(
+                s,
+                lat=31.2351,
+                lon=121.4721,
+                area_id="north",
+                merchant_id="m-tea",
+                status="escalated",
+                first_seen=T0 + timedelta(hours=hours),
+            )
+            s.add(
+                Inspection(
+                    case_id=case.id,
+                    merchant_id="m-tea",
+                    reason="case",
+                    due_at=T0 + timedelta(hours=hours),
+                    created_at=T0,
+                )
+            )
             cases.append(case.id)
     settings = central_settings.model_copy(
         update={
@@ -70,7 +84,9 @@ def test_one_visit_assigned_then_done_from_the_phone_with_a_photo(visits: Visits
         assert page.count('data-testid="visit"') == 2  # the tea house once (both cases), the noodle bar's routine visit
         assert page.count('data-merchant-id="m-tea"') == 1
         token = csrf_field(page)
-        assigned = client.post("/inspections/visits/m-tea/assign", data={"assignee": "inspector-li", "csrf_token": token})
+        assigned = client.post(
+            "/inspections/visits/m-tea/assign", data={"assignee": "inspector-li", "csrf_token": token}
+        )
         assert assigned.status_code == 200 and "巡查已分派给 inspector-li" in assigned.text
         done = client.post(
             "/inspections/visits/m-tea/done",

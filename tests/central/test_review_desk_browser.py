@@ -61,7 +61,10 @@ class DeskServer:
 def desk(
     session_factory: sessionmaker[Session], central_settings: CentralSettings, street_dir: Path
 ) -> Iterator[DeskServer]:
-    jpegs = [street_jpeg(street_dir, "kerb_parked_cars_street.jpg"), street_jpeg(street_dir, "market_hanoi_goods_on_ground.jpg")]
+    jpegs = [
+        street_jpeg(street_dir, "kerb_parked_cars_street.jpg"),
+        street_jpeg(street_dir, "market_hanoi_goods_on_ground.jpg"),
+    ]
     seeded = seed_desk(session_factory, central_settings, jpegs)
     web = WebSettings(mode="development", secret_key="d" * 40, cookie_secure=False)  # type: ignore[arg-type]
     settings = central_settings.model_copy(update={"web": web})
@@ -311,7 +314,9 @@ def test_search_by_a_chinese_merchant_name(desk: DeskServer, browser: Browser) -
     page.fill('[data-testid="search"]', "老王")
     page.keyboard.press("Enter")
     page.wait_for_url(re.compile(r"q=%E8%80%81%E7%8E%8B"))
-    ids = {int(i) for i in page.locator('[data-testid="case-card"]').evaluate_all("els => els.map(e => e.dataset.caseId)")}
+    ids = {
+        int(i) for i in page.locator('[data-testid="case-card"]').evaluate_all("els => els.map(e => e.dataset.caseId)")
+    }
     with desk.factory() as s:
         expected = set(s.scalars(select(Case.id).where(Case.merchant_id == "SZ-001", Case.status == "new")))
     assert ids == expected and desk.desk.cases["noodle"] in ids
@@ -355,7 +360,9 @@ def test_merge_by_picking_a_candidate(desk: DeskServer, browser: Browser) -> Non
     context.close()
 
 
-def test_the_evidence_viewer_shows_the_whole_frame_zooms_and_draws_the_boxes(desk: DeskServer, browser: Browser) -> None:
+def test_the_evidence_viewer_shows_the_whole_frame_zooms_and_draws_the_boxes(
+    desk: DeskServer, browser: Browser
+) -> None:
     context = zh_context(browser)
     page = context.new_page()
     problems = watch(page)
@@ -363,7 +370,10 @@ def test_the_evidence_viewer_shows_the_whole_frame_zooms_and_draws_the_boxes(des
     page.goto(f"{desk.url}/cases/{desk.desk.cases['noodle']}/evidence")
     viewer = page.get_by_test_id("viewer")
     page.wait_for_function("document.querySelector('.viewer-image').naturalWidth > 0")
-    assert page.locator(".viewer-image").evaluate("i => [i.naturalWidth, getComputedStyle(i).objectFit]") == [480, "contain"]
+    assert page.locator(".viewer-image").evaluate("i => [i.naturalWidth, getComputedStyle(i).objectFit]") == [
+        480,
+        "contain",
+    ]
     expect(page.get_by_test_id("viewer-overlay").locator("rect.subject")).to_have_count(1)
     page.get_by_role("button", name="放大").click()
     expect(viewer).to_have_attribute("data-zoom", "1.50")
@@ -390,8 +400,10 @@ def test_phone_layout_has_no_sideways_scroll_and_44px_targets(desk: DeskServer, 
             wide[name] = width
     assert wide == {}
     page.goto(desk.url + "/")
-    heights = page.locator(".case-card").first.locator(".actions button, .actions select").evaluate_all(
-        "els => els.map(e => e.getBoundingClientRect().height)"
+    heights = (
+        page.locator(".case-card")
+        .first.locator(".actions button, .actions select")
+        .evaluate_all("els => els.map(e => e.getBoundingClientRect().height)")
     )
     assert heights and min(heights) >= 44
     assert page.get_by_role("button", name="退出").bounding_box()["height"] >= 44  # type: ignore[index]

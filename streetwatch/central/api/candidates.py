@@ -16,7 +16,7 @@ from sqlalchemy import and_, or_, select
 from streetwatch.central.access import case_clause, case_visible, merchant_clause, merchant_visible
 from streetwatch.central.api.deps import AnyUser, SessionDep, SettingsDep, scope_of
 from streetwatch.central.api.queries import merchants_by_id
-from streetwatch.central.api.schemas import MergeCandidatePublic, MerchantCandidatePublic
+from streetwatch.central.api.schemas import MerchantCandidatePublic, MergeCandidatePublic
 from streetwatch.central.case_status import OPEN_STATUSES
 from streetwatch.central.cases import distance_m
 from streetwatch.central.errors import NotFound

@@ -1,8 +1,8 @@
 """/evidence/{sha256}: evidence JPEGs, served through the app only (never a static mount).
 
 An image is served to a logged-in user (session cookie or API token) who may see at least one
-case that uses it (or, for an inspector's photo, the inspection's case or merchant); anyone else gets 404 (401 without any login), so the existence of an image in
-another area is not revealed. Pages pass `?case_id=` so the check is one indexed lookup; without
+case that uses it (for an inspector's photo: the inspection's case or merchant); anyone else gets
+404 (401 without any login), so the existence of an image in another area is not revealed. Pages pass `?case_id=` so the check is one indexed lookup; without
 it the case is found by the image hash.
 """
 

@@ -198,7 +198,9 @@ class MergeCandidatePublic(BaseModel):
     evidence_url: str | None
 
     @classmethod
-    def of(cls, case: Case, merchant: Merchant | None, distance_m: float | None, *, same_merchant: bool) -> MergeCandidatePublic:
+    def of(
+        cls, case: Case, merchant: Merchant | None, distance_m: float | None, *, same_merchant: bool
+    ) -> MergeCandidatePublic:
         return cls(
             id=case.id,
             violation=case.violation,

@@ -52,7 +52,11 @@ FREQUENCY: Final = {"daily": N_("daily"), "weekly": N_("weekly"), "monthly": N_(
 INSPECTION_REASON: Final = {"case": N_("unrectified case"), "routine": N_("routine visit")}
 INSPECTION_RESULT: Final = {"passed": N_("rectified"), "failed": N_("not rectified"), "done": N_("visited")}
 NOTICE_STATUS: Final = {"pending": N_("waiting to be sent"), "sent": N_("delivered"), "failed": N_("failed")}
-TIMER_OUTCOME: Final = {"rectified": N_("self-rectified"), "inspection": N_("inspector sent"), "cancelled": N_("cancelled")}
+TIMER_OUTCOME: Final = {
+    "rectified": N_("self-rectified"),
+    "inspection": N_("inspector sent"),
+    "cancelled": N_("cancelled"),
+}
 ACTION: Final = {
     "confirm": N_("confirmed"),
     "dismiss": N_("dismissed"),
@@ -136,7 +140,12 @@ DETAIL_KEYS: Final = {
 # Kept for undo (alert ids moved by a merge, the values a merge replaced): not for reading.
 HIDDEN_DETAIL_KEYS: Final = frozenset(
     {
-        "alert_ids", "episode_ids", "target_priority", "target_evidence_sha256", "from_distance_m", "undid_audit_id",
+        "alert_ids",
+        "episode_ids",
+        "target_priority",
+        "target_evidence_sha256",
+        "from_distance_m",
+        "undid_audit_id",
         "photo",  # shown as the photo itself on the workflow page
     }
 )

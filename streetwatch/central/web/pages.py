@@ -248,7 +248,7 @@ def refusal_text(request: Request, exc: DomainError) -> str:
 
 
 def case_summary(request: Request, session: Session, case_id: int) -> str:
-    """"#12 违停 · 老王面馆": which case a decision acted on, for its message."""
+    """ "#12 违停 · 老王面馆": which case a decision acted on, for its message."""
     case = session.get(Case, case_id)
     if case is None:
         return f"#{case_id}"
@@ -258,9 +258,7 @@ def case_summary(request: Request, session: Session, case_id: int) -> str:
     return f"#{case.id} {violation}" + (f" · {merchant.name}" if merchant else "")
 
 
-def _act(
-    request: Request, session: Session, next_path: str, call: Callable[[], ActionOutcome], done: str
-) -> Response:
+def _act(request: Request, session: Session, next_path: str, call: Callable[[], ActionOutcome], done: str) -> Response:
     """Run an action; JSON for the page script (with what to undo), a redirect with the outcome (or
     the refusal) as the page's message for plain forms."""
     wants_json = "application/json" in request.headers.get("accept", "")
@@ -381,7 +379,9 @@ def web_undo(
     next: NextField = "/",
 ) -> Response:  # noqa: A002
     reviewer = web_reviewer(session, user)
-    return _act(request, session, next, lambda: review.undo(audit_id, reviewer=reviewer), N_("%(case)s: decision undone."))
+    return _act(
+        request, session, next, lambda: review.undo(audit_id, reviewer=reviewer), N_("%(case)s: decision undone.")
+    )
 
 
 @router.post("/cases/bulk", name="web_bulk", dependencies=[CsrfChecked])
@@ -404,8 +404,10 @@ def web_bulk(
     reviewer = web_reviewer(session, user)
     results = review.bulk(case_ids, action=action, reviewer=reviewer, reason=reason)
     done = [r for r in results if r.outcome is not None]
-    msgid = N_("%(done)s of %(total)s cases confirmed.") if action == "confirm" else N_(
-        "%(done)s of %(total)s cases dismissed."
+    msgid = (
+        N_("%(done)s of %(total)s cases confirmed.")
+        if action == "confirm"
+        else N_("%(done)s of %(total)s cases dismissed.")
     )
     message = i18n.gettext(request, msgid, done=len(done), total=len(results))
     if "application/json" not in request.headers.get("accept", ""):

@@ -39,9 +39,17 @@ def make_templates() -> Jinja2Templates:
         i18n.template_gettext, i18n.template_ngettext, newstyle=True
     )
     env.filters.update(
-        when=i18n.format_when, age=i18n.format_age, number=i18n.format_number, label=lambda v, kind: labels.label(kind, v)
+        when=i18n.format_when,
+        age=i18n.format_age,
+        number=i18n.format_number,
+        label=lambda value, kind: labels.label(kind, value),
     )
-    env.globals.update(ui_labels=labels.ui_labels, describe_detail=labels.describe_detail, locale_name=i18n.locale_name, LOCALES=i18n.LOCALES)
+    env.globals.update(
+        ui_labels=labels.ui_labels,
+        describe_detail=labels.describe_detail,
+        locale_name=i18n.locale_name,
+        LOCALES=i18n.LOCALES,
+    )
     return Jinja2Templates(env=env)
 
 

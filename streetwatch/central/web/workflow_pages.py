@@ -16,10 +16,10 @@ from datetime import timedelta
 from typing import Annotated, Literal
 
 import shapely
-from fastapi import APIRouter, File, Form, HTTPException, Query, Request, UploadFile, status
+from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi import Path as PathParam
 from fastapi.responses import PlainTextResponse
-from sqlalchemy import func, select
+from sqlalchemy import select
 from starlette.responses import Response
 
 from streetwatch.central.access import AreaScope, case_clause, case_visible, merchant_clause, merchant_visible
@@ -101,13 +101,26 @@ def city_map_page(request: Request, session: SessionDep, user: WebUser) -> Respo
     ]
     with i18n.rendering(request):
         points = [
-            PointIn(str(c.id), f"#{c.id} {labels.label('violation', c.violation)} ({labels.label('status', c.status)})",
-                    c.violation, c.lat, c.lon)  # type: ignore[arg-type]
+            PointIn(
+                str(c.id),
+                f"#{c.id} {labels.label('violation', c.violation)} ({labels.label('status', c.status)})",
+                c.violation,
+                c.lat,
+                c.lon,
+            )  # type: ignore[arg-type]
             for c in cases
         ]
         hot = [
-            PointIn(h.key, i18n.gettext(request, i18n.N_("Hotspot %(place)s: %(n)s confirmed cases"), place=h.label,
-                                        n=h.case_count), "hotspot", h.lat, h.lon, h.case_count)
+            PointIn(
+                h.key,
+                i18n.gettext(
+                    request, i18n.N_("Hotspot %(place)s: %(n)s confirmed cases"), place=h.label, n=h.case_count
+                ),
+                "hotspot",
+                h.lat,
+                h.lon,
+                h.case_count,
+            )
             for h in hotspots
         ]
     city = build_city_map(zones, points, hot, area_ring=_ring(scope))
@@ -130,9 +143,7 @@ def _facts(session: SessionDep, user: User, clock: Clock, days: int) -> list[Cas
 
 
 @router.get("/stats", name="stats_page")
-def stats_page(
-    request: Request, session: SessionDep, user: WebUser, clock: ClockDep, days: DaysParam = 30
-) -> Response:
+def stats_page(request: Request, session: SessionDep, user: WebUser, clock: ClockDep, days: DaysParam = 30) -> Response:
     summary = summarise(_facts(session, user, clock, days))
     with i18n.rendering(request):
         names = {v: labels.label("violation", v) for v in summary.violations}
@@ -171,7 +182,9 @@ def inspections_page(
     ids = {d.merchant_id for d in due if d.merchant_id}
     addresses = dict(session.execute(select(Merchant.id, Merchant.address).where(Merchant.id.in_(ids))).all())
     zone = settings.web.time_zone
-    visits = group_visits(due, day_of=lambda at: at.astimezone(i18n.city_zone(zone)).date().isoformat(), addresses=addresses)
+    visits = group_visits(
+        due, day_of=lambda at: at.astimezone(i18n.city_zone(zone)).date().isoformat(), addresses=addresses
+    )
     context = {"user": _label(request, user, session), "visits": visits, **flash_context(request)}
     return render(request, "inspections.html", context)
 
@@ -215,7 +228,9 @@ def web_visit_done(
     sha = evidence_store(settings.evidence_dir).put(data) if data else None
     reviewer = web_reviewer(session, user)
     try:
-        checked = service.complete_visit(merchant_id, passed=result == "passed", reviewer=reviewer, note=note, photo=sha)
+        checked = service.complete_visit(
+            merchant_id, passed=result == "passed", reviewer=reviewer, note=note, photo=sha
+        )
     except DomainError as exc:
         return redirect_with_flash(target, refusal_text(request, exc), failed=True)
     message = i18n.gettext(request, i18n.N_("Visit recorded; %(n)s cases checked."), n=len(checked))
@@ -254,7 +269,9 @@ def case_workflow_page(
         "timer": timer,
         "waiting": waiting,
         "strikes": strikes,
-        "notices": list(session.scalars(select(Notification).where(Notification.case_id == case.id).order_by(Notification.id))),
+        "notices": list(
+            session.scalars(select(Notification).where(Notification.case_id == case.id).order_by(Notification.id))
+        ),
         "photos": list(
             session.scalars(
                 select(Inspection).where(Inspection.case_id == case.id, Inspection.photo_sha256.is_not(None))
@@ -304,7 +321,10 @@ def web_penalty(
         message = i18n.gettext(request, i18n.N_("Tick the confirmation to record a penalty."))
         return redirect_with_flash(target, message, failed=True)
     return _workflow_step(
-        request, session, user, case_id,
+        request,
+        session,
+        user,
+        case_id,
         lambda reviewer: service.decide_penalty(case_id, decision=decision, reviewer=reviewer),
         i18n.N_("Case #%(case)s: penalty recorded."),
     )
@@ -322,7 +342,10 @@ def web_verify(
 ) -> Response:
     passed = result == "passed"
     return _workflow_step(
-        request, session, user, case_id,
+        request,
+        session,
+        user,
+        case_id,
         lambda reviewer: service.verify(case_id, passed=passed, reviewer=reviewer, note=note),
         i18n.N_("Case #%(case)s verified.") if passed else i18n.N_("Case #%(case)s not rectified: back to dispatch."),
     )
@@ -339,7 +362,10 @@ def web_close(
     override: Annotated[str, Form(max_length=4)] = "",
 ) -> Response:
     return _workflow_step(
-        request, session, user, case_id,
+        request,
+        session,
+        user,
+        case_id,
         lambda reviewer: service.close(case_id, reviewer=reviewer, note=note, override=override == "1"),
         i18n.N_("Case #%(case)s closed."),
     )

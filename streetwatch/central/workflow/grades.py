@@ -115,7 +115,9 @@ class DueVisit:
     assignee: str | None
 
 
-def group_visits(due: list[DueInspection], *, day_of: Callable[[datetime], str], addresses: dict[str, str]) -> list[DueVisit]:
+def group_visits(
+    due: list[DueInspection], *, day_of: Callable[[datetime], str], addresses: dict[str, str]
+) -> list[DueVisit]:
     """One row per merchant and day (pure): seven escalated cases of one shop are one visit."""
     groups: dict[tuple[str, str], list[DueInspection]] = {}
     for item in due:

@@ -1,10 +1,12 @@
 """Reviewer actions of the workflow: decide a penalty, verify, close a case, record a complaint,
-assign and finish an inspection visit (with the inspector's result, note and photo).
+assign and finish an inspection visit (the inspector's result, note and photo).
+
+Each is a `CaseService` action (case_service.py), like review.ReviewService: one transaction, the
+case locked and checked against the reviewer's area (NotFound outside it), status moves through
+the state machine (Conflict from a wrong status), one audit row.
 
 Closing a case the workflow dispatched (notified, rectified, escalated) needs its verification (核查)
-since the last dispatch, or a supervisor's override with a note. Each is a `CaseService` action (case_service.py), like review.ReviewService:
-one transaction, the case locked and checked against the reviewer's area (NotFound outside it),
-status moves through the state machine (Conflict from a wrong status), one audit row.
+since the last dispatch, or a supervisor's override with a note.
 """
 
 from __future__ import annotations
@@ -169,12 +171,18 @@ class WorkflowService(CaseService):
             for row in rows:
                 row.assignee = assignee
             write_audit(
-                session, case_id=None, actor=reviewer.username, action="assign",
-                detail={"merchant_id": merchant.id, "assignee": assignee}, at=self._clock(),
+                session,
+                case_id=None,
+                actor=reviewer.username,
+                action="assign",
+                detail={"merchant_id": merchant.id, "assignee": assignee},
+                at=self._clock(),
             )
             return len(rows)
 
-    def complete_visit(self, merchant_id: str, *, passed: bool, reviewer: Reviewer, note: str = "", photo: str | None = None) -> list[int]:
+    def complete_visit(
+        self, merchant_id: str, *, passed: bool, reviewer: Reviewer, note: str = "", photo: str | None = None
+    ) -> list[int]:
         """An inspector's visit done: every open inspection of the merchant is closed with the result,
         note and photo, and each of its cases waiting for verification is verified (passed) or sent
         back to dispatch (failed). Returns the cases verified."""
