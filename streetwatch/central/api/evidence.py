@@ -2,8 +2,8 @@
 
 An image is served to a logged-in user (session cookie or API token) who may see at least one
 case that uses it (for an inspector's photo: the inspection's case or merchant); anyone else gets
-404 (401 without any login), so the existence of an image in another area is not revealed. Pages pass `?case_id=` so the check is one indexed lookup; without
-it the case is found by the image hash.
+404 (401 without any login), so the existence of an image in another area is not revealed. Pages
+pass `?case_id=` so the check is one indexed lookup; without it the case is found by the image hash.
 """
 
 from __future__ import annotations

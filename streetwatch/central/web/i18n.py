@@ -182,10 +182,12 @@ def format_when(value: datetime | str | None, style: DateStyle = "short") -> str
         return ""
     if isinstance(value, str):
         try:
-            value = datetime.fromisoformat(value)
+            when = datetime.fromisoformat(value)
         except ValueError:
             return value
-    return format_datetime(value, style, tzinfo=_zone(_current_zone.get()), locale=current_locale())
+    else:
+        when = value
+    return format_datetime(when, style, tzinfo=_zone(_current_zone.get()), locale=current_locale())
 
 
 def city_zone(name: str) -> ZoneInfo:

@@ -105,9 +105,9 @@ def city_map_page(request: Request, session: SessionDep, user: WebUser) -> Respo
                 str(c.id),
                 f"#{c.id} {labels.label('violation', c.violation)} ({labels.label('status', c.status)})",
                 c.violation,
-                c.lat,
-                c.lon,
-            )  # type: ignore[arg-type]
+                c.lat,  # type: ignore[arg-type]  # the query keeps located cases only
+                c.lon,  # type: ignore[arg-type]
+            )
             for c in cases
         ]
         hot = [
@@ -117,8 +117,8 @@ def city_map_page(request: Request, session: SessionDep, user: WebUser) -> Respo
                     request, i18n.N_("Hotspot %(place)s: %(n)s confirmed cases"), place=h.label, n=h.case_count
                 ),
                 "hotspot",
-                h.lat,
-                h.lon,
+                h.lat,  # type: ignore[arg-type]  # located ones only (filtered above)
+                h.lon,  # type: ignore[arg-type]
                 h.case_count,
             )
             for h in hotspots
