@@ -9,6 +9,7 @@ import logging
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -61,6 +62,7 @@ def demo(tmp_path: Path, assets_dir: Path, model_dir: Path) -> Iterator[tuple[st
             if proc.poll() is not None or time.monotonic() > deadline:
                 pytest.fail("central demo did not start:\n" + "".join(lines[-40:]))
             time.sleep(0.2)
+        _wait_for_web(found["url"], proc, lines)  # the login is printed before the web app listens
         yield found["url"], found["user"], found["password"], started
     finally:
         proc.send_signal(signal.SIGINT)
@@ -69,6 +71,18 @@ def demo(tmp_path: Path, assets_dir: Path, model_dir: Path) -> Iterator[tuple[st
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(10)
+
+
+def _wait_for_web(url: str, proc: subprocess.Popen[str], lines: list[str]) -> None:
+    host, port = url.removeprefix("http://").split(":")
+    deadline = time.monotonic() + 60
+    while True:
+        with socket.socket() as sock:
+            if sock.connect_ex((host, int(port))) == 0:
+                return
+        if proc.poll() is not None or time.monotonic() > deadline:
+            pytest.fail("the demo's web app did not listen:\n" + "".join(lines[-40:]))
+        time.sleep(0.2)
 
 
 def _first_attributed_case(page: Page, base: str, *, until: float) -> int:

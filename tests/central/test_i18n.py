@@ -50,6 +50,15 @@ def test_every_interface_string_has_a_chinese_translation() -> None:
     assert broken == []
 
 
+def test_the_catalogue_holds_no_string_the_pages_no_longer_use() -> None:
+    from babel.messages.pofile import read_po
+
+    po = i18n.SHIPPED_DIR / "zh_CN" / "LC_MESSAGES" / "messages.po"
+    with po.open("rb") as handle:
+        shipped = {m.id if isinstance(m.id, str) else m.id[0] for m in read_po(handle) if m.id}
+    assert shipped - extracted_msgids() == set()
+
+
 @pytest.mark.parametrize(
     ("user", "header", "expected"),
     [
