@@ -41,6 +41,13 @@ def _backlog(factory: sessionmaker[Session], central: CentralSettings, count: in
     ]
 
 
+def _confirm_now(factory: sessionmaker[Session], cases: list[int], clock: ManualClock) -> None:
+    """Confirm each case with no undo window, so the next tick may start them."""
+    review = ReviewService(factory, clock=clock, undo_window_s=0)
+    for case_id in cases:
+        review.confirm(case_id, reviewer=reviewer(factory))
+
+
 def _steps(factory: sessionmaker[Session]) -> list[tuple[int, int, str]]:
     with factory() as s:
         return [(r.case_id, r.step, r.action) for r in s.scalars(select(Strike).order_by(Strike.at, Strike.step))]
@@ -95,9 +102,7 @@ def test_without_a_channel_the_next_step_waits_for_the_deadline_only(
 ) -> None:
     cases = _backlog(session_factory, central_settings, 2)
     clock = ManualClock(T0)
-    review = ReviewService(session_factory, clock=clock, undo_window_s=0)
-    for case_id in cases:
-        review.confirm(case_id, reviewer=reviewer(session_factory))
+    _confirm_now(session_factory, cases, clock)
     engine = WorkflowEngine(session_factory, WorkflowSettings(undo_window_s=0), clock=clock, channel=None)
     assert engine.tick().started == [cases[0]]
     clock.advance(29 * MIN)
@@ -111,9 +116,7 @@ def test_the_old_rule_still_counts_every_confirmed_case_at_once(
 ) -> None:
     cases = _backlog(session_factory, central_settings, 3)
     clock = ManualClock(T0)
-    review = ReviewService(session_factory, clock=clock, undo_window_s=0)
-    for case_id in cases:
-        review.confirm(case_id, reviewer=reviewer(session_factory))
+    _confirm_now(session_factory, cases, clock)
     settings = WorkflowSettings(undo_window_s=0, strike_waits_for_served=False)
     assert WorkflowEngine(session_factory, settings, clock=clock).tick().started == cases
     assert [s[1] for s in _steps(session_factory)] == [1, 2, 3]

@@ -224,31 +224,46 @@ def count_cases(
     return min(total, cap), total > cap
 
 
-def recent_alerts(session: Session, case_ids: Sequence[int], *, per_case: int = 5) -> dict[int, list[Alert]]:
-    """The newest `per_case` alerts of each case, one query (window function on both backends)."""
+def _ranked_alerts(
+    session: Session, case_ids: Sequence[int], *, per_case: int, newest_first: bool, with_evidence: bool
+) -> dict[int, list[Alert]]:
+    """The first `per_case` alerts of each case in observation order (newest or oldest first), one
+    query (a window function on both backends)."""
     if not case_ids:
         return {}
+    observed = Alert.observed_at.desc() if newest_first else Alert.observed_at.asc()
+    conditions = [Alert.case_id.in_(case_ids)]
+    if with_evidence:
+        conditions.append(Alert.evidence_sha256.is_not(None))
     ranked = (
         select(
             Alert.alert_id.label("alert_id"),
-            func.row_number()
-            .over(partition_by=Alert.case_id, order_by=(Alert.observed_at.desc(), Alert.alert_id))
-            .label("rank"),
+            func.row_number().over(partition_by=Alert.case_id, order_by=(observed, Alert.alert_id)).label("rank"),
         )
-        .where(Alert.case_id.in_(case_ids))
+        .where(*conditions)
         .subquery()
     )
     stmt = (
         select(Alert)
         .join(ranked, ranked.c.alert_id == Alert.alert_id)
         .where(ranked.c.rank <= per_case)
-        .order_by(Alert.case_id, Alert.observed_at.desc())
+        .order_by(Alert.case_id, observed)
     )
     grouped: dict[int, list[Alert]] = {cid: [] for cid in case_ids}
     for alert in session.scalars(stmt):
         if alert.case_id is not None:  # always, filtered by case above; pending sightings have none
             grouped.setdefault(alert.case_id, []).append(alert)
     return grouped
+
+
+def recent_alerts(session: Session, case_ids: Sequence[int], *, per_case: int = 5) -> dict[int, list[Alert]]:
+    """The newest `per_case` alerts of each case."""
+    return _ranked_alerts(session, case_ids, per_case=per_case, newest_first=True, with_evidence=False)
+
+
+def evidence_alerts(session: Session, case_ids: Sequence[int], *, per_case: int = 24) -> dict[int, list[Alert]]:
+    """The oldest `per_case` alerts with an evidence image of each case (the viewer's strip)."""
+    return _ranked_alerts(session, case_ids, per_case=per_case, newest_first=False, with_evidence=True)
 
 
 def case_alerts(session: Session, case_id: int, *, limit: int, offset: int = 0) -> list[Alert]:
@@ -276,33 +291,6 @@ def merchants_by_id(session: Session, ids: Sequence[str | None]) -> dict[str, Me
 
 def area_names(session: Session) -> dict[str, str]:
     return {a.id: a.name for a in session.scalars(select(Area))}
-
-
-def evidence_alerts(session: Session, case_ids: Sequence[int], *, per_case: int = 24) -> dict[int, list[Alert]]:
-    """The oldest `per_case` alerts with an evidence image of each case (the viewer's strip), one query."""
-    if not case_ids:
-        return {}
-    ranked = (
-        select(
-            Alert.alert_id.label("alert_id"),
-            func.row_number()
-            .over(partition_by=Alert.case_id, order_by=(Alert.observed_at.asc(), Alert.alert_id))
-            .label("rank"),
-        )
-        .where(Alert.case_id.in_(case_ids), Alert.evidence_sha256.is_not(None))
-        .subquery()
-    )
-    stmt = (
-        select(Alert)
-        .join(ranked, ranked.c.alert_id == Alert.alert_id)
-        .where(ranked.c.rank <= per_case)
-        .order_by(Alert.case_id, Alert.observed_at)
-    )
-    grouped: dict[int, list[Alert]] = {cid: [] for cid in case_ids}
-    for alert in session.scalars(stmt):
-        if alert.case_id is not None:
-            grouped.setdefault(alert.case_id, []).append(alert)
-    return grouped
 
 
 def queue_cameras(session: Session, *, status: str, limit: int = 200) -> list[str]:
