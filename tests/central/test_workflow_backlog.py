@@ -194,3 +194,20 @@ def test_closing_a_dispatched_case_needs_its_verification_or_a_supervisors_overr
     assert step.status == "closed"
     with session_factory() as s:
         assert list(s.scalars(select(Notification.kind))) == ["warning"]
+
+
+def test_one_merchants_long_backlog_does_not_hide_another_merchants_case(
+    session_factory: sessionmaker[Session], central_settings: CentralSettings
+) -> None:
+    from workflow_support import LAT, LON
+
+    from streetwatch.central.workflow.timers import cases_to_start
+
+    busy = _backlog(session_factory, central_settings, 5)
+    add_merchant(session_factory, "m2", lat=LAT + 0.01)
+    other = open_episode(session_factory, central_settings, at=T0, episode_id="other", lat=LAT + 0.01, lon=LON)
+    clock = ManualClock(T0)
+    _confirm_now(session_factory, [*busy, other], clock)
+    with session_factory() as s:
+        ready = [c.id for c in cases_to_start(s, now=clock(), settings=WorkflowSettings(undo_window_s=0), limit=2)]
+    assert ready == [busy[0], other]  # each merchant's oldest, though m1 has four more waiting

@@ -49,25 +49,29 @@ def cases_to_start(
     was served (`delivery_known`: a channel delivers notices, so delivery counts)."""
     started = exists().where(CaseTimer.case_id == Case.id)
     settled = now - timedelta(seconds=settings.undo_window_s)
+    waiting = (Case.status == CaseStatus.CONFIRMED, Case.merchant_id.is_not(None), ~started)
+    if not settings.strike_waits_for_served:
+        query = select(Case).where(*waiting, or_(Case.decided_at.is_(None), Case.decided_at <= settled))
+        return list(
+            session.scalars(query.order_by(Case.first_seen, Case.id).limit(limit).with_for_update(skip_locked=True))
+        )
+    # Each merchant's oldest waiting violation (a merchant's long backlog never hides another's case).
+    rank = func.row_number().over(partition_by=Case.merchant_id, order_by=(Case.first_seen, Case.id))
+    oldest = select(Case.id.label("id"), rank.label("rank")).where(*waiting).subquery()
     query = (
         select(Case)
-        .where(Case.status == CaseStatus.CONFIRMED, Case.merchant_id.is_not(None), ~started)
+        .where(Case.id.in_(select(oldest.c.id).where(oldest.c.rank == 1)))
         .order_by(Case.first_seen, Case.id)
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
-    if not settings.strike_waits_for_served:
-        query = query.where(or_(Case.decided_at.is_(None), Case.decided_at <= settled))
-        return list(session.scalars(query))
-    chosen: list[Case] = []
-    merchants: set[str] = set()
+    chosen = []
     for case in session.scalars(query):
-        merchant_id = case.merchant_id or ""
-        if merchant_id in merchants:
-            continue  # one step per merchant at a time, its oldest violation first
-        merchants.add(merchant_id)
         in_window = case.decided_at is not None and case.decided_at > settled
-        if not in_window and waiting_for(session, merchant_id, now=now, delivery_known=delivery_known) is None:
+        if (
+            not in_window
+            and waiting_for(session, case.merchant_id or "", now=now, delivery_known=delivery_known) is None
+        ):
             chosen.append(case)
     return chosen
 
@@ -91,9 +95,7 @@ def waiting_for(session: Session, merchant_id: str, *, now: datetime, delivery_k
     due = session.scalar(
         select(func.min(CaseTimer.due_at)).where(CaseTimer.case_id == latest.case_id, CaseTimer.kind == RECTIFY)
     )
-    sent = session.scalar(
-        select(exists().where(Notification.case_id == latest.case_id, Notification.status == "sent"))
-    )
+    sent = session.scalar(select(exists().where(Notification.case_id == latest.case_id, Notification.status == "sent")))
     delivered = bool(sent) or not delivery_known
     if delivered and (due is None or due <= now):
         return None
