@@ -411,3 +411,23 @@ def test_phone_layout_has_no_sideways_scroll_and_44px_targets(desk: DeskServer, 
     buttons = page.locator(".visit button").evaluate_all("els => els.map(e => e.getBoundingClientRect().height)")
     assert buttons and min(buttons) >= 44
     context.close()
+
+
+def test_the_highlight_follows_focus_and_the_card_in_view(desk: DeskServer, browser: Browser) -> None:
+    context = zh_context(browser)
+    page = context.new_page()
+    log_in(page, desk.url)
+    cards = page.locator('[data-testid="case-card"]')
+    expect(cards.first).to_have_class(re.compile(r"\bselected\b"))
+    cards.nth(1).focus()  # tabbing onto a card
+    expect(cards.nth(1)).to_have_class(re.compile(r"\bselected\b"))
+    cards.nth(12).scroll_into_view_if_needed()  # the highlighted card scrolled away: one in view takes over
+    page.wait_for_timeout(300)
+    selected = page.locator(".case-card.selected")
+    expect(selected).to_have_count(1)
+    in_view = "el => { const r = el.getBoundingClientRect(); return r.bottom > 0 && r.top < innerHeight; }"
+    assert selected.evaluate(in_view)
+    target = int(selected.get_attribute("data-case-id") or 0)
+    page.keyboard.press("c")
+    expect(page.locator("#toast")).to_contain_text(f"已确认 #{target}")
+    context.close()

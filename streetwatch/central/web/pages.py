@@ -258,9 +258,20 @@ def case_summary(request: Request, session: Session, case_id: int) -> str:
     return f"#{case.id} {violation}" + (f" · {merchant.name}" if merchant else "")
 
 
-def _act(request: Request, session: Session, next_path: str, call: Callable[[], ActionOutcome], done: str) -> Response:
+def _act(
+    request: Request,
+    session: Session,
+    next_path: str,
+    call: Callable[[], ActionOutcome],
+    done: str,
+    *,
+    case_id: int | None = None,
+) -> Response:
     """Run an action; JSON for the page script (with what to undo), a redirect with the outcome (or
-    the refusal) as the page's message for plain forms."""
+    the refusal) as the page's message for plain forms. The message names the case as it was when
+    the reviewer decided (`case_id`: read before the action, e.g. the merchant a reassignment replaced)."""
+    summary = case_summary(request, session, case_id) if case_id is not None else None
+    session.rollback()  # the service writes in its own transaction
     wants_json = "application/json" in request.headers.get("accept", "")
     try:
         outcome = call()
@@ -268,7 +279,7 @@ def _act(request: Request, session: Session, next_path: str, call: Callable[[], 
         if wants_json:
             return JSONResponse({"detail": refusal_text(request, exc)}, status_code=http_status(exc))
         return redirect_with_flash(safe_next(next_path), refusal_text(request, exc), failed=True)
-    message = i18n.gettext(request, done, case=case_summary(request, session, outcome.case_id))
+    message = i18n.gettext(request, done, case=summary or case_summary(request, session, outcome.case_id))
     if wants_json:
         return JSONResponse(
             {
@@ -313,7 +324,8 @@ def web_confirm(
     case_id: CaseId, request: Request, session: SessionDep, user: WebUser, review: ReviewDep, next: NextField = "/"
 ) -> Response:  # noqa: A002 - form field name
     reviewer = web_reviewer(session, user)
-    return _act(request, session, next, lambda: review.confirm(case_id, reviewer=reviewer), N_("%(case)s confirmed."))
+    confirm = lambda: review.confirm(case_id, reviewer=reviewer)  # noqa: E731
+    return _act(request, session, next, confirm, N_("%(case)s confirmed."), case_id=case_id)
 
 
 @router.post("/cases/{case_id}/dismiss", name="web_dismiss", dependencies=[CsrfChecked])
@@ -330,7 +342,8 @@ def web_dismiss(
     with i18n.rendering(request):
         reason_label = labels.label("reason", reason)
     done = i18n.gettext(request, N_("%(case)s dismissed (%(reason)s)."), case="%(case)s", reason=reason_label)
-    return _act(request, session, next, lambda: review.dismiss(case_id, reason=reason, reviewer=reviewer), done)
+    dismiss = lambda: review.dismiss(case_id, reason=reason, reviewer=reviewer)  # noqa: E731
+    return _act(request, session, next, dismiss, done, case_id=case_id)
 
 
 @router.post("/cases/{case_id}/merge", name="web_merge", dependencies=[CsrfChecked])
@@ -345,9 +358,8 @@ def web_merge(
 ) -> Response:  # noqa: A002
     reviewer = web_reviewer(session, user)
     done = i18n.gettext(request, N_("%(case)s merged into case #%(into)s."), case="%(case)s", into=into_case_id)
-    return _act(
-        request, session, next, lambda: review.merge(case_id, into_case_id=into_case_id, reviewer=reviewer), done
-    )
+    merge = lambda: review.merge(case_id, into_case_id=into_case_id, reviewer=reviewer)  # noqa: E731
+    return _act(request, session, next, merge, done, case_id=case_id)
 
 
 @router.post("/cases/{case_id}/reassign", name="web_reassign", dependencies=[CsrfChecked])
@@ -364,9 +376,8 @@ def web_reassign(
     merchant = merchants_by_id(session, [merchant_id.strip()]).get(merchant_id.strip())
     name = merchant.name if merchant else merchant_id
     done = i18n.gettext(request, N_("%(case)s reassigned to %(merchant)s."), case="%(case)s", merchant=name)
-    return _act(
-        request, session, next, lambda: review.reassign(case_id, merchant_id=merchant_id, reviewer=reviewer), done
-    )
+    reassign = lambda: review.reassign(case_id, merchant_id=merchant_id, reviewer=reviewer)  # noqa: E731
+    return _act(request, session, next, reassign, done, case_id=case_id)
 
 
 @router.post("/decisions/{audit_id}/undo", name="web_undo", dependencies=[CsrfChecked])
