@@ -47,6 +47,10 @@ STREET_PHOTO = "kerb_parked_cars_street.jpg"
 MARKET_PHOTO = "market_hanoi_goods_on_ground.jpg"
 ORIGIN = (31.29950, 120.58500)  # the street camera's position (Suzhou)
 DEMO_USER = "demo"
+# The city workflow at demo speed (each applies unless the settings name that field themselves): a
+# confirmed case's notice, timer and strike show within a minute, its 2-minute deadline soon after.
+DEMO_WORKFLOW = {"rectify_window_min": 2.0, "tick_interval_s": 2.0, "recompute_every_s": 5.0}
+KERB_DWELL_S = 30  # the demo's parked cars become cases after 30 s (the city default is 120 s)
 
 # Street camera (958x568 photo): pinhole model, focal 900 px, 6 m high, horizon at row 300.
 _FOCAL_PX, _HEIGHT_M, _HORIZON_Y, _CENTRE_X = 900.0, 6.0, 300.0, 479.0
@@ -54,11 +58,11 @@ RIGHT_KERB_PX = [[540, 335], [760, 335], [760, 390], [540, 390]]
 LEFT_KERB_PX = [[200, 330], [420, 330], [420, 380], [200, 380]]
 PAVEMENT_PX = [[0, 450], [400, 450], [400, 568], [0, 568]]
 MERCHANTS_PX = {  # storefront responsibility zones: the strip in front of each shop
-    ("m-101", "Golden Noodle House", "12 Rossi Street"): [[540, 335], [650, 335], [650, 395], [540, 395]],
-    ("m-102", "Fresh Fruit Corner", "14 Rossi Street"): [[650, 335], [770, 335], [770, 395], [650, 395]],
-    ("m-103", "Lucky Hardware", "11 Rossi Street"): [[190, 330], [310, 330], [310, 385], [190, 385]],
-    ("m-104", "Jade Tea Shop", "13 Rossi Street"): [[310, 330], [430, 330], [430, 385], [310, 385]],
-    ("m-105", "Sunrise Bakery", "9 Rossi Street"): [[0, 440], [420, 440], [420, 568], [0, 568]],
+    ("m-101", "老王面馆", "干将路12号"): [[540, 335], [650, 335], [650, 395], [540, 395]],
+    ("m-102", "鲜果坊", "干将路14号"): [[650, 335], [770, 335], [770, 395], [650, 395]],
+    ("m-103", "福来五金", "干将路11号"): [[190, 330], [310, 330], [310, 385], [190, 385]],
+    ("m-104", "碧螺茶庄", "干将路13号"): [[310, 330], [430, 330], [430, 385], [310, 385]],
+    ("m-105", "朝阳面包房", "干将路9号"): [[0, 440], [420, 440], [420, 568], [0, 568]],
 }
 
 
@@ -84,7 +88,7 @@ def merchants_geojson() -> dict[str, object]:
         coordinates = [[loc.lon, loc.lat] for loc in ring] + [[ring[0].lon, ring[0].lat]]
         features.append({
             "type": "Feature",
-            "properties": {"id": merchant_id, "name": name, "address": address, "road": "Rossi Street",
+            "properties": {"id": merchant_id, "name": name, "address": address, "road": "干将路",
                            "licence": f"91320500DEMO{merchant_id[-3:]}", "contact": "+86 512 6000 0000"},
             "geometry": {"type": "Polygon", "coordinates": [coordinates]},
         })
@@ -146,8 +150,10 @@ def _demo_cameras(clips: dict[str, Path]) -> dict[str, dict[str, object]]:
             "id": "cam-street", "url": str(clips.get("cam-street")), "sample_fps": 1,
             "calibration": {"points": street_calibration()},
             "zones": [
-                {"id": "z-right-kerb", "violations": ["illegal_parking"], "polygon_px": RIGHT_KERB_PX},
-                {"id": "z-left-kerb", "violations": ["illegal_parking"], "polygon_px": LEFT_KERB_PX},
+                {"id": "z-right-kerb", "violations": ["illegal_parking"], "dwell_s": KERB_DWELL_S,
+                 "polygon_px": RIGHT_KERB_PX},
+                {"id": "z-left-kerb", "violations": ["illegal_parking"], "dwell_s": KERB_DWELL_S,
+                 "polygon_px": LEFT_KERB_PX},
                 {"id": "z-pavement", "violations": ["stacked_goods"], "polygon_px": PAVEMENT_PX},
             ],
         },
@@ -213,14 +219,25 @@ def demo_settings(base: CentralSettings, *, broker_url: str, protocol: str, work
     # client drops holding unacknowledged messages of a shared subscription.
     broker = BrokerSettings(url=broker_url, protocol=protocol, subscription="streetwatch/v1/alerts/#")  # type: ignore[arg-type]
     web = base.web if "mode" in base.web.model_fields_set else base.web.model_copy(update={"mode": "demo"})
+    workflow = base.workflow.model_copy(update=_demo_workflow(base, workdir))
     return base.model_copy(
         update={
             "database_url": f"sqlite:///{workdir / 'central.sqlite'}",
             "broker": broker,
             "web": web,
+            "workflow": workflow,
             "evidence_dir": workdir / "evidence",
         }
     )
+
+
+def _demo_workflow(base: CentralSettings, workdir: Path) -> dict[str, object]:
+    """The demo's workflow timings and its local merchant-notice sink, where the settings are silent."""
+    chosen = base.workflow.model_fields_set
+    update: dict[str, object] = {k: v for k, v in DEMO_WORKFLOW.items() if k not in chosen}
+    if "notice_sink" not in chosen and base.workflow.webhook_url is None:
+        update["notice_sink"] = workdir / "notices.jsonl"
+    return update
 
 
 def run_demo(base: CentralSettings, *, workdir: Path | None, assets_dir: Path, model_dir: Path) -> int:
@@ -238,7 +255,9 @@ def run_demo(base: CentralSettings, *, workdir: Path | None, assets_dir: Path, m
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     edge = _start_edge(workdir, build_footage(assets_dir, workdir), settings, model_dir=model_dir)
     print(f"\nStreetWatch demo: open http://{settings.web.host}:{port}  login: {DEMO_USER} / {password}\n"
-          f"  files in {workdir}; the edge worker logs to {workdir / 'edge.log'}; Ctrl-C stops.\n", flush=True)
+          f"  files in {workdir}; the edge worker logs to {workdir / 'edge.log'}; merchant notices go to "
+          f"{settings.workflow.notice_sink or settings.workflow.webhook_url}; rectification window "
+          f"{settings.workflow.rectify_window_min:g} min; Ctrl-C stops.\n", flush=True)
     try:
         _serve(settings)
     finally:

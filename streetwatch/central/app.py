@@ -31,7 +31,18 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.responses import Response
 
-from streetwatch.central.api import alerts, auth, cases, evidence, fleet, merchants, open311, stats, workflow
+from streetwatch.central.api import (
+    alerts,
+    auth,
+    candidates,
+    cases,
+    evidence,
+    fleet,
+    merchants,
+    open311,
+    stats,
+    workflow,
+)
 from streetwatch.central.api import health as health_routes
 from streetwatch.central.api.deps import LoginRequired
 from streetwatch.central.api.login_limit import LoginRateLimiter
@@ -40,7 +51,9 @@ from streetwatch.central.errors import DomainError, http_status
 from streetwatch.central.metrics import Health, database_check
 from streetwatch.central.review import ReviewService
 from streetwatch.central.web import login, pages, workflow_pages
+from streetwatch.central.web.i18n import gettext
 from streetwatch.central.web.nearby import NearbyZones
+from streetwatch.central.web.pages import refusal_text
 from streetwatch.central.web.render import STATIC_DIR, make_templates, render
 from streetwatch.central.workflow.clock import Clock, system_clock
 from streetwatch.central.workflow.service import WorkflowService
@@ -52,7 +65,7 @@ SESSION_COOKIE = "streetwatch_session"
 
 def api_router() -> APIRouter:
     router = APIRouter(prefix="/api")
-    for module in (cases, merchants, alerts, workflow, stats, fleet):
+    for module in (candidates, cases, merchants, alerts, workflow, stats, fleet):
         router.include_router(module.router)
     router.include_router(workflow.exports)
     router.include_router(auth.router)
@@ -127,7 +140,7 @@ def _error_response(request: Request, exc: StarletteHTTPException) -> Response:
         title = HTTPStatus(exc.status_code).phrase
     except ValueError:
         title = "Error"
-    context = {"status_code": exc.status_code, "title": title, "detail": exc.detail}
+    context = {"status_code": exc.status_code, "title": gettext(request, title), "detail": exc.detail}
     return render(request, "error.html", context, status_code=exc.status_code, headers=exc.headers)
 
 
@@ -148,7 +161,9 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(DomainError)
     async def _domain_error(request: Request, exc: DomainError) -> Response:
-        return _error_response(request, StarletteHTTPException(http_status(exc), exc.detail))
+        wants_page = "text/html" in request.headers.get("accept", "") and not request.url.path.startswith("/api/")
+        detail = refusal_text(request, exc) if wants_page else exc.detail
+        return _error_response(request, StarletteHTTPException(http_status(exc), detail))
 
 
 def build_app(
@@ -176,7 +191,7 @@ def build_app(
     app.state.session_factory = session_factory
     app.state.health = health or Health({"database": database_check(session_factory)})
     app.state.clock = clock
-    app.state.review = ReviewService(session_factory, clock=clock)
+    app.state.review = ReviewService(session_factory, clock=clock, undo_window_s=settings.workflow.undo_window_s)
     app.state.workflow = WorkflowService(session_factory, settings.workflow, clock=clock)
     app.state.templates = make_templates()
     app.state.nearby_zones = NearbyZones()

@@ -28,7 +28,7 @@ from streetwatch.central.access import AreaScope, case_visible, load_scope
 from streetwatch.central.case_status import CaseStatus, move, sources_of
 from streetwatch.central.db import session_scope
 from streetwatch.central.errors import Conflict, NotFound
-from streetwatch.central.models import AuditLog, Case, User
+from streetwatch.central.models import SUPERVISOR_ROLES, AuditLog, Case, User
 from streetwatch.central.workflow.clock import Clock, system_clock
 
 log = logging.getLogger(__name__)
@@ -41,10 +41,15 @@ class Reviewer:
     user_id: int
     username: str
     scope: AreaScope | None = field(default=None, compare=False)
+    role: str = field(default="reviewer", compare=False)
 
     @classmethod
     def of(cls, session: Session, user: User) -> Reviewer:
-        return cls(user_id=user.id, username=user.username, scope=load_scope(session, user))
+        return cls(user_id=user.id, username=user.username, scope=load_scope(session, user), role=user.role)
+
+    @property
+    def is_supervisor(self) -> bool:
+        return self.role in SUPERVISOR_ROLES
 
 
 @dataclass(frozen=True)
@@ -72,7 +77,7 @@ def locked_case(session: Session, case_id: int, reviewer: Reviewer) -> Case:
     """The case row, locked for this transaction; NotFound when missing or outside the area."""
     case = session.scalars(select(Case).where(Case.id == case_id).with_for_update()).one_or_none()
     if case is None or not case_visible(reviewer.scope, case):
-        raise NotFound(f"case {case_id} not found")
+        raise NotFound(f"case {case_id} not found", code="case_not_found", case_id=case_id)
     return case
 
 
@@ -80,7 +85,10 @@ def require_status(case: Case, action: str, *, allowed: Sequence[str]) -> None:
     """Conflict unless the case is in one of `allowed` (the message the reviewer sees)."""
     if case.status not in allowed:
         wanted = " or ".join(allowed)
-        raise Conflict(f"case {case.id} is {case.status}; {action} needs a case that is {wanted}")
+        raise Conflict(
+            f"case {case.id} is {case.status}; {action} needs a case that is {wanted}",
+            code="wrong_status", case_id=case.id, status=case.status,
+        )
 
 
 class CaseService:

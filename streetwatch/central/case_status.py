@@ -7,8 +7,9 @@ born `new` (case_engine.new_case).
 
 In short: a reviewer confirms, dismisses or merges a new case; the workflow notifies the merchant of
 a confirmed one; its timer ends a notified case rectified or escalated; a failed verification sends
-it back to notified; a reviewer closes any confirmed case that is not dismissed. Dismissed and
-closed are final.
+it back to notified; a reviewer closes any confirmed case that is not dismissed. Within the undo
+window a reviewer may take back a confirm, a dismissal or a merge (`undo`: back to new; the
+workflow waits for the window before it notifies anyone). Otherwise dismissed and closed are final.
 
 Imports nothing of central but its errors, so the training code can use the groups too.
 """
@@ -59,6 +60,9 @@ TRANSITIONS: Final[dict[tuple[CaseStatus, CaseStatus], str]] = {
     (S.NEW, S.CONFIRMED): "confirm",  # review.ReviewService.confirm
     (S.NEW, S.DISMISSED): "dismiss",  # review.ReviewService.dismiss
     (S.NEW, S.CLOSED): "merge",  # review.ReviewService.merge (the source case)
+    (S.CONFIRMED, S.NEW): "undo",  # review.ReviewService.undo, within the undo window
+    (S.DISMISSED, S.NEW): "undo",
+    (S.CLOSED, S.NEW): "undo",  # a merge taken back (the source case)
     (S.CONFIRMED, S.NOTIFIED): "notify",  # workflow.timers.start_workflow
     (S.NOTIFIED, S.RECTIFIED): "rectified",  # workflow.timers.resolve_timer
     (S.NOTIFIED, S.ESCALATED): "inspection",  # workflow.timers.resolve_timer

@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import Field, SecretStr, ValidationError, field_validator
@@ -221,6 +222,8 @@ class AttributionSettings(StrictModel):
 
 
 Mode = Literal["production", "development", "demo"]
+# The interface languages the package ships catalogues for (streetwatch/central/web/locale/).
+UiLocale = Literal["zh_CN", "en"]
 
 
 class WebSettings(StrictModel):
@@ -236,6 +239,25 @@ class WebSettings(StrictModel):
     session_max_age_s: int = Field(default=8 * 3600, ge=60, le=30 * 24 * 3600, description="session lifetime")
     login_max_failures: int = Field(default=5, ge=1, le=1000, description="failed logins per user+IP ...")
     login_window_s: float = Field(default=60.0, gt=0, le=86_400, description="... within this many seconds")
+    default_locale: UiLocale = Field(
+        default="zh_CN", description="interface language when neither the user's setting nor Accept-Language picks one"
+    )
+    time_zone: str = Field(
+        default="Asia/Shanghai", min_length=1, max_length=64, description="the city's time zone: every time shown"
+    )
+    locale_dir: Path | None = Field(
+        default=None,
+        description="the city's own catalogues (<locale>/LC_MESSAGES/messages.po), read over the shipped ones",
+    )
+
+    @field_validator("time_zone")
+    @classmethod
+    def _known_time_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"expected an IANA time zone such as Asia/Shanghai, got {value!r}") from None
+        return value
 
     @field_validator("mode", mode="before")
     @classmethod
@@ -272,6 +294,26 @@ def _secret_problem(value: str) -> str | None:
     return None
 
 
+class ReviewSettings(StrictModel):
+    """The review desk: how the queue pages, when a case is overdue or weak, what may be uploaded."""
+
+    page_size: int = Field(default=20, ge=5, le=100, description="cases per queue page")
+    count_cap: int = Field(
+        default=10_000, ge=100, le=1_000_000, description="the queue counts at most this many cases (then 'N+')"
+    )
+    sla_hours: float = Field(default=24.0, gt=0, le=24 * 90, description="a new case waiting longer is overdue")
+    low_confidence: float = Field(
+        default=0.5, ge=0, le=1, description="a case whose best alert scored below this is flagged as weak"
+    )
+    candidate_radius_m: float = Field(
+        default=100.0, gt=0, le=5_000, description="merge candidates: open cases of the same violation this close"
+    )
+    bulk_max: int = Field(default=100, ge=1, le=1000, description="cases one bulk confirm or dismiss may decide")
+    max_photo_bytes: int = Field(
+        default=8 * 1024 * 1024, ge=64 * 1024, le=64 * 1024 * 1024, description="largest inspection photo accepted"
+    )
+
+
 class Open311Settings(StrictModel):
     public: bool = Field(
         default=False, description="anonymous GeoReport reads see the whole city (off: a token is needed)"
@@ -293,6 +335,7 @@ class CentralSettings(StrictModel):
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     web: WebSettings = Field(default_factory=WebSettings)
+    review: ReviewSettings = Field(default_factory=ReviewSettings)
     workflow: WorkflowSettings = Field(default_factory=WorkflowSettings)
     open311: Open311Settings = Field(default_factory=Open311Settings)
     evidence_dir: Path = Field(

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 
 class DomainError(Exception):
-    """A case action that cannot be done; `detail` is shown to the caller as is."""
+    """A case action that cannot be done; `detail` is shown to API callers as is. `code` and `params`
+    (optional) let the pages say the same in the user's language (web/labels.ERRORS)."""
 
-    def __init__(self, detail: str) -> None:
+    def __init__(self, detail: str, *, code: str | None = None, **params: object) -> None:
         super().__init__(detail)
         self.detail = detail
+        self.code = code
+        self.params = params
 
 
 class NotFound(DomainError):

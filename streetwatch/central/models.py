@@ -36,7 +36,9 @@ CASE_STATUSES: tuple[str, ...] = tuple(s.value for s in ALL_STATUSES)
 OPEN_CASE_STATUSES: tuple[str, ...] = tuple(s.value for s in OPEN_STATUSES)
 ATTRIBUTION_METHODS: tuple[str, ...] = ("inside_zone", "nearest", "manual", "none")
 MERCHANT_GRADES: tuple[str, ...] = ("red", "yellow", "green")
-USER_ROLES: tuple[str, ...] = ("reviewer", "admin")
+# A supervisor may close a case in the workflow without its verification (with a note); admins too.
+USER_ROLES: tuple[str, ...] = ("reviewer", "supervisor", "admin")
+SUPERVISOR_ROLES: tuple[str, ...] = ("supervisor", "admin")
 AREA_LEVELS: tuple[str, ...] = ("city", "district", "street")
 
 AttributionMethod = Literal["inside_zone", "nearest", "manual", "none"]
@@ -127,6 +129,9 @@ class User(Base):
     area_id: Mapped[str | None] = mapped_column(ForeignKey("areas.id"), index=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    locale: Mapped[str | None] = mapped_column(
+        String(16), doc="interface language chosen by the user (None: the browser's)"
+    )
 
 
 class ApiToken(Base):
@@ -185,6 +190,9 @@ class Case(Base):
     area_id: Mapped[str | None] = mapped_column(ForeignKey("areas.id"), index=True)
     active: Mapped[bool] = mapped_column(Boolean, default=True, doc="an episode is still open")
     merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"), index=True)
+    decided_at: Mapped[datetime | None] = mapped_column(
+        UtcDateTime, doc="the last review decision (its undo window runs from here; the notice waits for it)"
+    )
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
 
@@ -410,6 +418,12 @@ class Inspection(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     done_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     done_by: Mapped[str | None] = mapped_column(String(64))
+    assignee: Mapped[str | None] = mapped_column(String(64), doc="the inspector the visit is given to")
+    result: Mapped[str | None] = mapped_column(String(16), doc="passed | failed | done (a routine visit)")
+    note: Mapped[str | None] = mapped_column(Text, doc="the inspector's note")
+    photo_sha256: Mapped[str | None] = mapped_column(
+        String(64), index=True, doc="the inspector's photo, stored like evidence"
+    )
 
 
 class Complaint(Base):
@@ -435,6 +449,9 @@ class Hotspot(Base):
     lat: Mapped[float | None] = mapped_column(Float)
     lon: Mapped[float | None] = mapped_column(Float)
     active: Mapped[bool] = mapped_column(Boolean, default=False)
-    case_count: Mapped[int] = mapped_column(Integer, default=0)
+    case_count: Mapped[int] = mapped_column(Integer, default=0, doc="confirmed cases in the window")
+    unreviewed_count: Mapped[int] = mapped_column(
+        Integer, default=0, server_default="0", doc="new cases there, shown apart, not counted"
+    )
     since: Mapped[datetime | None] = mapped_column(UtcDateTime)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime)

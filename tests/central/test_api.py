@@ -342,7 +342,10 @@ def test_merge_moves_alerts_and_audits_both_cases(world: World) -> None:
         assert target.alert_count == 5
         assert s.scalar(select(func.count()).select_from(Alert).where(Alert.case_id == tea)) == 5
         assert s.scalar(select(func.count()).select_from(Alert).where(Alert.case_id == dup)) == 0
-    assert _audit(world.factory, dup) == [("north", "merge", {"into_case_id": tea})]
+    [(actor, action, detail)] = _audit(world.factory, dup)
+    assert (actor, action, detail["into_case_id"]) == ("north", "merge", tea)
+    # what the merge moved and replaced, kept for its undo
+    assert (sorted(detail["alert_ids"]), detail["target_priority"]) == ([f"al-{dup}-0", f"al-{dup}-1"], 33)
     assert _audit(world.factory, tea) == [("north", "merge_in", {"from_case_id": dup, "alerts": 2})]
 
 
@@ -386,7 +389,12 @@ def test_reassign_sets_manual_attribution(world: World) -> None:
         (
             "north",
             "reassign",
-            {"from_merchant_id": "m-tea", "to_merchant_id": "m-noodle", "from_method": "inside_zone"},
+            {
+                "from_merchant_id": "m-tea",
+                "to_merchant_id": "m-noodle",
+                "from_method": "inside_zone",
+                "from_distance_m": 0.0,
+            },
         )
     ]
     other_area = world.client.post(
@@ -463,7 +471,7 @@ def test_login_rate_limit_is_429_even_for_the_right_password(world: World) -> No
     for _ in range(5):
         wrong = world.client.post("/login", data={"username": "north", "password": "nope", "csrf_token": token})
         assert wrong.status_code == 401
-        assert "Wrong user name or password." in wrong.text
+        assert "用户名或密码错误。" in wrong.text  # zh-CN, the default language
     blocked = world.client.post(
         "/login",
         data={"username": "north", "password": PASSWORD, "csrf_token": token},
@@ -527,7 +535,7 @@ def test_unknown_user_is_the_same_401(world: World) -> None:
     token = csrf_field(world.client.get("/login").text)
     response = world.client.post("/login", data={"username": "ghost", "password": "x", "csrf_token": token})
     assert response.status_code == 401
-    assert "Wrong user name or password." in response.text
+    assert "用户名或密码错误。" in response.text
 
 
 def test_queue_page_shows_the_users_cases(world: World) -> None:
@@ -538,7 +546,7 @@ def test_queue_page_shows_the_users_cases(world: World) -> None:
     assert "Lotus Tea House" in html and "12 Tea Street" in html
     assert '<svg class="map"' in html and 'data-merchant="m-tea"' in html
     assert "/evidence/" in html and "Fresh Fruit Corner" not in html
-    assert "3 cases new" in html
+    assert "共 3 件" in html  # zh-CN: the default language
 
 
 def test_page_action_without_csrf_is_403_and_changes_nothing(world: World) -> None:
@@ -569,7 +577,7 @@ def test_page_actions_with_csrf_write_audit(world: World) -> None:
     assert _audit(world.factory, tea) == [("north", "confirm", {"from": "new"})]
     assert _audit(world.factory, noodle)[0][:2] == ("north", "dismiss")
     page = client.get(f"/cases/{tea}").text
-    assert re.search(r"<td>north</td><td>confirm</td>", page)
+    assert re.search(r'<td><span translate="no">north</span></td><td>确认</td>', page)
 
 
 def test_a_refused_plain_form_comes_back_to_the_queue_with_the_reason(world: World) -> None:
@@ -584,7 +592,7 @@ def test_a_refused_plain_form_comes_back_to_the_queue_with_the_reason(world: Wor
     page = client.get(again.headers["location"]).text
     flash = re.search(r'<p class="flash( error)?" data-testid="flash">([^<]*)</p>', page)
     assert flash is not None
-    assert flash.groups() == (" error", f"case {tea} is confirmed; confirm needs a case that is new")
+    assert flash.groups() == (" error", f"案件 #{tea} 已是“已确认”，不能再作此决定。")
     assert _audit(world.factory, tea) == [("north", "confirm", {"from": "new"})]
 
 

@@ -31,6 +31,9 @@ ALLOWED = {
     ("new", "confirmed"): "confirm",
     ("new", "dismissed"): "dismiss",
     ("new", "closed"): "merge",
+    ("confirmed", "new"): "undo",
+    ("dismissed", "new"): "undo",
+    ("closed", "new"): "undo",
     ("confirmed", "notified"): "notify",
     ("notified", "rectified"): "rectified",
     ("notified", "escalated"): "inspection",
@@ -73,7 +76,7 @@ def test_every_move_by_every_action(src: str, dst: str) -> None:
 
 
 def test_final_statuses_say_so_and_an_unknown_stored_status_is_named() -> None:
-    with pytest.raises(IllegalTransition, match="from dismissed: no move, it is final"):
+    with pytest.raises(IllegalTransition, match="from dismissed: new by undo"):
         move(FakeCase(1, "dismissed"), CaseStatus.CONFIRMED, action="confirm")
     with pytest.raises(ValueError, match="status: expected one of new, confirmed.*got 'reopened'"):
         move(FakeCase(1, "reopened"), CaseStatus.CLOSED, action="close")

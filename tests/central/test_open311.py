@@ -154,7 +154,7 @@ def test_lifecycle_export_maps_statuses_and_event_codes(city: City) -> None:
     tea, noodle = rows[city.cases["tea"]], rows[city.cases["noodle"]]
     assert (tea["stage"], tea["stage_zh"], tea["event_code"]) == ("file", "立案", "SO-03")
     assert tea["history"][0]["stage"] == "file" and tea["before_photo"].startswith("/evidence/")
-    assert (noodle["stage"], noodle["event_code"], noodle["event_name"]) == ("void", "SO-01", "占道经营 street vending")
+    assert (noodle["stage"], noodle["event_code"], noodle["event_name"]) == ("void", "SO-01", "占道经营")
     text = city.client.get("/api/export/lifecycle.csv", headers=headers).text
     parsed = {int(r["case_id"]): r for r in csv.DictReader(io.StringIO(text))}
     assert parsed[city.cases["tea"]]["stage_zh"] == "立案"

@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from web_forms import csrf_field, form_login
-from workflow_support import T0, add_merchant, end_episode, open_episode, reviewer
+from workflow_support import T0, add_merchant, end_episode, open_episode, reviewer, undo_passed
 
 from streetwatch.central.api.tokens import issue_token
 from streetwatch.central.app import build_app
@@ -47,7 +47,7 @@ class World:
         self.episodes += 1
         episode = f"ep-{self.episodes}"
         case_id = open_episode(self.factory, self.central, at=self.clock(), episode_id=episode)
-        ReviewService(self.factory, clock=self.clock).confirm(case_id, reviewer=reviewer(self.factory))
+        ReviewService(self.factory, clock=undo_passed(self.clock)).confirm(case_id, reviewer=reviewer(self.factory))
         self.engine.tick()
         if self_rectify:
             end_episode(self.factory, self.central, at=self.clock() + 5 * MIN, episode_id=episode)
@@ -82,6 +82,9 @@ def test_third_strike_needs_a_penalty_then_closes(world: World) -> None:
     )
     decided = c.post(f"/api/workflow/cases/{cases[2]}/penalty", json={"decision": "fine"}, headers=world.headers)
     assert decided.status_code == 200 and decided.json()["close_blocker"] is None
+    unverified = c.post(f"/api/workflow/cases/{cases[2]}/close", json={"note": "paid"}, headers=world.headers)
+    assert unverified.status_code == 409 and "verification step" in unverified.json()["detail"]
+    assert c.post(f"/api/workflow/cases/{cases[2]}/verify", json={"passed": True}, headers=world.headers).is_success
     closed = c.post(f"/api/workflow/cases/{cases[2]}/close", json={"note": "paid"}, headers=world.headers)
     assert closed.status_code == 200 and closed.json()["status"] == "closed"
     assert c.get("/api/workflow/cases/99999", headers=world.headers).status_code == 404
@@ -193,21 +196,31 @@ def test_the_workflow_page_records_the_penalty_then_closes_the_third_strike(worl
     page = client.get(f"/cases/{cases[2]}/workflow").text
     assert 'data-testid="penalty-form"' in page and "disabled" in page  # closing waits for the penalty
     page = _submit(client, cases[2], "close", {"note": "too early"})
-    assert "needs a penalty decision" in page and 'class="flash error"' in page
-    page = _submit(client, cases[2], "penalty", {"decision": "fine of 200 yuan"})
-    assert f"Case {cases[2]} penalty recorded." in page and "penalty: fine of 200 yuan" in page
+    assert "是第三次违规：请先登记处罚再结案" in page and 'class="flash error"' in page
+    page = _submit(client, cases[2], "penalty", {"decision": "fine of 200 yuan"})  # not confirmed: refused
+    assert "请勾选确认后再登记处罚。" in page and 'data-testid="penalty-form"' in page
+    page = _submit(client, cases[2], "penalty", {"decision": "fine of 200 yuan", "confirmed": "1"})
+    assert f"案件 #{cases[2]}：处罚已登记。" in page and "处罚：fine of 200 yuan" in page
     assert 'data-testid="penalty-form"' not in page
     page = _submit(client, cases[2], "close", {"note": "fine paid"})
-    assert f"Case {cases[2]} closed." in page and "Status <b>closed</b>" in page
+    assert f"案件 #{cases[2]} 已派遣：请先核查" in page  # an inspector verifies first
+    page = _submit(client, cases[2], "verify", {"result": "passed", "note": "kerb clear"})
+    assert f"案件 #{cases[2]} 核查通过。" in page
+    page = _submit(client, cases[2], "close", {"note": "fine paid"})
+    assert f"案件 #{cases[2]} 已结案。" in page and "状态 <b>已结案</b>" in page
     step = client.get(f"/api/workflow/cases/{cases[2]}", headers=world.headers).json()
-    assert [(h["action"], h["by"]) for h in step["history"][-2:]] == [("penalty", "inspector"), ("close", "inspector")]
+    assert [(h["action"], h["by"]) for h in step["history"][-3:]] == [
+        ("penalty", "inspector"),
+        ("verified", "inspector"),
+        ("close", "inspector"),
+    ]
 
 
 def test_the_workflow_page_sends_a_failed_verification_back_to_dispatch(world: World) -> None:
     case_id = world.violation(self_rectify=True)
     client = _page_login(world)
     page = _submit(client, case_id, "verify", {"result": "failed", "note": "goods back on the kerb"})
-    assert f"Case {case_id} failed verification: back to dispatch." in page and "Status <b>notified</b>" in page
+    assert f"案件 #{case_id} 未整改：重新派遣。" in page and "状态 <b>已通知商户</b>" in page
     assert 'data-testid="verify-form"' not in page and 'data-testid="deadline"' in page
     forged = client.post(f"/cases/{case_id}/workflow/close", data={"note": "x", "csrf_token": "forged"})
     assert forged.status_code == 403

@@ -128,15 +128,17 @@ def test_district_user_sees_only_its_district_on_queue_map_and_api(
     assert city.cases["tea"] in on_map
     assert ids_of(page, "svg.city polygon.zone", "data-merchant") == {"m-tea", "m-noodle"}
     assert page.locator('svg.city polygon.zone[data-merchant="m-tea"]').get_attribute("data-grade") == "red"
-    # m-tea: 12 cases; m-noodle: 4 rectified + the seeded vending case = 5; m-fruit is south's
-    assert ids_of(page, "svg.city circle.hotspot", "data-hotspot") == {"merchant:m-tea", "merchant:m-noodle"}
+    # m-tea: 12 confirmed cases; m-noodle: 4 rectified (its seeded vending case is new: not counted,
+    # so no hotspot); m-fruit is south's
+    assert ids_of(page, "svg.city circle.hotspot", "data-hotspot") == {"merchant:m-tea"}
     expect(page.locator('[data-testid="road-grades"]')).to_contain_text("Tea Street")
     page.screenshot(path=str(artefacts / "map_north.png"), full_page=True)
 
     page.goto(f"{city.url}/stats?days=30")
     expect(page.locator('[data-testid="per-day-chart"] rect').first).to_be_visible()
     total = int(page.locator('[data-testid="kpi-total"] b').inner_text())
-    assert total == len(city.north_ids)  # north has no dismissed case here
+    unreviewed = int(page.locator('[data-testid="kpi-unreviewed"] b').inner_text())
+    assert (total, unreviewed) == (len(city.north_ids) - 3, 3)  # the three new cases are shown apart
     expect(page.locator('[data-testid="top-merchants"]')).to_contain_text("Lotus Tea House")
     expect(page.locator('[data-testid="top-merchants"]')).not_to_contain_text("Fresh Fruit")
     page.screenshot(path=str(artefacts / "stats_north.png"), full_page=True)
@@ -151,25 +153,35 @@ def test_district_user_sees_only_its_district_on_queue_map_and_api(
         assert expected is None or api_ids == expected
     notified = min(api_ids)  # the last loop ran with status=notified: a case the worker started
     page.goto(f"{city.url}/cases/{notified}/workflow")
-    expect(page.locator('[data-testid="strike"]')).to_contain_text("Strike 1 of 3: warning")
+    expect(page.locator('[data-testid="strike"]')).to_contain_text("Strike 1 of 3: Warning")
     expect(page.locator('[data-testid="deadline"]')).to_contain_text("to rectify")
-    expect(page.locator('[data-testid="history"]')).to_contain_text("notify")
+    expect(page.locator('[data-testid="history"]')).to_contain_text("merchant notified")
     page.screenshot(path=str(artefacts / "case_workflow_north.png"), full_page=True)
     hotspots = page.request.get(f"{city.url}/api/workflow/hotspots", headers=auth).json()
-    assert {h["key"] for h in hotspots} == {"merchant:m-tea", "merchant:m-noodle"}
+    assert {h["key"] for h in hotspots} == {"merchant:m-tea"}
     foreign = page.request.get(f"{city.url}/api/workflow/cases/{city.cases['fruit']}", headers=auth)
     assert foreign.status == 404
     assert page.request.get(f"{city.url}/cases/{city.cases['fruit']}/workflow").status == 404
-    # The workflow's own steps have buttons on the page: the district reviewer closes the case.
+    # The workflow's own steps have buttons on the page. A notified case is not verified yet: the
+    # district reviewer cannot close it; a supervisor (here the admin) may, with a note.
     page.goto(f"{city.url}/cases/{notified}/workflow")
-    page.get_by_label("Closing note").fill("kerb clear on the patrol")
-    page.get_by_role("button", name="Close case").click()
-    expect(page.locator('[data-testid="flash"]')).to_have_text(f"Case {notified} closed.")
-    expect(page.locator('[data-testid="stage"]')).to_contain_text("closed")
-    expect(page.locator('[data-testid="history"]')).to_contain_text("kerb clear on the patrol")
-    expect(page.locator('[data-testid="close-form"]')).to_have_count(0)
+    expect(page.get_by_test_id("needs-verification")).to_contain_text("Closing needs the verification first.")
+    expect(page.get_by_role("button", name="Close case")).to_be_disabled()
     assert problems == []
     page.close()
+    boss = browser.new_page(viewport={"width": 1280, "height": 900})
+    boss.on("dialog", lambda dialog: dialog.accept())  # "Close this case?"
+    log_in(boss, city.url, "admin")
+    boss.goto(f"{city.url}/cases/{notified}/workflow")
+    boss.get_by_label("Closing note").fill("kerb clear on the patrol")
+    boss.get_by_label("Close without verification (supervisor)").check()
+    boss.get_by_role("button", name="Close case").click()
+    expect(boss.locator('[data-testid="flash"]')).to_have_text(f"Case #{notified} closed.")
+    expect(boss.locator('[data-testid="stage"]')).to_contain_text("Closed")
+    expect(boss.locator('[data-testid="history"]')).to_contain_text("kerb clear on the patrol")
+    expect(boss.locator('[data-testid="history"]')).to_contain_text("supervisor override")
+    expect(boss.locator('[data-testid="close-form"]')).to_have_count(0)
+    boss.close()
 
 
 def test_city_user_sees_both_districts(city: City, browser: Browser, artefacts: Path) -> None:
@@ -184,15 +196,16 @@ def test_city_user_sees_both_districts(city: City, browser: Browser, artefacts: 
     expect(page.locator('[data-testid="top-merchants"]')).to_contain_text("Fresh Fruit")
     page.screenshot(path=str(artefacts / "stats_city.png"), full_page=True)
     page.goto(f"{city.url}/inspections")
-    rows = page.locator('[data-testid="inspections"] tr')
+    rows = page.get_by_test_id("visit")
     # both red merchants (12 cases each) first, by name, inspected daily; the yellow one weekly
-    expect(rows.nth(1)).to_contain_text("Fresh Fruit Corner")
-    expect(rows.nth(2)).to_contain_text("Lotus Tea House")
-    expect(rows.nth(2)).to_contain_text("daily")
-    expect(rows.nth(3)).to_contain_text("Golden Noodle Bar")
-    expect(rows.nth(3)).to_contain_text("weekly")
+    expect(rows).to_have_count(3)
+    expect(rows.nth(0)).to_contain_text("Fresh Fruit Corner")
+    expect(rows.nth(1)).to_contain_text("Lotus Tea House")
+    expect(rows.nth(1)).to_contain_text("daily")
+    expect(rows.nth(2)).to_contain_text("Golden Noodle Bar")
+    expect(rows.nth(2)).to_contain_text("weekly")
     page.goto(f"{city.url}/cases/{city.cases['tea']}")
     page.locator('[data-testid="workflow-link"]').click()  # the case page leads to its workflow
     expect(page).to_have_url(f"{city.url}/cases/{city.cases['tea']}/workflow")
-    expect(page.locator('[data-testid="stage"]')).to_contain_text("new")
+    expect(page.locator('[data-testid="stage"]')).to_contain_text("To review")
     page.close()

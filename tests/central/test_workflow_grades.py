@@ -123,9 +123,12 @@ def test_hotspot_on_at_five_cases_and_off_only_at_zero(session_factory: sessionm
         # m1 is yellow (4 confirmed cases), m2 green, no hotspot yet: the road is yellow
         assert [(r.road, r.grade) for r in road_grades(session)] == [("Tea Street", "yellow")]
     add_cases(session_factory, "m1", 1, status="new", now=clock)
+    assert engine.tick().hotspots == []  # a detection nobody reviewed is no violation yet
+    add_cases(session_factory, "m1", 1, status="closed", now=clock)
     assert engine.tick().hotspots == ["merchant:m1"]
     spot = hotspot(session_factory, "merchant:m1")
     assert spot is not None and spot.case_count == 5 and spot.label == "m1 Tea Street" and spot.since == T0
+    assert spot.unreviewed_count == 1  # shown apart
     assert spot.lat is not None and abs(spot.lat - LAT) < 1e-9
     with session_factory() as session:
         assert [(r.road, r.grade) for r in road_grades(session)] == [("Tea Street", "red")]
@@ -140,7 +143,7 @@ def test_hotspot_on_at_five_cases_and_off_only_at_zero(session_factory: sessionm
 
 def test_unattributed_cases_make_a_zone_hotspot(session_factory: sessionmaker[Session]) -> None:
     clock = ManualClock(T0)
-    add_cases(session_factory, None, 5, status="new", now=clock)
+    add_cases(session_factory, None, 5, status="confirmed", now=clock)
     assert WorkflowEngine(session_factory, WorkflowSettings(recompute_every_s=0), clock=clock).tick().hotspots == [
         "zone:cam-1/z-1"
     ]
@@ -150,7 +153,7 @@ def test_grades_and_hotspots_are_recomputed_at_most_every_interval(session_facto
     clock = ManualClock(T0)
     engine = WorkflowEngine(session_factory, WorkflowSettings(recompute_every_s=60), clock=clock)
     assert engine.tick().hotspots == []
-    add_cases(session_factory, None, 5, status="new", now=clock)
+    add_cases(session_factory, None, 5, status="confirmed", now=clock)
     clock.advance(timedelta(seconds=59))
     assert engine.tick().hotspots == []  # not yet: the last scan was 59 s ago
     clock.advance(timedelta(seconds=1))

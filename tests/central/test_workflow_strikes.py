@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
-from workflow_support import T0, add_merchant, end_episode, open_episode, reviewer
+from workflow_support import T0, add_merchant, end_episode, open_episode, reviewer, undo_passed
 
 from streetwatch.central.config import CentralSettings
 from streetwatch.central.errors import Conflict
@@ -35,7 +35,7 @@ class Loop:
         self.episodes += 1
         episode = f"ep-{self.episodes}"
         case_id = open_episode(self.factory, self.central, at=at, episode_id=episode)
-        ReviewService(self.factory, clock=self.clock).confirm(case_id, reviewer=reviewer(self.factory))
+        ReviewService(self.factory, clock=undo_passed(self.clock)).confirm(case_id, reviewer=reviewer(self.factory))
         assert self.engine.tick().started == [case_id]
         if self_rectify:
             end_episode(self.factory, self.central, at=at + 10 * MIN, episode_id=episode)
@@ -65,17 +65,19 @@ def test_three_strikes_sequence_and_penalty_before_close(
     ]
     service = WorkflowService(session_factory, clock=loop.clock)
     rev = reviewer(session_factory)
-    assert service.close(cases[0], reviewer=rev).status == "closed"  # a warning case closes freely
+    service.verify(cases[0], passed=True, reviewer=rev)  # every dispatched case is verified before it closes
+    assert service.close(cases[0], reviewer=rev).status == "closed"  # a warning case needs no penalty
     with pytest.raises(Conflict, match="penalty decision"):
         service.close(cases[2], reviewer=rev)
     with pytest.raises(Conflict, match="not a third strike"):
         service.decide_penalty(cases[1], decision="fine", reviewer=rev)
     step = service.decide_penalty(cases[2], decision="fine 500 CNY", reviewer=rev)
     assert (step.strike_step, step.penalty_decision, step.close_blocker) == (3, "fine 500 CNY", None)
+    service.verify(cases[2], passed=True, reviewer=rev)
     assert service.close(cases[2], reviewer=rev).status == "closed"
     with session_factory() as session:
         history = session.scalars(select(AuditLog.action).where(AuditLog.case_id == cases[2]).order_by(AuditLog.id))
-        assert list(history) == ["confirm", "notify", "inspection", "penalty", "close"]
+        assert list(history) == ["confirm", "notify", "inspection", "penalty", "verified", "close"]
 
 
 def test_strikes_outside_the_window_do_not_count(

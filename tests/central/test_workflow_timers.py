@@ -16,7 +16,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
-from workflow_support import T0, add_merchant, end_episode, open_episode, reviewer, webhook_server
+from workflow_support import T0, add_merchant, end_episode, open_episode, reviewer, undo_passed, webhook_server
 
 from streetwatch.central.config import CentralSettings
 from streetwatch.central.db import make_engine, make_session_factory
@@ -32,7 +32,8 @@ MIN = timedelta(minutes=1)
 
 def confirmed_case(factory: sessionmaker[Session], settings: CentralSettings, clock: ManualClock) -> int:
     case_id = open_episode(factory, settings, at=clock(), episode_id="ep-1")
-    ReviewService(factory, clock=clock).confirm(case_id, reviewer=reviewer(factory))
+    # confirmed just over the undo window ago, so the next tick starts the workflow
+    ReviewService(factory, clock=undo_passed(clock)).confirm(case_id, reviewer=reviewer(factory))
     return case_id
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -20,6 +20,7 @@ from streetwatch.central.config import CentralSettings
 from streetwatch.central.db import session_scope
 from streetwatch.central.ingest import ingest_alert
 from streetwatch.central.models import Merchant, User
+from streetwatch.central.workflow.config import WorkflowSettings
 from streetwatch.edge.alerts import Alert as WireAlert
 
 T0 = datetime(2026, 1, 15, 8, 30, tzinfo=UTC)
@@ -47,6 +48,12 @@ def add_merchant(
                 zone_wkt=square(lat, lon),
             )
         )
+
+
+def undo_passed(clock: Callable[[], datetime]) -> Callable[[], datetime]:
+    """A clock just past the default undo window behind `clock`: a decision made with it is one the
+    workflow may act on at `clock()` (the notice waits for the undo window)."""
+    return lambda: clock() - timedelta(seconds=WorkflowSettings().undo_window_s + 1)
 
 
 def reviewer(factory: sessionmaker[Session]) -> Reviewer:

@@ -37,7 +37,7 @@ from streetwatch.central.api.schemas import (
 from streetwatch.central.case_service import ActionOutcome, Reviewer
 from streetwatch.central.case_status import CaseStatusName
 from streetwatch.central.models import Case
-from streetwatch.central.workflow.ids import CaseId
+from streetwatch.central.workflow.ids import CaseId, DecisionId
 
 router = APIRouter(prefix="/cases", tags=["cases"])
 
@@ -135,6 +135,14 @@ def reassign_case(
     reviewer = Reviewer.of(session, user)
     outcome = review.reassign(case_id, merchant_id=body.merchant_id, reviewer=reviewer)
     return _action(outcome, f"reassigned to merchant {body.merchant_id}")
+
+
+@router.post("/decisions/{audit_id}/undo", response_model=ActionPublic)
+def undo_decision(audit_id: DecisionId, session: SessionDep, user: CurrentUser, review: ReviewDep) -> ActionPublic:
+    """Take back your own confirm, dismiss, merge or reassign (the `audit_id` an action answered) within
+    the undo window (`workflow.undo_window_s`); a confirmed case's notice waits for that window."""
+    reviewer = Reviewer.of(session, user)
+    return _action(review.undo(audit_id, reviewer=reviewer), "decision undone")
 
 
 @router.get("/{case_id}/alerts", response_model=Page[AlertPublic])

@@ -137,6 +137,7 @@ def get_web_user(request: Request, session: SessionDep) -> User:
     if user is None:
         request.session.pop(SESSION_USER_KEY, None)
         raise LoginRequired(request.url.path + (f"?{request.url.query}" if request.url.query else ""))
+    request.state.user_locale = user.locale  # the page's language follows the user's own setting first
     return user
 
 
@@ -151,6 +152,7 @@ def get_token_or_web_user(request: Request, session: SessionDep) -> User:
     user = session_user(request, session)
     if user is None:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "Not authenticated")
+    request.state.user_locale = user.locale
     return user
 
 

@@ -1,9 +1,9 @@
 """/evidence/{sha256}: evidence JPEGs, served through the app only (never a static mount).
 
 An image is served to a logged-in user (session cookie or API token) who may see at least one
-case that uses it; anyone else gets 404 (401 without any login), so the existence of an image in
-another area is not revealed. Pages pass `?case_id=` so the check is one indexed lookup; without
-it the case is found by the image hash.
+case that uses it (for an inspector's photo: the inspection's case or merchant); anyone else gets
+404 (401 without any login), so the existence of an image in another area is not revealed. Pages
+pass `?case_id=` so the check is one indexed lookup; without it the case is found by the image hash.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from fastapi import APIRouter, HTTPException, Query, Request, status
 from fastapi.responses import FileResponse
 from sqlalchemy import select
 
-from streetwatch.central.access import case_clause, case_visible, refine
+from streetwatch.central.access import AreaScope, case_clause, case_visible, merchant_visible, refine
 from streetwatch.central.api.deps import AnyUser, SessionDep, scope_of
-from streetwatch.central.models import Alert, Case
+from streetwatch.central.models import Alert, Case, Inspection, Merchant
 from streetwatch.central.workflow.ids import MAX_ID
 
 router = APIRouter(tags=["evidence"])
@@ -57,7 +57,19 @@ def _visible_use(session: SessionDep, user: AnyUser, sha256: str, case_id: int |
         return case is not None and case_visible(scope, case) and _case_uses(session, case, sha256)
     via_alerts = select(Alert.case_id).where(Alert.evidence_sha256 == sha256)
     stmt = select(Case).where((Case.evidence_sha256 == sha256) | Case.id.in_(via_alerts), case_clause(scope)).limit(50)
-    return bool(refine([scope], session.scalars(stmt)))
+    return bool(refine([scope], session.scalars(stmt))) or _visible_photo(session, scope, sha256)
+
+
+def _visible_photo(session: SessionDep, scope: AreaScope | None, sha256: str) -> bool:
+    """An inspector's photo: visible with the inspection's case or, for a routine visit, its merchant."""
+    for inspection in session.scalars(select(Inspection).where(Inspection.photo_sha256 == sha256).limit(20)):
+        case = session.get(Case, inspection.case_id) if inspection.case_id else None
+        if case is not None and case_visible(scope, case):
+            return True
+        merchant = session.get(Merchant, inspection.merchant_id) if inspection.merchant_id else None
+        if case is None and merchant is not None and merchant_visible(scope, merchant):
+            return True
+    return False
 
 
 @router.get("/evidence/{sha256}", name="evidence", response_class=FileResponse)

@@ -43,6 +43,11 @@ class CaseFilters:
     violation: str | None = None
     area_id: str | None = None
     merchant_id: str | None = None
+    text: str | None = None  # part of a merchant's name, address or road, or a case number ("#12")
+    camera_id: str | None = None
+    seen_from: datetime | None = None  # first seen at or after
+    seen_until: datetime | None = None  # first seen before
+    older_than: datetime | None = None  # first seen before this (the age filter)
 
 
 @dataclass(frozen=True)
@@ -90,15 +95,47 @@ def _where(session: Session, filters: CaseFilters, scopes: Sequence[AreaScope | 
     `ix_cases_queue` in order and stops after one page; SQLite would otherwise gather a whole
     violation or area through its index and sort it. PostgreSQL's cost-based planner picks the
     queue index by itself, and wrapped columns would only spoil its row estimates."""
-    pin = session.get_bind().dialect.name == "sqlite" and not filters.merchant_id
+    pin = session.get_bind().dialect.name == "sqlite" and not (filters.merchant_id or filters.text)
     conditions: list[ColumnElement[bool]] = [Case.status == filters.status]
     if filters.violation:
         violation = Case.violation.concat("") if pin else Case.violation
         conditions.append(violation == filters.violation)
     if filters.merchant_id:
         conditions.append(Case.merchant_id == filters.merchant_id)
+    if filters.text:
+        conditions.append(text_clause(filters.text))
+    if filters.camera_id:
+        conditions.append(Case.camera_id == filters.camera_id)
+    for bound, newer in ((filters.seen_from, True), (filters.seen_until, False), (filters.older_than, False)):
+        if bound is not None:
+            conditions.append(Case.first_seen >= bound if newer else Case.first_seen < bound)
     conditions.extend(case_clause(s, avoid_indexes=pin) for s in scopes if s is not None)
     return conditions
+
+
+def _like(text: str) -> str:
+    """A LIKE pattern that finds `text` anywhere; the user's % and _ are taken literally."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def text_clause(text: str) -> ColumnElement[bool]:
+    """Cases whose merchant's name, address or road contains `text`, or whose number it is."""
+    text = " ".join(text.split())[:100]
+    pattern = _like(text)
+    merchants = select(Merchant.id).where(
+        or_(
+            Merchant.name.ilike(pattern, escape="\\"),
+            Merchant.address.ilike(pattern, escape="\\"),
+            Merchant.road.ilike(pattern, escape="\\"),
+            Merchant.id == text,
+        )
+    )
+    matches: ColumnElement[bool] = Case.merchant_id.in_(merchants)
+    number = text.removeprefix("#").strip()
+    if number.isdigit() and len(number) <= 10:
+        matches = or_(matches, Case.id == int(number))
+    return matches
 
 
 def _after(cursor: QueueCursor) -> ColumnElement[bool]:
@@ -187,31 +224,46 @@ def count_cases(
     return min(total, cap), total > cap
 
 
-def recent_alerts(session: Session, case_ids: Sequence[int], *, per_case: int = 5) -> dict[int, list[Alert]]:
-    """The newest `per_case` alerts of each case, one query (window function on both backends)."""
+def _ranked_alerts(
+    session: Session, case_ids: Sequence[int], *, per_case: int, newest_first: bool, with_evidence: bool
+) -> dict[int, list[Alert]]:
+    """The first `per_case` alerts of each case in observation order (newest or oldest first), one
+    query (a window function on both backends)."""
     if not case_ids:
         return {}
+    observed = Alert.observed_at.desc() if newest_first else Alert.observed_at.asc()
+    conditions = [Alert.case_id.in_(case_ids)]
+    if with_evidence:
+        conditions.append(Alert.evidence_sha256.is_not(None))
     ranked = (
         select(
             Alert.alert_id.label("alert_id"),
-            func.row_number()
-            .over(partition_by=Alert.case_id, order_by=(Alert.observed_at.desc(), Alert.alert_id))
-            .label("rank"),
+            func.row_number().over(partition_by=Alert.case_id, order_by=(observed, Alert.alert_id)).label("rank"),
         )
-        .where(Alert.case_id.in_(case_ids))
+        .where(*conditions)
         .subquery()
     )
     stmt = (
         select(Alert)
         .join(ranked, ranked.c.alert_id == Alert.alert_id)
         .where(ranked.c.rank <= per_case)
-        .order_by(Alert.case_id, Alert.observed_at.desc())
+        .order_by(Alert.case_id, observed)
     )
     grouped: dict[int, list[Alert]] = {cid: [] for cid in case_ids}
     for alert in session.scalars(stmt):
         if alert.case_id is not None:  # always, filtered by case above; pending sightings have none
             grouped.setdefault(alert.case_id, []).append(alert)
     return grouped
+
+
+def recent_alerts(session: Session, case_ids: Sequence[int], *, per_case: int = 5) -> dict[int, list[Alert]]:
+    """The newest `per_case` alerts of each case."""
+    return _ranked_alerts(session, case_ids, per_case=per_case, newest_first=True, with_evidence=False)
+
+
+def evidence_alerts(session: Session, case_ids: Sequence[int], *, per_case: int = 24) -> dict[int, list[Alert]]:
+    """The oldest `per_case` alerts with an evidence image of each case (the viewer's strip)."""
+    return _ranked_alerts(session, case_ids, per_case=per_case, newest_first=False, with_evidence=True)
 
 
 def case_alerts(session: Session, case_id: int, *, limit: int, offset: int = 0) -> list[Alert]:
@@ -239,3 +291,9 @@ def merchants_by_id(session: Session, ids: Sequence[str | None]) -> dict[str, Me
 
 def area_names(session: Session) -> dict[str, str]:
     return {a.id: a.name for a in session.scalars(select(Area))}
+
+
+def queue_cameras(session: Session, *, status: str, limit: int = 200) -> list[str]:
+    """The cameras that have cases of `status` (the queue's camera filter)."""
+    stmt = select(Case.camera_id).where(Case.status == status).distinct().order_by(Case.camera_id).limit(limit)
+    return list(session.scalars(stmt))

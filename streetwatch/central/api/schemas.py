@@ -184,6 +184,52 @@ class MerchantPublic(BaseModel):
     zone_wkt: str = Field(description="storefront responsibility zone, lon/lat WKT")
 
 
+class MergeCandidatePublic(BaseModel):
+    """An open case the case could be merged into."""
+
+    id: int
+    violation: str
+    status: str
+    first_seen: datetime
+    alert_count: int
+    distance_m: float | None = Field(description="metres between the two cases (null: one has no position)")
+    same_merchant: bool
+    merchant: MerchantBrief | None
+    evidence_url: str | None
+
+    @classmethod
+    def of(
+        cls, case: Case, merchant: Merchant | None, distance_m: float | None, *, same_merchant: bool
+    ) -> MergeCandidatePublic:
+        return cls(
+            id=case.id,
+            violation=case.violation,
+            status=case.status,
+            first_seen=case.first_seen,
+            alert_count=case.alert_count,
+            distance_m=distance_m,
+            same_merchant=same_merchant,
+            merchant=MerchantBrief(id=merchant.id, name=merchant.name, address=merchant.address) if merchant else None,
+            evidence_url=f"/evidence/{case.evidence_sha256}?case_id={case.id}" if case.evidence_sha256 else None,
+        )
+
+
+class MerchantCandidatePublic(BaseModel):
+    """A merchant the case could be reassigned to."""
+
+    id: str
+    name: str
+    address: str
+    road: str
+    distance_m: float | None = Field(description="metres from the case to the merchant's zone (0 inside)")
+
+    @classmethod
+    def of(cls, merchant: Merchant, distance_m: float | None) -> MerchantCandidatePublic:
+        return cls(
+            id=merchant.id, name=merchant.name, address=merchant.address, road=merchant.road, distance_m=distance_m
+        )
+
+
 class DismissRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     reason: str = Field(min_length=1, max_length=200, description="why the case is not a violation")
@@ -266,6 +312,9 @@ class VerifyRequest(BaseModel):
 
 class CloseRequest(BaseModel):
     note: str = Field(default="", max_length=500)
+    override: bool = Field(
+        default=False, description="a supervisor closes a dispatched case without its verification (needs a note)"
+    )
 
 
 class ComplaintRequest(BaseModel):
@@ -286,6 +335,7 @@ class InspectionDuePublic(BaseModel):
     due_at: str = Field(description="ISO 8601 time with offset")
     case_id: int | None = None
     inspection_id: int | None = None
+    assignee: str | None = Field(default=None, description="the inspector the visit is given to")
 
 
 class HotspotPublic(BaseModel):
@@ -294,7 +344,8 @@ class HotspotPublic(BaseModel):
     road: str
     lat: float | None
     lon: float | None
-    case_count: int
+    case_count: int = Field(description="confirmed cases in the window (what makes a hotspot)")
+    unreviewed_count: int = Field(default=0, description="new cases there nobody reviewed yet: not counted")
     since: str | None = Field(description="ISO 8601 time it became a hotspot")
 
 

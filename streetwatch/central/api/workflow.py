@@ -81,7 +81,7 @@ def post_close(
     case_id: CaseId, body: CloseRequest, session: SessionDep, user: CurrentUser, workflow: WorkflowDep
 ) -> StepPublic:
     reviewer = Reviewer.of(session, user)
-    return _step_public(workflow.close(case_id, reviewer=reviewer, note=body.note))
+    return _step_public(workflow.close(case_id, reviewer=reviewer, note=body.note, override=body.override))
 
 
 @router.post("/merchants/{merchant_id}/complaints", status_code=201, response_model=ComplaintCreatedPublic)
@@ -112,6 +112,7 @@ def read_hotspots(session: SessionDep, user: CurrentUser) -> list[HotspotPublic]
             lat=h.lat,
             lon=h.lon,
             case_count=h.case_count,
+            unreviewed_count=h.unreviewed_count,
             since=h.since.isoformat() if h.since else None,
         )
         for h in rows

@@ -28,9 +28,14 @@ class Chart:
 
 
 def stacked_days(
-    per_day: Mapping[str, Mapping[str, int]], violations: Sequence[str], *, width: int = 900, height: int = 260
+    per_day: Mapping[str, Mapping[str, int]],
+    violations: Sequence[str],
+    *,
+    width: int = 900,
+    height: int = 260,
+    names: Mapping[str, str] | None = None,
 ) -> Chart:
-    """Cases per day, one stacked bar per day, one colour per violation."""
+    """Cases per day, one stacked bar per day, one colour per violation (`names`: their display names)."""
     days = list(per_day)
     top = max((sum(v.values()) for v in per_day.values()), default=0)
     plot_h, base = height - 40, height - 24
@@ -51,7 +56,7 @@ def stacked_days(
                         round(max(slot - 4, 2), 1),
                         round(h, 1),
                         VIOLATION_FILL.get(violation, "#57606a"),
-                        f"{day} {violation}: {n}",
+                        f"{day} {(names or {}).get(violation, violation)}: {n}",
                     )
                 )
         if len(days) <= 16 or i % max(len(days) // 8, 1) == 0:

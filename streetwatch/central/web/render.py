@@ -1,5 +1,5 @@
-"""Template rendering with what every page needs: the CSRF token, the logged-in user's label, and
-the one-line message a form leaves for the page it returns to."""
+"""Template rendering with what every page needs: the CSRF token, the logged-in user's label, the
+request's language (i18n.py) and the one-line message a form leaves for the page it returns to."""
 
 from __future__ import annotations
 
@@ -9,12 +9,14 @@ from importlib.resources import files
 from pathlib import Path
 from urllib.parse import urlencode, urlsplit
 
+import jinja2
 from fastapi import Request
 from fastapi.templating import Jinja2Templates
 from starlette.responses import RedirectResponse, Response
 
 from streetwatch.central.api.deps import csrf_token
 from streetwatch.central.models import User
+from streetwatch.central.web import i18n, labels
 
 TEMPLATES_DIR = Path(str(files("streetwatch.central.web") / "templates"))
 STATIC_DIR = Path(str(files("streetwatch.central.web") / "static"))
@@ -23,15 +25,36 @@ STATIC_DIR = Path(str(files("streetwatch.central.web") / "static"))
 @dataclass(frozen=True)
 class UserLabel:
     display_name: str
-    area_label: str
+    area_label: str | None  # None: the whole city (the template says so in the page's language)
+    role: str = "reviewer"
 
 
 def make_templates() -> Jinja2Templates:
-    return Jinja2Templates(directory=TEMPLATES_DIR)  # autoescape is on for .html
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
+        autoescape=jinja2.select_autoescape(("html",)),
+        extensions=["jinja2.ext.i18n"],
+    )
+    env.install_gettext_callables(  # type: ignore[attr-defined]
+        i18n.template_gettext, i18n.template_ngettext, newstyle=True
+    )
+    env.filters.update(
+        when=i18n.format_when,
+        age=i18n.format_age,
+        number=i18n.format_number,
+        label=lambda value, kind: labels.label(kind, value),
+    )
+    env.globals.update(
+        ui_labels=labels.ui_labels,
+        describe_detail=labels.describe_detail,
+        locale_name=i18n.locale_name,
+        LOCALES=i18n.LOCALES,
+    )
+    return Jinja2Templates(env=env)
 
 
 def user_label(user: User, area_name: str | None) -> UserLabel:
-    return UserLabel(display_name=user.username, area_label=area_name or "whole city")
+    return UserLabel(display_name=user.username, area_label=area_name, role=user.role)
 
 
 def render(
@@ -43,8 +66,16 @@ def render(
     headers: Mapping[str, str] | None = None,
 ) -> Response:
     templates: Jinja2Templates = request.app.state.templates
-    full = {"csrf_token": csrf_token(request), "user": None, **context}
-    return templates.TemplateResponse(request, name, full, status_code=status_code, headers=headers)
+    locale = i18n.request_locale(request)
+    full = {
+        "csrf_token": csrf_token(request),
+        "user": None,
+        "locale": locale,
+        "html_lang": locale.replace("_", "-"),
+        **context,
+    }
+    with i18n.rendering(request):  # Starlette renders the template right here, in the constructor
+        return templates.TemplateResponse(request, name, full, status_code=status_code, headers=headers)
 
 
 def safe_next(target: str | None, default: str = "/") -> str:

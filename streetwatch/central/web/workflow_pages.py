@@ -16,7 +16,8 @@ from datetime import timedelta
 from typing import Annotated, Literal
 
 import shapely
-from fastapi import APIRouter, Form, HTTPException, Query, Request, status
+from fastapi import APIRouter, File, Form, Query, Request, UploadFile
+from fastapi import Path as PathParam
 from fastapi.responses import PlainTextResponse
 from sqlalchemy import select
 from starlette.responses import Response
@@ -27,20 +28,36 @@ from streetwatch.central.api.queries import area_names
 from streetwatch.central.case_service import Reviewer
 from streetwatch.central.case_status import CLOSABLE_STATUSES, UNRESOLVED_STATUSES, VERIFIABLE_STATUSES
 from streetwatch.central.errors import DomainError
-from streetwatch.central.models import AuditLog, Case, CaseTimer, Hotspot, Merchant, Strike, User
+from streetwatch.central.evidence_store import evidence_store
+from streetwatch.central.models import (
+    SUPERVISOR_ROLES,
+    AuditLog,
+    Case,
+    CaseTimer,
+    Hotspot,
+    Inspection,
+    Merchant,
+    Notification,
+    Strike,
+    User,
+)
+from streetwatch.central.web import i18n, labels
 from streetwatch.central.web.charts import horizontal, stacked_days
 from streetwatch.central.web.citymap import VIOLATION_FILL, PointIn, ZoneIn, build_city_map
-from streetwatch.central.web.pages import web_reviewer
+from streetwatch.central.web.pages import build_cards, refusal_text, visible_case_or_404, web_reviewer
+from streetwatch.central.web.photos import PhotoRejected, read_photo
 from streetwatch.central.web.render import flash_context, redirect_with_flash, render, user_label
 from streetwatch.central.workflow.clock import Clock
-from streetwatch.central.workflow.grades import inspections_due
+from streetwatch.central.workflow.grades import group_visits, inspections_due
 from streetwatch.central.workflow.hotspots import road_grades
 from streetwatch.central.workflow.ids import CaseId
 from streetwatch.central.workflow.rules import lifecycle_stage
-from streetwatch.central.workflow.service import MAX_TEXT, CaseStep, case_step
+from streetwatch.central.workflow.service import DISPATCHED, MAX_TEXT, CaseStep, case_step, verified_since_dispatch
 from streetwatch.central.workflow.stats import CaseFact, case_facts, summarise
+from streetwatch.central.workflow.timers import waiting_for
 
 router = APIRouter(include_in_schema=False)
+MerchantIdPath = Annotated[str, PathParam(min_length=1, max_length=64, description="a merchant id")]
 MAP_CASE_LIMIT = 2000
 MAP_STATUSES = UNRESOLVED_STATUSES  # the open cases the map shows
 DaysParam = Annotated[int, Query(ge=1, le=366)]
@@ -77,15 +94,35 @@ def city_map_page(request: Request, session: SessionDep, user: WebUser) -> Respo
         .limit(MAP_CASE_LIMIT)
     )
     cases = [c for c in session.scalars(query) if case_visible(scope, c)]
-    points = [
-        PointIn(str(c.id), f"case {c.id} {c.violation} ({c.status})", c.violation, c.lat, c.lon)  # type: ignore[arg-type]
-        for c in cases
-    ]
-    hot = [
-        PointIn(h.key, f"hotspot {h.label}: {h.case_count} cases", "hotspot", h.lat, h.lon, h.case_count)
+    hotspots = [
+        h
         for h in session.scalars(select(Hotspot).where(Hotspot.active.is_(True)))
         if h.lat is not None and h.lon is not None and (scope is None or scope.contains_point(h.lat, h.lon))
     ]
+    with i18n.rendering(request):
+        points = [
+            PointIn(
+                str(c.id),
+                f"#{c.id} {labels.label('violation', c.violation)} ({labels.label('status', c.status)})",
+                c.violation,
+                c.lat,  # type: ignore[arg-type]  # the query keeps located cases only
+                c.lon,  # type: ignore[arg-type]
+            )
+            for c in cases
+        ]
+        hot = [
+            PointIn(
+                h.key,
+                i18n.gettext(
+                    request, i18n.N_("Hotspot %(place)s: %(n)s confirmed cases"), place=h.label, n=h.case_count
+                ),
+                "hotspot",
+                h.lat,  # type: ignore[arg-type]  # located ones only (filtered above)
+                h.lon,  # type: ignore[arg-type]
+                h.case_count,
+            )
+            for h in hotspots
+        ]
     city = build_city_map(zones, points, hot, area_ring=_ring(scope))
     roads = [r for r in road_grades(session, merchant_ids={m.id for m in merchants})]
     context = {
@@ -94,6 +131,7 @@ def city_map_page(request: Request, session: SessionDep, user: WebUser) -> Respo
         "roads": roads,
         "case_count": len(cases),
         "hotspot_count": len(hot),
+        "unreviewed_count": sum(h.unreviewed_count for h in hotspots),
         "violation_fill": VIOLATION_FILL,
     }
     return render(request, "city_map.html", context)
@@ -105,15 +143,15 @@ def _facts(session: SessionDep, user: User, clock: Clock, days: int) -> list[Cas
 
 
 @router.get("/stats", name="stats_page")
-def stats_page(
-    request: Request, session: SessionDep, user: WebUser, clock: ClockDep, days: DaysParam = 30
-) -> Response:
+def stats_page(request: Request, session: SessionDep, user: WebUser, clock: ClockDep, days: DaysParam = 30) -> Response:
     summary = summarise(_facts(session, user, clock, days))
+    with i18n.rendering(request):
+        names = {v: labels.label("violation", v) for v in summary.violations}
     context = {
         "user": _label(request, user, session),
         "summary": summary,
         "days": days,
-        "per_day": stacked_days(summary.per_day, summary.violations),
+        "per_day": stacked_days(summary.per_day, summary.violations, names=names),
         "merchants": horizontal(summary.top_merchants),
         "roads": horizontal(summary.top_roads, fill="#8250df"),
         "violation_fill": VIOLATION_FILL,
@@ -135,19 +173,77 @@ def stats_csv(session: SessionDep, user: WebUser, clock: ClockDep, days: DaysPar
 
 
 @router.get("/inspections", name="inspections_page")
-def inspections_page(request: Request, session: SessionDep, user: WebUser, clock: ClockDep) -> Response:
+def inspections_page(
+    request: Request, session: SessionDep, user: WebUser, clock: ClockDep, settings: SettingsDep
+) -> Response:
+    """The inspector's list: one visit per merchant and day with its reasons, an assignee, and the
+    result, note and photo the inspector sends from the phone."""
     due = inspections_due(session, now=clock(), scope=scope_of(session, user))
-    return render(request, "inspections.html", {"user": _label(request, user, session), "due": due})
+    ids = {d.merchant_id for d in due if d.merchant_id}
+    addresses = dict(session.execute(select(Merchant.id, Merchant.address).where(Merchant.id.in_(ids))).all())
+    zone = settings.web.time_zone
+    visits = group_visits(
+        due, day_of=lambda at: at.astimezone(i18n.city_zone(zone)).date().isoformat(), addresses=addresses
+    )
+    context = {"user": _label(request, user, session), "visits": visits, **flash_context(request)}
+    return render(request, "inspections.html", context)
+
+
+@router.post("/inspections/visits/{merchant_id}/assign", name="web_visit_assign", dependencies=[CsrfChecked])
+def web_visit_assign(
+    merchant_id: MerchantIdPath,
+    request: Request,
+    session: SessionDep,
+    user: WebUser,
+    service: WorkflowDep,
+    assignee: Annotated[str, Form(max_length=64)],
+) -> Response:
+    reviewer = web_reviewer(session, user)
+    target = request.app.url_path_for("inspections_page")
+    try:
+        service.assign_visit(merchant_id, assignee=assignee, reviewer=reviewer)
+    except DomainError as exc:
+        return redirect_with_flash(target, refusal_text(request, exc), failed=True)
+    return redirect_with_flash(target, i18n.gettext(request, i18n.N_("Visit given to %(who)s."), who=assignee.strip()))
+
+
+@router.post("/inspections/visits/{merchant_id}/done", name="web_visit_done", dependencies=[CsrfChecked])
+def web_visit_done(
+    merchant_id: MerchantIdPath,
+    request: Request,
+    session: SessionDep,
+    user: WebUser,
+    service: WorkflowDep,
+    settings: SettingsDep,
+    result: Annotated[Literal["passed", "failed"], Form()],
+    note: NoteField = "",
+    photo: Annotated[UploadFile | None, File()] = None,
+) -> Response:
+    """The visit's result from the inspector's phone; the photo is checked and stored like evidence."""
+    target = request.app.url_path_for("inspections_page")
+    try:
+        data = read_photo(photo, max_bytes=settings.review.max_photo_bytes)
+    except PhotoRejected as exc:
+        return redirect_with_flash(target, i18n.gettext(request, exc.msgid, **exc.values), failed=True)
+    sha = evidence_store(settings.evidence_dir).put(data) if data else None
+    reviewer = web_reviewer(session, user)
+    try:
+        checked = service.complete_visit(
+            merchant_id, passed=result == "passed", reviewer=reviewer, note=note, photo=sha
+        )
+    except DomainError as exc:
+        return redirect_with_flash(target, refusal_text(request, exc), failed=True)
+    message = i18n.gettext(request, i18n.N_("Visit recorded; %(n)s cases checked."), n=len(checked))
+    return redirect_with_flash(target, message)
 
 
 @router.get("/cases/{case_id}/workflow", name="case_workflow_page")
 def case_workflow_page(
-    case_id: CaseId, request: Request, session: SessionDep, user: WebUser, settings: SettingsDep
+    case_id: CaseId, request: Request, session: SessionDep, user: WebUser, settings: SettingsDep, clock: ClockDep
 ) -> Response:
-    """The case's three-strikes step, its deadline, its lifecycle stage and the merchant's strike history."""
-    case = session.get(Case, case_id)
-    if case is None or not case_visible(scope_of(session, user), case):
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"case {case_id} not found")
+    """The case's three-strikes step, its deadline and notices, its lifecycle stage, the evidence,
+    the merchant and the map, and the merchant's strike history."""
+    case = visible_case_or_404(session, user, case_id)
     strikes = []
     if case.merchant_id:
         strikes = list(
@@ -158,18 +254,35 @@ def case_workflow_page(
     timer = session.scalars(
         select(CaseTimer).where(CaseTimer.case_id == case.id, CaseTimer.status == "pending")
     ).first()
-    audit = list(session.scalars(select(AuditLog).where(AuditLog.case_id == case.id).order_by(AuditLog.id)))
+    step = case_step(session, case)
+    waiting = None
+    if case.status == "confirmed" and case.merchant_id and step.strike_step is None:
+        has_channel = settings.workflow.webhook_url is not None or settings.workflow.notice_sink is not None
+        waiting = waiting_for(session, case.merchant_id, now=clock(), delivery_known=has_channel)
+    names = area_names(session)
     context = {
         "user": _label(request, user, session),
         "case": case,
-        "step": case_step(session, case),
-        "stage": lifecycle_stage(case.status),
+        "card": build_cards(request, session, [case], names)[0],
+        "step": step,
+        "stage": lifecycle_stage(case.status, verified=verified_since_dispatch(session, case.id)),
         "timer": timer,
+        "waiting": waiting,
         "strikes": strikes,
-        "audit": audit,
+        "notices": list(
+            session.scalars(select(Notification).where(Notification.case_id == case.id).order_by(Notification.id))
+        ),
+        "photos": list(
+            session.scalars(
+                select(Inspection).where(Inspection.case_id == case.id, Inspection.photo_sha256.is_not(None))
+            )
+        ),
+        "audit": list(session.scalars(select(AuditLog).where(AuditLog.case_id == case.id).order_by(AuditLog.id))),
         "event": settings.workflow.event_classes.get(case.violation),
         "can_verify": case.status in VERIFIABLE_STATUSES,
         "can_close": case.status in CLOSABLE_STATUSES,
+        "needs_verification": case.status in DISPATCHED and not verified_since_dispatch(session, case.id),
+        "is_supervisor": user.role in SUPERVISOR_ROLES,
         **flash_context(request),
     }
     return render(request, "case_workflow.html", context)
@@ -188,18 +301,32 @@ def _workflow_step(
     try:
         call(reviewer)
     except DomainError as exc:
-        return redirect_with_flash(target, exc.detail, failed=True)
-    return redirect_with_flash(target, f"Case {case_id} {done}.")
+        return redirect_with_flash(target, refusal_text(request, exc), failed=True)
+    return redirect_with_flash(target, i18n.gettext(request, done, case=case_id))
 
 
 @router.post("/cases/{case_id}/workflow/penalty", name="web_penalty", dependencies=[CsrfChecked])
 def web_penalty(
-    case_id: CaseId, request: Request, session: SessionDep, user: WebUser, service: WorkflowDep, decision: NoteField
+    case_id: CaseId,
+    request: Request,
+    session: SessionDep,
+    user: WebUser,
+    service: WorkflowDep,
+    decision: NoteField,
+    confirmed: Annotated[str, Form(max_length=4)] = "",
 ) -> Response:
+    """A penalty is recorded only with the reviewer's explicit confirmation (the form's checkbox)."""
+    if confirmed != "1":
+        target = request.app.url_path_for("case_workflow_page", case_id=str(case_id))
+        message = i18n.gettext(request, i18n.N_("Tick the confirmation to record a penalty."))
+        return redirect_with_flash(target, message, failed=True)
     return _workflow_step(
-        request, session, user, case_id,
+        request,
+        session,
+        user,
+        case_id,
         lambda reviewer: service.decide_penalty(case_id, decision=decision, reviewer=reviewer),
-        "penalty recorded",
+        i18n.N_("Case #%(case)s: penalty recorded."),
     )
 
 
@@ -215,16 +342,30 @@ def web_verify(
 ) -> Response:
     passed = result == "passed"
     return _workflow_step(
-        request, session, user, case_id,
+        request,
+        session,
+        user,
+        case_id,
         lambda reviewer: service.verify(case_id, passed=passed, reviewer=reviewer, note=note),
-        "verified" if passed else "failed verification: back to dispatch",
+        i18n.N_("Case #%(case)s verified.") if passed else i18n.N_("Case #%(case)s not rectified: back to dispatch."),
     )
 
 
 @router.post("/cases/{case_id}/workflow/close", name="web_close", dependencies=[CsrfChecked])
 def web_close(
-    case_id: CaseId, request: Request, session: SessionDep, user: WebUser, service: WorkflowDep, note: NoteField = ""
+    case_id: CaseId,
+    request: Request,
+    session: SessionDep,
+    user: WebUser,
+    service: WorkflowDep,
+    note: NoteField = "",
+    override: Annotated[str, Form(max_length=4)] = "",
 ) -> Response:
     return _workflow_step(
-        request, session, user, case_id, lambda reviewer: service.close(case_id, reviewer=reviewer, note=note), "closed"
+        request,
+        session,
+        user,
+        case_id,
+        lambda reviewer: service.close(case_id, reviewer=reviewer, note=note, override=override == "1"),
+        i18n.N_("Case #%(case)s closed."),
     )

@@ -4,6 +4,8 @@ The `workflow:` section of central's settings (config.py loads it from the file 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, SecretStr, field_validator, model_validator
 
 
@@ -19,9 +21,10 @@ class EventClass(BaseModel):
 
 DEFAULT_EVENT_CLASSES: dict[str, EventClass] = {
     # Placeholders in the shape of a city catalogue: set each city's own codes in the YAML.
-    "street_vending": EventClass(code="SO-01", category="街面秩序 street order", name="占道经营 street vending"),
-    "stacked_goods": EventClass(code="SO-02", category="街面秩序 street order", name="店外经营 goods outside the shop"),
-    "illegal_parking": EventClass(code="SO-03", category="街面秩序 street order", name="违规停车 illegal parking"),
+    # The names are the catalogue's own (Chinese), shown as they are on every page and export.
+    "street_vending": EventClass(code="SO-01", category="街面秩序", name="占道经营"),
+    "stacked_goods": EventClass(code="SO-02", category="街面秩序", name="店外经营"),
+    "illegal_parking": EventClass(code="SO-03", category="街面秩序", name="违规停车"),
 }
 
 
@@ -45,6 +48,19 @@ class WorkflowSettings(BaseModel):
     max_attempts: int = Field(default=8, ge=1, le=100, description="deliveries tried before a message fails")
     retry_base_s: float = Field(default=30.0, gt=0, description="first retry delay; doubles per attempt")
     retry_max_s: float = Field(default=3600.0, gt=0, description="longest retry delay")
+    undo_window_s: float = Field(
+        default=30.0, ge=0, le=600,
+        description="a reviewer may undo a decision this long; a confirmed case's notice waits for it",
+    )
+    strike_waits_for_served: bool = Field(
+        default=True,
+        description="a merchant's next strike starts only once the previous step was served: its notice "
+        "delivered (where a channel delivers) and its rectification deadline passed",
+    )
+    notice_sink: Path | None = Field(
+        default=None,
+        description="a local merchant-notice sink: every notice is appended to this JSON-lines file (the demo's)",
+    )
     tick_interval_s: float = Field(default=5.0, gt=0, le=300, description="how often the worker scans timers")
     recompute_every_s: float = Field(
         default=60.0, ge=0, le=3600, description="grades and hotspots are recomputed at most this often (0: every tick)"

@@ -8,6 +8,7 @@ is written to the audit log (`grade`, case_id NULL, from/to in the detail).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -95,6 +96,50 @@ class DueInspection:
     due_at: datetime
     case_id: int | None = None
     inspection_id: int | None = None
+    assignee: str | None = None
+
+
+@dataclass(frozen=True)
+class DueVisit:
+    """One inspector's visit: a merchant on a day, with every reason to go there."""
+
+    merchant_id: str | None
+    merchant_name: str
+    address: str
+    grade: str
+    frequency: str
+    day: str  # YYYY-MM-DD, the city's day the visit is due
+    due_at: datetime  # the earliest due time of its reasons
+    reasons: tuple[str, ...]  # case | routine, once each
+    case_ids: tuple[int, ...]
+    assignee: str | None
+
+
+def group_visits(
+    due: list[DueInspection], *, day_of: Callable[[datetime], str], addresses: dict[str, str]
+) -> list[DueVisit]:
+    """One row per merchant and day (pure): seven escalated cases of one shop are one visit."""
+    groups: dict[tuple[str, str], list[DueInspection]] = {}
+    for item in due:
+        groups.setdefault((item.merchant_id or f"case-{item.case_id}", day_of(item.due_at)), []).append(item)
+    visits = []
+    for (_, day), items in groups.items():
+        first = items[0]
+        visits.append(
+            DueVisit(
+                merchant_id=first.merchant_id,
+                merchant_name=first.merchant_name,
+                address=addresses.get(first.merchant_id or "", ""),
+                grade=first.grade,
+                frequency=first.frequency,
+                day=day,
+                due_at=min(i.due_at for i in items),
+                reasons=tuple(dict.fromkeys(i.reason for i in items)),
+                case_ids=tuple(sorted({i.case_id for i in items if i.case_id is not None})),
+                assignee=next((i.assignee for i in items if i.assignee), None),
+            )
+        )
+    return visits
 
 
 def inspections_due(session: Session, *, now: datetime, scope: AreaScope | None = None) -> list[DueInspection]:
@@ -112,6 +157,7 @@ def inspections_due(session: Session, *, now: datetime, scope: AreaScope | None 
     ]
     by_id = {m.id: m for m in merchants}
     due: list[DueInspection] = []
+    routine_open: set[str] = set()
     for inspection in session.scalars(
         select(Inspection).where(Inspection.status == "open", Inspection.due_at < end_of_day)
     ):
@@ -119,21 +165,25 @@ def inspections_due(session: Session, *, now: datetime, scope: AreaScope | None 
         if merchant is None and scope is not None:
             continue
         grade = merchant.grade if merchant else "green"
+        reason = "routine" if inspection.reason == "routine" else "case"
+        if reason == "routine":
+            routine_open.add(inspection.merchant_id or "")
         due.append(
             DueInspection(
                 inspection.merchant_id,
                 merchant.name if merchant else "",
                 grade,
                 inspection_frequency(grade),
-                "case",
+                reason,
                 inspection.due_at,
                 inspection.case_id,
                 inspection.id,
+                inspection.assignee,
             )
         )
     for merchant in merchants:
         at = inspection_due_at(grade=merchant.grade, last_done=last_done.get(merchant.id), since=now)
-        if at < end_of_day:
+        if at < end_of_day and merchant.id not in routine_open:
             due.append(
                 DueInspection(
                     merchant.id, merchant.name, merchant.grade, inspection_frequency(merchant.grade), "routine", at

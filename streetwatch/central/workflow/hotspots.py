@@ -1,4 +1,6 @@
-"""Hotspots (an address or zone with >= 5 cases in the window, shown until back to zero) and road grades.
+"""Hotspots (an address or zone with >= 5 confirmed cases in the window, shown until back to zero)
+and road grades. Only cases a reviewer confirmed count (a detection nobody reviewed is no violation
+yet); the new ones at each spot are kept apart in `unreviewed_count`, shown beside, never counted.
 
 A case's address is its merchant (`merchant:<id>`, labelled with the merchant's address) or, when
 unattributed, the camera zone that saw it (`zone:<camera>/<zone>`). `recompute_hotspots` runs on every
@@ -15,14 +17,15 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from streetwatch.central.case_status import CaseStatus
+from streetwatch.central.case_status import VIOLATION_STATUSES, CaseStatus
 from streetwatch.central.models import Case, Hotspot, Merchant
 from streetwatch.central.workflow.config import WorkflowSettings
 from streetwatch.central.workflow.rules import Grade, RoadRecord, hotspot_active, road_grade
 
 log = logging.getLogger(__name__)
 
-NOT_COUNTED = (CaseStatus.DISMISSED,)  # not a violation
+# Confirmed violations, closed ones too (merged-away cases are left out by merged_into_id).
+COUNTED = (*VIOLATION_STATUSES, CaseStatus.CLOSED)
 
 
 @dataclass(frozen=True)
@@ -33,14 +36,18 @@ class SpotCount:
     count: int
     lat: float | None
     lon: float | None
+    unreviewed: int = 0
 
 
-def spot_counts(session: Session, *, now: datetime, settings: WorkflowSettings) -> dict[str, SpotCount]:
+def spot_counts(
+    session: Session, *, now: datetime, settings: WorkflowSettings, statuses: tuple[str, ...] = COUNTED
+) -> dict[str, SpotCount]:
+    """Cases of `statuses` per spot within the hotspot window."""
     since = now - timedelta(days=settings.hotspot_window_days)
     rows = session.execute(
         select(Case.merchant_id, Case.camera_id, Case.zone_id, func.count(), func.avg(Case.lat), func.avg(Case.lon))
         .where(
-            Case.status.not_in(NOT_COUNTED),
+            Case.status.in_(statuses),
             Case.merged_into_id.is_(None),
             Case.first_seen >= since,
             Case.first_seen <= now,
@@ -75,6 +82,7 @@ def _spot(key: str, label: tuple[str, str], parts: list[tuple[int, float | None,
 def recompute_hotspots(session: Session, *, now: datetime, settings: WorkflowSettings) -> list[Hotspot]:
     """Update every hotspot row from the counts; returns the active ones."""
     counts = spot_counts(session, now=now, settings=settings)
+    unreviewed = spot_counts(session, now=now, settings=settings, statuses=(CaseStatus.NEW,))
     existing = {h.key: h for h in session.scalars(select(Hotspot))}
     for key in set(counts) | set(existing):
         spot = counts.get(key)
@@ -93,6 +101,7 @@ def recompute_hotspots(session: Session, *, now: datetime, settings: WorkflowSet
             log.info("hotspot %s (%s): %s with %d cases", key, row.label, "on" if active else "off", count)
             row.since = now if active else row.since
         row.active, row.case_count, row.updated_at = active, count, now
+        row.unreviewed_count = unreviewed[key].count if key in unreviewed else 0
     session.flush()
     return [h for h in session.scalars(select(Hotspot).where(Hotspot.active.is_(True)).order_by(Hotspot.key))]
 

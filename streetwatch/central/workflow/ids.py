@@ -10,3 +10,4 @@ from fastapi import Path
 MAX_ID: Final = 2**31 - 1
 CaseId = Annotated[int, Path(ge=1, le=MAX_ID, description="a case id")]
 TokenId = Annotated[int, Path(ge=1, le=MAX_ID, description="an API token id")]
+DecisionId = Annotated[int, Path(ge=1, le=MAX_ID, description="the audit row of a review decision")]

@@ -14,10 +14,12 @@ import hashlib
 import hmac
 import json
 import logging
+import os
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Protocol
 
 from sqlalchemy import select
@@ -92,9 +94,35 @@ class WebhookChannel:
             raise DeliveryError(f"HTTP {status} from {self.url}")
 
 
+class LocalSinkChannel:
+    """The local merchant-notice sink (the demo's): each message is appended as one JSON line to a
+    file, flushed and fsynced before it counts as delivered. Stands in for the city's gateway."""
+
+    name = "local-sink"
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    def deliver(self, message: OutboundMessage) -> None:
+        line = json.dumps(
+            {"notification_id": message.notification_id, "kind": message.kind, **message.body},
+            ensure_ascii=False,
+            sort_keys=True,
+        )
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self.path.open("a", encoding="utf-8") as sink:
+                sink.write(line + "\n")
+                sink.flush()
+                os.fsync(sink.fileno())
+        except OSError as exc:
+            raise DeliveryError(f"{self.path}: {exc}") from exc
+
+
 def channel_from_settings(settings: WorkflowSettings) -> NotificationChannel | None:
+    """The webhook when one is configured, else the local sink when one is, else none (outbox only)."""
     if settings.webhook_url is None:
-        return None
+        return LocalSinkChannel(settings.notice_sink) if settings.notice_sink is not None else None
     secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret is not None else None
     return WebhookChannel(str(settings.webhook_url), timeout_s=settings.webhook_timeout_s, secret=secret)
 

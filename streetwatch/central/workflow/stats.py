@@ -42,11 +42,13 @@ class Summary:
     median_hours_to_close: float | None
     top_merchants: list[tuple[str, int]] = field(default_factory=list)
     top_roads: list[tuple[str, int]] = field(default_factory=list)
+    unreviewed: int = 0  # new cases in the period: shown apart, counted nowhere above
 
 
 def summarise(facts: Sequence[CaseFact]) -> Summary:
-    """Dismissed cases count nowhere but in nothing: they were not violations."""
-    real = [f for f in facts if f.status != CaseStatus.DISMISSED]
+    """Only confirmed cases count: dismissed ones were not violations, new ones nobody reviewed yet
+    (their number is `unreviewed`)."""
+    real = [f for f in facts if f.status not in (CaseStatus.DISMISSED, CaseStatus.NEW)]
     per_day: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for f in real:
         per_day[f.day][f.violation] += 1
@@ -61,6 +63,7 @@ def summarise(facts: Sequence[CaseFact]) -> Summary:
         median_hours_to_close=statistics.median(hours) if hours else None,
         top_merchants=Counter(f.merchant for f in real if f.merchant).most_common(TOP_N),
         top_roads=Counter(f.road for f in real if f.road).most_common(TOP_N),
+        unreviewed=sum(f.status == CaseStatus.NEW for f in facts),
     )
 
 

@@ -1,7 +1,11 @@
 """Notification and the self-rectification timer, applied to the database.
 
 A confirmed case attributed to a merchant gets, in one transaction: its strike, a message in the
-outbox, a `rectify` timer due after the configured window, and the status `notified`. The worker
+outbox, a `rectify` timer due after the configured window, and the status `notified`. It waits
+first for the reviewer's undo window (`decided_at` + `undo_window_s`), and, with
+`strike_waits_for_served`, for the merchant's previous step to be served: that notice delivered
+(where a channel delivers) and its rectification deadline passed. So a backlog confirmed at once
+becomes one step at a time, in the order the violations happened (`first_seen`). The worker
 then resolves each pending timer with `rules.rectify_decision`: if every episode of the case ended
 (the edge saw the spot clear) by the deadline the case is `rectified`; otherwise at the deadline an
 inspection task is created and the case is `escalated`. Timers are rows, so a restart loses nothing.
@@ -13,12 +17,12 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import exists, func, select
+from sqlalchemy import exists, func, or_, select
 from sqlalchemy.orm import Session
 
 from streetwatch.central.case_service import write_audit
 from streetwatch.central.case_status import CaseStatus, move
-from streetwatch.central.models import Case, CaseTimer, Episode, Inspection, Merchant, Notification
+from streetwatch.central.models import Case, CaseTimer, Episode, Inspection, Merchant, Notification, Strike
 from streetwatch.central.workflow.config import WorkflowSettings
 from streetwatch.central.workflow.rules import rectify_decision
 from streetwatch.central.workflow.strikes import record_strike
@@ -37,17 +41,65 @@ class TimerOutcome:
     outcome: str  # rectified | inspection | cancelled
 
 
-def cases_to_start(session: Session, *, limit: int = 200) -> list[Case]:
-    """Confirmed, attributed cases whose workflow has not started (no timer yet), locked for update."""
+def cases_to_start(
+    session: Session, *, now: datetime, settings: WorkflowSettings, delivery_known: bool = True, limit: int = 200
+) -> list[Case]:
+    """Confirmed, attributed cases whose workflow may start now (locked for update): past their undo
+    window and, as configured, per merchant only its oldest waiting violation, once the previous step
+    was served (`delivery_known`: a channel delivers notices, so delivery counts)."""
     started = exists().where(CaseTimer.case_id == Case.id)
+    settled = now - timedelta(seconds=settings.undo_window_s)
+    waiting = (Case.status == CaseStatus.CONFIRMED, Case.merchant_id.is_not(None), ~started)
+    if not settings.strike_waits_for_served:
+        query = select(Case).where(*waiting, or_(Case.decided_at.is_(None), Case.decided_at <= settled))
+        return list(
+            session.scalars(query.order_by(Case.first_seen, Case.id).limit(limit).with_for_update(skip_locked=True))
+        )
+    # Each merchant's oldest waiting violation (a merchant's long backlog never hides another's case).
+    rank = func.row_number().over(partition_by=Case.merchant_id, order_by=(Case.first_seen, Case.id))
+    oldest = select(Case.id.label("id"), rank.label("rank")).where(*waiting).subquery()
     query = (
         select(Case)
-        .where(Case.status == CaseStatus.CONFIRMED, Case.merchant_id.is_not(None), ~started)
-        .order_by(Case.id)
+        .where(Case.id.in_(select(oldest.c.id).where(oldest.c.rank == 1)))
+        .order_by(Case.first_seen, Case.id)
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
-    return list(session.scalars(query))
+    chosen = []
+    for case in session.scalars(query):
+        in_window = case.decided_at is not None and case.decided_at > settled
+        if (
+            not in_window
+            and waiting_for(session, case.merchant_id or "", now=now, delivery_known=delivery_known) is None
+        ):
+            chosen.append(case)
+    return chosen
+
+
+@dataclass(frozen=True)
+class PreviousStep:
+    """The merchant's step a new strike waits for: its case, and what is still missing."""
+
+    case_id: int
+    due_at: datetime | None
+    delivered: bool
+
+
+def waiting_for(session: Session, merchant_id: str, *, now: datetime, delivery_known: bool) -> PreviousStep | None:
+    """The merchant's latest step if it is not served yet (notice undelivered or deadline ahead), else None."""
+    latest = session.scalars(
+        select(Strike).where(Strike.merchant_id == merchant_id).order_by(Strike.at.desc(), Strike.case_id.desc())
+    ).first()
+    if latest is None:
+        return None
+    due = session.scalar(
+        select(func.min(CaseTimer.due_at)).where(CaseTimer.case_id == latest.case_id, CaseTimer.kind == RECTIFY)
+    )
+    sent = session.scalar(select(exists().where(Notification.case_id == latest.case_id, Notification.status == "sent")))
+    delivered = bool(sent) or not delivery_known
+    if delivered and (due is None or due <= now):
+        return None
+    return PreviousStep(latest.case_id, due, bool(sent))
 
 
 def start_workflow(session: Session, case: Case, *, now: datetime, settings: WorkflowSettings) -> CaseTimer:

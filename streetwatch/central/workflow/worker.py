@@ -52,13 +52,14 @@ class WorkflowEngine:
         self.clock = clock
         self.channel = channel if channel is not None else channel_from_settings(self.settings)
         self._last_recompute: datetime | None = None
+        if self.channel is None and self.settings.strike_waits_for_served:
+            log.info("workflow: no notification channel; a next strike waits for the previous deadline only")
 
     def tick(self) -> TickReport:
         now = self.clock()
         with session_scope(self.factory, write_lock=True) as session:
-            started = [
-                start_workflow(session, c, now=now, settings=self.settings).case_id for c in cases_to_start(session)
-            ]
+            ready = cases_to_start(session, now=now, settings=self.settings, delivery_known=self.channel is not None)
+            started = [start_workflow(session, c, now=now, settings=self.settings).case_id for c in ready]
         with session_scope(self.factory, write_lock=True) as session:
             resolved = {}
             for timer in pending_timers(session):
