@@ -30,7 +30,9 @@ from streetwatch.central.config import CentralSettings, ConfigError, Override, l
 from streetwatch.central.db import make_engine, make_session_factory, migrate, session_scope
 from streetwatch.central.merchants import MerchantImportError, import_merchants
 from streetwatch.central.models import USER_ROLES, Area, Case, Merchant, User
+from streetwatch.redaction import install_log_redaction, redact
 from streetwatch.stop_signals import StopSignals
+from streetwatch.version import package_version
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -120,6 +122,13 @@ def _read_password(args: argparse.Namespace) -> str:
 def cmd_migrate(args: argparse.Namespace) -> int:
     migrate(_settings(args).database_url)
     print("database is at the newest schema revision")
+    return 0
+
+
+def cmd_config_schema(args: argparse.Namespace) -> int:
+    from streetwatch.central.config import CentralSettings
+
+    print(json.dumps(CentralSettings.model_json_schema(), indent=2, ensure_ascii=False))
     return 0
 
 
@@ -302,12 +311,16 @@ def _global_options() -> argparse.ArgumentParser:
 def build_parser() -> argparse.ArgumentParser:
     options = _global_options()
     parser = argparse.ArgumentParser(prog="central", description=__doc__.splitlines()[0], parents=[options])
+    parser.add_argument("--version", action="version", version=f"central (streetwatch) {package_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def command(name: str, help_text: str) -> argparse.ArgumentParser:
         return sub.add_parser(name, help=help_text, parents=[options])
 
     command("migrate", "create or upgrade the database schema").set_defaults(func=cmd_migrate)
+    command("config-schema", "print the settings file's JSON Schema (editor completion)").set_defaults(
+        func=cmd_config_schema, needs_settings=False
+    )
 
     p = command("import-merchants", "load merchants from GeoJSON or CSV (WKT); updates by id")
     p.add_argument("file", type=Path)
@@ -383,6 +396,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    install_log_redaction()  # URL passwords and secrets from ${VAR} never reach a log line
+    if not getattr(args, "needs_settings", True):
+        return int(args.func(args))
     try:
         # The one read of the environment: everything after this gets the settings object.
         args.settings = load_settings(
@@ -393,7 +409,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return int(args.func(args))
     except (CliError, ConfigError) as exc:
-        print(f"central: error: {exc}", file=sys.stderr)
+        print(f"central: error: {redact(str(exc))}", file=sys.stderr)
         return 1
 
 

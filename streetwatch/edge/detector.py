@@ -250,7 +250,8 @@ def above_threshold(detections: sv.Detections, threshold: float) -> sv.Detection
     """The detections scoring at least `threshold` (a camera's own, above its session's lowest)."""
     if detections.confidence is None or not len(detections) or detections.confidence.min() >= threshold:
         return detections
-    kept: sv.Detections = detections[detections.confidence >= threshold]
+    kept = detections[detections.confidence >= threshold]
+    assert isinstance(kept, sv.Detections)  # a boolean mask selects Detections (an int would not)
     return kept
 
 
