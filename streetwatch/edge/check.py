@@ -25,6 +25,7 @@ from streetwatch.broker_config import ConfigError
 from streetwatch.edge.clock import ClockError, kernel_clock_state, sntp_offset
 from streetwatch.edge.config import CameraConfig, EdgeConfig
 from streetwatch.edge.manifest import ManifestError, ModelError, resolve_model
+from streetwatch.edge.outbox import OutboxError, check_outbox_path
 from streetwatch.edge.probe import ProbeError, probe_broker, probe_camera
 from streetwatch.mqtt_common import MqttSetupError
 from streetwatch.redaction import redact
@@ -107,21 +108,21 @@ def check_broker(config: EdgeConfig, options: CheckOptions) -> CheckRow:
 
 
 def check_outbox(config: EdgeConfig) -> CheckRow:
-    """The outbox's folder (or, if not made yet, the folder it would be made in) takes a file, and
-    its disk has room for the outbox to reach outbox_max_bytes."""
-    path = config.outbox.resolve()
-    folder = next(p for p in path.parents if p.exists()) if not path.parent.exists() else path.parent
-    if not folder.is_dir():
-        return CheckRow("outbox", str(path), "FAIL", f"{folder} is not a folder")
+    """The outbox's folder takes a file (what `edge run` checks, then a real write: a read-only
+    mount passes a permission check as root), and its disk has room to reach outbox_max_bytes."""
+    path = config.outbox.absolute()
     try:
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".edge-check-"):
+        check_outbox_path(path)
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".edge-check-"):
             pass
+    except OutboxError as exc:
+        return CheckRow("outbox", str(path), "FAIL", str(exc))
     except OSError as exc:
-        return CheckRow("outbox", str(path), "FAIL", f"cannot write in {folder}: {exc.strerror}")
+        return CheckRow("outbox", str(path), "FAIL", f"cannot write in {path.parent}: {exc.strerror}")
     used = sum(p.stat().st_size for p in (path, Path(f"{path}-wal")) if p.is_file())
-    free = shutil.disk_usage(folder).free
+    free = shutil.disk_usage(path.parent).free
     needed = max(0, config.outbox_max_bytes - used)
-    detail = f"{_size(free)} free in {folder}, outbox {_size(used)} of at most {_size(config.outbox_max_bytes)}"
+    detail = f"{_size(free)} free in {path.parent}, outbox {_size(used)} of at most {_size(config.outbox_max_bytes)}"
     if free < needed:
         return CheckRow("outbox", str(path), "FAIL", f"{detail}: free disk or lower outbox_max_bytes")
     return CheckRow("outbox", str(path), "OK", detail)

@@ -112,12 +112,13 @@ def pick_camera(config: EdgeConfig, camera_id: str | None) -> CameraConfig:
 
 def _run(args: argparse.Namespace, config: EdgeConfig) -> int:
     from streetwatch.edge.moving import TelemetryFileError
+    from streetwatch.edge.outbox import OutboxError
     from streetwatch.edge.telemetry import TelemetryError
     from streetwatch.edge.worker import EdgeWorker
 
     try:
         worker = EdgeWorker(config)
-    except (TelemetryError, TelemetryFileError) as exc:
+    except (TelemetryError, TelemetryFileError, OutboxError) as exc:
         print(f"edge run: {exc}", file=sys.stderr)
         return 2
     signals = StopSignals(worker.request_stop).install(signal.SIGTERM, signal.SIGINT)
