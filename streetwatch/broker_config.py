@@ -40,7 +40,9 @@ class BrokerConfig(StrictModel):
     username: str | None = Field(
         default=None, description="MQTT user: an edge box's is by convention its edge_id"
     )
-    password_env: str | None = Field(default=None, description="environment variable holding the password")
+    password_env: str | None = Field(
+        default=None, description="environment variable holding the password (or VAR_FILE naming a file with it)"
+    )
     protocol: Literal["3.1.1", "5"] = Field(default="3.1.1", description="5 for Mosquitto/EMQX")
     keepalive_s: int = Field(default=30, ge=5, le=3600)
     tls: TlsConfig | None = None
@@ -53,12 +55,16 @@ class BrokerConfig(StrictModel):
         return value
 
     def password(self) -> str | None:
-        """The password from `password_env` (read now, never stored in the config); ConfigError if unset."""
+        """The password from `password_env`, or the file `<password_env>_FILE` names (read now, never
+        stored in the config); ConfigError if neither is set."""
         if self.password_env is None:
             return None
-        value = os.environ.get(self.password_env)
+        from streetwatch.config_vars import read_variable
+
+        value = read_variable(self.password_env, os.environ, where="broker", field="password_env", secret=True)
         if value is None:
-            raise ConfigError(f"broker.password_env: environment variable {self.password_env} is not set")
+            raise ConfigError(f"broker.password_env: environment variable {self.password_env} is not set "
+                              f"(nor {self.password_env}_FILE)")
         return value
 
 

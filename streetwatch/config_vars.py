@@ -75,17 +75,29 @@ def _substitute_string(text: str, environ: Mapping[str, str], *, where: str, fie
     return result
 
 
-def _value(name: str, default: str | None, environ: Mapping[str, str], *, where: str, field: str) -> str:
+def read_variable(name: str, environ: Mapping[str, str], *, where: str, field: str, secret: bool = False) -> str | None:
+    """`name`'s value from `environ`, else the contents of the file `name_FILE` names, else None.
+    A value from a file, or of a variable named like a secret (or `secret`), is registered for
+    redaction. (Also how broker.password_env is read, so a password may come from a secrets file.)"""
     value = environ.get(name)
-    if value is not None and (value or default is None):
-        if _SECRET_NAME.search(name):
+    if value is not None:
+        if secret or _SECRET_NAME.search(name):
             register_secret(value)
         return value
     file_name = environ.get(name + FILE_SUFFIX)
-    if file_name:
-        secret = _read_secret_file(Path(file_name), variable=name + FILE_SUFFIX, where=where, field=field)
-        register_secret(secret)
-        return secret
+    if not file_name:
+        return None
+    content = _read_secret_file(Path(file_name), variable=name + FILE_SUFFIX, where=where, field=field)
+    register_secret(content)
+    return content
+
+
+def _value(name: str, default: str | None, environ: Mapping[str, str], *, where: str, field: str) -> str:
+    if default is not None and not environ.get(name):
+        environ = {key: value for key, value in environ.items() if key != name}  # empty counts as unset
+    value = read_variable(name, environ, where=where, field=field)
+    if value is not None:
+        return value
     if default is not None:
         return default
     raise ConfigError(

@@ -241,6 +241,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     factory = _session_factory(args)
+    if args.no_ingest:
+        return _serve_web_only(settings, factory)
     stop = threading.Event()
     worker = threading.Thread(target=run_consumer, args=(settings, factory, stop), name="central-ingest")
     worker.start()
@@ -264,6 +266,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
     finally:
         stop.set()
         worker.join(10)
+    return 0
+
+
+def _serve_web_only(settings: CentralSettings, factory: sessionmaker[Session]) -> int:
+    """The web queue alone (more processes behind a load balancer, beside `serve --no-web`)."""
+    import uvicorn
+
+    app = _build_web_app(settings, factory)
+    if app is None:
+        raise CliError("serve --no-ingest: the web app is not installed (pip install 'streetwatch[central]')")
+    uvicorn.run(app, host=settings.web.host, port=settings.web.port, log_level="info")
     return 0
 
 
@@ -359,7 +372,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_revoke_token)
 
     p = command("serve", "run ingest (and the web queue when installed)")
-    p.add_argument("--no-web", action="store_true", help="ingest only")
+    web_or_ingest = p.add_mutually_exclusive_group()
+    web_or_ingest.add_argument("--no-web", action="store_true", help="ingest and the workflow worker only")
+    web_or_ingest.add_argument("--no-ingest", action="store_true", help="the web queue only (no broker needed)")
     p.set_defaults(func=cmd_serve, needs_broker=True)
 
     p = command("demo", "everything on one machine: broker, edge replaying footage, queue")
@@ -405,7 +420,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             getattr(args, "config", None),
             environ=os.environ,
             flags=flag_overrides(args),
-            broker_password=getattr(args, "needs_broker", False),
+            broker_password=getattr(args, "needs_broker", False) and not getattr(args, "no_ingest", False),
         )
         return int(args.func(args))
     except (CliError, ConfigError) as exc:

@@ -46,7 +46,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 
 from streetwatch.broker_config import BrokerConfig, ConfigError, StrictModel, TlsConfig
 from streetwatch.central.workflow.config import WorkflowSettings
-from streetwatch.config_vars import has_reference, substitute
+from streetwatch.config_vars import has_reference, read_variable, substitute
 from streetwatch.edge.alerts import ALERTS_SHARED_SUBSCRIPTION, VIOLATIONS, Violation
 
 log = logging.getLogger(__name__)
@@ -348,9 +348,11 @@ def _broker_password(data: Mapping[str, object], environ: Mapping[str, str], whe
     variable = _lookup(data, ("broker", "password_env"))
     if not variable:
         return None
-    value = environ.get(str(variable))
+    value = read_variable(str(variable), environ, where=where, field="broker.password_env", secret=True)
     if value is None:
-        raise ConfigError(f"{where}: broker.password_env: environment variable {variable} is not set")
+        raise ConfigError(
+            f"{where}: broker.password_env: environment variable {variable} is not set (nor {variable}_FILE)"
+        )
     return value
 
 
