@@ -48,6 +48,7 @@ from streetwatch.broker_config import BrokerConfig, ConfigError, StrictModel, Tl
 from streetwatch.central.workflow.config import WorkflowSettings
 from streetwatch.config_vars import has_reference, read_variable, substitute
 from streetwatch.edge.alerts import ALERTS_SHARED_SUBSCRIPTION, VIOLATIONS, Violation
+from streetwatch.redaction import redact
 
 log = logging.getLogger(__name__)
 
@@ -378,7 +379,7 @@ def _describe(exc: ValidationError, where: str, sources: Mapping[tuple[str, ...]
         field = ".".join(loc) or "<root>"
         source = next((sources[loc[:n]] for n in range(len(loc), 0, -1) if loc[:n] in sources), where)
         lines.append(f"{source}: {field}: {err['msg']}{_shown_input(loc, err.get('input'))}")
-    return "\n".join(lines)
+    return redact("\n".join(lines))  # URL passwords and ${VAR} secrets, even inside a message
 
 
 def _shown_input(loc: tuple[str, ...], got: object) -> str:

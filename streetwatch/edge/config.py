@@ -382,8 +382,8 @@ def format_validation_error(path: Path, exc: ValidationError) -> str:
     lines = [f"{path}: {exc.error_count()} configuration error(s)"]
     for err in exc.errors():
         field = ".".join(str(p) for p in err["loc"]) or "<top level>"
-        lines.append(f"  {field}: {err['msg']} (got {redact(shown_input(err))})")
-    return "\n".join(lines)
+        lines.append(f"  {field}: {err['msg']} (got {shown_input(err)})")
+    return redact("\n".join(lines))  # a validator's message may quote the value too
 
 
 __all__ = [
