@@ -20,11 +20,17 @@ while [ $# -gt 0 ]; do
   esac
 done
 python="${PYTHON:-python3}"; [ -x .venv/bin/python ] && python=.venv/bin/python
-step() { local started=$SECONDS; "$@"; echo "  ${label}: $((SECONDS - started)) s"; }
+log="build/docker-build.log"; mkdir -p build; : > "$log"
+step() {  # run quietly (output in build/docker-build.log), then print the step's time
+  local started=$SECONDS
+  "$@" >>"$log" 2>&1 || { tail -30 "$log" >&2; echo "$0: $label failed (see $log)" >&2; exit 1; }
+  echo "  ${label}: $((SECONDS - started)) s"
+}
 
 context="build/docker"
 rm -rf "$context"; mkdir -p "$context/wheels"
-label="wheel"; step "$python" -m build --wheel --outdir "$context/wheels" . >/dev/null
+echo "building on base $base ($([ "$online" = 1 ] && echo "dependencies from the package index" || echo "no index: wheels collected here"))"
+label="wheel"; step "$python" -m build --wheel --outdir "$context/wheels" .
 wheel="$(ls "$context"/wheels/streetwatch-*.whl)"
 pip_args="--no-index"
 if [ "$online" = 0 ]; then
@@ -41,7 +47,7 @@ if [ "$base" = "streetwatch-base:bookworm" ] && ! docker image inspect "$base" >
 fi
 build() {  # NAME DOCKERFILE CONTEXT [ARGS...]
   local name="$1" file="$2" ctx="$3"; shift 3
-  label="image $name"; step docker build -q -t "$name" -f "$file" --build-arg BASE="$base" "$@" "$ctx" >/dev/null
+  label="image $name"; step docker build -t "$name" -f "$file" --build-arg BASE="$base" "$@" "$ctx"
 }
 build streetwatch-edge deploy/docker/edge.Dockerfile "$context" --build-arg PIP_ARGS="$pip_args" --build-arg VARIANT="$variant"
 build streetwatch-central deploy/docker/central.Dockerfile "$context" --build-arg PIP_ARGS="$pip_args"

@@ -76,6 +76,14 @@ PY
 }
 wait_until 240 "an alert from the edge container is a case in the web queue" cases
 cases
+healthy() {  # every service with a healthcheck reports healthy
+  local id status
+  for id in $(dc ps -q central web edge postgres); do
+    status="$(docker inspect --format '{{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}}' "$id")"
+    [ "$status" = healthy ] || [ "$status" = none ] || return 1
+  done
+}
+wait_until 120 "central, web, edge and postgres report healthy" healthy
 dc exec -T edge python3 -c "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:9108/metrics').read().decode())" \
   | grep -E '^streetwatch_(build_info|seconds_since_frame|alerts_published_total|frames_decoded_total)' || true
 dc ps

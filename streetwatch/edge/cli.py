@@ -111,6 +111,7 @@ def pick_camera(config: EdgeConfig, camera_id: str | None) -> CameraConfig:
 
 
 def _run(args: argparse.Namespace, config: EdgeConfig) -> int:
+    from streetwatch.edge.manifest import ManifestError, ModelError
     from streetwatch.edge.moving import TelemetryFileError
     from streetwatch.edge.outbox import OutboxError
     from streetwatch.edge.telemetry import TelemetryError
@@ -118,7 +119,7 @@ def _run(args: argparse.Namespace, config: EdgeConfig) -> int:
 
     try:
         worker = EdgeWorker(config)
-    except (TelemetryError, TelemetryFileError, OutboxError) as exc:
+    except (TelemetryError, TelemetryFileError, OutboxError, ModelError, ManifestError) as exc:
         print(f"edge run: {exc}", file=sys.stderr)
         return 2
     signals = StopSignals(worker.request_stop).install(signal.SIGTERM, signal.SIGINT)
@@ -133,6 +134,7 @@ def _run(args: argparse.Namespace, config: EdgeConfig) -> int:
 
 
 def _replay(args: argparse.Namespace, config: EdgeConfig) -> int:
+    from streetwatch.edge.manifest import ManifestError, ModelError
     from streetwatch.edge.replay import ReplayError, replay_file
 
     camera = pick_camera(config, args.camera)
@@ -148,7 +150,7 @@ def _replay(args: argparse.Namespace, config: EdgeConfig) -> int:
             start_time=args.start_time,
             progress=not args.no_progress,
         )
-    except ReplayError as exc:
+    except (ReplayError, ModelError, ManifestError) as exc:
         print(f"edge replay: {exc}", file=sys.stderr)
         return 2
     print(f"edge replay: {count} alert(s) written to {args.out}")

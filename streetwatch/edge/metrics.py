@@ -71,7 +71,10 @@ class EdgeMetrics:
     build_info{version, model, model_sha256}  1: what this box runs
     """
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(
+        self, registry: CollectorRegistry | None = None, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        """`clock`: monotonic seconds, for the stall gauge."""
         self.registry = registry if registry is not None else CollectorRegistry()
         reg = self.registry
         self.frames_decoded = Counter("frames_decoded", "Frames decoded from the stream", ["camera"],
@@ -102,7 +105,7 @@ class EdgeMetrics:
         self._seen: dict[tuple[str, str], int] = {}  # (camera, counter) -> last cumulative value
         self._seen_lock = threading.Lock()
         self._last_frame: dict[str, float] = {}  # camera -> monotonic time its frame count last rose
-        self._clock: Callable[[], float] = time.monotonic
+        self._clock = clock
 
     def register_cameras(self, camera_ids: Iterable[str]) -> None:
         """Create every per-camera series at 0 (and start each camera's stall clock)."""
