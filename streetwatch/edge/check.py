@@ -13,6 +13,7 @@ changes the box: no outbox is created, no message published.
 
 from __future__ import annotations
 
+import math
 import shutil
 import tempfile
 from collections.abc import Sequence
@@ -80,6 +81,11 @@ def check_calibration(camera: CameraConfig, options: CheckOptions) -> CheckRow:
         report = calibration_report(points)
     except ValueError as exc:
         return CheckRow("calibration", camera.id, "FAIL", f"the points give no homography: {exc}")
+    if not math.isfinite(report.max_error_m):  # the fit kept no point (geo's RANSAC): say which is off
+        worst = max((p for p in report.points if math.isfinite(p.loo_error_m)), key=lambda p: p.loo_error_m,
+                    default=None)
+        where = f"; point {worst.index} is {worst.loo_error_m:.1f} m from where the others put it" if worst else ""
+        return CheckRow("calibration", camera.id, "FAIL", f"{len(points)} points do not fit one ground plane{where}")
     detail = f"{len(points)} points, RMSE {report.rmse_m:.2f} m, max {report.max_error_m:.2f} m"
     if report.max_error_m > options.max_calibration_error_m:
         return CheckRow("calibration", camera.id, "FAIL", f"{detail} (limit {options.max_calibration_error_m:g} m): "
