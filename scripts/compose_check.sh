@@ -17,6 +17,9 @@ assets="${STREETWATCH_ASSETS_DIR:-$(cd .. && pwd)/shared/assets}"
 export STREETWATCH_MODEL_DIR="${STREETWATCH_MODEL_DIR:-$assets}"
 export STREETWATCH_FOOTAGE_DIR="${STREETWATCH_FOOTAGE_DIR:-$assets/video}"
 export WEB_PORT="${WEB_PORT:-18000}"
+# Docker makes a missing bind-mount source an empty folder: refuse here instead of an edge without a model.
+[ -f "$STREETWATCH_MODEL_DIR/yolox_nano.onnx" ] || { echo "$0: no yolox_nano.onnx in STREETWATCH_MODEL_DIR=$STREETWATCH_MODEL_DIR" >&2; exit 2; }
+[ -d "$STREETWATCH_FOOTAGE_DIR" ] || { echo "$0: STREETWATCH_FOOTAGE_DIR=$STREETWATCH_FOOTAGE_DIR is not a folder" >&2; exit 2; }
 # Without a registry the broker and database images come from the debootstrap base.
 if ! docker image inspect eclipse-mosquitto:2 >/dev/null 2>&1; then export MOSQUITTO_IMAGE=streetwatch-mosquitto; fi
 if ! docker image inspect postgres:15 >/dev/null 2>&1; then export POSTGRES_IMAGE=streetwatch-postgres; fi
