@@ -25,6 +25,7 @@ from streetwatch.mqtt_common import connect_async, describe_reason, make_client,
 from streetwatch.redaction import redact
 
 MAX_PROBE_PACKETS = 2000  # a 10 s GOP at 60 fps fits, and a file probe stays quick
+MAX_PLAUSIBLE_FPS = 240.0
 
 
 class ProbeError(RuntimeError):
@@ -58,10 +59,13 @@ def probe_camera(url: str, *, camera_id: str, timeout_s: float, probe_s: float) 
 def _read_stream(container: av.container.InputContainer, stream: av.VideoStream, *, probe_s: float) -> StreamFacts:
     deadline = time.monotonic() + probe_s
     keyframes: list[float] = []
+    times: list[float] = []  # every packet's time: the frame rate as the stream delivers it
     decoded = None
     for count, packet in enumerate(container.demux(stream)):
-        if packet.is_keyframe and packet.pts is not None and packet.time_base is not None:
-            keyframes.append(float(packet.pts * packet.time_base))
+        if packet.pts is not None and packet.time_base is not None:
+            times.append(float(packet.pts * packet.time_base))
+            if packet.is_keyframe:
+                keyframes.append(times[-1])
         if decoded is None and (keyframes or not packet.is_keyframe):
             frames = packet.decode()
             decoded = frames[0] if frames else None
@@ -69,10 +73,19 @@ def _read_stream(container: av.container.InputContainer, stream: av.VideoStream,
             break
     if decoded is None:
         raise ProbeError("no frame could be decoded from the stream")
-    rate = stream.average_rate or stream.guessed_rate
     interval = keyframes[1] - keyframes[0] if len(keyframes) >= 2 else None
-    return StreamFacts(width=decoded.width, height=decoded.height, fps=float(rate) if rate else None,
+    return StreamFacts(width=decoded.width, height=decoded.height, fps=_frame_rate(stream, times),
                        codec=stream.codec_context.name, keyframe_interval_s=interval)
+
+
+def _frame_rate(stream: av.VideoStream, times: list[float]) -> float | None:
+    """Frames per second measured over the packets read; the stream's declared rate if too few were
+    (over RTSP that is often the 90 kHz clock, not a frame rate)."""
+    span = max(times) - min(times) if len(times) >= 5 else 0.0
+    if span > 0:
+        return (len(times) - 1) / span
+    rate = stream.average_rate or stream.guessed_rate
+    return float(rate) if rate and float(rate) <= MAX_PLAUSIBLE_FPS else None
 
 
 def probe_broker(broker: BrokerConfig, *, client_id: str, timeout_s: float) -> str:
