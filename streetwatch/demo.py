@@ -275,7 +275,7 @@ def _serve(settings: CentralSettings) -> None:
     import uvicorn
 
     from streetwatch.central.app import build_app
-    from streetwatch.central.ingest import run_consumer
+    from streetwatch.central.consumer import run_consumer
     from streetwatch.central.workflow.worker import WorkflowEngine, start_worker_thread
 
     factory = make_session_factory(make_engine(settings.database_url))

@@ -3,7 +3,7 @@
 The values are the strings the `cases.status` column and the JSON API have always carried. Every
 change of a case's status goes through `move(case, to, action=...)`, which refuses a move that
 `TRANSITIONS` does not list with an error naming both states. Creation is not a move: a case is
-born `new` (cases.py).
+born `new` (case_engine.new_case).
 
 In short: a reviewer confirms, dismisses or merges a new case; the workflow notifies the merchant of
 a confirmed one; its timer ends a notified case rectified or escalated; a failed verification sends

@@ -143,7 +143,7 @@ def cmd_import_merchants(args: argparse.Namespace) -> int:
 
 
 def cmd_ingest_jsonl(args: argparse.Namespace) -> int:
-    from streetwatch.central.ingest import ingest_jsonl
+    from streetwatch.central.offline import ingest_jsonl
 
     if not args.file.is_file():
         raise CliError(f"{args.file}: no such file")
@@ -237,7 +237,7 @@ def cmd_revoke_token(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Ingest in a background thread; the web app in the foreground when it is installed."""
-    from streetwatch.central.ingest import freeze_startup_objects, run_consumer
+    from streetwatch.central.consumer import freeze_startup_objects, run_consumer
 
     settings = _settings(args)
     factory = _session_factory(args)

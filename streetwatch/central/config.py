@@ -135,7 +135,7 @@ class CaseSettings(StrictModel):
     )
     sighting_interval_s: float = Field(
         default=300, ge=1, le=86_400,
-        description="moving cameras: two passes at least this far apart confirm a spot (cases.decide_sighting)",
+        description="moving cameras: two passes at least this far apart confirm a spot (sightings.sighting_partners)",
     )
     sighting_min_radius_m: float = Field(
         default=5.0, gt=0, le=1000,

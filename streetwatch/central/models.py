@@ -210,7 +210,7 @@ class Alert(Base):
     """One received alert, stored once (its alert_id is the idempotency key).
 
     case_id is None only for a moving camera's `sighting` that no case has confirmed yet (a single
-    pass); it gets its case when a later pass confirms the spot (see cases.decide_sighting).
+    pass); it gets its case when a later pass confirms the spot (see case_engine.SightingPolicy).
     """
 
     __tablename__ = "alerts"

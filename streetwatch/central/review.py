@@ -6,7 +6,7 @@ outside it is not found), the status moved through the state machine (case_statu
 AuditLog row with the reviewer's user name, the action, details and the time.
 
 A merged case keeps its row (status `closed`, `merged_into_id` set) so links and the audit trail
-stay valid; its alerts and episodes move to the target case (`cases.merge_cases`), and later alerts
+stay valid; its alerts and episodes move to the target case (`case_store.merge_cases`), and later alerts
 of its episodes land in the target too.
 """
 
@@ -20,7 +20,7 @@ import shapely
 from streetwatch.central.access import merchant_visible
 from streetwatch.central.case_service import ActionOutcome, CaseService, Reviewer, locked_case, require_status
 from streetwatch.central.case_status import OPEN_STATUSES, CaseStatus
-from streetwatch.central.cases import merge_cases
+from streetwatch.central.case_store import merge_cases
 from streetwatch.central.errors import Conflict, InvalidInput, NotFound
 from streetwatch.central.models import Case, Merchant
 

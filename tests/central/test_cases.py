@@ -12,6 +12,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from streetwatch.central.case_store import merge_cases, take_case_locks
 from streetwatch.central.cases import (
     Candidate,
     Sighting,
@@ -19,10 +20,8 @@ from streetwatch.central.cases import (
     distance_m,
     episode_lock_key,
     lock_keys,
-    merge_cases,
     priority_of,
     running_mean,
-    take_case_locks,
 )
 from streetwatch.central.config import CentralSettings
 from streetwatch.central.db import session_scope

@@ -30,8 +30,9 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from streetwatch.central.config import BrokerSettings, CentralSettings
+from streetwatch.central.consumer import AlertConsumer
 from streetwatch.central.db import make_engine, make_session_factory, migrate, session_scope
-from streetwatch.central.ingest import AlertConsumer, ingest_alert
+from streetwatch.central.ingest import ingest_alert
 from streetwatch.central.models import Alert, Case, DeadLetter
 from streetwatch.edge.alerts import MAX_PAYLOAD_BYTES, alert_topic
 from streetwatch.edge.alerts import Alert as WireAlert
@@ -266,7 +267,7 @@ def test_on_mqtt5_a_worker_takes_whole_batches_from_the_broker(
     (Mosquitto: 20), which capped batches at 20; on MQTT 5 the worker asks for two batches' worth."""
     if mqtt_broker.protocol != "5":  # type: ignore[attr-defined]
         pytest.skip("MQTT 5 only: on 3.1.1 the broker alone sets the in-flight limit (the embedded one: 3.1.1)")
-    from streetwatch.central import ingest
+    from streetwatch.central import consumer, ingest
 
     gate, sizes = threading.Event(), []
     real_ingest_many = ingest.ingest_many
@@ -276,7 +277,7 @@ def test_on_mqtt5_a_worker_takes_whole_batches_from_the_broker(
         sizes.append(len(messages))
         return real_ingest_many(session, messages, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(ingest, "ingest_many", held)
+    monkeypatch.setattr(consumer, "ingest_many", held)  # the name the consumer calls
     make_consumer(session_factory, batch_size=50)
     for _ in range(150):
         publisher.send(alert_topic(edge_id, "cam-1"), make_alert(edge_id=edge_id).to_json())

@@ -29,7 +29,7 @@ from streetwatch import demo
 from streetwatch.central.api.tokens import issue_token
 from streetwatch.central.app import build_app
 from streetwatch.central.config import BrokerSettings, CentralSettings, WebSettings
-from streetwatch.central.ingest import AlertConsumer
+from streetwatch.central.consumer import AlertConsumer
 from streetwatch.central.merchants import import_merchants
 from streetwatch.central.models import Alert, Merchant, User
 from streetwatch.central.passwords import hash_password

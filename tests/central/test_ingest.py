@@ -13,11 +13,13 @@ from factories import make_alert
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from streetwatch.central.alert_rows import may_hold_nul
 from streetwatch.central.config import CentralSettings
 from streetwatch.central.db import session_scope
 from streetwatch.central.evidence_store import EvidenceStore
-from streetwatch.central.ingest import IngestResult, ingest_jsonl, ingest_payload, may_hold_nul
+from streetwatch.central.ingest import IngestResult, ingest_payload
 from streetwatch.central.models import DEAD_LETTER_PAYLOAD_MAX_CHARS, Alert, Case, DeadLetter
+from streetwatch.central.offline import ingest_jsonl
 from streetwatch.edge.alerts import MAX_PAYLOAD_BYTES, alert_topic
 
 TOPIC = alert_topic("box-01", "cam-1")

@@ -16,9 +16,10 @@ from sqlalchemy import event, func, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from streetwatch.central.case_engine import CaseEngine
 from streetwatch.central.config import CentralSettings
 from streetwatch.central.db import session_scope
-from streetwatch.central.ingest import IngestResult, Message, _Batch, ingest_many, ingest_payload
+from streetwatch.central.ingest import IngestResult, Message, ingest_many, ingest_payload
 from streetwatch.central.merchants import MerchantFields, MerchantRecord, store_merchants
 from streetwatch.central.models import Alert, Case, DeadLetter, Episode
 from streetwatch.edge.alerts import alert_topic
@@ -202,14 +203,13 @@ def test_a_failed_batch_leaves_nothing_and_its_redelivery_counts_once(
 ) -> None:
     """Alert rows are written in bulk at the end of the batch, after its cases: a failure there rolls
     the whole batch back (cases included), and the broker's redelivery then stores each alert once."""
-    messages = batch("fail", 31.2304)[:10]  # no sightings: their rules write the batch so far early
-    real_store = _Batch.store_alerts
+    messages = batch("fail", 31.2304)[:10]  # no sightings (their rows are ORM rows, flushed early)
+    real_write = CaseEngine.write_alert_rows
 
-    def failing(self: _Batch, session: Session) -> None:
-        session.flush()
+    def failing(self: CaseEngine) -> None:
         raise OperationalError("INSERT INTO alerts", {}, Exception("disk I/O error"))
 
-    monkeypatch.setattr(_Batch, "store_alerts", failing)
+    monkeypatch.setattr(CaseEngine, "write_alert_rows", failing)
     with pytest.raises(OperationalError), session_scope(session_factory, write_lock=True) as session:
         ingest_many(session, messages, settings=central_settings)
     with session_scope(session_factory) as session:
@@ -217,7 +217,7 @@ def test_a_failed_batch_leaves_nothing_and_its_redelivery_counts_once(
         assert session.scalar(select(func.count(Alert.alert_id))) == 0
         assert session.scalar(select(func.count(Episode.id))) == 0
 
-    monkeypatch.setattr(_Batch, "store_alerts", real_store)
+    monkeypatch.setattr(CaseEngine, "write_alert_rows", real_write)
     for _ in range(2):  # redelivered, then redelivered again after it was stored
         with session_scope(session_factory, write_lock=True) as session:
             ingest_many(session, messages, settings=central_settings)
@@ -250,6 +250,31 @@ def test_new_cases_after_a_confirmed_sighting_in_the_same_batch(
     expected, cases, alerts, letters = snapshot(session_factory, "solo", alone)
     assert [outcome for outcome, _ in expected] == ["created", "pending", "created", "created", "created"]
     assert len(cases) == 4
+    assert snapshot(session_factory, "many", batched) == (expected, cases, alerts, letters)
+
+
+def test_a_sighting_joins_a_case_the_batch_opened_as_one_by_one(
+    session_factory: sessionmaker[Session], central_settings: CentralSettings
+) -> None:
+    """A patrol car passes a spot a fixed camera reported earlier in the same batch: its sighting joins
+    that case, which the batch has not written yet (the sighting's row must not be inserted before
+    its case), and the case's counts, span and activity come out as one by one."""
+
+    def scenario(tag: str, lat: float) -> list[Message]:
+        return [
+            Message(TOPIC, _alert(tag, "a1", lat=lat, minutes=0, episode="a")),
+            Message(TOPIC, _sighting(tag, "s1", lat=lat + 3 * M_LAT, minutes=2)),
+            Message(TOPIC, _alert(tag, "a2", lat=lat, minutes=4, episode="a", state="ended")),
+            Message(TOPIC, _sighting(tag, "s2", lat=lat + 2 * M_LAT, minutes=9)),
+        ]
+
+    alone = one_by_one(session_factory, central_settings, scenario("solo", 31.2304))
+    with session_scope(session_factory, write_lock=True) as session:
+        batched = ingest_many(session, scenario("many", 31.5304), settings=central_settings)
+
+    expected, cases, alerts, letters = snapshot(session_factory, "solo", alone)
+    assert [outcome for outcome, _ in expected] == ["created", "joined", "joined", "joined"]
+    assert len(cases) == 1 and cases[0][:3] == (4, 3, False)  # a ended; each pass is over at once
     assert snapshot(session_factory, "many", batched) == (expected, cases, alerts, letters)
 
 

@@ -26,9 +26,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from streetwatch.central.config import CentralSettings
 from streetwatch.central.db import session_scope
-from streetwatch.central.ingest import ingest_jsonl
 from streetwatch.central.merchants import import_merchants
 from streetwatch.central.models import Alert, Case
+from streetwatch.central.offline import ingest_jsonl
 from streetwatch.central.sightings import PendingSighting, sighting_partners
 from streetwatch.edge import cli
 from streetwatch.edge.geo import TangentPlane

@@ -22,17 +22,19 @@ noise (sigma 2 m per axis). Evidence: real street photos cropped, downsized and 
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import math
 import random
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 
+from bench.publisher import Outgoing
 from streetwatch.edge.alerts import VIOLATIONS, alert_topic
 
 LAT0, LON0 = 31.20, 121.45
@@ -250,11 +252,10 @@ def tagged_jpeg(base: bytes, alert_id: str) -> bytes:
     return base[:2] + b"\xff\xfe" + struct.pack(">H", len(comment) + 2) + comment + base[2:]
 
 
-def payload_for(spec: AlertSpec, jpeg: bytes, *, sent_at: float) -> bytes:
-    """The alert on the wire; `bench_sent_at` (unix seconds) is an extra top-level field."""
+def payload_for(spec: AlertSpec, jpeg: bytes) -> bytes:
+    """The alert on the wire, as an edge box would send it."""
     tagged = tagged_jpeg(jpeg, spec.alert_id)
     doc = {
-        "bench_sent_at": sent_at,
         "schema": "streetwatch.alert/1",
         "alert_id": spec.alert_id,
         "episode_id": spec.episode_id,
@@ -313,6 +314,18 @@ def make_dataset(
         ]
     alerts = make_alerts(truth, rng=rng, prefix=prefix, pool=pool)
     return Dataset(merchants, truth, alerts, delivery_order(alerts, rng=rng), prefix)
+
+
+def outgoing(dataset: Dataset, pool: Sequence[bytes]) -> tuple[list[Outgoing], list[str]]:
+    """The dataset's messages in publish order for the publisher, and its unique alert ids in the
+    order of their first publication (each message's `unique` indexes that list)."""
+    first_published: dict[str, int] = {}
+    messages = []
+    for spec in dataset.messages():
+        unique = first_published.setdefault(spec.alert_id, len(first_published))
+        build = functools.partial(payload_for, spec, pool[spec.evidence_index])
+        messages.append(Outgoing(topic_for(spec), unique, build))
+    return messages, list(first_published)
 
 
 def pair_counts(labels_true: list[int], labels_pred: list[int]) -> tuple[int, int, int]:
