@@ -2,9 +2,10 @@
 
 Both sides read the same YAML block (`broker: {url, username, password_env, protocol,
 keepalive_s, tls: {ca_file, cert_file, key_file}}`); central's `BrokerSettings` subclasses
-`BrokerConfig` with its own fields (client_id, subscription). Imports only pydantic and the
-standard library: central's settings stay free of paho, OpenCV and onnxruntime, and nothing here
-belongs to either side (`edge` never imports `central`).
+`BrokerConfig` with its own fields (client_id, subscription). Imports only pydantic, the
+standard library and config_vars (the password's VAR_FILE): central's settings stay free of
+paho, OpenCV and onnxruntime, and nothing here belongs to either side (`edge` never imports
+`central`).
 """
 
 from __future__ import annotations
@@ -16,11 +17,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from streetwatch.config_vars import ConfigError, read_variable
+
 _BROKER_URL = re.compile(r"^mqtts?://[^/:]+(:\d{1,5})?/?$")
-
-
-class ConfigError(ValueError):
-    """A setting that cannot work, phrased for the operator: the message names the file or the field."""
 
 
 class StrictModel(BaseModel):
@@ -59,8 +58,6 @@ class BrokerConfig(StrictModel):
         stored in the config); ConfigError if neither is set."""
         if self.password_env is None:
             return None
-        from streetwatch.config_vars import read_variable
-
         value = read_variable(self.password_env, os.environ, where="broker", field="password_env", secret=True)
         if value is None:
             raise ConfigError(f"broker.password_env: environment variable {self.password_env} is not set "

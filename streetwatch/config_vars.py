@@ -26,7 +26,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TypeVar, cast
 
-from streetwatch.broker_config import ConfigError
 from streetwatch.redaction import register_secret
 
 _REFERENCE = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(:-[^}]*)?\}")
@@ -35,6 +34,11 @@ FILE_SUFFIX = "_FILE"
 MAX_SECRET_FILE_BYTES = 64 * 1024
 
 Parsed = TypeVar("Parsed")
+
+
+class ConfigError(ValueError):
+    """A setting that cannot work, phrased for the operator: the message names the file or the field.
+    (Edge and central both raise it; streetwatch.broker_config re-exports it.)"""
 
 
 def substitute(data: Parsed, environ: Mapping[str, str], *, where: str) -> Parsed:
