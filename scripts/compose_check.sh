@@ -87,6 +87,8 @@ healthy() {  # every service with a healthcheck reports healthy
   done
 }
 wait_until 120 "central, web, edge and postgres report healthy" healthy
+stamp "edge check inside the edge container (its config, its secrets file, the compose network)"
+dc exec -T edge edge check --config /etc/streetwatch/edge.yaml
 dc exec -T edge python3 -c "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:9108/metrics').read().decode())" \
   | grep -E '^streetwatch_(build_info|seconds_since_frame|alerts_published_total|frames_decoded_total)' || true
 dc ps
