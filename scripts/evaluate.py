@@ -30,7 +30,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--weights", type=Path, required=True, help="trained best.pt (or an exported .onnx)")
     p.add_argument("--imgsz", type=int, default=640)
     p.add_argument("--deployed", help="manifest name of the deployed model to compare with (e.g. yolox_nano)")
-    p.add_argument("--manifest", type=Path, help="model manifest (default: models/manifest.yaml)")
+    p.add_argument("--manifest", type=Path, help="model manifest (default: streetwatch/models/manifest.yaml)")
     p.add_argument("--model-dir", type=Path, help="folder with the deployed model file")
     p.add_argument("--database-url", help="central's database (cases for the operational table)")
     p.add_argument("--evidence-dir", type=Path)

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Download the detector weights named in models/manifest.yaml and check their sha256.
+"""Download the detector weights named in streetwatch/models/manifest.yaml and check their sha256.
 
     python scripts/fetch_models.py [--model-dir DIR] [--manifest FILE] [NAME ...]
 
@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--model-dir", type=Path, default=None, help=f"default: ${MODEL_DIR_ENV}, then models/"
     )
-    parser.add_argument("--manifest", type=Path, default=None, help="default: models/manifest.yaml")
+    parser.add_argument("--manifest", type=Path, default=None, help="default: streetwatch/models/manifest.yaml")
     args = parser.parse_args(argv)
     model_dir = args.model_dir or default_model_dir()
     try:

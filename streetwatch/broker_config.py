@@ -2,9 +2,10 @@
 
 Both sides read the same YAML block (`broker: {url, username, password_env, protocol,
 keepalive_s, tls: {ca_file, cert_file, key_file}}`); central's `BrokerSettings` subclasses
-`BrokerConfig` with its own fields (client_id, subscription). Imports only pydantic and the
-standard library: central's settings stay free of paho, OpenCV and onnxruntime, and nothing here
-belongs to either side (`edge` never imports `central`).
+`BrokerConfig` with its own fields (client_id, subscription). Imports only pydantic, the
+standard library and config_vars (the password's VAR_FILE): central's settings stay free of
+paho, OpenCV and onnxruntime, and nothing here belongs to either side (`edge` never imports
+`central`).
 """
 
 from __future__ import annotations
@@ -16,11 +17,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from streetwatch.config_vars import ConfigError, read_variable
+
 _BROKER_URL = re.compile(r"^mqtts?://[^/:]+(:\d{1,5})?/?$")
-
-
-class ConfigError(ValueError):
-    """A setting that cannot work, phrased for the operator: the message names the file or the field."""
 
 
 class StrictModel(BaseModel):
@@ -40,7 +39,9 @@ class BrokerConfig(StrictModel):
     username: str | None = Field(
         default=None, description="MQTT user: an edge box's is by convention its edge_id"
     )
-    password_env: str | None = Field(default=None, description="environment variable holding the password")
+    password_env: str | None = Field(
+        default=None, description="environment variable holding the password (or VAR_FILE naming a file with it)"
+    )
     protocol: Literal["3.1.1", "5"] = Field(default="3.1.1", description="5 for Mosquitto/EMQX")
     keepalive_s: int = Field(default=30, ge=5, le=3600)
     tls: TlsConfig | None = None
@@ -53,12 +54,14 @@ class BrokerConfig(StrictModel):
         return value
 
     def password(self) -> str | None:
-        """The password from `password_env` (read now, never stored in the config); ConfigError if unset."""
+        """The password from `password_env`, or the file `<password_env>_FILE` names (read now, never
+        stored in the config); ConfigError if neither is set."""
         if self.password_env is None:
             return None
-        value = os.environ.get(self.password_env)
+        value = read_variable(self.password_env, os.environ, where="broker", field="password_env", secret=True)
         if value is None:
-            raise ConfigError(f"broker.password_env: environment variable {self.password_env} is not set")
+            raise ConfigError(f"broker.password_env: environment variable {self.password_env} is not set "
+                              f"(nor {self.password_env}_FILE)")
         return value
 
 

@@ -38,7 +38,6 @@ from streetwatch.central.models import User
 from streetwatch.central.passwords import hash_password
 from streetwatch.edge.geo import fit_homography, pixel_to_geo
 from streetwatch.edge.manifest import DEFAULT_MANIFEST
-from streetwatch.embedded_broker import EMBEDDED_PROTOCOL, start_embedded_broker
 from streetwatch.footage import Paste, still_scene, write_h264_clip
 
 log = logging.getLogger(__name__)
@@ -181,6 +180,11 @@ def start_broker(settings: CentralSettings) -> tuple[str, str, object | None]:
     broker = settings.broker
     if "url" in broker.model_fields_set:
         return broker.url, broker.protocol if "protocol" in broker.model_fields_set else "5", None
+    try:  # the embedded broker is the `demo` extra: a production install does not carry it
+        from streetwatch.embedded_broker import EMBEDDED_PROTOCOL, start_embedded_broker
+    except ImportError:
+        raise SystemExit("central demo: no embedded MQTT broker here (pip install 'streetwatch[demo]'), "
+                         "or give one with --broker-url mqtt://HOST:1883") from None
     port = 1883 if _port_free(1883) else _free_port()
     embedded = start_embedded_broker(port)
     log.info("embedded MQTT broker (MQTT 3.1.1) on 127.0.0.1:%d", port)

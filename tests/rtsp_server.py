@@ -6,6 +6,8 @@ Two halves in one file:
   MP4) at rtsp://127.0.0.1:PORT/cam and prints the bound PORT on stdout, then runs until SIGTERM.
   The stream ends at the end of the file (it does not loop): give a long enough clip
   (clips.long_clip makes one).
+  With ``--user NAME`` it requires RTSP basic authentication; the password comes from the
+  environment variable RTSP_SERVER_PASSWORD (never the command line).
 - imported by tests (stdlib only at import time): ``RtspServer(path, mount)``, a context manager
   that starts that subprocess, reads the port and offers ``url``, ``stop()``, ``restart()``
   (same port, so a client can reconnect to the same URL) and ``freeze()`` / ``thaw()`` (SIGSTOP /
@@ -18,6 +20,7 @@ gstreamer1.0-plugins-good gstreamer1.0-plugins-bad.
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import subprocess
 import time
@@ -25,18 +28,23 @@ from pathlib import Path
 from types import TracebackType
 
 SYSTEM_PYTHON = "/usr/bin/python3"
+PASSWORD_ENV = "RTSP_SERVER_PASSWORD"
 _START_TIMEOUT_S = 15.0
 
 
 class RtspServer:
     """A gst-rtsp-server subprocess serving `path` at rtsp://127.0.0.1:PORT{mount}."""
 
-    def __init__(self, path: str | Path, mount: str = "/cam", *, port: int = 0) -> None:
+    def __init__(
+        self, path: str | Path, mount: str = "/cam", *, port: int = 0, credentials: tuple[str, str] | None = None
+    ) -> None:
+        """credentials: (user, password) the server demands (RTSP basic auth); None: open."""
         if not mount.startswith("/"):
             raise ValueError(f"mount: expected a path starting with '/', got {mount!r}")
         self.path = Path(path)
         self.mount = mount
         self.port = port
+        self.credentials = credentials
         self._process: subprocess.Popen[str] | None = None
 
     @property
@@ -54,7 +62,11 @@ class RtspServer:
         if self.running:
             return self
         command = [SYSTEM_PYTHON, __file__, str(self.path), "--mount", self.mount, "--port", str(self.port)]
-        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        env = None
+        if self.credentials is not None:
+            command += ["--user", self.credentials[0]]
+            env = {**os.environ, PASSWORD_ENV: self.credentials[1]}
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
         self._process = process
         self.port = self._read_port(process)
         return self
@@ -108,7 +120,23 @@ class RtspServer:
         self.stop()
 
 
-def _serve(path: Path, mount: str, port: int) -> None:
+def _require_login(server: object, factory: object, user: str, password: str) -> None:
+    """Basic authentication: only `user` with `password` may open (construct/access) the media."""
+    from gi.repository import Gst, GstRtspServer
+
+    auth = GstRtspServer.RTSPAuth()
+    token = GstRtspServer.RTSPToken()
+    token.set_string("media.factory.role", "viewer")
+    auth.add_basic(GstRtspServer.RTSPAuth.make_basic(user, password), token)
+    server.set_auth(auth)  # type: ignore[attr-defined]
+    factory.add_role_from_structure(  # type: ignore[attr-defined]
+        Gst.Structure.new_from_string(
+            "viewer, media.factory.access=(boolean)true, media.factory.construct=(boolean)true"
+        )
+    )
+
+
+def _serve(path: Path, mount: str, port: int, user: str | None = None) -> None:
     """Run a gst-rtsp-server for one file until SIGTERM/SIGINT (system interpreter only)."""
     import gi
 
@@ -128,6 +156,8 @@ def _serve(path: Path, mount: str, port: int) -> None:
         "! rtph264pay name=pay0 pt=96 config-interval=1 )"
     )
     factory.set_shared(True)
+    if user is not None:
+        _require_login(server, factory, user, os.environ[PASSWORD_ENV])
     server.get_mount_points().add_factory(mount, factory)
     if server.attach(None) == 0:
         raise SystemExit(f"cannot listen on 127.0.0.1:{port}")
@@ -143,10 +173,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("file", type=Path)
     parser.add_argument("--mount", default="/cam")
     parser.add_argument("--port", type=int, default=0, help="0 = any free port")
+    parser.add_argument("--user", help=f"require this user, with the password in ${PASSWORD_ENV}")
     args = parser.parse_args(argv)
     if not args.file.is_file():
         raise SystemExit(f"{args.file}: no such file")
-    _serve(args.file.resolve(), args.mount, args.port)
+    _serve(args.file.resolve(), args.mount, args.port, args.user)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,9 @@ from streetwatch.central.config import CentralSettings, ConfigError, Override, l
 from streetwatch.central.db import make_engine, make_session_factory, migrate, session_scope
 from streetwatch.central.merchants import MerchantImportError, import_merchants
 from streetwatch.central.models import USER_ROLES, Area, Case, Merchant, User
+from streetwatch.redaction import install_log_redaction, redact
 from streetwatch.stop_signals import StopSignals
+from streetwatch.version import package_version
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -123,6 +125,13 @@ def _read_password(args: argparse.Namespace) -> str:
 def cmd_migrate(args: argparse.Namespace) -> int:
     migrate(_settings(args).database_url)
     print("database is at the newest schema revision")
+    return 0
+
+
+def cmd_config_schema(args: argparse.Namespace) -> int:
+    from streetwatch.central.config import CentralSettings
+
+    print(json.dumps(CentralSettings.model_json_schema(), indent=2, ensure_ascii=False))
     return 0
 
 
@@ -243,6 +252,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     factory = _session_factory(args)
+    if args.no_ingest:
+        return _serve_web_only(settings, factory)
     stop = threading.Event()
     supervisor = Supervisor(stop)
     health = _start_workers(settings, factory, supervisor, stop)
@@ -264,6 +275,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
         stop.set()
         supervisor.join(10)
     return 1 if supervisor.failed else 0
+
+
+def _serve_web_only(settings: CentralSettings, factory: sessionmaker[Session]) -> int:
+    """The web queue alone (more processes behind a load balancer, beside `serve --no-web`)."""
+    import uvicorn
+
+    app = _build_web_app(settings, factory)
+    if app is None:
+        raise CliError("serve --no-ingest: the web app is not installed (pip install 'streetwatch[central]')")
+    uvicorn.run(app, host=settings.web.host, port=settings.web.port, log_level="info")
+    return 0
 
 
 def _start_workers(
@@ -345,12 +367,16 @@ def _global_options() -> argparse.ArgumentParser:
 def build_parser() -> argparse.ArgumentParser:
     options = _global_options()
     parser = argparse.ArgumentParser(prog="central", description=__doc__.splitlines()[0], parents=[options])
+    parser.add_argument("--version", action="version", version=f"central (streetwatch) {package_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def command(name: str, help_text: str) -> argparse.ArgumentParser:
         return sub.add_parser(name, help=help_text, parents=[options])
 
     command("migrate", "create or upgrade the database schema").set_defaults(func=cmd_migrate)
+    command("config-schema", "print the settings file's JSON Schema (editor completion)").set_defaults(
+        func=cmd_config_schema, needs_settings=False
+    )
 
     p = command("import-merchants", "load merchants from GeoJSON or CSV (WKT); updates by id")
     p.add_argument("file", type=Path)
@@ -389,7 +415,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_revoke_token)
 
     p = command("serve", "run ingest (and the web queue when installed)")
-    p.add_argument("--no-web", action="store_true", help="ingest only")
+    web_or_ingest = p.add_mutually_exclusive_group()
+    web_or_ingest.add_argument("--no-web", action="store_true", help="ingest and the workflow worker only")
+    web_or_ingest.add_argument("--no-ingest", action="store_true", help="the web queue only (no broker needed)")
     p.set_defaults(func=cmd_serve, needs_broker=True)
 
     p = command("demo", "everything on one machine: broker, edge replaying footage, queue")
@@ -426,17 +454,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    install_log_redaction()  # URL passwords and secrets from ${VAR} never reach a log line
+    if not getattr(args, "needs_settings", True):
+        return int(args.func(args))
     try:
         # The one read of the environment: everything after this gets the settings object.
         args.settings = load_settings(
             getattr(args, "config", None),
             environ=os.environ,
             flags=flag_overrides(args),
-            broker_password=getattr(args, "needs_broker", False),
+            broker_password=getattr(args, "needs_broker", False) and not getattr(args, "no_ingest", False),
         )
         return int(args.func(args))
     except (CliError, ConfigError) as exc:
-        print(f"central: error: {exc}", file=sys.stderr)
+        print(f"central: error: {redact(str(exc))}", file=sys.stderr)
         return 1
 
 

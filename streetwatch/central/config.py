@@ -4,7 +4,8 @@ Three layers, each overriding the one before (the web app, the ingest consumer a
 worker all get the same object; nothing reads the environment after start-up):
 
 1. the YAML file: `--config FILE`, else $STREETWATCH_CENTRAL_CONFIG, else none (the defaults);
-   every option is shown with a comment in configs/central.example.yaml;
+   every option is shown with a comment in configs/central.example.yaml; every string in it may use
+   `${VAR}` / `${VAR:-default}` (streetwatch/config_vars.py: the environment or a VAR_FILE);
 2. the environment: the names below, and any setting as STREETWATCH_<SECTION>__<FIELD>
    (e.g. STREETWATCH_WORKFLOW__HOTSPOT_THRESHOLD=3, STREETWATCH_CASES__RADIUS_M__STREET_VENDING=40);
 3. command-line flags: `--database-url` (and `central demo --port/--broker-url`).
@@ -24,7 +25,8 @@ Environment variables:
 - the variable `broker.password_env` names: the broker password, read once into `broker_password`.
 
 Secrets (web.secret_key, workflow.webhook_secret, the broker password) come only from the
-environment: the YAML file is refused if it holds one. They are SecretStr, never printed.
+environment: the YAML file is refused if it holds one in plain text (a `${VAR}` reference is
+fine). They are SecretStr, never printed.
 
 Validated strictly: a typo or a bad value fails naming where it came from (the file, the variable
 or the flag), the field, what was expected and what arrived.
@@ -46,7 +48,9 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 
 from streetwatch.broker_config import BrokerConfig, ConfigError, StrictModel, TlsConfig
 from streetwatch.central.workflow.config import WorkflowSettings
+from streetwatch.config_vars import has_reference, read_variable, substitute
 from streetwatch.edge.alerts import ALERTS_SHARED_SUBSCRIPTION, TOPIC_PREFIX, VIOLATIONS, TimeBounds, Violation
+from streetwatch.redaction import redact
 
 log = logging.getLogger(__name__)
 
@@ -382,6 +386,7 @@ def load_settings(
     where = str(path) if path is not None else "settings"
     data = _read_yaml(path) if path is not None else {}
     _refuse_secrets_in_file(data, where)
+    data = substitute(data, environ, where=where)
     sources: dict[tuple[str, ...], str] = {}
     for override in [*environment_overrides(environ), *flags]:
         _put(data, override, where)
@@ -429,7 +434,8 @@ def _lookup(data: Mapping[str, object], path: tuple[str, ...]) -> object:
 
 def _refuse_secrets_in_file(data: Mapping[str, object], where: str) -> None:
     for secret_path, variable in SECRET_SETTINGS.items():
-        if _lookup(data, secret_path) is not None:
+        value = _lookup(data, secret_path)
+        if value is not None and not has_reference(value):
             field = ".".join(secret_path)
             raise ConfigError(f"{where}: {field}: secrets do not belong in the file; set {variable} instead")
 
@@ -438,9 +444,11 @@ def _broker_password(data: Mapping[str, object], environ: Mapping[str, str], whe
     variable = _lookup(data, ("broker", "password_env"))
     if not variable:
         return None
-    value = environ.get(str(variable))
+    value = read_variable(str(variable), environ, where=where, field="broker.password_env", secret=True)
     if value is None:
-        raise ConfigError(f"{where}: broker.password_env: environment variable {variable} is not set")
+        raise ConfigError(
+            f"{where}: broker.password_env: environment variable {variable} is not set (nor {variable}_FILE)"
+        )
     return value
 
 
@@ -466,7 +474,7 @@ def _describe(exc: ValidationError, where: str, sources: Mapping[tuple[str, ...]
         field = ".".join(loc) or "<root>"
         source = next((sources[loc[:n]] for n in range(len(loc), 0, -1) if loc[:n] in sources), where)
         lines.append(f"{source}: {field}: {err['msg']}{_shown_input(loc, err.get('input'))}")
-    return "\n".join(lines)
+    return redact("\n".join(lines))  # URL passwords and ${VAR} secrets, even inside a message
 
 
 def _shown_input(loc: tuple[str, ...], got: object) -> str:

@@ -1,5 +1,6 @@
-"""`edge` command line: run (live), replay (offline, to JSONL), calibrate (check a calibration),
-telemetry (check a telemetry file before a patrol)."""
+"""`edge` command line: run (live), replay (offline, to JSONL), check (is this box ready to run),
+calibrate (check a calibration), telemetry (check a telemetry file before a patrol),
+config-schema (the config's JSON Schema, for editors)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from streetwatch.edge.config import CameraConfig, ConfigError, EdgeConfig, load_edge_config
+from streetwatch.redaction import install_log_redaction, redact
 from streetwatch.stop_signals import StopSignals
+from streetwatch.version import package_version
 
 log = logging.getLogger(__name__)
 
@@ -21,24 +24,28 @@ TELEMETRY_FORMATS = ("auto", "nmea", "gpx", "srt", "klv")
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    quiet = args.handler is _telemetry  # the report already lists what was skipped
+    quiet = args.handler in (_telemetry, _check)  # their report already says what went wrong
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.ERROR if quiet else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    install_log_redaction()  # camera URLs and secrets from ${VAR} never reach a log line
     if args.handler is _telemetry:
         return _telemetry(args)
+    if args.handler is _config_schema:
+        return _config_schema(args)
     try:
         config = load_edge_config(args.config)
         return int(args.handler(args, config))
     except ConfigError as exc:
-        print(f"edge: {exc}", file=sys.stderr)
+        print(f"edge: {redact(str(exc))}", file=sys.stderr)
         return 2
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edge", description="StreetWatch edge worker")
     parser.add_argument("-v", "--verbose", action="store_true")
+    parser.add_argument("--version", action="version", version=f"edge (streetwatch) {package_version()}")
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
     run = commands.add_parser("run", help="watch every camera live and publish alerts over MQTT")
@@ -54,6 +61,20 @@ def _parser() -> argparse.ArgumentParser:
                         "telemetry's own clock or the video's creation time; fixed cameras: now)")
     replay.add_argument("--no-progress", action="store_true")
     replay.set_defaults(handler=_replay)
+
+    check = commands.add_parser("check", help="is this box ready: cameras, calibration, model, broker, outbox, "
+                                "clock; a table, exit 1 on any failure")
+    check.add_argument("--config", required=True, type=Path)
+    check.add_argument("--ntp-server", help="HOST[:PORT] to measure the clock offset against (default: only the "
+                       "kernel's sync state)")
+    check.add_argument("--max-calibration-error", type=float, default=2.0, metavar="M",
+                       help="largest reprojection error accepted, metres (default 2)")
+    check.add_argument("--max-clock-offset", type=float, default=1.0, metavar="S",
+                       help="largest clock offset accepted, seconds (default 1)")
+    check.set_defaults(handler=_check)
+
+    schema = commands.add_parser("config-schema", help="print the edge config's JSON Schema (editor completion)")
+    schema.set_defaults(handler=_config_schema)
 
     calibrate = commands.add_parser("calibrate", help="check calibrations: reprojection error in metres")
     calibrate.add_argument("--config", required=True, type=Path)
@@ -90,13 +111,15 @@ def pick_camera(config: EdgeConfig, camera_id: str | None) -> CameraConfig:
 
 
 def _run(args: argparse.Namespace, config: EdgeConfig) -> int:
+    from streetwatch.edge.manifest import ManifestError, ModelError
     from streetwatch.edge.moving import TelemetryFileError
+    from streetwatch.edge.outbox import OutboxError
     from streetwatch.edge.telemetry import TelemetryError
     from streetwatch.edge.worker import EdgeWorker
 
     try:
         worker = EdgeWorker(config)
-    except (TelemetryError, TelemetryFileError) as exc:
+    except (TelemetryError, TelemetryFileError, OutboxError, ModelError, ManifestError) as exc:
         print(f"edge run: {exc}", file=sys.stderr)
         return 2
     signals = StopSignals(worker.request_stop).install(signal.SIGTERM, signal.SIGINT)
@@ -111,6 +134,7 @@ def _run(args: argparse.Namespace, config: EdgeConfig) -> int:
 
 
 def _replay(args: argparse.Namespace, config: EdgeConfig) -> int:
+    from streetwatch.edge.manifest import ManifestError, ModelError
     from streetwatch.edge.replay import ReplayError, replay_file
 
     camera = pick_camera(config, args.camera)
@@ -126,10 +150,25 @@ def _replay(args: argparse.Namespace, config: EdgeConfig) -> int:
             start_time=args.start_time,
             progress=not args.no_progress,
         )
-    except ReplayError as exc:
+    except (ReplayError, ModelError, ManifestError) as exc:
         print(f"edge replay: {exc}", file=sys.stderr)
         return 2
     print(f"edge replay: {count} alert(s) written to {args.out}")
+    return 0
+
+
+def _check(args: argparse.Namespace, config: EdgeConfig) -> int:
+    from streetwatch.edge.check import CheckOptions, exit_status, format_table, run_checks
+
+    options = CheckOptions(ntp_server=args.ntp_server, max_calibration_error_m=args.max_calibration_error,
+                           max_clock_offset_s=args.max_clock_offset)
+    rows = run_checks(config, options)
+    print(format_table(rows))
+    return exit_status(rows)
+
+
+def _config_schema(args: argparse.Namespace) -> int:
+    print(json.dumps(EdgeConfig.model_json_schema(), indent=2, ensure_ascii=False))
     return 0
 
 

@@ -1,27 +1,33 @@
 """Edge configuration: one YAML file per edge box, validated strictly at load.
 
 A typo or a bad value fails at start with the file, the field, what was expected and what arrived.
+Every string may use `${VAR}` / `${VAR:-default}` (streetwatch/config_vars.py), so camera and
+broker credentials stay out of the file.
 """
 
 from __future__ import annotations
 
+import os
 import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from streetwatch.broker_config import BrokerConfig, ConfigError, StrictModel, TlsConfig
+from streetwatch.config_vars import substitute
 from streetwatch.edge.alerts import ID_PATTERN, VIOLATIONS, SourceKind, Violation
 from streetwatch.edge.yaml_file import read_yaml_mapping, shown_input
+from streetwatch.redaction import redact
 
 DEFAULT_DWELL_S: dict[str, float] = {"illegal_parking": 120, "street_vending": 180, "stacked_goods": 300}
 _WINDOW = re.compile(r"^([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-4]):[0-5]\d$")
 
 
 class ModelConfig(StrictModel):
-    name: str = Field(default="yolox_nano", description="an entry of models/manifest.yaml")
-    manifest: Path | None = Field(default=None, description="default: the manifest shipped in models/")
+    name: str = Field(default="yolox_nano", description="an entry of streetwatch/models/manifest.yaml")
+    manifest: Path | None = Field(default=None, description="default: the manifest shipped in the package")
     model_dir: Path | None = Field(default=None, description="default: $STREETWATCH_MODEL_DIR, then models/")
     providers: list[str] = Field(
         default_factory=lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"],
@@ -195,6 +201,12 @@ class CameraConfig(StrictModel):
     keyframes_only: bool = Field(default=False, description="decode key frames only (cheap; fixed cameras)")
     loop: bool = Field(default=False, description="video files only: start again at the end (demos, soak)")
     timezone: str = Field(default="UTC", description="IANA zone for allowed_windows, e.g. Asia/Shanghai")
+    score_threshold: float | None = Field(
+        default=None, ge=0.01, le=1, description="this camera's detector score threshold; default model.score_threshold"
+    )
+    rules: RulesConfig | None = Field(
+        default=None, description="this camera's rules: only the fields given here differ from the box-wide rules"
+    )
     calibration: CalibrationConfig | None = None
     zones: list[ZoneConfig] = Field(default_factory=list)
     camera_model: CameraModelConfig | None = Field(default=None, description="vehicle/drone cameras only")
@@ -242,6 +254,24 @@ class EdgeConfig(StrictModel):
     evidence: EvidenceConfig = Field(default_factory=EvidenceConfig)
     cameras: list[CameraConfig] = Field(min_length=1)
 
+    def rules_for(self, camera: CameraConfig) -> RulesConfig:
+        """The rules `camera` runs: its own (merged over the box-wide ones at load) or the box's."""
+        return camera.rules if camera.rules is not None else self.rules
+
+    def score_threshold_for(self, camera: CameraConfig) -> float:
+        return camera.score_threshold if camera.score_threshold is not None else self.model.score_threshold
+
+    def model_for(self, cameras: Sequence[CameraConfig]) -> ModelConfig:
+        """Detector settings for a session serving `cameras`: the lowest of their thresholds (each
+        camera's own is then applied to its detections: edge.detector.above_threshold)."""
+        lowest = min(self.score_threshold_for(camera) for camera in cameras)
+        return self.model.model_copy(update={"score_threshold": lowest})
+
+    @model_validator(mode="before")
+    @classmethod
+    def _camera_rules_over_box_rules(cls, data: Any) -> Any:
+        return merge_camera_rules(data)
+
     @model_validator(mode="after")
     def _cross_checks(self) -> EdgeConfig:
         verify_unique_ids(self)
@@ -249,6 +279,29 @@ class EdgeConfig(StrictModel):
             verify_geo_zones_have_calibration(camera)
             verify_moving_camera(camera)
         return self
+
+
+def merge_camera_rules(data: Any) -> Any:
+    """A camera's `rules` are the box-wide `rules` with the camera's fields laid over them, so each
+    camera that has any ends up with a whole, validated RulesConfig (errors at cameras.N.rules.X)."""
+    if not isinstance(data, Mapping) or not isinstance(data.get("cameras"), list):
+        return data
+    rules = data.get("rules")
+    box_rules: Mapping[str, Any] = rules if isinstance(rules, Mapping) else {}
+    cameras = [
+        {**camera, "rules": _deep_merge(box_rules, camera["rules"])}
+        if isinstance(camera, Mapping) and isinstance(camera.get("rules"), Mapping) else camera
+        for camera in data["cameras"]
+    ]
+    return {**data, "cameras": cameras}
+
+
+def _deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in over.items():
+        below = merged.get(key)
+        merged[key] = _deep_merge(below, value) if isinstance(below, Mapping) and isinstance(value, Mapping) else value
+    return merged
 
 
 def verify_unique_ids(config: EdgeConfig) -> None:
@@ -312,10 +365,12 @@ def _verify_platform(camera: CameraConfig, where: str, model: CameraModelConfig,
         raise ValueError(f"{where}: telemetry.clock_tz is required for srt (the drone clock's IANA zone)")
 
 
-def load_edge_config(path: str | Path) -> EdgeConfig:
-    """Read and validate an edge YAML file; raise ConfigError naming the file and field."""
+def load_edge_config(path: str | Path, *, environ: Mapping[str, str] | None = None) -> EdgeConfig:
+    """Read an edge YAML file, substitute `${VAR}` references from `environ` (default: the process
+    environment) and validate; raise ConfigError naming the file and field."""
     path = Path(path)
     raw = read_yaml_mapping(path, ConfigError, what="the edge config", expected="a mapping at the top level")
+    raw = substitute(raw, os.environ if environ is None else environ, where=str(path))
     try:
         return EdgeConfig.model_validate(raw)
     except ValidationError as exc:
@@ -328,7 +383,7 @@ def format_validation_error(path: Path, exc: ValidationError) -> str:
     for err in exc.errors():
         field = ".".join(str(p) for p in err["loc"]) or "<top level>"
         lines.append(f"  {field}: {err['msg']} (got {shown_input(err)})")
-    return "\n".join(lines)
+    return redact("\n".join(lines))  # a validator's message may quote the value too
 
 
 __all__ = [

@@ -246,6 +246,15 @@ class PreparedBatch:
     letterboxes: tuple[Letterbox, ...]
 
 
+def above_threshold(detections: sv.Detections, threshold: float) -> sv.Detections:
+    """The detections scoring at least `threshold` (a camera's own, above its session's lowest)."""
+    if detections.confidence is None or not len(detections) or detections.confidence.min() >= threshold:
+        return detections
+    kept = detections[detections.confidence >= threshold]
+    assert isinstance(kept, sv.Detections)  # a boolean mask selects Detections (an int would not)
+    return kept
+
+
 class Detector:
     """Runs one manifest model on BGR frames; returns Detections in original frame pixels.
 

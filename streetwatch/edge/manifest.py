@@ -1,4 +1,4 @@
-"""The model manifest (models/manifest.yaml) and the checked model file it points to.
+"""The model manifest (streetwatch/models/manifest.yaml, shipped in the wheel) and the checked model file it points to.
 
 A manifest entry says which ONNX file a detector name stands for, how to feed it (format, input
 size), what its classes are and which pipeline role each class plays. Weights are never committed:
@@ -32,8 +32,10 @@ from streetwatch.edge.yaml_file import read_yaml_mapping, shown_input
 
 logger = logging.getLogger(__name__)
 
+# The manifest is package data, so an installed wheel finds it; the weights are not (too big, and
+# never committed): they come from model_dir, $STREETWATCH_MODEL_DIR, or a checkout's models/.
+DEFAULT_MANIFEST = Path(__file__).resolve().parents[1] / "models" / "manifest.yaml"
 REPO_MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
-DEFAULT_MANIFEST = REPO_MODELS_DIR / "manifest.yaml"
 MODEL_DIR_ENV = "STREETWATCH_MODEL_DIR"
 
 ModelFormat = Literal["yolox", "ultralytics"]
@@ -155,12 +157,14 @@ def _format_manifest_errors(path: Path, raw: dict[str, object], exc: ValidationE
 
 
 def candidate_dirs(model_dir: str | Path | None = None) -> list[Path]:
-    """Folders searched for model files, in order: the argument, $STREETWATCH_MODEL_DIR, models/."""
+    """Folders searched for model files, in order: the argument, $STREETWATCH_MODEL_DIR, and a
+    checkout's models/ (only where it exists: an installed package has none beside it)."""
     dirs = [Path(model_dir)] if model_dir is not None else []
     env = os.environ.get(MODEL_DIR_ENV)
     if env:
         dirs.append(Path(env))
-    dirs.append(REPO_MODELS_DIR)
+    if REPO_MODELS_DIR.is_dir():
+        dirs.append(REPO_MODELS_DIR)
     unique: list[Path] = []
     for folder in dirs:
         if folder not in unique:

@@ -7,13 +7,17 @@ default process/platform collectors are not exported; `EdgeMetrics` registers th
 
 Names carry the `streetwatch_` prefix (Prometheus convention: one namespace per application), so
 `frames_decoded` is exported as `streetwatch_frames_decoded_total`.
+
+Every per-camera series exists from the start (`register_cameras`, at 0): a rate or an alert rule
+over a camera that never dropped a frame or never alerted sees 0, not a missing series.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 from wsgiref.simple_server import WSGIServer
@@ -61,10 +65,16 @@ class EdgeMetrics:
     outbox_full{camera}        alerts refused because the outbox was full (not stored!)
     outbox_depth               alerts waiting in the outbox
     stream_connected{camera}   1 while the camera stream is open
+    seconds_since_frame{camera} seconds since the camera's last decoded frame (since start if none):
+                               a stalled stream grows here while stream_connected may still say 1
     mqtt_connected             1 while the broker connection is up
+    build_info{version, model, model_sha256}  1: what this box runs
     """
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(
+        self, registry: CollectorRegistry | None = None, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        """`clock`: monotonic seconds, for the stall gauge."""
         self.registry = registry if registry is not None else CollectorRegistry()
         reg = self.registry
         self.frames_decoded = Counter("frames_decoded", "Frames decoded from the stream", ["camera"],
@@ -85,11 +95,39 @@ class EdgeMetrics:
                                       ["camera"], namespace=NAMESPACE, registry=reg)
         self.mqtt_connected = Gauge("mqtt_connected", "1 while connected to the MQTT broker",
                                     namespace=NAMESPACE, registry=reg)
+        self.seconds_since_frame = Gauge("seconds_since_frame", "Seconds since the camera's last decoded frame",
+                                         ["camera"], namespace=NAMESPACE, registry=reg)
+        self.build_info = Gauge("build_info", "1, labelled with the version and the model this box runs",
+                                ["version", "model", "model_sha256"], namespace=NAMESPACE, registry=reg)
         if registry is None:
             # Process CPU/memory/fds, as the default registry would export them.
             ProcessCollector(registry=reg)
         self._seen: dict[tuple[str, str], int] = {}  # (camera, counter) -> last cumulative value
         self._seen_lock = threading.Lock()
+        self._last_frame: dict[str, float] = {}  # camera -> monotonic time its frame count last rose
+        self._clock = clock
+
+    def register_cameras(self, camera_ids: Iterable[str]) -> None:
+        """Create every per-camera series at 0 (and start each camera's stall clock)."""
+        now = self._clock()
+        for camera in camera_ids:
+            for counter in (self.frames_decoded, self.frames_dropped, self.alerts_published, self.outbox_full):
+                counter.labels(camera=camera)
+            self.stream_connected.labels(camera=camera).set(0)
+            with self._seen_lock:
+                self._last_frame.setdefault(camera, now)
+            self.seconds_since_frame.labels(camera=camera).set_function(self._stall_reader(camera))
+
+    def _stall_reader(self, camera: str) -> Callable[[], float]:
+        def seconds_since_frame() -> float:
+            with self._seen_lock:
+                last = self._last_frame.get(camera)
+            return 0.0 if last is None else max(0.0, self._clock() - last)
+
+        return seconds_since_frame
+
+    def set_build(self, *, version: str, model: str, model_sha256: str) -> None:
+        self.build_info.labels(version=version, model=model, model_sha256=model_sha256).set(1)
 
     def observe_sources(self, sources: Iterable[SourceHealth]) -> None:
         """Copy the sources' own cumulative counters into the Prometheus counters (by delta) and
@@ -97,17 +135,20 @@ class EdgeMetrics:
         with self._seen_lock:
             for source in sources:
                 camera = source.camera_id
-                self._advance(self.frames_decoded, camera, "decoded", source.frames_decoded)
+                if self._advance(self.frames_decoded, camera, "decoded", source.frames_decoded):
+                    self._last_frame[camera] = self._clock()
                 self._advance(self.frames_dropped, camera, "dropped", source.frames_dropped)
                 self.stream_connected.labels(camera=camera).set(1 if source.connected else 0)
 
-    def _advance(self, counter: Counter, camera: str, key: str, total: int) -> None:
+    def _advance(self, counter: Counter, camera: str, key: str, total: int) -> bool:
+        """Add the new part of a cumulative count; True if it rose."""
         last = self._seen.get((camera, key), 0)
         # A smaller total means the source object was replaced: its count restarted from 0.
         delta = total - last if total >= last else total
         if delta > 0:
             counter.labels(camera=camera).inc(delta)
         self._seen[(camera, key)] = total
+        return delta > 0
 
     def observe_inference(self, seconds: float, frames: int) -> None:
         """Record one detector call that processed `frames` frames in `seconds`."""

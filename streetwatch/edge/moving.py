@@ -191,7 +191,7 @@ class MovingCameraAnalyzer:
         self.telemetry = camera.telemetry
         self.uncertainty = uncertainty_of(camera.camera_model)
         self.plane = rules_plane(camera)
-        self.rules = GroundRules(camera, context.config.rules, plane=self.plane) if self.plane else None
+        self.rules = GroundRules(camera, context.config.rules_for(camera), plane=self.plane) if self.plane else None
         if self.plane is None:
             log.warning("camera %s (%s): no polygon_geo zones; nothing to report", camera.id, camera.kind)
         self._unmatched = 0

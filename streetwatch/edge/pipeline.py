@@ -42,7 +42,7 @@ class CameraAnalyzer:
         self.homography: GroundHomography | None = (
             fit_homography(camera.calibration.points) if camera.calibration else None
         )
-        rules = context.config.rules
+        rules = context.config.rules_for(camera)
         violations = {violation for zone in camera.zones for violation in zone.violations}
         self.tracker = CameraTracker(
             camera.id, TrackerSettings.for_camera(camera, rules), roles=roles_read(violations)

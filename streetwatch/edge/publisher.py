@@ -12,9 +12,11 @@ will "offline" (set before connecting) if the connection dies, and "offline" on 
 MQTT fixes a will's payload when the connection is opened, so the will's `at` is the time that
 connection was opened (`reason` says which kind of offline it is); readers use receive time.
 
-The status also carries the outbox's numbering (`outbox_id`, `last_seq`) and is published again
-every STATUS_INTERVAL_S, so central knows the newest number even when the broker lost the last
-alerts themselves (a gap at the tail has nothing after it to show it).
+The status also says what the box runs (`version`, `model` {name, sha256}, `cameras` [{id, kind}]:
+ids only, never a camera URL, which may hold a password) for central's fleet view, and carries
+the outbox's numbering (`outbox_id`, `last_seq`); it is published again every STATUS_INTERVAL_S,
+so central knows the newest number even when the broker lost the last alerts themselves (a gap
+at the tail has nothing after it to show it).
 
 Commands: the box subscribes to `streetwatch/v1/commands/{edge_id}` (only central may publish
 there). A `resend` queues the named delivered alerts again (Outbox.resend) and is answered on
@@ -45,6 +47,7 @@ from pydantic import ValidationError
 from streetwatch.edge.alerts import (
     MAX_COMMAND_BYTES,
     STATUS_SCHEMA,
+    ModelRef,
     ResendCommand,
     ResendReply,
     command_topic,
@@ -55,6 +58,7 @@ from streetwatch.edge.config import EdgeConfig
 from streetwatch.edge.metrics import EdgeMetrics
 from streetwatch.edge.outbox import Outbox, OutboxError, OutboxItem
 from streetwatch.mqtt_common import connect_async, describe_reason, make_client, parse_broker_url
+from streetwatch.version import package_version
 
 log = logging.getLogger(__name__)
 
@@ -76,14 +80,39 @@ class Numbering:
     last_seq: int
 
 
+@dataclass(frozen=True)
+class BoxIdentity:
+    """What the box runs, as its status tells central: version, model, cameras (id and kind)."""
+
+    version: str
+    model: ModelRef | None
+    cameras: tuple[tuple[str, str], ...]
+
+    @classmethod
+    def of(cls, config: EdgeConfig, model: ModelRef | None) -> BoxIdentity:
+        return cls(package_version(), model, tuple((camera.id, camera.kind) for camera in config.cameras))
+
+    def fields(self) -> dict[str, object]:
+        model = {"name": self.model.name, "sha256": self.model.sha256} if self.model is not None else None
+        return {"version": self.version, "model": model,
+                "cameras": [{"id": camera_id, "kind": kind} for camera_id, kind in self.cameras]}
+
+
 def status_payload(
-    edge_id: str, state: StatusState, *, reason: str | None = None, numbering: Numbering | None = None
+    edge_id: str,
+    state: StatusState,
+    *,
+    reason: str | None = None,
+    numbering: Numbering | None = None,
+    identity: BoxIdentity | None = None,
 ) -> bytes:
     """The retained `streetwatch.status/1` message for `status_topic(edge_id)`."""
-    body: dict[str, str | int] = {"schema": STATUS_SCHEMA, "edge_id": edge_id, "state": state,
-                                  "at": datetime.now(UTC).isoformat().replace("+00:00", "Z")}
+    body: dict[str, object] = {"schema": STATUS_SCHEMA, "edge_id": edge_id, "state": state,
+                               "at": datetime.now(UTC).isoformat().replace("+00:00", "Z")}
     if reason is not None:
         body["reason"] = reason
+    if identity is not None:
+        body.update(identity.fields())
     if numbering is not None:
         body["outbox_id"], body["last_seq"] = numbering.outbox_id, numbering.last_seq
     return json.dumps(body).encode()
@@ -120,7 +149,9 @@ class Publisher:
         metrics: EdgeMetrics | None = None,
         max_inflight: int = DEFAULT_MAX_INFLIGHT,
         status_interval_s: float = STATUS_INTERVAL_S,
+        model: ModelRef | None = None,
     ) -> None:
+        """`model`: the detector the box runs, named in its status (None: not known to this caller)."""
         if max_inflight < 1:
             raise ValueError(f"max_inflight must be >= 1, got {max_inflight}")
         self.edge_id = config.edge_id
@@ -129,6 +160,7 @@ class Publisher:
         self.metrics = metrics
         self.max_inflight = max_inflight
         self.status_interval_s = status_interval_s
+        self.identity = BoxIdentity.of(config, model)
         self.host, self.port, url_tls = parse_broker_url(config.broker.url)
         self._tls = config.broker.tls if config.broker.tls is not None else url_tls
         self._password = config.broker.password()  # fails now, naming the env var, if it is unset
@@ -185,8 +217,8 @@ class Publisher:
         if self._thread is not None:
             self._thread.join(timeout_s)
         if self._connected.is_set():
-            info = client.publish(status_topic(self.edge_id), status_payload(self.edge_id, "offline",
-                                  reason="stopped", numbering=self._numbering()), qos=1, retain=True)
+            info = client.publish(status_topic(self.edge_id), self._status("offline", reason="stopped"),
+                                  qos=1, retain=True)
             try:
                 info.wait_for_publish(timeout_s)
             except (RuntimeError, ValueError) as exc:
@@ -221,8 +253,8 @@ class Publisher:
     # --- paho callbacks (paho's network thread) ------------------------------------------------
 
     def _set_will(self, client: mqtt.Client) -> None:
-        client.will_set(status_topic(self.edge_id), status_payload(self.edge_id, "offline",
-                        reason="connection lost", numbering=self._numbering()), qos=1, retain=True)
+        client.will_set(status_topic(self.edge_id), self._status("offline", reason="connection lost"),
+                        qos=1, retain=True)
 
     def _on_pre_connect(self, client: mqtt.Client, userdata: object) -> None:
         self._set_will(client)  # refresh the will's `at` for each (re)connect
@@ -338,8 +370,7 @@ class Publisher:
     def _publish_status(self, client: mqtt.Client) -> None:
         """Retained "online" with the newest delivery number (from paho's thread or the drain's)."""
         self._status_due = time.monotonic() + self.status_interval_s
-        info = client.publish(status_topic(self.edge_id), status_payload(self.edge_id, "online",
-                              numbering=self._numbering()), qos=1, retain=True)
+        info = client.publish(status_topic(self.edge_id), self._status("online"), qos=1, retain=True)
         self._register(info.mid, None)
 
     def _drain(self) -> None:
@@ -419,6 +450,9 @@ class Publisher:
         if self.metrics is not None:
             self.metrics.mqtt_connected.set(1 if up else 0)
 
+    def _status(self, state: StatusState, *, reason: str | None = None) -> bytes:
+        return status_payload(self.edge_id, state, reason=reason, numbering=self._numbering(), identity=self.identity)
+
     def _numbering(self) -> Numbering | None:
         try:
             return Numbering(self.outbox.outbox_id, self.outbox.last_seq())
@@ -433,4 +467,4 @@ class Publisher:
             return -1
 
 
-__all__ = ["STATUS_SCHEMA", "Numbering", "Publisher", "PublisherStats", "status_payload"]
+__all__ = ["STATUS_SCHEMA", "BoxIdentity", "Numbering", "Publisher", "PublisherStats", "status_payload"]

@@ -47,7 +47,7 @@ def replay_alerts(
     on_frame: Callable[[Frame], None] | None = None,
 ) -> Iterator[Alert]:
     """Yield the alerts the camera's rules raise on this file, in stream order."""
-    detector = detector or Detector.from_config(config.model)
+    detector = detector or Detector.from_config(config.model_for([camera]))
     analyzer = build_analyzers(config, detector.model_ref, [camera], video=video, clip_start=start_time)[camera.id]
     with open_container(str(video)) as container:
         frames = iter_sampled_frames(

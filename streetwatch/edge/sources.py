@@ -30,6 +30,7 @@ import av.error
 from streetwatch.edge.config import CameraConfig
 from streetwatch.edge.picture import AvPicture, Picture
 from streetwatch.edge.types import Frame
+from streetwatch.redaction import redact
 
 log = logging.getLogger(__name__)
 
@@ -406,7 +407,7 @@ class CameraSource:
                 log.log(level, "camera %s: stream ended after %d sampled frames", self.camera_id,
                         self.stats.frames_sampled - sampled_before)
         except (av.error.FFmpegError, OSError, ValueError) as exc:
-            self.last_error = f"{type(exc).__name__}: {exc}"
+            self.last_error = redact(f"{type(exc).__name__}: {exc}")  # PyAV quotes the URL
             log.warning("camera %s: cannot read %s: %s", self.camera_id, _redact(self.url), self.last_error)
         finally:
             self.connected = False

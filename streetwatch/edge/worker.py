@@ -18,7 +18,7 @@ import onnxruntime as ort
 
 from streetwatch.edge.alerts import Alert
 from streetwatch.edge.config import EdgeConfig, ModelConfig
-from streetwatch.edge.detector import FALLBACK_PROVIDER, Detector, select_providers
+from streetwatch.edge.detector import FALLBACK_PROVIDER, Detector, above_threshold, select_providers
 from streetwatch.edge.metrics import EdgeMetrics, start_metrics_server
 from streetwatch.edge.moving import live_feeds
 from streetwatch.edge.outbox import Outbox, OutboxFull
@@ -26,6 +26,7 @@ from streetwatch.edge.pipeline import Analyzer, build_analyzers
 from streetwatch.edge.publisher import Publisher
 from streetwatch.edge.sources import CameraSource, SourceOptions
 from streetwatch.edge.types import Frame
+from streetwatch.version import package_version
 
 log = logging.getLogger(__name__)
 
@@ -43,13 +44,16 @@ class DetectionLoop:
         batch_size: int,
         metrics: EdgeMetrics,
         emit: Callable[[Alert], None],
+        thresholds: dict[str, float] | None = None,
     ) -> None:
+        """`thresholds`: camera id -> its score threshold, applied when above the detector's own."""
         self.detector = detector
         self.sources = sources
         self.analyzers = analyzers
         self.batch_size = batch_size
         self.metrics = metrics
         self._emit = emit
+        self.thresholds = thresholds or {}
         self._next = 0  # the source the next batch starts with
 
     @property
@@ -63,7 +67,9 @@ class DetectionLoop:
             started = time.perf_counter()
             all_detections = self.detector.detect_batch([frame.picture for frame in frames])
             self.metrics.observe_inference(time.perf_counter() - started, len(frames))
-            for frame, detections in zip(frames, all_detections, strict=True):
+            for frame, found in zip(frames, all_detections, strict=True):
+                threshold = self.thresholds.get(frame.camera_id, self.detector.score_threshold)
+                detections = above_threshold(found, threshold)
                 for alert in self.analyzers[frame.camera_id].analyze(frame, detections):
                     self._emit(alert)
         self.metrics.observe_sources(self.sources)
@@ -96,14 +102,17 @@ class EdgeWorker:
     def __init__(self, config: EdgeConfig, *, detector: Detector | None = None) -> None:
         self.config = config
         loops = detection_loops_for(config)
-        model = _per_loop_threads(config.model, loops)
+        model = _per_loop_threads(config.model_for(config.cameras), loops)
         detectors = [detector or Detector.from_config(model)]
         detectors += [Detector.from_config(model) for _ in range(loops - 1)]
         self.detector = detectors[0]
         self.metrics = EdgeMetrics()
+        model_ref = self.detector.model_ref
+        self.metrics.set_build(version=package_version(), model=model_ref.name, model_sha256=model_ref.sha256)
+        self.metrics.register_cameras(camera.id for camera in config.cameras)
         self.outbox = Outbox(config.outbox, max_rows=config.outbox_max_rows, max_bytes=config.outbox_max_bytes,
                              retention_s=config.outbox_retention_h * 3600)
-        self.publisher = Publisher(config, self.outbox, metrics=self.metrics)
+        self.publisher = Publisher(config, self.outbox, metrics=self.metrics, model=model_ref)
         self.analyzers: dict[str, Analyzer] = build_analyzers(
             config, self.detector.model_ref, config.cameras
         )
@@ -119,6 +128,7 @@ class EdgeWorker:
                 batch_size=config.model.batch_size,
                 metrics=self.metrics,
                 emit=self._emit,
+                thresholds={camera.id: config.score_threshold_for(camera) for camera in config.cameras},
             )
             for k, detector in enumerate(detectors)
         ]

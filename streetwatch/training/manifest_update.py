@@ -1,4 +1,4 @@
-"""Adding a trained model to models/manifest.yaml without losing the model it replaces.
+"""Adding a trained model to the model manifest (streetwatch/models/manifest.yaml) without losing the model it replaces.
 
 The new entry is appended as text (comments and earlier entries stay byte-for-byte), and the
 result is validated with the edge's own `load_manifest` before it replaces the file, so a broken

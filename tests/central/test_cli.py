@@ -252,3 +252,13 @@ def test_the_readme_serve_line_parses_and_its_file_loads() -> None:
     args = build_parser().parse_args(["serve", "--config", "configs/central.example.yaml"])
     assert (args.command, args.config, args.no_web) == ("serve", Path("configs/central.example.yaml"), False)
     assert load_settings(REPO / args.config, environ={}).broker.url == "mqtt://127.0.0.1:1883"
+
+
+def test_version_and_config_schema(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0 and capsys.readouterr().out.strip() == "central (streetwatch) 0.1.0"
+    assert main(["config-schema"]) == 0  # needs no settings: works with a broken environment too
+    schema = json.loads(capsys.readouterr().out)
+    assert schema["title"] == "CentralSettings"
+    assert {"database_url", "broker", "web", "workflow", "cases"} <= set(schema["properties"])

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import httpx
+import httpx2 as httpx  # the dev extra installs httpx2 (starlette's TestClient); plain httpx is not declared
 import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker

@@ -128,3 +128,32 @@ def test_telemetry_needs_no_config_and_refuses_an_unknown_zone(tmp_path: Path,
     assert "unknown IANA time zone 'Mars/Olympus'" in capsys.readouterr().err
     assert cli.main(["telemetry", str(tmp_path)]) == 2
     assert "is a folder" in capsys.readouterr().err
+
+
+def test_version_and_config_schema(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as done:
+        cli.main(["--version"])
+    assert done.value.code == 0 and capsys.readouterr().out.strip() == "edge (streetwatch) 0.1.0"
+    assert cli.main(["config-schema"]) == 0
+    schema = json.loads(capsys.readouterr().out)
+    assert schema["title"] == "EdgeConfig" and schema["additionalProperties"] is False
+    camera = schema["$defs"]["CameraConfig"]["properties"]
+    assert {"rules", "score_threshold", "url"} <= set(camera)
+    assert "description" in camera["score_threshold"]  # editors show the field's help
+
+
+@pytest.mark.parametrize("missing", ["model", "outbox folder"])
+def test_edge_run_without_its_model_or_outbox_folder_is_one_line(
+    missing: str, tmp_path: Path, model_dir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "edge.yaml"
+    path.write_text(yaml.safe_dump({"edge_id": "box-01", "outbox": str(tmp_path / "no" / "outbox.sqlite"),
+                                    "model": {"model_dir": str(tmp_path if missing == "model" else model_dir)},
+                                    "cameras": [{"id": "cam-1", "url": "a.mp4"}]}))
+    monkeypatch.delenv("STREETWATCH_MODEL_DIR", raising=False)
+    monkeypatch.setattr("streetwatch.edge.manifest.REPO_MODELS_DIR", tmp_path / "none")
+    assert cli.main(["run", "--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    expected = {"model": "edge run: model 'yolox_nano': file yolox_nano.onnx not found",
+                "outbox folder": f"edge run: outbox {tmp_path / 'no' / 'outbox.sqlite'}: folder"}[missing]
+    assert err.startswith(expected) and "Traceback" not in err, err

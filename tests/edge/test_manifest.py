@@ -131,6 +131,7 @@ def test_missing_file_error_names_model_paths_and_fix(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv(MODEL_DIR_ENV, raising=False)
+    (tmp_path / "repo_models").mkdir()  # a checkout's models/ folder, searched where it exists
     monkeypatch.setattr(
         manifest_module, "REPO_MODELS_DIR", tmp_path / "repo_models"
     )  # may hold a fetched copy

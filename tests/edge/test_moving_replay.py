@@ -70,7 +70,7 @@ def market_flight(street_dir: Path, tmp_path_factory: pytest.TempPathFactory) ->
 def write_config(folder: Path, *, bicycle_is_cart: bool) -> Path:
     model: dict[str, object] = {"name": "yolox_nano"}
     if bicycle_is_cart:
-        manifest = yaml.safe_load((REPO / "models" / "manifest.yaml").read_text())
+        manifest = yaml.safe_load((REPO / "streetwatch" / "models" / "manifest.yaml").read_text())
         manifest["models"][0]["roles"]["bicycle"] = "vending_prop"
         (folder / "manifest.yaml").write_text(yaml.safe_dump(manifest))
         model["manifest"] = str(folder / "manifest.yaml")

@@ -30,6 +30,7 @@ from support import BrokerEndpoint, free_port
 
 from streetwatch.edge.alerts import (
     Alert,
+    ModelRef,
     ResendCommand,
     ResendReply,
     alert_topic,
@@ -43,6 +44,7 @@ from streetwatch.edge.metrics import EdgeMetrics, start_metrics_server
 from streetwatch.edge.outbox import Outbox
 from streetwatch.edge.publisher import STATUS_SCHEMA, Publisher
 from streetwatch.mqtt_common import MqttSetupError, connect_async, make_client, parse_broker_url
+from streetwatch.version import package_version
 
 WAIT_S = 30.0  # upper bound for any wait; a healthy run needs a fraction of a second
 needs_mosquitto = pytest.mark.skipif(shutil.which("mosquitto") is None, reason="no mosquitto binary")
@@ -270,6 +272,38 @@ def test_retained_online_status_for_late_subscribers_and_offline_after_stop(
         assert later.statuses()[0] == (late.statuses()[-1][0], True)  # offline is retained
     finally:
         later.stop()
+
+
+def test_status_says_what_the_box_runs_and_never_a_camera_url(
+    mqtt_broker: BrokerEndpoint, edge_id: str, outbox: Outbox
+) -> None:
+    """Central's fleet view reads version, model and cameras from the retained status; a camera URL
+    (which may carry a password) is not in it."""
+    config = EdgeConfig(
+        edge_id=edge_id, broker=BrokerConfig(url=mqtt_broker.url, protocol=mqtt_broker.protocol),  # type: ignore[arg-type]
+        cameras=[CameraConfig(id="cam-1", url="rtsp://viewer:pw-never-shown@10.0.0.5/s1"),
+                 CameraConfig(id="cam-2", url="lot.mp4")],
+    )
+    model = ModelRef(name="yolox_nano", sha256="cd" * 32)
+    publisher = Publisher(config, outbox, model=model)
+    publisher.start()
+    assert publisher.wait_connected(WAIT_S)
+    endpoint = {"host": mqtt_broker.host, "port": mqtt_broker.port, "protocol": mqtt_broker.protocol}
+    subscriber = Subscriber(**endpoint, topic=status_topic(edge_id))  # type: ignore[arg-type]
+    try:
+        assert wait_for(lambda: len(subscriber.statuses()) >= 1)
+        status, _ = subscriber.statuses()[0]
+        assert status["version"] == package_version() and status["version"] != "0+unknown"
+        assert status["model"] == {"name": "yolox_nano", "sha256": "cd" * 32}
+        assert status["cameras"] == [{"id": "cam-1", "kind": "fixed"}, {"id": "cam-2", "kind": "fixed"}]
+        assert status["outbox_id"] == outbox.outbox_id and "last_seq" in status
+        publisher.stop()
+        assert wait_for(lambda: subscriber.statuses()[-1][0]["state"] == "offline")
+        assert subscriber.statuses()[-1][0]["model"] == status["model"]  # the offline status says it too
+        assert all(b"pw-never-shown" not in m.payload and b"rtsp://" not in m.payload for m in subscriber.received())
+    finally:
+        publisher.stop()
+        subscriber.stop()
 
 
 def test_resend_command_republishes_delivered_alerts_and_reports_what_is_gone(

@@ -145,7 +145,7 @@ def test_people_staying_with_a_cart_give_street_vending(
     finds, so this city's configuration counts the vendors' goods bicycles as carts (class → role is
     configuration, see models/manifest.yaml): a manifest copy maps bicycle → vending_prop."""
     monkeypatch.setenv("STREETWATCH_MODEL_DIR", str(model_dir))
-    manifest = yaml.safe_load((REPO / "models" / "manifest.yaml").read_text())
+    manifest = yaml.safe_load((REPO / "streetwatch" / "models" / "manifest.yaml").read_text())
     manifest["models"][0]["roles"]["bicycle"] = "vending_prop"
     manifest_path = tmp_path / "manifest.yaml"
     manifest_path.write_text(yaml.safe_dump(manifest))

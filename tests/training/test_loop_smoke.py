@@ -66,7 +66,7 @@ def test_harvest_train_evaluate_export_deploy(seeded_central, tmp_path: Path, mo
     assert best.is_file() and (runs / "smoke" / "weights" / "last.pt").is_file()
 
     manifest = tmp_path / "manifest.yaml"
-    shutil.copyfile(REPO / "models" / "manifest.yaml", manifest)
+    shutil.copyfile(REPO / "streetwatch" / "models" / "manifest.yaml", manifest)
     shutil.copyfile(model_dir / "yolox_nano.onnx", tmp_path / "yolox_nano.onnx")
     out = run_script("evaluate.py", "--data", dataset / "data.yaml", "--weights", best, "--imgsz", str(IMGSZ),
                      "--deployed", "yolox_nano", "--manifest", manifest, "--model-dir", tmp_path,

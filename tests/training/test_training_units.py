@@ -208,13 +208,14 @@ def test_calibration_reader_feeds_the_detectors_own_tensors(model_dir, street_di
 
 def test_add_entry_keeps_previous_models_and_refuses_duplicates(tmp_path, model_dir):
     manifest = tmp_path / "manifest.yaml"
-    shutil.copyfile(REPO / "models" / "manifest.yaml", manifest)
+    shutil.copyfile(REPO / "streetwatch" / "models" / "manifest.yaml", manifest)
     onnx_file = tmp_path / "street_v1.onnx"
     shutil.copyfile(model_dir / "yolox_nano.onnx", onnx_file)  # any file: the entry records its sha256
     entry = make_entry(onnx_file, name="street_v1", class_map=DEFAULT_CLASS_MAP, input_size=(416, 416))
     add_entry(manifest, entry)
     text_after = manifest.read_text()
-    assert text_after.startswith((REPO / "models" / "manifest.yaml").read_text().splitlines()[0])  # comments kept
+    shipped = REPO / "streetwatch" / "models" / "manifest.yaml"
+    assert text_after.startswith(shipped.read_text().splitlines()[0])  # comments kept
     assert [m.name for m in load_manifest(manifest).models] == ["yolox_nano", "street_v1"]
     resolved = resolve_model("street_v1", manifest_path=manifest, model_dir=tmp_path)  # sha256 checked
     assert resolved.entry.roles["stall"] == "vending_prop" and resolved.entry.format == "ultralytics"
