@@ -50,6 +50,7 @@ from streetwatch.central.config import CentralSettings
 from streetwatch.central.errors import DomainError, http_status
 from streetwatch.central.metrics import Health, database_check
 from streetwatch.central.review import ReviewService
+from streetwatch.central.web import fleet as fleet_pages
 from streetwatch.central.web import login, pages, workflow_pages
 from streetwatch.central.web.i18n import gettext
 from streetwatch.central.web.nearby import NearbyZones
@@ -224,6 +225,7 @@ def build_app(
     app.include_router(evidence.router)
     app.include_router(pages.router)
     app.include_router(workflow_pages.router)
+    app.include_router(fleet_pages.router)
     app.include_router(open311.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     log.info("web app built (mode %s, secure cookies %s)", web.mode, web.secure_cookies)

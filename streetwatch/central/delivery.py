@@ -300,6 +300,11 @@ class StreamSummary:
     resend_requests: int
     lost: list[Range]
 
+    @property
+    def delivered(self) -> int:
+        """Numbers up to the contiguous mark that were stored (not recorded lost)."""
+        return self.contiguous_seq - sum(last - first + 1 for first, last in self.lost if last <= self.contiguous_seq)
+
 
 def fleet_summary(session: Session) -> list[BoxSummary]:
     """Every box known from its status or its numbered alerts, by edge id."""
