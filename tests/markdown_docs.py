@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import shlex
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,9 +86,8 @@ def fenced_blocks(doc: Path) -> list[Block]:
     return blocks
 
 
-def prose(doc: Path) -> str:
-    """The document without its fenced blocks and inline code (where links and headings live)."""
-    kept: list[str] = []
+def _outside_fences(doc: Path) -> Iterator[str]:
+    """The lines of `doc` that are not inside a fenced block (nor a fence)."""
     inside: str | None = None
     for line in doc.read_text(encoding="utf-8").splitlines():
         fence = _FENCE.match(line)
@@ -96,8 +96,12 @@ def prose(doc: Path) -> str:
         elif inside is not None and fence and fence.group(1).startswith(inside) and not fence.group(2):
             inside = None
         elif inside is None:
-            kept.append(_INLINE_CODE.sub("", line))
-    return "\n".join(kept)
+            yield line
+
+
+def prose(doc: Path) -> str:
+    """The document without its fenced blocks and inline code (where links live)."""
+    return "\n".join(_INLINE_CODE.sub("", line) for line in _outside_fences(doc))
 
 
 def command_lines(block: Block) -> list[str]:
@@ -164,17 +168,8 @@ def anchors(doc: Path) -> set[str]:
 
 def _headings(doc: Path) -> list[str]:
     """Heading texts outside code (inline code kept: GitHub keeps its words in the anchor)."""
-    headings: list[str] = []
-    inside: str | None = None
-    for line in doc.read_text(encoding="utf-8").splitlines():
-        fence = _FENCE.match(line)
-        if inside is None and fence:
-            inside = fence.group(1)
-        elif inside is not None and fence and fence.group(1).startswith(inside) and not fence.group(2):
-            inside = None
-        elif inside is None and (heading := re.match(r"^#{1,6}\s+(.*?)\s*#*\s*$", line)):
-            headings.append(heading.group(1))
-    return headings
+    found = (re.match(r"^#{1,6}\s+(.*?)\s*#*\s*$", line) for line in _outside_fences(doc))
+    return [heading.group(1) for heading in found if heading]
 
 
 def relative_links(doc: Path) -> list[str]:
