@@ -1,7 +1,8 @@
 """Per-area visibility: who may see (and act on) which cases and merchants.
 
-Three levels (DESIGN.md): city, district, street. A user without an area, a user of a city-level
-area, and every admin see everything. Any other user of area A sees a case when
+Three levels (docs/design.md, "Where the rules come from"): city, district, street. A user without
+an area, a user of a city-level area, and every admin see everything. Any other user of area A sees
+a case when
 - the case's `area_id` is A or one of A's descendants, or
 - the case's point lies inside A's polygon (covers the case where `area_id` was not filled in).
 

@@ -10,12 +10,12 @@ times, never the wall clock, so a replay runs as fast as the CPU allows. Every e
 observed_t is the frame's t (for `end`: the frame that decided it, end_after_s after the last
 sighting); started_t is when the dwell began (the track's still_since, a region's first sighting).
 
-Rules (DESIGN.md): illegal_parking = a vehicle still inside the zone for the dwell; street_vending
-= a person still inside the zone for the dwell with a vending prop in the zone or next to them
-(one episode per zone); stacked_goods = a `goods` track, or a static foreground region no
-person/vehicle/goods track explains, inside the zone for the dwell. Every track used as evidence
-must have a median score over its history >= min_median_score, so one high-scoring frame never
-raises an alert.
+Rules (docs/design.md, "Violations"): illegal_parking = a vehicle still inside the zone for the
+dwell; street_vending = a person still inside the zone for the dwell with a vending prop in the
+zone or next to them (one episode per zone); stacked_goods = a `goods` track, or a static
+foreground region no person/vehicle/goods track explains, inside the zone for the dwell. Every
+track used as evidence must have a median score over its history >= min_median_score, so one
+high-scoring frame never raises an alert.
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ from streetwatch.central.errors import Conflict, http_status
 
 CENTRAL = Path(__file__).resolve().parents[2] / "streetwatch" / "central"
 
-# The city workflow (README, "City workflow"), written out by hand: (from, to) -> the action.
+# The city workflow (docs/design.md, "The case status machine"), written out by hand: (from, to) -> the action.
 ALLOWED = {
     ("new", "confirmed"): "confirm",
     ("new", "dismissed"): "dismiss",

@@ -244,8 +244,8 @@ def test_serve_reads_the_config_named_after_the_command(capsys: pytest.CaptureFi
 
 
 def test_the_readme_serve_line_parses_and_its_file_loads() -> None:
-    """`central serve --config configs/central.example.yaml` as the README has it (not run: the
-    example's broker is the shared one on 1883)."""
+    """`central serve --config configs/central.example.yaml` as docs/central-guide.md has it (not run
+    here: the example's broker is the shared one on 1883; tests/test_docs.py runs it with its own)."""
     from streetwatch.central.cli import build_parser
     from streetwatch.central.config import load_settings
 

@@ -2,8 +2,8 @@
 file, or in $STREETWATCH_RECTIFY_WINDOW_MIN, is the deadline of the workflow worker's timer AND of
 the web's redispatch after a failed verification (issue 16: the web used to fall back to 30 min).
 
-`central serve --config FILE` runs as a real process (the README's form: the option after the
-command) with a real broker, the database under test and the web app on a free port.
+`central serve --config FILE` runs as a real process (the form docs/central-guide.md shows: the
+option after the command) with a real broker, the database under test and the web app on a free port.
 """
 
 from __future__ import annotations

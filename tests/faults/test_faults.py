@@ -5,7 +5,7 @@ parts of the system are killed and brought back.
 After each fault the same ledger is checked: every alert id the edge handed to the broker is in the
 database exactly once (nothing lost, nothing invented, no row twice), every episode's alerts sit
 in one case (no case duplicated), and the edge's outbox drained. The seconds from the end of the
-fault to that state are printed as the recovery time (figures for the README, not assertions).
+fault to that state are printed as the recovery time (figures for docs/benchmarks.md, not assertions).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Workflow settings: every number the city's rules use, with the defaults DESIGN.md gives.
+"""Workflow settings: every number the city's rules use, with the defaults docs/design.md gives.
 
 The `workflow:` section of central's settings (config.py loads it from the file and environment)."""
 
@@ -29,7 +29,7 @@ DEFAULT_EVENT_CLASSES: dict[str, EventClass] = {
 
 
 class WorkflowSettings(BaseModel):
-    """The city's rules (DESIGN.md, "Where the rules come from")."""
+    """The city's rules (docs/design.md, "Where the rules come from"; each setting: docs/central-guide.md)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 

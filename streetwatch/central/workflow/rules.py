@@ -1,4 +1,4 @@
-"""The city's rules as pure functions (DESIGN.md, "Where the rules come from"; house rule 4).
+"""The city's rules as pure functions (docs/design.md, "Where the rules come from"; house rule 4).
 
 No I/O and no clock here: the service modules read the rows, call these, and write the result.
 """
