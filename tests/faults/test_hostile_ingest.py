@@ -107,13 +107,16 @@ def test_no_hostile_message_stops_ingest_and_a_box_cannot_end_another_box_episod
     box = Box(broker)
     try:
         hostile = corpus()
+        slowest = 0.0
         for name, payload in hostile:
             box.send(payload)
             valid = make_alert(edge_id=BOX, observed_at=datetime.now(UTC))
             box.send(valid.to_json())
             stored = f"SELECT count(*) FROM alerts WHERE alert_id = '{valid.alert_id}'"
-            wait_for(lambda q=stored: count(fault_db, q) == 1, 10,  # type: ignore[misc]
-                     f"the valid alert after the hostile '{name}' to be stored", why=lambda: central.log()[-2000:])
+            took = wait_for(lambda q=stored: count(fault_db, q) == 1, 10,  # type: ignore[misc]
+                            f"the valid alert after the hostile '{name}' to be stored",
+                            why=lambda: central.log()[-2000:])
+            slowest = max(slowest, took)
             assert central.alive, f"central died on '{name}':\n{central.log()[-3000:]}"
         assert count(fault_db, "SELECT count(*) FROM dead_letters") == len(hostile)
         assert count(fault_db, "SELECT count(*) FROM dead_letters WHERE reason = ''") == 0
@@ -142,6 +145,8 @@ def test_no_hostile_message_stops_ingest_and_a_box_cannot_end_another_box_episod
         assert status == 200 and "ingest: ok" in body and "broker: ok" in body, body
         metrics = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).read().decode()
         assert 'streetwatch_central_dead_letters_total{kind="schema"}' in metrics
+        print(f'\nFAULT {{"fault": "hostile_payloads", "hostile": {len(hostile)}, "dead_letters": {len(hostile)}, '
+              f'"slowest_valid_after_hostile_s": {slowest:.2f}, "process_up": true}}')
     finally:
         box.close()
     broker.kill()
