@@ -57,9 +57,14 @@ class Frame:
 
 @dataclass(frozen=True)
 class EvidenceObject:
+    """One box for the evidence. emphasis: `subject` is what the violation is about (the parked car,
+    the vendor and the props, the goods), drawn highlighted; `context` is anything else in view,
+    drawn thin or dimmed."""
+
     cls: str
     score: float
     bbox: tuple[float, float, float, float]
+    emphasis: Literal["subject", "context"] = "subject"
 
 
 EventKind = Literal["sighting", "start", "reminder", "end"]
