@@ -45,6 +45,7 @@ from streetwatch.central.api import (
 )
 from streetwatch.central.api import health as health_routes
 from streetwatch.central.api.deps import LoginRequired
+from streetwatch.central.api.input_guard import RefuseNulBytes
 from streetwatch.central.api.login_limit import LoginRateLimiter
 from streetwatch.central.config import CentralSettings
 from streetwatch.central.errors import DomainError, http_status
@@ -207,6 +208,8 @@ def build_app(
         same_site="lax",
         https_only=web.secure_cookies,
     )
+
+    app.add_middleware(RefuseNulBytes)  # outermost of ours: before the session, the handlers, the database
 
     @app.middleware("http")
     async def _headers(request: Request, call_next):  # type: ignore[no-untyped-def]

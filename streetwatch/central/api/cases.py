@@ -12,6 +12,7 @@ from fastapi import APIRouter, HTTPException, Query, status
 
 from streetwatch.central.access import case_visible
 from streetwatch.central.api.deps import CurrentUser, ReviewDep, SessionDep, scope_of
+from streetwatch.central.api.params import Offset
 from streetwatch.central.api.queries import (
     MAX_PAGE,
     BadCursor,
@@ -151,7 +152,7 @@ def read_case_alerts(
     session: SessionDep,
     user: CurrentUser,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> Page[AlertPublic]:
     """All alerts behind a case, newest first."""
     case = visible_case(session, user, case_id)

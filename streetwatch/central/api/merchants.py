@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 
 from streetwatch.central.access import merchant_clause, merchant_visible
 from streetwatch.central.api.deps import CurrentUser, SessionDep, scope_of
+from streetwatch.central.api.params import Offset
 from streetwatch.central.api.queries import MAX_PAGE
 from streetwatch.central.api.schemas import MerchantPublic, Page
 from streetwatch.central.models import Merchant
@@ -23,7 +24,7 @@ def read_merchants(
     road: Annotated[str | None, Query(max_length=200)] = None,
     q: Annotated[str | None, Query(max_length=100, description="part of the name or id")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> Page[MerchantPublic]:
     """Merchants by id, filtered by road or a name/id fragment."""
     scope = scope_of(session, user)

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 
 from streetwatch.central.access import AreaScope, case_clause, case_visible, load_scope
 from streetwatch.central.api.deps import SessionDep, SettingsDep, _bearer
+from streetwatch.central.api.params import parse_time
 from streetwatch.central.api.tokens import user_for_token
 from streetwatch.central.case_status import IN_HAND_STATUSES, REVIEWED_STATUSES
 from streetwatch.central.config import CentralSettings
@@ -70,6 +71,9 @@ class ServiceRequest(BaseModel):
     media_url: str | None
 
 
+ApiKey = Annotated[str | None, Query(max_length=200, description="an API token, as the spec allows")]
+
+
 def _scope(request: Request, session: Session, settings: CentralSettings, api_key: str | None) -> AreaScope | None:
     token = _bearer(request) or api_key
     if token:
@@ -112,7 +116,7 @@ def to_request(case: Case, merchant: Merchant | None, settings: WorkflowSettings
 
 @router.get("/services.json", response_model=list[Service])
 def services(
-    request: Request, session: SessionDep, settings: SettingsDep, api_key: str | None = None
+    request: Request, session: SessionDep, settings: SettingsDep, api_key: ApiKey = None
 ) -> list[Service]:
     """The service types: one per violation, named by the configured event class."""
     _scope(request, session, settings, api_key)
@@ -156,13 +160,7 @@ def _query(scope: AreaScope | None, f: RequestFilter) -> Select[Case]:
 
 
 def _parse_time(value: str | None, field: str, default: datetime) -> datetime:
-    if not value:
-        return default
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise HTTPException(status.HTTP_400_BAD_REQUEST, f"{field}: expected ISO 8601, got {value!r}") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return parse_time(value, field) if value else default
 
 
 def _requests(
@@ -186,10 +184,10 @@ def requests_(
     settings: SettingsDep,
     service_request_id: Annotated[str | None, Query(max_length=2000)] = None,
     service_code: Annotated[str | None, Query(max_length=200)] = None,
-    start_date: str | None = None,
-    end_date: str | None = None,
+    start_date: Annotated[str | None, Query(max_length=64)] = None,
+    end_date: Annotated[str | None, Query(max_length=64)] = None,
     status_: Annotated[Literal["open", "closed"] | None, Query(alias="status")] = None,
-    api_key: str | None = None,
+    api_key: ApiKey = None,
 ) -> list[ServiceRequest]:
     """Service requests (cases), newest first: by ids (overrides the rest) or by code, dates, status."""
     scope = _scope(request, session, settings, api_key)
@@ -209,7 +207,7 @@ def requests_(
 
 @router.get("/requests/{request_id}.json", response_model=list[ServiceRequest])
 def one_request(
-    request_id: CaseId, request: Request, session: SessionDep, settings: SettingsDep, api_key: str | None = None
+    request_id: CaseId, request: Request, session: SessionDep, settings: SettingsDep, api_key: ApiKey = None
 ) -> list[ServiceRequest]:
     """One service request, as a one-element list (as the spec says)."""
     scope = _scope(request, session, settings, api_key)

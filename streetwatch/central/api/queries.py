@@ -12,7 +12,7 @@ import base64
 import binascii
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 import numpy as np
 from sqlalchemy import ColumnElement, Select, and_, func, or_, select
@@ -27,7 +27,9 @@ from streetwatch.central.access import (
     nested,
     refine,
 )
+from streetwatch.central.api.params import EARLIEST, LATEST
 from streetwatch.central.models import Alert, Area, AuditLog, Case, Merchant
+from streetwatch.central.workflow.ids import MAX_ID
 
 COUNT_CAP = 1_000  # "1,000+" is all a reviewer needs; a bigger count costs more than the page
 MAX_PAGE = 200
@@ -65,9 +67,21 @@ class QueueCursor:
         try:
             raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode()
             priority, first_seen, case_id = raw.split("|")
-            return cls(int(priority), datetime.fromisoformat(first_seen), int(case_id))
+            cursor = cls(int(priority), datetime.fromisoformat(first_seen), int(case_id))
         except (ValueError, binascii.Error, UnicodeDecodeError):
             raise BadCursor(f"after: not a cursor from this service: {text[:40]!r}") from None
+        if not cursor.plausible():  # forged: numbers past the columns, a naive or far-off date
+            raise BadCursor(f"after: not a cursor from this service: {text[:40]!r}")
+        return cursor
+
+    def plausible(self) -> bool:
+        """What `encode` can have made: 32-bit numbers and an aware time within 1970..2200."""
+        if not (abs(self.priority) <= MAX_ID and 0 < self.case_id <= MAX_ID) or self.first_seen.tzinfo is None:
+            return False
+        try:
+            return EARLIEST <= self.first_seen.astimezone(UTC) <= LATEST
+        except OverflowError:
+            return False
 
     @classmethod
     def of(cls, case: Case) -> QueueCursor:

@@ -8,7 +8,7 @@ workflow worker runs on); its errors are mapped by the app (errors.py).
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 from fastapi import APIRouter, HTTPException, status
 from fastapi.responses import PlainTextResponse
@@ -16,6 +16,7 @@ from sqlalchemy import select
 
 from streetwatch.central.access import case_visible, merchant_clause, merchant_visible
 from streetwatch.central.api.deps import ClockDep, CurrentUser, SessionDep, SettingsDep, WorkflowDep, scope_of
+from streetwatch.central.api.params import bounded_time
 from streetwatch.central.api.schemas import (
     CloseRequest,
     ComplaintCreatedPublic,
@@ -140,7 +141,7 @@ def export_lifecycle_json(
         session,
         settings=settings.workflow,
         scope=scope_of(session, user),
-        since=since.astimezone(UTC) if since else None,
+        since=bounded_time(since, "since") if since else None,
     )
     return rows
 

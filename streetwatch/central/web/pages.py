@@ -23,6 +23,7 @@ from starlette.responses import Response
 
 from streetwatch.central.access import AreaScope, case_visible
 from streetwatch.central.api.deps import ClockDep, CsrfChecked, ReviewDep, SessionDep, SettingsDep, WebUser, scope_of
+from streetwatch.central.api.params import bounded_time
 from streetwatch.central.api.queries import (
     CaseFilters,
     area_names,
@@ -118,11 +119,13 @@ def _local_day(text: str, zone_name: str, *, end: bool) -> datetime | None:
     """A YYYY-MM-DD of the date filter as a UTC bound in the city's day (None if empty)."""
     if not text:
         return None
+    field = "date_to" if end else "date_from"
     try:
         day = datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=i18n.city_zone(zone_name))
     except ValueError:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"date: expected YYYY-MM-DD, got {text!r}") from None
-    return day + timedelta(days=1) if end else day
+        detail = f"{field}: expected YYYY-MM-DD, got {text!r}"
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail) from None
+    return bounded_time(day, field) + timedelta(days=1) if end else bounded_time(day, field)
 
 
 def _filters(query: QueueQuery, *, now: datetime, zone_name: str) -> CaseFilters:
