@@ -295,6 +295,7 @@ def _serve(settings: CentralSettings) -> None:
 
     from streetwatch.central.app import build_app
     from streetwatch.central.consumer import run_consumer
+    from streetwatch.central.web.serving import uvicorn_config
     from streetwatch.central.workflow.worker import WorkflowEngine, start_worker_thread
 
     factory = make_session_factory(make_engine(settings.database_url))
@@ -304,7 +305,7 @@ def _serve(settings: CentralSettings) -> None:
     start_worker_thread(WorkflowEngine(factory, settings.workflow), stop)
     try:
         app = build_app(settings, factory)
-        uvicorn.run(app, host=settings.web.host, port=settings.web.port, log_level="warning")
+        uvicorn.Server(uvicorn_config(app, settings.web, log_level="warning")).run()
     finally:
         stop.set()
         ingest.join(10)

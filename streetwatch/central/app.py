@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from http import HTTPStatus
 from pathlib import Path
 from urllib.parse import urlencode
@@ -51,12 +52,13 @@ from streetwatch.central.config import CentralSettings
 from streetwatch.central.errors import DomainError, http_status
 from streetwatch.central.metrics import Health, database_check
 from streetwatch.central.review import ReviewService
+from streetwatch.central.web import account, login, pages, workflow_pages
 from streetwatch.central.web import fleet as fleet_pages
-from streetwatch.central.web import login, pages, workflow_pages
 from streetwatch.central.web.i18n import gettext
 from streetwatch.central.web.nearby import NearbyZones
 from streetwatch.central.web.pages import refusal_text
 from streetwatch.central.web.render import STATIC_DIR, make_templates, render
+from streetwatch.central.web_sessions import SessionPolicy
 from streetwatch.central.workflow.clock import Clock, system_clock
 from streetwatch.central.workflow.service import WorkflowService
 
@@ -198,7 +200,13 @@ def build_app(
     app.state.templates = make_templates()
     app.state.nearby_zones = NearbyZones()
     app.state.login_limiter = LoginRateLimiter(
-        session_factory, max_failures=web.login_max_failures, window_s=web.login_window_s
+        session_factory,
+        max_failures=web.login_max_failures,
+        max_per_address=web.login_max_failures_per_address,
+        window_s=web.login_window_s,
+    )
+    app.state.session_policy = SessionPolicy(
+        idle=timedelta(seconds=web.session_idle_s), max_age=timedelta(seconds=web.session_max_age_s)
     )
     app.add_middleware(
         SessionMiddleware,
@@ -229,6 +237,7 @@ def build_app(
     app.include_router(pages.router)
     app.include_router(workflow_pages.router)
     app.include_router(fleet_pages.router)
+    app.include_router(account.router)
     app.include_router(open311.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     log.info("web app built (mode %s, secure cookies %s)", web.mode, web.secure_cookies)

@@ -241,6 +241,23 @@ def cmd_revoke_token(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_logout_user(args: argparse.Namespace) -> int:
+    """End every web session of a user (a lost phone, a leaver): their cookies stop working now."""
+    from sqlalchemy import select
+
+    from streetwatch.central.models import User
+    from streetwatch.central.web_sessions import end_all_sessions
+
+    factory = _session_factory(args)
+    with factory() as session:
+        user_id = session.scalars(select(User.id).where(User.username == args.username)).one_or_none()
+    if user_id is None:
+        raise CliError(f"username: no user {args.username!r}")
+    ended = end_all_sessions(factory, user_id, actor="cli")
+    print(f"user {args.username}: {ended} sessions ended")
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     """Ingest, the fleet (boxes' status, the delivery audit) and the workflow in supervised threads;
     the web app in the foreground when installed.
@@ -281,10 +298,12 @@ def _serve_web_only(settings: CentralSettings, factory: sessionmaker[Session]) -
     """The web queue alone (more processes behind a load balancer, beside `serve --no-web`)."""
     import uvicorn
 
+    from streetwatch.central.web.serving import uvicorn_config
+
     app = _build_web_app(settings, factory)
     if app is None:
         raise CliError("serve --no-ingest: the web app is not installed (pip install 'streetwatch[central]')")
-    uvicorn.run(app, host=settings.web.host, port=settings.web.port, log_level="info")
+    uvicorn.Server(uvicorn_config(app, settings.web)).run()
     return 0
 
 
@@ -322,7 +341,9 @@ def _serve_web(app: FastAPI, settings: CentralSettings, supervisor: Supervisor) 
     """uvicorn in the foreground (it handles SIGTERM); a dead worker thread makes it exit too."""
     import uvicorn
 
-    server = uvicorn.Server(uvicorn.Config(app, host=settings.web.host, port=settings.web.port, log_level="info"))
+    from streetwatch.central.web.serving import uvicorn_config
+
+    server = uvicorn.Server(uvicorn_config(app, settings.web))
     supervisor.on_failure = lambda: setattr(server, "should_exit", True)
     supervisor.watch()
     server.run()
@@ -413,6 +434,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("revoke-token", "revoke an API token by its id")
     p.add_argument("token_id", type=int)
     p.set_defaults(func=cmd_revoke_token)
+
+    p = command("logout-user", "end every web session of a user (log out everywhere)")
+    p.add_argument("username")
+    p.set_defaults(func=cmd_logout_user)
 
     p = command("serve", "run ingest (and the web queue when installed)")
     web_or_ingest = p.add_mutually_exclusive_group()

@@ -34,6 +34,7 @@ or the flag), the field, what was expected and what arrived.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import secrets
 from collections.abc import Mapping, Sequence
@@ -240,9 +241,32 @@ class WebSettings(StrictModel):
     cookie_secure: bool | None = Field(
         default=None, description="Secure flag on the session cookie; default: on in production only"
     )
-    session_max_age_s: int = Field(default=8 * 3600, ge=60, le=30 * 24 * 3600, description="session lifetime")
-    login_max_failures: int = Field(default=5, ge=1, le=1000, description="failed logins per user+IP ...")
+    session_max_age_s: int = Field(
+        default=8 * 3600, ge=60, le=30 * 24 * 3600, description="a login ends this long after it began, used or not"
+    )
+    session_idle_s: int = Field(
+        default=30 * 60, ge=60, le=7 * 24 * 3600, description="... or after this long without a request"
+    )
+    login_max_failures: int = Field(
+        default=5, ge=1, le=1000, description="failed logins per user name, from any address, ..."
+    )
+    login_max_failures_per_address: int = Field(
+        default=20, ge=1, le=10_000, description="failed logins per client address, for any user names, ..."
+    )
     login_window_s: float = Field(default=60.0, gt=0, le=86_400, description="... within this many seconds")
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        max_length=64,
+        description="addresses or networks (CIDR) of the reverse proxies whose X-Forwarded-For is believed; "
+        "default none: the client address is the TCP peer",
+    )
+    public_url: str | None = Field(
+        default=None,
+        max_length=500,
+        pattern=r"^https?://[^/?#\s]+(/[^?#\s]*)?$",
+        description="the address users reach the web app at (https://streetwatch.example.gov/), for absolute "
+        "links such as Open311 media_url; default http://{host}:{port}/. Never taken from the Host header",
+    )
     default_locale: UiLocale = Field(
         default="zh_CN", description="interface language when neither the user's setting nor Accept-Language picks one"
     )
@@ -267,6 +291,21 @@ class WebSettings(StrictModel):
     @classmethod
     def _mode_in_any_case(cls, value: object) -> object:
         return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxy_networks(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"expected IP addresses or CIDR networks such as 10.0.0.0/8, got {entry!r}") from None
+        return value
+
+    @property
+    def base_url(self) -> str:
+        """The configured public address with one trailing slash (links are built from it)."""
+        return (self.public_url or f"http://{self.host}:{self.port}/").rstrip("/") + "/"
 
     @property
     def secure_cookies(self) -> bool:

@@ -147,6 +147,20 @@ class ApiToken(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
+class WebSession(Base):
+    """One login of the review pages. The cookie holds a random secret; only its hash is stored, so
+    logging out (or "log out everywhere") ends a session even if its cookie was copied."""
+
+    __tablename__ = "web_sessions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    secret_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    ended_at: Mapped[datetime | None] = mapped_column(UtcDateTime, index=True)
+
+
 class LoginFailure(Base):
     """One failed login, for the rate limit every web process shares (rows older than the window
     are deleted as new failures come in). `key` is a digest of (user name, client address)."""

@@ -46,6 +46,7 @@ TABLES = {
     "notifications",
     "strikes",
     "users",
+    "web_sessions",
 }
 
 

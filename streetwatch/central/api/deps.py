@@ -2,7 +2,8 @@
 (token or cookie), scope, CSRF. Everything comes from what `build_app` put on `app.state` once.
 
 - API routes use `CurrentUser`: `Authorization: Bearer <token>`; 401 otherwise.
-- Pages use `WebUser`: the signed session cookie; a missing login redirects to /login.
+- Pages use `WebUser`: the signed session cookie naming a live server-side session
+  (web_sessions.py); a missing, ended or idle login redirects to /login (401 to a JSON fetch).
 - `CsrfChecked` guards every state-changing page route: the form field `csrf_token` or the header
   `X-CSRF-Token` must equal the token bound to the session (403 otherwise).
 """
@@ -29,10 +30,11 @@ from streetwatch.central.api.tokens import user_for_token
 from streetwatch.central.config import CentralSettings
 from streetwatch.central.models import User
 from streetwatch.central.review import ReviewService
+from streetwatch.central.web_sessions import SessionPolicy, live_session
 from streetwatch.central.workflow.clock import Clock
 from streetwatch.central.workflow.service import WorkflowService
 
-SESSION_USER_KEY = "uid"
+SESSION_KEY = "sid"  # the secret of the server-side session (web_sessions.py)
 SESSION_PASSWORD_KEY = "pwfp"
 
 
@@ -119,12 +121,21 @@ def get_token_user(
 CurrentUser = Annotated[User, Depends(get_token_user)]
 
 
+def get_session_policy(request: Request) -> SessionPolicy:
+    policy: SessionPolicy = request.app.state.session_policy
+    return policy
+
+
 def session_user(request: Request, session: Session) -> User | None:
-    """The user the session cookie names, if still active and with an unchanged password."""
-    uid = request.session.get(SESSION_USER_KEY)
-    if not isinstance(uid, int):
+    """The user of the session the cookie names, if that session is live (not ended, idle or too
+    old: web_sessions.py) and the user still active with an unchanged password."""
+    secret = request.session.get(SESSION_KEY)
+    if not isinstance(secret, str) or not secret:
         return None
-    user = session.get(User, uid)
+    live = live_session(session, secret, get_session_policy(request))
+    if live is None:
+        return None
+    user = session.get(User, live.user_id)
     if user is None or not user.is_active:
         return None
     if request.session.get(SESSION_PASSWORD_KEY) != password_fingerprint(user.password_hash):
@@ -135,7 +146,7 @@ def session_user(request: Request, session: Session) -> User | None:
 def get_web_user(request: Request, session: SessionDep) -> User:
     user = session_user(request, session)
     if user is None:
-        request.session.pop(SESSION_USER_KEY, None)
+        request.session.pop(SESSION_KEY, None)
         raise LoginRequired(request.url.path + (f"?{request.url.query}" if request.url.query else ""))
     request.state.user_locale = user.locale  # the page's language follows the user's own setting first
     return user

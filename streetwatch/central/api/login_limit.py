@@ -1,17 +1,23 @@
 """Login rate limit shared by every web process: failed logins are rows in the database.
 
-At most `max_failures` failures per (user name, client address) within `window_s` seconds; after
-that even the right password is refused until the window has passed. Each web process behind a
-load balancer reads the same rows, so running more processes does not multiply the guesses an
-attacker gets (a per-process counter did). Counting is not locked: two processes refusing at the
-same moment may let a failure or two more through, never many. The key is a digest, so the table
-holds no user names or addresses.
+Two counts, each in a sliding window of `window_s` seconds:
+- per account: at most `max_failures` failures for one user name, from any address. Guessing one
+  account's password from many addresses (or with a forged `X-Forwarded-For`) gets no further;
+- per address: at most `max_per_address` failures from one client address, for any user names.
+Past either, even the right password is refused until the window has passed. The client address is
+the TCP peer unless the peer is a configured proxy (`web.trusted_proxies`; uvicorn applies it).
+
+Each web process behind a load balancer reads the same rows, so more processes do not multiply the
+guesses. Counting is not locked: two processes refusing at the same moment may let a failure or two
+more through, never many. The keys are digests, so the table holds no user names or addresses.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, func, select
@@ -21,45 +27,67 @@ from streetwatch.central.db import session_scope
 from streetwatch.central.models import LoginFailure, utcnow
 
 
-def failure_key(username: str, ip: str) -> str:
-    return hashlib.sha256(f"{username.casefold()}\x00{ip}".encode()).hexdigest()
+def account_key(username: str) -> str:
+    return hashlib.sha256(f"account\x00{username.strip().casefold()}".encode()).hexdigest()
+
+
+def address_key(ip: str) -> str:
+    return hashlib.sha256(f"address\x00{ip}".encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Block:
+    """Why a login is refused before its password is checked, and for how long."""
+
+    by: str  # "account" | "address"
+    retry_after_s: int
 
 
 class LoginRateLimiter:
-    """Failed logins counted in the database, per (user name, client address) in a sliding window."""
+    """Failed logins counted in the database, per account and per client address."""
 
     def __init__(
         self,
         session_factory: sessionmaker[Session],
         *,
         max_failures: int = 5,
+        max_per_address: int = 20,
         window_s: float = 60.0,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
-        if max_failures < 1 or window_s <= 0:
-            raise ValueError("max_failures must be >= 1 and window_s > 0")
+        if max_failures < 1 or max_per_address < 1 or window_s <= 0:
+            raise ValueError("max_failures and max_per_address must be >= 1 and window_s > 0")
         self._factory = session_factory
-        self._max = max_failures
+        self._limits = (("account", max_failures), ("address", max_per_address))
         self._window = timedelta(seconds=window_s)
         self._clock = clock
 
-    def blocked(self, username: str, ip: str) -> bool:
-        """True while the key has used up its failures in the current window."""
-        since = self._clock() - self._window
-        query = select(func.count()).where(
-            LoginFailure.key == failure_key(username, ip), LoginFailure.failed_at > since
-        )
+    def blocked(self, username: str, ip: str) -> Block | None:
+        """The block in force for this account or address, if either used up its failures."""
+        now = self._clock()
+        keys = {"account": account_key(username), "address": address_key(ip)}
         with session_scope(self._factory) as session:
-            return session.scalar(query) >= self._max  # type: ignore[operator]
+            for by, limit in self._limits:
+                query = select(func.count(), func.min(LoginFailure.failed_at)).where(
+                    LoginFailure.key == keys[by], LoginFailure.failed_at > now - self._window
+                )
+                count, oldest = session.execute(query).one()
+                if count >= limit:
+                    wait = (oldest + self._window - now).total_seconds() if oldest else self._window.total_seconds()
+                    return Block(by=by, retry_after_s=max(1, math.ceil(wait)))
+        return None
 
     def record_failure(self, username: str, ip: str) -> None:
-        """Store one failure; failures older than the window (anyone's) go at the same time."""
+        """Count one failure against the account and the address; failures older than the window
+        (anyone's) go at the same time."""
         now = self._clock()
         with session_scope(self._factory) as session:
             session.execute(delete(LoginFailure).where(LoginFailure.failed_at <= now - self._window))
-            session.add(LoginFailure(key=failure_key(username, ip), failed_at=now))
+            session.add(LoginFailure(key=account_key(username), failed_at=now))
+            session.add(LoginFailure(key=address_key(ip), failed_at=now))
 
-    def reset(self, username: str, ip: str) -> None:
-        """Forget the key's failures (after a successful login)."""
+    def reset(self, username: str) -> None:
+        """Forget the account's failures after a successful login (the address keeps its count:
+        one known password must not wipe the guesses made at other accounts from there)."""
         with session_scope(self._factory) as session:
-            session.execute(delete(LoginFailure).where(LoginFailure.key == failure_key(username, ip)))
+            session.execute(delete(LoginFailure).where(LoginFailure.key == account_key(username)))

@@ -223,7 +223,6 @@ def ui_labels() -> dict[str, dict[str, str]]:
 # Strings shown through a variable (the login page's errors, the error page's HTTP reasons), marked
 # here so the catalogue has them.
 SHOWN_BY_VALUE: Final = (
-    N_("Too many failed logins. Wait a minute."),
     N_("Wrong user name or password."),
     N_("Error"),
     N_("Bad Request"),

@@ -281,7 +281,7 @@ def _act(
     except DomainError as exc:
         if wants_json:
             return JSONResponse({"detail": refusal_text(request, exc)}, status_code=http_status(exc))
-        return redirect_with_flash(safe_next(next_path), refusal_text(request, exc), failed=True)
+        return redirect_with_flash(request, safe_next(next_path), refusal_text(request, exc), failed=True)
     message = i18n.gettext(request, done, case=summary or case_summary(request, session, outcome.case_id))
     if wants_json:
         return JSONResponse(
@@ -295,7 +295,7 @@ def _act(
                 "still_open": outcome.status == CaseStatus.NEW,  # a reassigned case stays in the queue
             }
         )
-    return redirect_with_flash(safe_next(next_path), message)
+    return redirect_with_flash(request, safe_next(next_path), message)
 
 
 def _status_label(request: Request, value: str) -> str:
@@ -425,7 +425,7 @@ def web_bulk(
     )
     message = i18n.gettext(request, msgid, done=len(done), total=len(results))
     if "application/json" not in request.headers.get("accept", ""):
-        return redirect_with_flash(safe_next(next), message, failed=len(done) < len(results))
+        return redirect_with_flash(request, safe_next(next), message, failed=len(done) < len(results))
     body = [
         {
             "case_id": r.case_id,
@@ -453,4 +453,4 @@ def web_locale(
     user.locale = locale or None
     session.commit()
     request.state.user_locale, request.state.locale = user.locale, None
-    return redirect_with_flash(safe_next(next), i18n.gettext(request, N_("Language saved.")))
+    return redirect_with_flash(request, safe_next(next), i18n.gettext(request, N_("Language saved.")))

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlsplit
 
 import jinja2
 from fastapi import Request
@@ -90,14 +90,22 @@ def safe_next(target: str | None, default: str = "/") -> str:
     return target
 
 
-def redirect_with_flash(target: str, message: str, *, failed: bool = False) -> RedirectResponse:
-    """303 back to a page of this site with a message for it to show (`flash_context`); failed=True
-    shows it as a refusal. `target` must already be safe (`safe_next` or a route path)."""
-    query = {"flash": message, **({"failed": "1"} if failed else {})}
-    joiner = "&" if "?" in target else "?"
-    return RedirectResponse(f"{target}{joiner}{urlencode(query)}", status_code=303)
+FLASH_KEY = "flash"
+MAX_FLASH_CHARS = 500
+
+
+def redirect_with_flash(request: Request, target: str, message: str, *, failed: bool = False) -> RedirectResponse:
+    """303 back to a page of this site with a message for it to show once (`flash_context`);
+    failed=True shows it as a refusal. The message travels in the signed session cookie, written
+    by the server: a link cannot put words on the page (a `?flash=` in a URL could). `target`
+    must already be safe (`safe_next` or a route path)."""
+    request.session[FLASH_KEY] = [message[:MAX_FLASH_CHARS], bool(failed)]
+    return RedirectResponse(target, status_code=303)
 
 
 def flash_context(request: Request) -> dict[str, object]:
-    """The template fields for the message `redirect_with_flash` left in the query."""
-    return {"flash": request.query_params.get("flash"), "flash_error": request.query_params.get("failed") == "1"}
+    """The template fields for the message `redirect_with_flash` left, shown once then forgotten."""
+    value = request.session.pop(FLASH_KEY, None)
+    if not (isinstance(value, list) and len(value) == 2 and isinstance(value[0], str)):
+        return {"flash": None, "flash_error": False}
+    return {"flash": value[0], "flash_error": bool(value[1])}

@@ -203,8 +203,9 @@ def web_visit_assign(
     try:
         service.assign_visit(merchant_id, assignee=assignee, reviewer=reviewer)
     except DomainError as exc:
-        return redirect_with_flash(target, refusal_text(request, exc), failed=True)
-    return redirect_with_flash(target, i18n.gettext(request, i18n.N_("Visit given to %(who)s."), who=assignee.strip()))
+        return redirect_with_flash(request, target, refusal_text(request, exc), failed=True)
+    message = i18n.gettext(request, i18n.N_("Visit given to %(who)s."), who=assignee.strip())
+    return redirect_with_flash(request, target, message)
 
 
 @router.post("/inspections/visits/{merchant_id}/done", name="web_visit_done", dependencies=[CsrfChecked])
@@ -224,7 +225,7 @@ def web_visit_done(
     try:
         data = read_photo(photo, max_bytes=settings.review.max_photo_bytes)
     except PhotoRejected as exc:
-        return redirect_with_flash(target, i18n.gettext(request, exc.msgid, **exc.values), failed=True)
+        return redirect_with_flash(request, target, i18n.gettext(request, exc.msgid, **exc.values), failed=True)
     sha = evidence_store(settings.evidence_dir).put(data) if data else None
     reviewer = web_reviewer(session, user)
     try:
@@ -232,9 +233,9 @@ def web_visit_done(
             merchant_id, passed=result == "passed", reviewer=reviewer, note=note, photo=sha
         )
     except DomainError as exc:
-        return redirect_with_flash(target, refusal_text(request, exc), failed=True)
+        return redirect_with_flash(request, target, refusal_text(request, exc), failed=True)
     message = i18n.gettext(request, i18n.N_("Visit recorded; %(n)s cases checked."), n=len(checked))
-    return redirect_with_flash(target, message)
+    return redirect_with_flash(request, target, message)
 
 
 @router.get("/cases/{case_id}/workflow", name="case_workflow_page")
@@ -301,8 +302,8 @@ def _workflow_step(
     try:
         call(reviewer)
     except DomainError as exc:
-        return redirect_with_flash(target, refusal_text(request, exc), failed=True)
-    return redirect_with_flash(target, i18n.gettext(request, done, case=case_id))
+        return redirect_with_flash(request, target, refusal_text(request, exc), failed=True)
+    return redirect_with_flash(request, target, i18n.gettext(request, done, case=case_id))
 
 
 @router.post("/cases/{case_id}/workflow/penalty", name="web_penalty", dependencies=[CsrfChecked])
@@ -319,7 +320,7 @@ def web_penalty(
     if confirmed != "1":
         target = request.app.url_path_for("case_workflow_page", case_id=str(case_id))
         message = i18n.gettext(request, i18n.N_("Tick the confirmation to record a penalty."))
-        return redirect_with_flash(target, message, failed=True)
+        return redirect_with_flash(request, target, message, failed=True)
     return _workflow_step(
         request,
         session,
