@@ -180,5 +180,11 @@ def merchant_visible(scope: AreaScope | None, merchant: Merchant) -> bool:
         return True
     if scope.polygon is None:
         return False
-    zone = shapely.from_wkt(merchant.zone_wkt)
-    return bool(scope.polygon.intersects(zone))
+    return zone_visible(scope, merchant.area_id, shapely.from_wkt(merchant.zone_wkt))
+
+
+def zone_visible(scope: AreaScope | None, area_id: str | None, zone: BaseGeometry | None) -> bool:
+    """`merchant_visible` for a zone already parsed (the map index keeps them parsed)."""
+    if scope is None or (area_id is not None and area_id in scope.area_ids):
+        return True
+    return scope.polygon is not None and zone is not None and bool(scope.polygon.intersects(zone))

@@ -9,7 +9,6 @@ before or after the command (`central serve --config central.yaml`).
 from __future__ import annotations
 
 import argparse
-import csv
 import getpass
 import io
 import json
@@ -27,6 +26,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from streetwatch.central.config import CentralSettings, ConfigError, Override, load_settings
+from streetwatch.central.csv_export import write_csv
 from streetwatch.central.db import make_engine, make_session_factory, migrate, session_scope
 from streetwatch.central.merchants import MerchantImportError, import_merchants
 from streetwatch.central.models import USER_ROLES, Area, Case, Merchant, User
@@ -100,9 +100,7 @@ def write_export(rows: Sequence[dict[str, object]], fmt: str, out: TextIO) -> No
         json.dump(list(rows), out, ensure_ascii=False, indent=1)
         out.write("\n")
         return
-    writer = csv.DictWriter(out, fieldnames=EXPORT_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
+    write_csv(out, EXPORT_COLUMNS, rows)
 
 
 def _read_password(args: argparse.Namespace) -> str:

@@ -29,7 +29,10 @@ from streetwatch.central.config import CentralSettings, Open311Settings, WebSett
 from streetwatch.central.models import User
 from streetwatch.central.review import ReviewService
 
-DEV = WebSettings(mode="development", secret_key="o" * 40, cookie_secure=False)  # type: ignore[arg-type]
+PUBLIC_URL = "https://streetwatch.example.gov/desk/"
+DEV = WebSettings(
+    mode="development", secret_key="o" * 40, cookie_secure=False, public_url=PUBLIC_URL  # type: ignore[arg-type]
+)
 
 # GeoReport v2 (wiki.open311.org/GeoReport_v2): field -> allowed JSON types (None = may be null).
 SERVICE_FIELDS: dict[str, tuple[type, ...]] = {
@@ -126,7 +129,16 @@ def test_a_real_open311_client_reads_services_and_requests(
     check_request(one)
     assert one["status"] == "open" and one["service_code"] == "illegal_parking"
     assert one["address"] == "12 Tea Street" and abs(one["lat"] - 31.2351) < 1e-4
-    assert str(one["media_url"]).startswith(f"{base}/evidence/")
+    assert str(one["media_url"]).startswith(f"{PUBLIC_URL}evidence/")  # the configured address, not the server's
+
+
+def test_open311_links_come_from_the_configured_address_never_the_host_header(city: City) -> None:
+    """A forged Host (cache poisoning, a link in a mail) must not point media_url elsewhere."""
+    headers = {"Authorization": f"Bearer {city.tokens['admin']}", "Host": "evil.example"}
+    query = {"start_date": "2026-01-01T00:00:00Z", "end_date": "2026-12-31T00:00:00Z"}
+    records = city.client.get("/open311/v2/requests.json", params=query, headers=headers).json()
+    media = [r["media_url"] for r in records if r["media_url"]]
+    assert media and all(url.startswith(f"{PUBLIC_URL}evidence/") for url in media), media
 
 
 def test_open311_is_limited_to_the_callers_area(city: City) -> None:

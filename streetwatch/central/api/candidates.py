@@ -13,7 +13,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from sqlalchemy import and_, or_, select
 
-from streetwatch.central.access import case_clause, case_visible, merchant_clause, merchant_visible
+from streetwatch.central.access import AreaScope, case_clause, case_visible, merchant_clause, merchant_visible
 from streetwatch.central.api.deps import AnyUser, SessionDep, SettingsDep, scope_of
 from streetwatch.central.api.queries import merchants_by_id
 from streetwatch.central.api.schemas import MerchantCandidatePublic, MergeCandidatePublic
@@ -117,17 +117,19 @@ def merchant_candidates(
             )
         )
     else:
-        merchants = _nearby_merchants(request, session, case)
+        merchants = _nearby_merchants(request, session, case, scope)
     found = [MerchantCandidatePublic.of(m, _zone_gap(case, m)) for m in merchants if merchant_visible(scope, m)]
     found.sort(key=lambda c: (c.distance_m is None, c.distance_m or 0.0, c.name))
     return found[:MAX_CANDIDATES]
 
 
-def _nearby_merchants(request: Request, session: SessionDep, case: Case) -> list[Merchant]:
+def _nearby_merchants(request: Request, session: SessionDep, case: Case, scope: AreaScope | None) -> list[Merchant]:
     if case.lat is None or case.lon is None:
         return []
     index: NearbyZones = request.app.state.nearby_zones
-    zones = index.around(session, lat=case.lat, lon=case.lon, radius_m=NEARBY_MERCHANTS_M, limit=MAX_CANDIDATES)
+    zones = index.around(
+        session, lat=case.lat, lon=case.lon, scope=scope, radius_m=NEARBY_MERCHANTS_M, limit=MAX_CANDIDATES
+    )
     return list(merchants_by_id(session, [z.merchant_id for z in zones]).values())
 
 

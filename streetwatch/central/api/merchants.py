@@ -26,7 +26,7 @@ def read_merchants(
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
     offset: Offset = 0,
 ) -> Page[MerchantPublic]:
-    """Merchants by id, filtered by road or a name/id fragment."""
+    """Merchants by id, filtered by road or a name/id fragment; `count` is of the caller's area only."""
     scope = scope_of(session, user)
     conditions = [merchant_clause(scope)]
     if road:
@@ -34,11 +34,16 @@ def read_merchants(
     if q:
         pattern = f"%{q.replace('%', '').replace('_', '')}%"
         conditions.append(Merchant.name.ilike(pattern) | Merchant.id.ilike(pattern))
-    stmt = select(Merchant).where(*conditions).order_by(Merchant.id).offset(offset).limit(limit)
-    rows = session.scalars(stmt)
-    data = [MerchantPublic.model_validate(m) for m in rows if merchant_visible(scope, m)]
-    count = int(session.scalar(select(func.count()).select_from(Merchant).where(*conditions)) or 0)
-    return Page[MerchantPublic](data=data, count=count)
+    stmt = select(Merchant).where(*conditions).order_by(Merchant.id)
+    if scope is not None and scope.polygon is not None:
+        # The SQL pre-filter also passes merchants without an area, for the polygon test: count and
+        # page only those that pass it (counting the pre-filter told a district about its neighbours).
+        visible = [m for m in session.scalars(stmt) if merchant_visible(scope, m)]
+        page, count = visible[offset : offset + limit], len(visible)
+    else:
+        page = list(session.scalars(stmt.offset(offset).limit(limit)))
+        count = int(session.scalar(select(func.count()).select_from(Merchant).where(*conditions)) or 0)
+    return Page[MerchantPublic](data=[MerchantPublic.model_validate(m) for m in page], count=count)
 
 
 @router.get("/{merchant_id}", response_model=MerchantPublic)

@@ -173,7 +173,7 @@ def _requests(
             select(Merchant).where(Merchant.id.in_({c.merchant_id for c in cases if c.merchant_id}))
         )
     }
-    base = str(request.base_url)
+    base = request.app.state.settings.web.base_url  # configured: a Host header must not pick the links
     return [to_request(c, merchants.get(c.merchant_id or ""), settings, base) for c in cases]
 
 

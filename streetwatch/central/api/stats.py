@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 from dataclasses import asdict
 from datetime import timedelta
 from typing import Annotated
@@ -12,6 +10,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import PlainTextResponse
 
 from streetwatch.central.api.deps import ClockDep, CurrentUser, SessionDep, scope_of
+from streetwatch.central.csv_export import to_csv
 from streetwatch.central.workflow.clock import Clock
 from streetwatch.central.workflow.stats import CaseFact, Summary, case_facts, summarise
 
@@ -33,12 +32,9 @@ def read_stats(session: SessionDep, user: CurrentUser, clock: ClockDep, days: Da
 
 @router.get("/cases.csv", response_class=PlainTextResponse)
 def stats_csv(session: SessionDep, user: CurrentUser, clock: ClockDep, days: DaysParam = 30) -> PlainTextResponse:
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=list(CaseFact.__dataclass_fields__), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(asdict(f) for f in facts_for(session, user, clock, days))
+    text = to_csv(list(CaseFact.__dataclass_fields__), (asdict(f) for f in facts_for(session, user, clock, days)))
     return PlainTextResponse(
-        out.getvalue(),
+        text,
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": 'attachment; filename="cases.csv"'},
     )

@@ -21,6 +21,7 @@ import shapely
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from streetwatch.central.access import AreaScope, zone_visible
 from streetwatch.central.attribution import merchant_fingerprint
 from streetwatch.central.models import Merchant
 from streetwatch.central.web.mapsvg import METRES_PER_DEG_LAT, ZoneShape
@@ -33,6 +34,7 @@ class _Snapshot:
     version: tuple[int, str]
     ids: list[str]
     labels: list[str]
+    area_ids: list[str | None]
     geoms: np.ndarray
     tree: shapely.STRtree | None
 
@@ -58,10 +60,11 @@ class NearbyZones:
             self._checked_at = now
             if self._snapshot is not None and self._snapshot.version == version:
                 return self._snapshot
-            rows = session.execute(select(Merchant.id, Merchant.name, Merchant.zone_wkt)).all()
+            rows = session.execute(select(Merchant.id, Merchant.name, Merchant.zone_wkt, Merchant.area_id)).all()
             geoms = shapely.from_wkt([r[2] for r in rows], on_invalid="ignore") if rows else np.array([])
             tree = shapely.STRtree(geoms) if len(rows) else None
-            self._snapshot = _Snapshot(version, [r[0] for r in rows], [r[1] for r in rows], geoms, tree)
+            ids, labels, areas = [r[0] for r in rows], [r[1] for r in rows], [r[3] for r in rows]
+            self._snapshot = _Snapshot(version, ids, labels, areas, geoms, tree)
             log.info("map zones: indexed %d merchant zones", len(rows))
             return self._snapshot
 
@@ -70,9 +73,17 @@ class NearbyZones:
         return len(self._current(session).ids)
 
     def around(
-        self, session: Session, *, lat: float, lon: float, radius_m: float = 60.0, limit: int = 8
+        self,
+        session: Session,
+        *,
+        lat: float,
+        lon: float,
+        scope: AreaScope | None,
+        radius_m: float = 60.0,
+        limit: int = 8,
     ) -> list[ZoneShape]:
-        """Up to `limit` zones within `radius_m` of (lat, lon), nearest first."""
+        """Up to `limit` zones within `radius_m` of (lat, lon) that `scope` may see (access.py:
+        a neighbouring district's merchants stay off the map), nearest first."""
         snap = self._current(session)
         if snap.tree is None:
             return []
@@ -80,6 +91,9 @@ class NearbyZones:
         dlon = radius_m / (METRES_PER_DEG_LAT * max(math.cos(math.radians(lat)), 0.01))
         box = shapely.box(lon - dlon, lat - dlat, lon + dlon, lat + dlat)
         hits = snap.tree.query(box, predicate="intersects")
+        if scope is not None:
+            seen = [i for i in hits.tolist() if zone_visible(scope, snap.area_ids[i], snap.geoms[i])]
+            hits = np.array(seen, dtype=int)
         if len(hits) == 0:
             return []
         distances = shapely.distance(snap.geoms[hits], shapely.Point(lon, lat))

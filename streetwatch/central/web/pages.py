@@ -63,7 +63,10 @@ AGE_LABELS = {
 }
 
 
-def build_cards(request: Request, session: Session, cases: list[Case], names: dict[str, str]) -> list[CaseCard]:
+def build_cards(
+    request: Request, session: Session, cases: list[Case], names: dict[str, str], *, scope: AreaScope | None
+) -> list[CaseCard]:
+    """The cards of `cases`; their maps show only the merchants `scope` (the user's area) may see."""
     settings: CentralSettings = request.app.state.settings
     zones_index: NearbyZones = request.app.state.nearby_zones
     merchants = merchants_by_id(session, [c.merchant_id for c in cases])
@@ -73,7 +76,8 @@ def build_cards(request: Request, session: Session, cases: list[Case], names: di
     cards = []
     for case in cases:
         located = case.lat is not None and case.lon is not None
-        zones = zones_index.around(session, lat=case.lat, lon=case.lon, radius_m=200) if located else []  # type: ignore[arg-type]
+        around = zones_index.around
+        zones = around(session, lat=case.lat, lon=case.lon, scope=scope, radius_m=200) if located else []  # type: ignore[arg-type]
         ctx = CardContext(
             merchant=merchants.get(case.merchant_id or ""),
             alerts=alerts.get(case.id, []),
@@ -184,7 +188,7 @@ def queue_page(
         "queue.html",
         {
             "user": user_label(user, names.get(user.area_id or "")),
-            "cards": build_cards(request, session, found.cases, names),
+            "cards": build_cards(request, session, found.cases, names, scope=scope),
             "query": query,
             "violations": VIOLATIONS,
             "statuses": ALL_STATUSES,
@@ -224,7 +228,7 @@ def case_page(case_id: CaseId, request: Request, session: SessionDep, user: WebU
         "case.html",
         {
             "user": user_label(user, names.get(user.area_id or "")),
-            "card": build_cards(request, session, [case], names)[0],
+            "card": build_cards(request, session, [case], names, scope=scope_of(session, user))[0],
             "audit": case_audit(session, case.id),
             "return_to": f"/cases/{case.id}",
             "dismiss_reasons": DISMISS_REASONS,
@@ -239,7 +243,7 @@ def evidence_page(case_id: CaseId, request: Request, session: SessionDep, user: 
     """The evidence viewer: every image of the case uncropped, zoom and pan, the boxes drawn."""
     case = visible_case_or_404(session, user, case_id)
     names = area_names(session)
-    card = build_cards(request, session, [case], names)[0]
+    card = build_cards(request, session, [case], names, scope=scope_of(session, user))[0]
     return render(request, "evidence.html", {"user": user_label(user, names.get(user.area_id or "")), "card": card})
 
 

@@ -8,8 +8,6 @@ Each shows only the logged-in user's area (access.py), like the queue. The forms
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Callable
 from dataclasses import asdict
 from datetime import timedelta
@@ -27,6 +25,7 @@ from streetwatch.central.api.deps import ClockDep, CsrfChecked, SessionDep, Sett
 from streetwatch.central.api.queries import area_names
 from streetwatch.central.case_service import Reviewer
 from streetwatch.central.case_status import CLOSABLE_STATUSES, UNRESOLVED_STATUSES, VERIFIABLE_STATUSES
+from streetwatch.central.csv_export import to_csv
 from streetwatch.central.errors import DomainError
 from streetwatch.central.evidence_store import evidence_store
 from streetwatch.central.models import (
@@ -161,12 +160,9 @@ def stats_page(request: Request, session: SessionDep, user: WebUser, clock: Cloc
 
 @router.get("/stats.csv", name="stats_csv")
 def stats_csv(session: SessionDep, user: WebUser, clock: ClockDep, days: DaysParam = 30) -> Response:
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=list(CaseFact.__dataclass_fields__), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(asdict(f) for f in _facts(session, user, clock, days))
+    text = to_csv(list(CaseFact.__dataclass_fields__), (asdict(f) for f in _facts(session, user, clock, days)))
     return PlainTextResponse(
-        out.getvalue(),
+        text,
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": 'attachment; filename="cases.csv"'},
     )
@@ -264,7 +260,7 @@ def case_workflow_page(
     context = {
         "user": _label(request, user, session),
         "case": case,
-        "card": build_cards(request, session, [case], names)[0],
+        "card": build_cards(request, session, [case], names, scope=scope_of(session, user))[0],
         "step": step,
         "stage": lifecycle_stage(case.status, verified=verified_since_dispatch(session, case.id)),
         "timer": timer,

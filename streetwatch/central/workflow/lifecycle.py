@@ -8,8 +8,6 @@ shows a verification that failed and went back to dispatch as such.
 
 from __future__ import annotations
 
-import csv
-import io
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -19,6 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from streetwatch.central.access import AreaScope, case_clause, case_visible
+from streetwatch.central.csv_export import to_csv
 from streetwatch.central.models import Alert, AuditLog, Case, Merchant
 from streetwatch.central.workflow.config import EventClass, WorkflowSettings
 from streetwatch.central.workflow.rules import lifecycle_stage
@@ -178,11 +177,9 @@ def rows_to_json(rows: Sequence[LifecycleRow]) -> list[dict[str, object]]:
 
 def rows_to_csv(rows: Sequence[LifecycleRow]) -> str:
     """CSV with one line per case; the history is `stage@time` joined by `;`."""
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=CSV_FIELDS, lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        values = asdict(row)
-        values["history"] = ";".join(f"{h['stage']}@{h['at']}" for h in row.history)
-        writer.writerow(values)
-    return out.getvalue()
+    def values(row: LifecycleRow) -> dict[str, object]:
+        flat: dict[str, object] = asdict(row)
+        flat["history"] = ";".join(f"{h['stage']}@{h['at']}" for h in row.history)
+        return flat
+
+    return to_csv(CSV_FIELDS, (values(row) for row in rows))
