@@ -217,7 +217,9 @@ def build_app(
         https_only=web.secure_cookies,
     )
 
-    app.add_middleware(RefuseNulBytes)  # outermost of ours: before the session, the handlers, the database
+    # Outermost of ours: before the session, the handlers, the database. The largest body is an
+    # inspection photo in its form.
+    app.add_middleware(RefuseNulBytes, max_body_bytes=settings.review.max_photo_bytes + 1024 * 1024)
 
     @app.middleware("http")
     async def _headers(request: Request, call_next):  # type: ignore[no-untyped-def]

@@ -215,6 +215,15 @@ def test_nul_in_a_path_query_or_json_body_is_400(desk: Desk) -> None:
         assert body.status_code == 400 and body.json()["detail"].startswith("body:")
 
 
+def test_a_body_larger_than_the_largest_photo_form_is_413_before_it_is_read(desk: Desk) -> None:
+    limit = CentralSettings().review.max_photo_bytes + 1024 * 1024
+    with desk.client() as browser:
+        csrf = csrf_field(browser.get("/login").text)
+        big = {"username": "north", "password": "x" * (limit + 10), "csrf_token": csrf}
+        response = browser.post("/login", data=big)
+        assert response.status_code == 413 and response.json() == {"detail": f"body: larger than {limit} bytes"}
+
+
 def test_the_proxy_list_is_what_uvicorn_trusts_and_by_default_nobody() -> None:
     assert proxy_options(WebSettings()) == {"proxy_headers": False, "forwarded_allow_ips": []}
     web = WebSettings(trusted_proxies=["10.0.0.5", "192.168.0.0/24"])

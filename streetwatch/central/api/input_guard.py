@@ -4,6 +4,9 @@ PostgreSQL cannot store U+0000 in text and answers such a query with an error, s
 a query parameter, a form field (the login form too) or a JSON string became a 500. This ASGI
 middleware answers 400 with `{detail}` naming where the NUL was. Uploaded files inside a multipart
 form may hold any bytes (a JPEG has NULs); only the form's text fields are checked.
+
+To look, the middleware reads the body before the handler does, so it also bounds it: a body
+larger than `max_body_bytes` (by its Content-Length or as it arrives) is a 413.
 """
 
 from __future__ import annotations
@@ -42,14 +45,22 @@ def _header(scope: Scope, name: bytes) -> str:
     return ""
 
 
-async def _body(receive: Receive) -> tuple[bytes, list[Message]]:
-    chunks, messages = [], []
+class _TooLarge(Exception):
+    pass
+
+
+async def _body(receive: Receive, limit: int) -> tuple[bytes, list[Message]]:
+    chunks, messages, size = [], [], 0
     while True:
         message = await receive()
         messages.append(message)
         if message["type"] != "http.request":
             break
-        chunks.append(message.get("body", b""))
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise _TooLarge
+        chunks.append(chunk)
         if not message.get("more_body", False):
             break
     return b"".join(chunks), messages
@@ -90,18 +101,22 @@ def _body_problem(content_type: str, body: bytes) -> str | None:
     return None
 
 
-async def _refuse(send: Send, where: str) -> None:
-    body = json.dumps({"detail": f"{where}: a NUL byte (U+0000) is not allowed"}).encode()
+NUL_REFUSED = "a NUL byte (U+0000) is not allowed"
+
+
+async def _refuse(send: Send, where: str, *, detail: str = NUL_REFUSED, code: int = 400) -> None:
+    body = json.dumps({"detail": f"{where}: {detail}"}).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": 400, "headers": headers})
+    await send({"type": "http.response.start", "status": code, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 
 class RefuseNulBytes:
     """ASGI middleware: 400 for a NUL in the path, the query, a form's text fields or a JSON body."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int = 16 * 1024 * 1024) -> None:
         self.app = app
+        self.max_body_bytes = max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -115,7 +130,16 @@ class RefuseNulBytes:
         if scope.get("method") in ("GET", "HEAD") or not content_type:
             await self.app(scope, receive, send)
             return
-        body, messages = await _body(receive)
+        too_large = f"larger than {self.max_body_bytes} bytes"
+        declared = _header(scope, b"content-length")
+        if declared.isdigit() and int(declared) > self.max_body_bytes:
+            await _refuse(send, "body", detail=too_large, code=413)
+            return
+        try:
+            body, messages = await _body(receive, self.max_body_bytes)
+        except _TooLarge:
+            await _refuse(send, "body", detail=too_large, code=413)
+            return
         if "multipart/form-data" in content_type:
             where = await _multipart_problem(scope, messages)
         else:
