@@ -385,7 +385,8 @@ class MediaChunk(_WireModel):
     def _verify_pieces(self) -> MediaChunk:
         expected = -(-self.size // MEDIA_CHUNK_BYTES)
         if self.chunks != expected:
-            raise ValueError(f"chunks: {self.size} bytes make {expected} chunks of {MEDIA_CHUNK_BYTES}, got {self.chunks}")
+            raise ValueError(f"chunks: {self.size} bytes make {expected} chunks of {MEDIA_CHUNK_BYTES}, "
+                             f"got {self.chunks}")
         if self.chunk >= self.chunks:
             raise ValueError(f"chunk: expected 0..{self.chunks - 1}, got {self.chunk}")
         return self
