@@ -167,6 +167,10 @@ class Alert(BaseModel):
         default=None, max_length=MAX_MEDIA_ITEMS,
         description="Revision 1.2: the evidence set, whose bytes follow on the media topic",
     )
+    subjects: list[Annotated[int, Field(ge=0, lt=MAX_OBJECTS)]] | None = Field(
+        default=None, max_length=MAX_OBJECTS,
+        description="Revision 1.2: indexes into `objects` of what the violation is about (the rest is context)",
+    )
 
     @model_validator(mode="after")
     def _verify_consistent(self) -> Alert:
@@ -176,6 +180,8 @@ class Alert(BaseModel):
             )
         if (self.seq is None) != (self.outbox_id is None):
             raise ValueError("seq and outbox_id come together: both or neither")
+        if self.subjects and max(self.subjects) >= len(self.objects):
+            raise ValueError(f"subjects: index {max(self.subjects)} but only {len(self.objects)} objects")
         _verify_extra_fields(self.model_extra or {})
         return self
 
