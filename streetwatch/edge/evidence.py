@@ -188,7 +188,7 @@ def draw_annotations(
 
 
 def _draw_caption(canvas: np.ndarray, text: str, thickness: int) -> None:
-    font_scale = 0.4 * thickness
+    font_scale = 0.3 * thickness
     weight = max(1, thickness // 2)
     (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font_scale, weight)
     pad = 2 * thickness

@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import io
 import logging
+import os
+import tempfile
 from collections import OrderedDict, deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -331,12 +332,20 @@ class MediaShelf:
 
 
 def encode_clip(images: Sequence[np.ndarray], *, fps: float) -> bytes:
-    """BGR frames (same even size) as an H.264 MP4 in memory, playable in browsers (yuv420p, the
-    index at the front)."""
-    buffer = io.BytesIO()
+    """BGR frames (same even size) as an H.264 MP4, playable in browsers (yuv420p, the index at the
+    front: `faststart` rewrites the file, so it is made in a temporary file, not in memory)."""
     rate = Fraction(fps).limit_denominator(1001)
     height, width = images[0].shape[:2]
-    with av.open(buffer, mode="w", format="mp4", options={"movflags": "+faststart"}) as container:
+    with tempfile.TemporaryDirectory(prefix="sw-clip-") as folder:
+        path = os.path.join(folder, "clip.mp4")
+        _write_clip(path, images, rate=rate, size=(width, height))
+        with open(path, "rb") as clip:
+            return clip.read()
+
+
+def _write_clip(path: str, images: Sequence[np.ndarray], *, rate: Fraction, size: tuple[int, int]) -> None:
+    width, height = size
+    with av.open(path, mode="w", format="mp4", options={"movflags": "+faststart"}) as container:
         stream = container.add_stream("libx264", rate=rate, options={"preset": "veryfast", "crf": "28"})
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         stream.codec_context.time_base = 1 / rate
@@ -346,7 +355,6 @@ def encode_clip(images: Sequence[np.ndarray], *, fps: float) -> bytes:
             video.time_base = 1 / rate
             container.mux(stream.encode(video))
         container.mux(stream.encode(None))
-    return buffer.getvalue()
 
 
 def _clip_rate(kept: Sequence[_Kept]) -> float:
