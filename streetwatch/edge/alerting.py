@@ -14,7 +14,7 @@ import logging
 from dataclasses import dataclass
 from datetime import timedelta
 
-from streetwatch.edge.alerts import Alert, Location, ModelRef, new_id
+from streetwatch.edge.alerts import MAX_ZONE_POINTS, Alert, Location, ModelRef, new_id
 from streetwatch.edge.config import CameraConfig, EdgeConfig
 from streetwatch.edge.evidence import render_evidence
 from streetwatch.edge.evidence_set import EvidenceSetBuilder, MediaItem
@@ -77,6 +77,9 @@ def build_alert_with_media(
         camera.id, event.episode_id, event.kind, event.violation, event.zone_id, event.track_id, event.dwell_s,
     )  # fmt: skip
     subjects = [i for i, emphasis in enumerate(rendered.emphasis) if emphasis == "subject"]
+    zone = evidence_set.zones_px.get(event.zone_id) if evidence_set is not None else None
+    zone_px = ([(round(x * rendered.scale, 1), round(y * rendered.scale, 1)) for x, y in zone]
+               if zone and 3 <= len(zone) <= MAX_ZONE_POINTS else None)
     alert = Alert(
         alert_id=new_id("al"),
         episode_id=event.episode_id,
@@ -97,5 +100,6 @@ def build_alert_with_media(
         model=context.model,
         media=[item.ref for item in media] or None,
         subjects=subjects if media else None,
+        zone_polygon_px=zone_px if media else None,
     )
     return alert, media

@@ -22,6 +22,7 @@ ALERTS_SHARED_SUBSCRIPTION = f"$share/central/{TOPIC_PREFIX}/alerts/#"
 MAX_EVIDENCE_B64_CHARS = 400_000  # ~300 KB of JPEG; the edge downsizes to stay under it
 MAX_PAYLOAD_BYTES = 512 * 1024
 MAX_OBJECTS = 64
+MAX_ZONE_POINTS = 64
 MAX_PIXEL = 100_000.0  # box coordinates, in evidence-image pixels (the image is at most 10,000 wide)
 # Unknown top-level fields are kept for forward compatibility, within bounds: a hostile box must
 # not make central store (or recurse through) an arbitrarily deep or wide structure.
@@ -166,6 +167,10 @@ class Alert(BaseModel):
     media: list[MediaRef] | None = Field(
         default=None, max_length=MAX_MEDIA_ITEMS,
         description="Revision 1.2: the evidence set, whose bytes follow on the media topic",
+    )
+    zone_polygon_px: list[tuple[Pixel, Pixel]] | None = Field(
+        default=None, min_length=3, max_length=MAX_ZONE_POINTS,
+        description="Revision 1.2: the zone's outline in evidence-image pixels (fixed cameras)",
     )
     subjects: list[Annotated[int, Field(ge=0, lt=MAX_OBJECTS)]] | None = Field(
         default=None, max_length=MAX_OBJECTS,
