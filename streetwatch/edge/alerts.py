@@ -370,7 +370,9 @@ class EdgeStatus(BaseModel):
 
 
 MEDIA_SCHEMA: Literal["streetwatch.media/1"] = "streetwatch.media/1"
-MEDIA_SHARED_SUBSCRIPTION = f"$share/central/{TOPIC_PREFIX}/media/#"
+# A share group of its own: the embedded broker (rumqttd) loses messages when one client holds two
+# filters in one group (alerts were dropped while media flowed); Mosquitto does not care either way.
+MEDIA_SHARED_SUBSCRIPTION = f"$share/central-media/{TOPIC_PREFIX}/media/#"
 
 
 class MediaChunk(_WireModel):
