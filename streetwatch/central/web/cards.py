@@ -209,11 +209,17 @@ def frames_of(alerts: Sequence[Alert], held: Held | None = None) -> tuple[Eviden
 
 
 def sets_of(alerts: Sequence[Alert], held: Held | None = None) -> tuple[AlertSet, ...]:
-    """Each alert's crop and clip, where it has them (wire 1.2), oldest first."""
+    """Each alert's crop and clip, where it has them (wire 1.2), oldest first. An episode's reminders
+    announce its start's clip again: it is shown once, with the start."""
     sets = []
+    clips: set[str] = set()
     for alert in sorted(alerts, key=lambda a: (a.observed_at, a.alert_id)):
         refs = {ref.kind: ref for ref in announced(alert) if held is None or held(ref)}
         clip = refs.get("clip")
+        if clip is not None and clip.sha256 in clips:
+            clip = None
+        elif clip is not None:
+            clips.add(clip.sha256)
         if "crop" in refs or clip is not None:
             sets.append(AlertSet(alert.alert_id, alert.observed_at, alert.camera_id, "crop" in refs, clip is not None,
                                  clip.frames if clip else None, clip.duration_s if clip else None))
