@@ -11,7 +11,7 @@ import numpy as np
 
 from streetwatch.edge.evidence import CONTEXT_COLOUR, SUBJECT_COLOUR, ZONE_COLOUR
 
-__all__ = ["CONTEXT_COLOUR", "SUBJECT_COLOUR", "ZONE_COLOUR", "decode_clip", "decode_jpeg", "edge_run",
+__all__ = ["CONTEXT_COLOUR", "SUBJECT_COLOUR", "ZONE_COLOUR", "decode_clip", "decode_jpeg", "drawn_width", "edge_run",
            "zone_edge_colour_share"]
 
 
@@ -37,6 +37,15 @@ def edge_run(image: np.ndarray, box: Sequence[float], colour: tuple[int, int, in
             hits += 1
             widths.append(int(band.sum()))
     return hits / max(1, len(rows)), int(np.median(widths)) if widths else 0
+
+
+def drawn_width(drawn: np.ndarray, clean: np.ndarray, box: Sequence[float], *, threshold: int = 40) -> int:
+    """The median width (px) of what drawing changed across the left edge of `box` (drawn vs clean)."""
+    x1, y1, _x2, y2 = (round(v) for v in box)
+    changed = np.abs(drawn.astype(int) - clean.astype(int)).max(axis=2) > threshold
+    widths = [int(changed[y, max(0, x1 - 6): x1 + 7].sum())
+              for y in range(round(y1 + (y2 - y1) * 0.25), round(y1 + (y2 - y1) * 0.75))]
+    return int(np.median(widths)) if widths else 0
 
 
 def zone_edge_colour_share(image: np.ndarray, polygon: Sequence[tuple[float, float]]) -> float:

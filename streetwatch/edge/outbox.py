@@ -230,10 +230,13 @@ class Outbox:
         ]
         if not messages:
             return True
-        size = sum(len(payload) for _, payload in messages)
         topic = media_topic(alert.edge_id, alert.camera_id)
         now = datetime.now(UTC).isoformat(timespec="microseconds")
         with self._transaction() as conn:
+            held = {row[0] for row in conn.execute(
+                f"SELECT key FROM media WHERE key IN ({','.join('?' * len(messages))})", [k for k, _ in messages])}
+            messages = [(key, payload) for key, payload in messages if key not in held]
+            size = sum(len(payload) for _, payload in messages)
             waiting = int(conn.execute("SELECT coalesce(sum(size), 0) FROM media").fetchone()[0])
             if waiting + size > self.media_max_bytes:
                 log.warning("camera %s: evidence set of alert %s (%d bytes) dropped: %d of %d media bytes "
