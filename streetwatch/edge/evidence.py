@@ -182,7 +182,8 @@ def draw_annotations(
         cv2.polylines(canvas, [points], True, ZONE_COLOUR, thickness, cv2.LINE_AA)
     for box, cls, score, emphasis in boxes:
         if emphasis == "subject":
-            _draw_box(canvas, box, f"{CLASS_NAMES.get(cls, cls)} {score:.2f}", SUBJECT_COLOUR, thickness + 1)
+            _draw_box(canvas, box, f"{CLASS_NAMES.get(cls, cls)} {score:.2f}", SUBJECT_COLOUR, thickness,
+                      line=thickness + 1)
     if caption:
         _draw_caption(canvas, caption, thickness)
 
@@ -204,11 +205,12 @@ def caption_for(violation: str, moment: str, when: str) -> str:
 
 def _draw_box(
     canvas: np.ndarray, box: tuple[float, float, float, float], label: str, colour: tuple[int, int, int],
-    thickness: int,
+    thickness: int, line: int | None = None,
 ) -> None:
+    """A box `line` px wide (default `thickness`) with its label sized by `thickness`."""
     x1, y1, x2, y2 = (round(v) for v in box)
-    cv2.rectangle(canvas, (x1, y1), (x2, y2), colour, thickness, cv2.LINE_AA)
-    font_scale = 0.45 * thickness
+    cv2.rectangle(canvas, (x1, y1), (x2, y2), colour, line or thickness, cv2.LINE_AA)
+    font_scale = 0.35 * thickness
     (tw, th), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, font_scale, max(1, thickness // 2))
     top = y1 - th - base - 2 * thickness if y1 - th - base - 2 * thickness >= 0 else y1  # above, else inside
     cv2.rectangle(canvas, (x1, top), (x1 + tw + 2 * thickness, top + th + base + 2 * thickness), colour, -1)
