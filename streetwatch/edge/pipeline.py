@@ -85,7 +85,8 @@ class CameraAnalyzer:
         return (min(xs), min(ys), max(xs), max(ys))
 
     def analyze(self, frame: Frame, detections: sv.Detections) -> list[Alert]:
-        self.evidence_set.observe(frame)
+        if self.camera.zones:  # a camera without zones never alerts: it keeps no frames
+            self.evidence_set.observe(frame)
         tracks = self.tracker.update(t=frame.pts_s, detections=detections)
         events = self.engine.update(
             t=frame.pts_s,
