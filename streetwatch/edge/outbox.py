@@ -270,15 +270,22 @@ class Outbox:
         conn.execute("DELETE FROM outbox WHERE acked_at IS NOT NULL AND seq <= ?", (cutoff,))
 
     def pending(self, limit: int = 100) -> list[OutboxItem]:
-        """Up to `limit` waiting alerts, oldest first, then evidence-set pieces (their `alert_id` is
-        their MEDIA_KEY key). Reading does not remove them: see `ack`."""
+        """Up to `limit` waiting alerts, oldest first. Reading does not remove them: see `ack`."""
+        return self._read(limit, media=False)
+
+    def sendable(self, limit: int = 100) -> list[OutboxItem]:
+        """What the publisher sends next: the waiting alerts first, then evidence-set pieces (an item
+        whose `alert_id` starts with MEDIA_KEY is a piece, keyed by its hash and number)."""
+        return self._read(limit, media=True)
+
+    def _read(self, limit: int, *, media: bool) -> list[OutboxItem]:
         with self._lock:
             rows = self._conn.execute(
                 "SELECT alert_id, camera_id, topic, payload, created_at, attempts "
                 "FROM outbox WHERE acked_at IS NULL ORDER BY seq LIMIT ?",
                 (limit,),
             ).fetchall()
-            if len(rows) < limit:
+            if media and len(rows) < limit:
                 rows += self._conn.execute(
                     "SELECT key, camera_id, topic, payload, created_at, attempts FROM media ORDER BY id LIMIT ?",
                     (limit - len(rows),),

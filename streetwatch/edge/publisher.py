@@ -381,7 +381,7 @@ class Publisher:
             free = self.max_inflight - len(busy)
             if free <= 0:
                 return  # an ack wakes us
-            items = [i for i in self.outbox.pending(len(busy) + free) if i.alert_id not in busy][:free]
+            items = [i for i in self.outbox.sendable(len(busy) + free) if i.alert_id not in busy][:free]
             if not items:
                 return
             for item in items:

@@ -82,7 +82,8 @@ def test_media_wait_after_alerts_and_a_full_media_budget_drops_the_set_not_the_a
         assert outbox.put_media(first, [(ref, data)]) and outbox.media_depth() == 2  # the same pieces once
         outbox.put(second)
         assert not outbox.put_media(second, [(ref.model_copy(update={"sha256": "b" * 64}), data)])  # over budget
-        pending = outbox.pending(10)
+        assert [p.alert_id for p in outbox.pending(10)] == [first.alert_id, second.alert_id]  # alerts only
+        pending = outbox.sendable(10)
         assert [p.alert_id for p in pending[:2]] == [first.alert_id, second.alert_id]  # alerts first
         pieces = [MediaChunk.model_validate_json(p.payload) for p in pending[2:]]
         assert [(c.alert_id, c.chunk, c.chunks) for c in pieces] == [(first.alert_id, 0, 2), (first.alert_id, 1, 2)]
