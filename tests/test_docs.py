@@ -199,18 +199,19 @@ def test_the_readme_is_short_and_opens_with_the_two_setup_commands() -> None:
 
 
 def test_the_wire_examples_in_the_contract_validate() -> None:
-    from streetwatch.edge.alerts import ResendCommand, ResendReply, parse_alert
+    from streetwatch.edge.alerts import MediaChunk, ResendCommand, ResendReply, parse_alert
     from streetwatch.edge.publisher import Numbering, status_payload
 
     examples = {b.schema: b.text for b in fenced_blocks(REPO / "docs/mqtt.md") if b.schema}
     assert set(examples) == {"streetwatch.alert/1", "streetwatch.status/1", "streetwatch.command/1",
-                             "streetwatch.reply/1"}
+                             "streetwatch.reply/1", "streetwatch.media/1"}
     alert = json.loads(examples["streetwatch.alert/1"])
     observed = datetime.fromisoformat(alert["observed_at"].replace("Z", "+00:00"))
     parsed = parse_alert(examples["streetwatch.alert/1"], received_at=observed + timedelta(seconds=1))
     assert parsed.model_dump(by_alias=True, exclude_none=True, mode="json").keys() == alert.keys()
     ResendCommand.model_validate_json(examples["streetwatch.command/1"])
     ResendReply.model_validate_json(examples["streetwatch.reply/1"])
+    MediaChunk.model_validate_json(examples["streetwatch.media/1"])
     status = json.loads(examples["streetwatch.status/1"])
     made = json.loads(status_payload("box-01", "online", numbering=Numbering("ob-x", 17)))
     assert status.keys() == made.keys()

@@ -50,7 +50,14 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from streetwatch.broker_config import BrokerConfig, ConfigError, StrictModel, TlsConfig
 from streetwatch.central.workflow.config import WorkflowSettings
 from streetwatch.config_vars import has_reference, read_variable, substitute
-from streetwatch.edge.alerts import ALERTS_SHARED_SUBSCRIPTION, TOPIC_PREFIX, VIOLATIONS, TimeBounds, Violation
+from streetwatch.edge.alerts import (
+    ALERTS_SHARED_SUBSCRIPTION,
+    MEDIA_SHARED_SUBSCRIPTION,
+    TOPIC_PREFIX,
+    VIOLATIONS,
+    TimeBounds,
+    Violation,
+)
 from streetwatch.redaction import redact
 
 log = logging.getLogger(__name__)
@@ -210,6 +217,19 @@ class DeliverySettings(StrictModel):
     replies_subscription: str = Field(
         default=f"$share/central/{TOPIC_PREFIX}/replies/+", description="the boxes' answers, shared between workers"
     )
+
+
+class MediaSettings(StrictModel):
+    """Evidence sets (wire 1.2) arriving on the media topic (media_ingest.py)."""
+
+    subscription: str = Field(
+        default=MEDIA_SHARED_SUBSCRIPTION,
+        description="the boxes' evidence-set pieces, shared between workers; '' = off",
+    )
+    staging_max_bytes: int = Field(
+        default=256 * 1024 * 1024, ge=4 * 1024 * 1024, description="unfinished media one box may have staged"
+    )
+    staging_max_age_h: float = Field(default=24.0, gt=0, le=24 * 30, description="unfinished media older is removed")
 
 
 class MetricsSettings(StrictModel):
@@ -376,6 +396,7 @@ class CentralSettings(StrictModel):
     attribution: AttributionSettings = Field(default_factory=AttributionSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
+    media: MediaSettings = Field(default_factory=MediaSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     web: WebSettings = Field(default_factory=WebSettings)
     review: ReviewSettings = Field(default_factory=ReviewSettings)

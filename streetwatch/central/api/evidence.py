@@ -13,13 +13,17 @@ from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Request, status
+from fastapi import Path as Path_
 from fastapi.responses import FileResponse
 from sqlalchemy import select
 
 from streetwatch.central.access import AreaScope, case_clause, case_visible, merchant_visible, refine
 from streetwatch.central.api.deps import AnyUser, SessionDep, scope_of
+from streetwatch.central.evidence_store import evidence_store
+from streetwatch.central.media import stored_items
 from streetwatch.central.models import Alert, Case, Inspection, Merchant
 from streetwatch.central.workflow.ids import MAX_ID
+from streetwatch.edge.alerts import ID_PATTERN, MediaKind
 
 router = APIRouter(tags=["evidence"])
 
@@ -90,5 +94,32 @@ def read_evidence(
     return FileResponse(
         path,
         media_type="image/jpeg",
+        headers={"Cache-Control": "private, max-age=86400", "X-Content-Type-Options": "nosniff"},
+    )
+
+
+@router.get("/media/{alert_id}/{kind}", name="alert_media", response_class=FileResponse)
+def read_alert_media(
+    request: Request,
+    alert_id: Annotated[str, Path_(pattern=ID_PATTERN)],
+    kind: MediaKind,
+    session: SessionDep,
+    user: AnyUser,
+) -> FileResponse:
+    """One item of an alert's evidence set (wire 1.2: first, confirmed, crop, clip, clean), with the
+    same area check as the evidence images: the alert's case must be visible to the caller; anyone
+    else, and an item that has not arrived, get 404."""
+    not_found = HTTPException(status.HTTP_404_NOT_FOUND, "media not found")
+    alert = session.get(Alert, alert_id)
+    case = session.get(Case, alert.case_id) if alert is not None and alert.case_id is not None else None
+    if alert is None or case is None or not case_visible(scope_of(session, user), case):
+        raise not_found
+    store = evidence_store(Path(request.app.state.settings.evidence_dir))
+    item = stored_items(store, alert).get(kind)
+    if item is None:
+        raise not_found
+    return FileResponse(
+        store.path_for(item.ref.sha256, item.suffix),
+        media_type=item.ref.content_type,
         headers={"Cache-Control": "private, max-age=86400", "X-Content-Type-Options": "nosniff"},
     )
