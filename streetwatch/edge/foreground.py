@@ -49,6 +49,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from streetwatch.edge.config import RulesConfig
 from streetwatch.edge.picture import downscale, scaled_size
 
 log = logging.getLogger(__name__)
@@ -88,7 +89,7 @@ class ForegroundParams:
     # gradient (Sobel 3x3 of ln(grey + 16), per pixel) that is a change of shape, not of light.
     # False turns it off: the colour-only model of before (kept for the edge bench's A/B).
     texture: bool = True
-    texture_threshold: float = 0.35
+    texture_threshold: float = 0.3
     shape_tolerance: float = 4.0  # grey levels of colour, beyond a pure brightness change, a shadow's edge never has
 
     def __post_init__(self) -> None:
@@ -104,6 +105,17 @@ class ForegroundParams:
             raise ValueError(f"shade_range: expected (low <= 1, high >= 1), got {self.shade_range}")
         if self.texture_threshold <= 0:
             raise ValueError(f"texture_threshold: expected > 0, got {self.texture_threshold}")
+
+
+def foreground_params(rules: RulesConfig) -> ForegroundParams:
+    """The model's parameters from a camera's rules (`rules.foreground`, `static_min_area_px`)."""
+    c = rules.foreground
+    return ForegroundParams(
+        work_width=c.work_width, fast_tau_s=c.fast_tau_s, slow_tau_s=c.slow_tau_s, warmup_s=c.warmup_s,
+        min_static_s=c.min_static_s, absorb_after_s=c.absorb_after_s, diff_threshold=c.diff_threshold,
+        noise_k=c.noise_k, min_area_px=float(rules.static_min_area_px), texture=c.texture,
+        texture_threshold=c.texture_threshold, shade_range=(c.shade_min_ratio, ForegroundParams.shade_range[1]),
+    )
 
 
 @dataclass(frozen=True)
@@ -534,7 +546,7 @@ def _shading(
 
 def _shading_ratio(
     frame: np.ndarray, background: np.ndarray, *, tolerance: float, ratio_range: tuple[float, float]
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """_shading, the brightness ratio r of each pixel and the colour left over once scaled by r."""
     dot = cv2.transform(cv2.multiply(frame, background), np.ones((1, 3), np.float32))
     norm = cv2.transform(cv2.multiply(background, background), np.ones((1, 3), np.float32))

@@ -17,7 +17,7 @@ import supervision as sv
 from streetwatch.edge.alerting import AlertContext, build_alert
 from streetwatch.edge.alerts import Alert, Location, ModelRef
 from streetwatch.edge.config import CameraConfig, EdgeConfig
-from streetwatch.edge.foreground import ForegroundParams, StaticForeground
+from streetwatch.edge.foreground import StaticForeground, foreground_params
 from streetwatch.edge.geo import (
     BehindHorizonError,
     GroundHomography,
@@ -52,9 +52,7 @@ class CameraAnalyzer:
         # Background modelling costs a few ms per frame: only cameras that watch for goods pay it.
         watches_goods = any("stacked_goods" in zone.violations for zone in camera.zones)
         self.foreground = (
-            StaticForeground(
-                camera.id, ForegroundParams(min_area_px=rules.static_min_area_px), watch=self._goods_box(polygons)
-            )
+            StaticForeground(camera.id, foreground_params(rules), watch=self._goods_box(polygons))
             if watches_goods
             else None
         )
@@ -82,7 +80,9 @@ class CameraAnalyzer:
         return (min(xs), min(ys), max(xs), max(ys))
 
     def analyze(self, frame: Frame, detections: sv.Detections) -> list[Alert]:
-        tracks = self.tracker.update(t=frame.pts_s, detections=detections)
+        # the appearance signatures read a small view (often the detector's, already rendered)
+        view = frame.picture.at_least(320) if len(detections) else None
+        tracks = self.tracker.update(t=frame.pts_s, detections=detections, image=view, frame_width=frame.width)
         events = self.engine.update(
             t=frame.pts_s,
             captured_at=frame.captured_at,

@@ -356,7 +356,7 @@ def test_which_tracks_explain_a_static_region(role: str, median: float, box: Box
 @pytest.mark.parametrize(
     ("region", "expected"),
     [
-        pytest.param((400.0, 600.0, 420.0, 640.0), 0, id="800px2-below-static_min_area_px"),
+        pytest.param((400.0, 600.0, 415.0, 615.0), 0, id="225px2-below-static_min_area_px"),
         pytest.param((400.0, 300.0, 480.0, 380.0), 0, id="outside-goods-zone"),
         pytest.param(GOODS, 1, id="in-zone"),
     ],
