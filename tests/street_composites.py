@@ -32,10 +32,10 @@ DARK_ZONE = [[180, 30], [340, 30], [340, 85], [180, 85]]
 WALK_PX_S = 25.0
 
 
-def street_frames(assets_dir: Path) -> list[np.ndarray]:
-    """The street clip at 1 fps (the first frame at or after each whole second), BGR."""
+def street_frames(assets_dir: Path, *, name: str = STREET_CLIP) -> list[np.ndarray]:
+    """A clip (default the street clip) at 1 fps (the first frame at or after each whole second), BGR."""
     frames: list[np.ndarray] = []
-    with av.open(str(assets_dir / STREET_CLIP)) as container:
+    with av.open(str(assets_dir / name)) as container:
         for frame in container.decode(video=0):
             if frame.time is not None and frame.time >= len(frames):
                 frames.append(frame.to_ndarray(format="bgr24"))
@@ -81,6 +81,15 @@ def matched_to_ground(cutout: Cutout, ground: np.ndarray, xy: tuple[int, int]) -
     under = ground[y : y + h, x : x + w].reshape(-1, 3).astype(np.float32).mean(axis=0)
     own = cutout.image.reshape(-1, 3).astype(np.float32).mean(axis=0)
     return Cutout(np.clip(cutout.image + (under - own), 0, 255).astype(np.uint8), cutout.matte)
+
+
+def car_cutout(frame: np.ndarray, box: tuple[int, int, int, int], size: tuple[int, int]) -> Cutout:
+    """A real car cut from a street frame with a little road around it, scaled to `size` (w, h)."""
+    x1, y1, x2, y2 = box
+    image = cv2.resize(frame[y1:y2, x1:x2], size, interpolation=cv2.INTER_AREA)
+    matte = np.zeros((size[1], size[0]), np.float32)
+    cv2.rectangle(matte, (2, 2), (size[0] - 3, size[1] - 3), 1.0, -1)
+    return Cutout(image, cv2.GaussianBlur(matte, (0, 0), 1.5))
 
 
 def _cut(crop: np.ndarray, *, scale: float) -> Cutout:

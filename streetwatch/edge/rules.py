@@ -118,7 +118,7 @@ class ViolationEngine:
 
     @property
     def active_episodes(self) -> int:
-        return len(self._episodes)
+        return len({id(episode) for episode in self._episodes.values()})
 
     def update(
         self,
@@ -194,16 +194,16 @@ class ViolationEngine:
         return self._event(episode, "start", t=t)
 
     def _match_by_place(self, finding: Finding) -> _Episode | None:
-        """An active episode of the same violation and zone at the same place, not yet seen this frame."""
-        for key, episode in self._episodes.items():
+        """An active episode of the same violation and zone at the same place: the same stay seen
+        through another track (a new id after an occlusion, a second box on the same car). The
+        finding's key becomes another name of that episode, so it never starts one of its own."""
+        for episode in self._episodes.values():
             old = episode.finding
             if (
-                episode.frame_no != self._frame_no
-                and old.violation == finding.violation
+                old.violation == finding.violation
                 and old.zone_id == finding.zone_id
                 and _iou(old.box, finding.box) >= EPISODE_MATCH_IOU
             ):
-                del self._episodes[key]
                 self._episodes[finding.key] = episode
                 logger.debug(
                     "camera %s: episode %s continues with track %s",
@@ -223,6 +223,8 @@ class ViolationEngine:
         events = []
         for key in ended:
             episode = self._episodes.pop(key)
+            if any(other is episode for other in self._episodes.values()):
+                continue  # another name of it is still to go: it ends once
             logger.info(
                 "camera %s zone %s: %s episode %s ended (absent %.0f s)",
                 self.camera_id,
@@ -245,7 +247,8 @@ class ViolationEngine:
             t,
             len(self._episodes),
         )
-        events = [self._event(episode, "end", t=t) for episode in self._episodes.values()]
+        unique = {id(episode): episode for episode in self._episodes.values()}
+        events = [self._event(episode, "end", t=t) for episode in unique.values()]
         self._episodes.clear()
         self._statics = StaticRegionTracker(self.camera_id, self.rules)
         return events

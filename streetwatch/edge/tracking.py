@@ -100,7 +100,7 @@ class TrackerSettings:
     # Appearance: a detection whose signature is further than this from its track's (Hellinger
     # distance of the hue-saturation histograms, 0 = same, 1 = disjoint), or whose box area differs
     # by more than appearance_area_ratio, is another object.
-    appearance_distance: float = 0.5
+    appearance_distance: float = 0.45
     appearance_area_ratio: float = 2.0
 
     @classmethod
@@ -442,23 +442,23 @@ def new_bytetrack(settings: TrackerSettings) -> ByteTrackTracker:
     )
 
 
-_SIGNATURE_BINS = (12, 4)  # hue x saturation bins: colour, not brightness (a shadow, dusk)
+_SIGNATURE_BINS = (12, 4, 4)  # hue x saturation x value: colour first, brightness coarsely (white vs silver)
 
 
 def signature(image: np.ndarray, box: np.ndarray) -> np.ndarray:
-    """An object's colour signature: the hue-saturation histogram of the middle of its box (the
-    middle 60 %, less of the road around it), as sqrt of the normalised counts (unit L2, so the
-    dot product of two is their Bhattacharyya coefficient). Grey pixels (low saturation) fall in
-    the first saturation bins, so a white, a silver and a black car still differ by brightness-free
-    cues only where they have colour; the size check (appearance_area_ratio) does the rest."""
+    """An object's colour signature: the hue-saturation-value histogram of the middle of its box
+    (the middle 60 %, less of the road around it), as sqrt of the normalised counts (unit L2, so
+    the dot product of two is their Bhattacharyya coefficient). Value has 4 bins only: enough to
+    tell a white from a silver or a black car, coarse enough for a cloud or dusk."""
     x1, y1, x2, y2 = box
     w, h = x2 - x1, y2 - y1
     xa, xb = int(max(0, x1 + 0.2 * w)), int(min(image.shape[1], x2 - 0.2 * w))
     ya, yb = int(max(0, y1 + 0.2 * h)), int(min(image.shape[0], y2 - 0.2 * h))
     if xb - xa < 2 or yb - ya < 2:
-        return np.full(_SIGNATURE_BINS[0] * _SIGNATURE_BINS[1], 1.0 / math.sqrt(48.0), np.float32)
+        bins = math.prod(_SIGNATURE_BINS)
+        return np.full(bins, 1.0 / math.sqrt(bins), np.float32)
     hsv = cv2.cvtColor(np.ascontiguousarray(image[ya:yb, xa:xb]), cv2.COLOR_BGR2HSV)
-    hist = cv2.calcHist([hsv], [0, 1], None, list(_SIGNATURE_BINS), [0, 180, 0, 256]).reshape(-1)
+    hist = cv2.calcHist([hsv], [0, 1, 2], None, list(_SIGNATURE_BINS), [0, 180, 0, 256, 0, 256]).reshape(-1)
     root = np.sqrt(hist / max(float(hist.sum()), 1.0))
     return np.asarray(root / max(float(np.linalg.norm(root)), 1e-9), dtype=np.float32)
 
