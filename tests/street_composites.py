@@ -4,8 +4,8 @@ The street clip (assets/video/cvtrafficcam_street_parking.mp4: 75 s, 640x360, a 
 residential street with parked cars and passing traffic) is decoded at 1 fps and played back and
 forth (forward, then reversed, and so on: a ping-pong loop has no jump at the seams) for as long as
 a test needs: minutes of real traffic, exposure drift and swaying trees. Into it go real crops of
-the Hanoi market photo (assets/street/market_hanoi_goods_on_ground.jpg): a black bag and a grey
-crate of goods, each with its real texture and a soft shadow (the ground under and beside it darkened
+the Hanoi market photo (assets/street/market_hanoi_goods_on_ground.jpg): a black bag, a white
+plastic bag of greens and a grey crate of goods, each with its real texture and a soft shadow (the ground under and beside it darkened
 through a blurred mask), and pedestrians (people cut from the same photo with a soft-edged matte) who
 walk along the pavement past and in front of the goods.
 """
@@ -25,9 +25,11 @@ MARKET = "street/market_hanoi_goods_on_ground.jpg"
 # Where the goods go in the 640x360 street view: the light concrete footway along the near kerb
 # (bottom left) and the shaded far footway (top), dark reddish paving.
 LIGHT_GROUND = (40, 318)  # top-left (x, y) of an object on the light footway
-DARK_GROUND = (250, 42)  # ... on the dark footway
+DARK_GROUND = (200, 42)  # ... on the dark footway
 LIGHT_ZONE = [[0, 300], [230, 300], [230, 360], [0, 360]]
 DARK_ZONE = [[180, 30], [340, 30], [340, 85], [180, 85]]
+LIGHT_EAST = (150, 318)  # a second place on the light footway (at x 140 YOLOX takes the white bag for something)
+DARK_EAST = (290, 45)  # ... and on the dark one
 # A parked car is ~90 px long here (~20 px a metre): a walker at 1.3 m/s covers ~25 px a second.
 WALK_PX_S = 25.0
 
@@ -68,7 +70,10 @@ def market_cutouts(assets_dir: Path) -> dict[str, Cutout]:
         raise FileNotFoundError(assets_dir / MARKET)
     return {
         "dark_bag": _cut(market[232:258, 426:452], scale=1.0),  # the black bag behind the vendor
-        "light_box": _cut(market[258:292, 408:456], scale=0.9),  # the grey crate in front of it
+        "crate": _cut(market[258:292, 408:456], scale=0.9),  # the grey crate in front of it (in shade: dark)
+        # the white plastic bag of greens behind the vendor: the lightest goods in the photos (its
+        # crates and basins stand in shade)
+        "light_bag": _cut(market[205:245, 318:350], scale=1.0),
         "walker": _cut(market[150:248, 194:228], scale=0.45),  # a woman walking up the lane
     }
 
