@@ -415,6 +415,7 @@ def background_ab(assets: Path, bench_clip: Path, updates: int) -> str:
                 views.append(cv2.resize(f.to_ndarray(format="bgr24"), (416, 234), interpolation=cv2.INTER_AREA))
             if len(views) >= updates:
                 break
+    views = [views[t % len(views)] for t in range(updates)]  # a short clip: its frames again, in turn
     goods = _px([(0, 390), (958, 390), (958, 568), (0, 568)])
     watch = (min(p[0] for p in goods), min(p[1] for p in goods), max(p[0] for p in goods), max(p[1] for p in goods))
     scenes.append(("1080p bench scene (416 px view), goods-zone box", views, (WIDTH, HEIGHT), watch))

@@ -256,7 +256,7 @@ class StaticForeground:
         compared (a change of light multiplies brightness, which leaves them as they were)."""
         assert self._slow is not None and self._fast is not None
         now, slow, fast = _log_gradient(frame), _log_gradient(self._slow), _log_gradient(self._fast)
-        limit = self.params.texture_threshold
+        limit = self.params.texture_threshold**2  # the changes are squared
         return _Texture(
             now=now,
             slow=slow,
@@ -306,8 +306,8 @@ class StaticForeground:
         near.reshape(-1)[at[umbra]] = 1
         near = cv2.dilate(near, np.ones((7, 7), np.uint8)).reshape(-1)[at] > 0
         changed = texture.changed_slow.reshape(-1)[at]
-        before = _magnitude(texture.slow).reshape(-1)[at]
-        now = _magnitude(texture.now).reshape(-1)[at]
+        before = _magnitude_at(texture.slow, at)
+        now = _magnitude_at(texture.now, at)
         lost = (before > self.params.texture_threshold) & (now < 0.5 * before)
         tinted = residual > max(self.params.shape_tolerance, 2.0 * (self._noise or 0.0))
         return np.asarray(changed & (~near | lost | tinted), dtype=bool)
@@ -439,36 +439,44 @@ class StaticForeground:
 
 @dataclass(frozen=True)
 class _Texture:
-    """Log-brightness gradients ((H, W, 2) float32) of the frame and the slow background, and where
-    the frame's differ from the slow and from the fast background's."""
+    """Log-brightness gradients of the frame and the slow background, and where the frame's
+    differ from the slow and from the fast background's."""
 
-    now: np.ndarray
-    slow: np.ndarray
+    now: Gradient
+    slow: Gradient
     changed_slow: np.ndarray
     changed_fast: np.ndarray
 
 
-def _log_gradient(image: np.ndarray) -> np.ndarray:
-    """(H, W, 2) Sobel x, y of ln(grey + 16): unchanged by a gain (exposure, a shadow's interior);
-    the offset keeps dark pixels' noise from dominating."""
+Gradient = tuple[np.ndarray, np.ndarray]  # Sobel x and y, (H, W) float32 each
+
+
+def _log_gradient(image: np.ndarray) -> Gradient:
+    """Sobel x, y of ln(grey + 16): unchanged by a gain (exposure, a shadow's interior); the
+    offset keeps dark pixels' noise from dominating."""
     grey = _grey(image) + 16.0
     cv2.log(grey, grey)
-    return cv2.merge((cv2.Sobel(grey, cv2.CV_32F, 1, 0, ksize=3), cv2.Sobel(grey, cv2.CV_32F, 0, 1, ksize=3)))
+    return cv2.Sobel(grey, cv2.CV_32F, 1, 0, ksize=3), cv2.Sobel(grey, cv2.CV_32F, 0, 1, ksize=3)
 
 
-def _gradient_change(now: np.ndarray, before: np.ndarray) -> np.ndarray:
-    """How much of `now`'s gradient is new structure: the part not along `before`'s gradient (an
-    edge that only got stronger or weaker, as exposure and flare make a shadow's edge, is not), or
-    all of it where `before` was flat or pointed the other way."""
-    gx, gy = now[..., 0], now[..., 1]
-    bx, by = before[..., 0], before[..., 1]
-    norm = bx * bx + by * by + 1e-3
-    along = np.maximum((gx * bx + gy * by) / norm, 0.0)  # now = along * before + the rest
-    return np.asarray(cv2.magnitude(gx - along * bx, gy - along * by))
+def _gradient_change(now: Gradient, before: Gradient) -> np.ndarray:
+    """How much of `now`'s gradient is new structure, squared: the part not along `before`'s
+    gradient (an edge that only got stronger or weaker, as exposure and flare make a shadow's edge,
+    is not), or all of it where `before` was flat or pointed the other way."""
+    gx, gy = now
+    bx, by = before
+    norm = cv2.add(cv2.multiply(bx, bx), cv2.multiply(by, by))
+    dot = cv2.add(cv2.multiply(gx, bx), cv2.multiply(gy, by))
+    along = cv2.max(cv2.divide(dot, cv2.add(norm, 1e-3)), 0.0)  # now = along * before + the rest
+    rx = cv2.subtract(gx, cv2.multiply(along, bx))
+    ry = cv2.subtract(gy, cv2.multiply(along, by))
+    return np.asarray(cv2.add(cv2.multiply(rx, rx), cv2.multiply(ry, ry)))
 
 
-def _magnitude(gradient: np.ndarray) -> np.ndarray:
-    return np.asarray(cv2.magnitude(gradient[..., 0], gradient[..., 1]))
+def _magnitude_at(gradient: Gradient, at: np.ndarray) -> np.ndarray:
+    """|gradient| at the flat indices `at`."""
+    x, y = (np.take(part.reshape(-1), at) for part in gradient)
+    return np.asarray(np.sqrt(x * x + y * y))
 
 
 def _blobs(static: np.ndarray, *, texture: bool) -> np.ndarray:
