@@ -5,9 +5,9 @@ residential street with parked cars and passing traffic) is decoded at 1 fps and
 forth (forward, then reversed, and so on: a ping-pong loop has no jump at the seams) for as long as
 a test needs: minutes of real traffic, exposure drift and swaying trees. Into it go real crops of
 the Hanoi market photo (assets/street/market_hanoi_goods_on_ground.jpg): a black bag, a white
-plastic bag of greens and a grey crate of goods, each with its real texture and a soft shadow
-(the ground under and beside it darkened through a blurred mask), and pedestrians (people cut from the same photo with a soft-edged matte) who
-walk along the pavement past and in front of the goods.
+plastic bag of greens and a grey crate of goods, each with its real texture and a soft shadow (the
+ground under and beside it darkened through a blurred mask), and pedestrians (people cut from the
+same photo with a soft-edged matte) who walk along the pavement past and in front of the goods.
 """
 
 from __future__ import annotations
