@@ -36,6 +36,7 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -384,6 +385,65 @@ def per_frame(model_dir: Path, clip: Path, frames_n: int) -> str:
     )
 
 
+# ---------------------------------------------------------------- table 1b: background model A/B
+
+
+def _street_views(assets: Path, seconds: int) -> list[np.ndarray]:
+    """The real street clip (video/cvtrafficcam_street_parking.mp4, 640x360) at 1 fps, ping-ponged."""
+    frames: list[np.ndarray] = []
+    with av.open(str(assets / "video" / "cvtrafficcam_street_parking.mp4")) as c:
+        for f in c.decode(video=0):
+            if f.time is not None and f.time >= len(frames):
+                frames.append(f.to_ndarray(format="bgr24"))
+    cycle = [*range(len(frames)), *range(len(frames) - 2, 0, -1)]
+    return [frames[cycle[t % len(cycle)]] for t in range(seconds)]
+
+
+def background_ab(assets: Path, bench_clip: Path, updates: int) -> str:
+    """The static-foreground model's update, new (colour + shape evidence) and old (colour only,
+    `texture=False`: the code path before issue 19) interleaved update by update on the same frames."""
+    from streetwatch.edge.config import RulesConfig
+    from streetwatch.edge.foreground import StaticForeground, foreground_params
+
+    rules = RulesConfig()
+    interval = rules.static_check_interval_s
+    scenes: list[tuple[str, list[np.ndarray], tuple[int, int], tuple[float, float, float, float] | None]] = []
+    street = _street_views(assets, round(updates * interval))[:: round(interval)]
+    scenes.append(("real street clip 640x360, whole view", street, (640, 360), None))
+    views = []
+    with av.open(str(bench_clip)) as c:  # the 1080p bench scene, as the pipeline feeds it: a >= 384 px view
+        for i, f in enumerate(c.decode(video=0)):
+            if i % 25 == 0:
+                views.append(cv2.resize(f.to_ndarray(format="bgr24"), (416, 234), interpolation=cv2.INTER_AREA))
+            if len(views) >= updates:
+                break
+    views = [views[t % len(views)] for t in range(updates)]  # a short clip: its frames again, in turn
+    goods = _px([(0, 390), (958, 390), (958, 568), (0, 568)])
+    watch = (min(p[0] for p in goods), min(p[1] for p in goods), max(p[0] for p in goods), max(p[1] for p in goods))
+    scenes.append(("1080p bench scene (416 px view), goods-zone box", views, (WIDTH, HEIGHT), watch))
+    rows = []
+    for name, frames, size, box in scenes:
+        new = StaticForeground("new", foreground_params(rules), watch=box)
+        old = StaticForeground("old", replace(foreground_params(rules), texture=False), watch=box)
+        times: dict[str, list[float]] = {"new": [], "old": []}
+        warm_until = rules.foreground.warmup_s
+        for k, image in enumerate(frames):
+            t = k * interval
+            for label, model in (("old", old), ("new", new)) if k % 2 else (("new", new), ("old", old)):
+                t0 = time.perf_counter()
+                model.update(image, t, frame_size=size)
+                if t >= warm_until:  # the warm-up median is a one-off; report the steady state
+                    times[label].append((time.perf_counter() - t0) * 1000)
+        o, n = Summary.of(times["old"]), Summary.of(times["new"])
+        rows.append([name, o.n, fmt(o.median, 2), fmt(n.median, 2), fmt(n.median / o.median, 2),
+                     fmt(o.median / interval, 3), fmt(n.median / interval, 3)])
+    return markdown_table(
+        ["scene", "updates", "old (colour) median ms", "new (colour + shape) median ms", "new / old",
+         f"old ms per 1 fps frame (one update per {interval:.0f} s)", "new ms per 1 fps frame"],
+        rows,
+    )
+
+
 # ---------------------------------------------------------------- table 2: streams (subprocess)
 
 
@@ -565,6 +625,9 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         print("## 1. Per-frame cost: raw onnxruntime vs the pipeline (goal: overhead <= 15 %)\n")
         print(per_frame(model_dir, base, args.frames or (50 if args.quick else 150)) + "\n")
+        print("## 1b. Background model per update: old (colour only) vs new (colour + shape), same frames\n")
+        assets = Path(os.environ.get("STREETWATCH_ASSETS_DIR") or DEFAULT_ASSETS)
+        print(background_ab(assets, base, 40 if args.quick else 120) + "\n")
         print(f"## 2. Concurrent 1080p25 streams at {SAMPLE_FPS} detections/s each (goal >= 16 and >= 5x naive)\n")
         results = {}
         plan = [

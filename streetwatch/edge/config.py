@@ -213,6 +213,43 @@ class CameraConfig(StrictModel):
     telemetry: TelemetryConfig | None = Field(default=None, description="vehicle/drone cameras only")
 
 
+class ForegroundConfig(StrictModel):
+    """The static-foreground (background) model that finds goods no detector class covers
+    (edge/foreground.py). Defaults suit real CCTV sampled at 1 fps and updated every
+    static_check_interval_s; times are stream seconds."""
+
+    work_width: int = Field(default=384, ge=64, le=1920, description="the model works on the view scaled to this width")
+    fast_tau_s: float = Field(
+        default=20.0, gt=0, le=600, description="fast background: absorbs what stops moving in about 1.4x this"
+    )
+    slow_tau_s: float = Field(default=600.0, gt=0, le=86_400, description="slow background: the empty scene")
+    warmup_s: float = Field(
+        default=60.0, ge=0, le=3600,
+        description="the slow background forms (the median of the frames seen) and nothing is reported",
+    )
+    min_static_s: float = Field(default=10.0, ge=0, le=3600, description="foreground this long before it is static")
+    absorb_after_s: float = Field(
+        default=7200.0, gt=0, le=7 * 86_400, description="static longer than this becomes background"
+    )
+    diff_threshold: float = Field(default=25.0, gt=0, le=255, description="grey levels of colour change")
+    noise_k: float = Field(default=4.0, gt=0, le=20, description="threshold at least this many noise sigmas")
+    texture: bool = Field(
+        default=True, description="shape evidence (edges, pattern) beside colour: dark-on-light, same-colour goods"
+    )
+    texture_threshold: float = Field(
+        default=0.3, gt=0, le=10, description="change of the log-brightness gradient that is a change of shape"
+    )
+    shade_min_ratio: float = Field(
+        default=0.45, gt=0, le=1, description="darkest a shadow makes the ground (brightness ratio)"
+    )
+
+    @model_validator(mode="after")
+    def _fast_below_slow(self) -> ForegroundConfig:
+        if self.fast_tau_s >= self.slow_tau_s:
+            raise ValueError(f"fast_tau_s ({self.fast_tau_s}) must be below slow_tau_s ({self.slow_tau_s})")
+        return self
+
+
 class RulesConfig(StrictModel):
     reminder_interval_s: float = Field(default=900, ge=10, description="repeat an active episode's alert")
     end_after_s: float = Field(default=60, ge=1, description="absence that ends an episode")
@@ -220,11 +257,20 @@ class RulesConfig(StrictModel):
     still_tolerance: float = Field(
         default=0.25, gt=0, le=2, description="max ground-point drift, in box heights, to count as still"
     )
-    static_min_area_px: int = Field(default=900, ge=16, description="smallest static region for goods")
+    static_min_area_px: int = Field(
+        default=300, ge=16,
+        description="smallest static region for goods, camera-frame px (a 20 cm bag on a 640x360 street view "
+        "is ~500); scale it with the pixel count of the camera",
+    )
+    presence_share: float = Field(
+        default=0.7, gt=0, le=1,
+        description="share of the sampled frames of a dwell the same object (place and appearance) must be seen in",
+    )
     static_check_interval_s: float = Field(
         default=5.0, ge=0, le=60,
         description="update the goods background model this often (stream s); goods dwell is minutes",
     )
+    foreground: ForegroundConfig = Field(default_factory=ForegroundConfig)
     moving: MovingRulesConfig = Field(default_factory=MovingRulesConfig)
 
 
@@ -427,6 +473,7 @@ __all__ = [
     "CameraModelConfig",
     "ConfigError",
     "EdgeConfig",
+    "ForegroundConfig",
     "StrictModel",
     "TelemetryConfig",
     "TlsConfig",

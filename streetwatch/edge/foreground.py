@@ -49,6 +49,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from streetwatch.edge.config import RulesConfig
 from streetwatch.edge.picture import downscale, scaled_size
 
 log = logging.getLogger(__name__)
@@ -60,12 +61,14 @@ Window = tuple[slice, slice]  # (rows, columns) of an image
 # what it would see on the whole frame.
 _GHOST_MARGIN = 3
 
+_WARMUP_FRAMES = 15  # the warm-up median is taken over at most this many of the latest frames
 _GAUSS_5 = cv2.getGaussianKernel(5, 0, ktype=cv2.CV_32F)  # what cv2.GaussianBlur((5, 5), 0) uses
 
 
 @dataclass(frozen=True)
 class ForegroundParams:
-    """Time constants in stream seconds; sizes in original frame pixels."""
+    """Time constants in stream seconds; sizes in original frame pixels. The edge config's
+    `rules.foreground` (config.ForegroundConfig) sets these per camera."""
 
     work_width: int = 384
     fast_tau_s: float = 20.0
@@ -82,6 +85,12 @@ class ForegroundParams:
     # With a watched box (the goods zones), the model works on that box grown by this fraction of
     # the frame on each side, and twice that upwards (goods stand up from the ground the zone marks).
     watch_margin: float = 0.1
+    # Texture evidence (see the module docstring): the smallest change of the log-brightness
+    # gradient (Sobel 3x3 of ln(grey + 16), per pixel) that is a change of shape, not of light.
+    # False turns it off: the colour-only model of before (kept for the edge bench's A/B).
+    texture: bool = True
+    texture_threshold: float = 0.3
+    shape_tolerance: float = 4.0  # grey levels of colour, beyond a pure brightness change, a shadow's edge never has
 
     def __post_init__(self) -> None:
         if self.work_width < 64:
@@ -94,6 +103,19 @@ class ForegroundParams:
             raise ValueError(f"watch_margin: expected >= 0, got {self.watch_margin}")
         if not 0 < self.shade_range[0] <= 1 <= self.shade_range[1]:
             raise ValueError(f"shade_range: expected (low <= 1, high >= 1), got {self.shade_range}")
+        if self.texture_threshold <= 0:
+            raise ValueError(f"texture_threshold: expected > 0, got {self.texture_threshold}")
+
+
+def foreground_params(rules: RulesConfig) -> ForegroundParams:
+    """The model's parameters from a camera's rules (`rules.foreground`, `static_min_area_px`)."""
+    c = rules.foreground
+    return ForegroundParams(
+        work_width=c.work_width, fast_tau_s=c.fast_tau_s, slow_tau_s=c.slow_tau_s, warmup_s=c.warmup_s,
+        min_static_s=c.min_static_s, absorb_after_s=c.absorb_after_s, diff_threshold=c.diff_threshold,
+        noise_k=c.noise_k, min_area_px=float(rules.static_min_area_px), texture=c.texture,
+        texture_threshold=c.texture_threshold, shade_range=(c.shade_min_ratio, ForegroundParams.shade_range[1]),
+    )
 
 
 @dataclass(frozen=True)
@@ -142,6 +164,7 @@ class StaticForeground:
         self._scale = 1.0
         self._noise: float | None = None  # smoothed noise sigma (grey levels); kept across restarts
         self._last: list[StaticRegion] = []
+        self._first: list[np.ndarray] = []  # the warm-up's frames (texture model), for their median
 
     def reset(self) -> None:
         """Forget the backgrounds (the next frame starts a new warm-up)."""
@@ -167,8 +190,11 @@ class StaticForeground:
         self._t_prev = t
         frame = small / self._gain(small)
         threshold = self._threshold(frame, self._fast, dt)
-        fg_slow = self._slow_foreground(frame, threshold)
+        texture = self._texture(frame) if self.params.texture else None
+        fg_slow = self._slow_foreground(frame, threshold, texture)
         fg_fast = _difference(frame, self._fast) > threshold
+        if texture is not None:
+            fg_fast |= texture.changed_fast
         changed = np.count_nonzero(fg_fast) / fg_fast.size  # a bool mean() converts to float first
         if changed > self.params.reset_fraction:
             log.info("camera %s: %.0f%% of the view changed at t=%.1f; restarting the backgrounds",
@@ -219,13 +245,28 @@ class StaticForeground:
 
     def _start(self, small: np.ndarray, t: float) -> None:
         self._fast, self._slow = small.copy(), small.copy()
+        self._first = [small.copy()]
         self._since = np.full(small.shape[:2], np.nan, np.float32)
         self._fg_slow = np.zeros(small.shape[:2], bool)
         self._t_start = self._t_prev = t
         self._last = []
 
-    def _slow_foreground(self, frame: np.ndarray, threshold: float) -> np.ndarray:
-        """Pixels over the threshold against the slow background that are not just lighting.
+    def _texture(self, frame: np.ndarray) -> _Texture:
+        """Where the frame's shape differs from each background's: the log-brightness gradients
+        compared (a change of light multiplies brightness, which leaves them as they were)."""
+        assert self._slow is not None and self._fast is not None
+        now, slow, fast = _log_gradient(frame), _log_gradient(self._slow), _log_gradient(self._fast)
+        limit = self.params.texture_threshold**2  # the changes are squared
+        return _Texture(
+            now=now,
+            slow=slow,
+            changed_slow=_gradient_change(now, slow) > limit,
+            changed_fast=_gradient_change(now, fast) > limit,
+        )
+
+    def _slow_foreground(self, frame: np.ndarray, threshold: float, texture: _Texture | None = None) -> np.ndarray:
+        """Pixels that differ from the slow background (in colour over the threshold, or in shape:
+        `texture`) and are not just lighting.
 
         Only those candidates (usually a few percent of the view) need the shadow test, so it
         runs on them alone, gathered into an (N, 1, 3) image: per-pixel operations give the same
@@ -233,15 +274,43 @@ class StaticForeground:
         """
         assert self._slow is not None
         candidate = _difference(frame, self._slow) > threshold
+        if texture is not None:
+            candidate |= texture.changed_slow
         at = np.flatnonzero(candidate)  # flat indices + np.take: several times cheaper than a boolean gather
         if at.size == 0:
             return candidate
-        shade = _shading(
+        shade, ratio, residual = _shading_ratio(
             _pixels(frame, at), _pixels(self._slow, at),
             tolerance=0.5 * threshold, ratio_range=self.params.shade_range,
         )
-        candidate.reshape(-1)[at[shade[:, 0]]] = False
+        lighting = shade[:, 0]
+        if texture is not None:
+            # the inside of a shadow: darker or brighter, colour and pattern kept
+            umbra = lighting & (np.abs(ratio[:, 0] - 1) > 0.1) & ~texture.changed_slow.reshape(-1)[at]
+            lighting &= ~self._shape_changed(texture, at, umbra=umbra, residual=residual[:, 0])
+        candidate.reshape(-1)[at[lighting]] = False
         return candidate
+
+    def _shape_changed(
+        self, texture: _Texture, at: np.ndarray, *, umbra: np.ndarray, residual: np.ndarray
+    ) -> np.ndarray:
+        """(N,) bool for the candidates `at` whose colour could be lighting: is the change one of shape?
+
+        Away from any shadow (a pavement-grey crate on pavement) a changed gradient is. Next to the
+        inside of one (`umbra`: candidates shaded with their pattern kept) it may be the shadow's
+        own edge, so there only lost texture counts (a shadow keeps the ground's pattern, while an
+        object, a dark grey bag on light tiles, hides it), or a colour a shadow's edge cannot make:
+        `residual` (grey levels left once brightness is scaled) over shape_tolerance.
+        """
+        near = np.zeros(texture.changed_slow.shape, np.uint8)
+        near.reshape(-1)[at[umbra]] = 1
+        near = cv2.dilate(near, np.ones((7, 7), np.uint8)).reshape(-1)[at] > 0
+        changed = texture.changed_slow.reshape(-1)[at]
+        before = _magnitude_at(texture.slow, at)
+        now = _magnitude_at(texture.now, at)
+        lost = (before > self.params.texture_threshold) & (now < 0.5 * before)
+        tinted = residual > max(self.params.shape_tolerance, 2.0 * (self._noise or 0.0))
+        return np.asarray(changed & (~near | lost | tinted), dtype=bool)
 
     def _gain(self, small: np.ndarray) -> float:
         """Global brightness ratio of the frame to the slow background, over background pixels."""
@@ -293,14 +362,18 @@ class StaticForeground:
         p = self.params
         cv2.accumulateWeighted(frame, self._fast, _alpha(dt, p.fast_tau_s))
         elapsed = t - self._t_start
-        if elapsed < p.warmup_s:  # running mean of the first frames: transients average out
-            cv2.accumulateWeighted(frame, self._slow, max(dt / (elapsed + dt), _alpha(dt, p.slow_tau_s)))
+        if elapsed < p.warmup_s:
+            self._warm_up(frame, elapsed, dt)
             return
+        self._first.clear()
         # selective update: a masked accumulateWeighted is ~6x slower than a plain one, so update
         # every pixel and put the (few) foreground pixels back
-        kept = _pixels(self._slow, at)
+        # (the texture model keeps the pixels around them too: the background's gradient at an
+        # object's edge is made of its neighbours, which must not learn the object either)
+        frozen = self._around(at) if p.texture and at.size else at
+        kept = _pixels(self._slow, frozen)
         cv2.accumulateWeighted(frame, self._slow, _alpha(dt, p.slow_tau_s))
-        self._slow.reshape(-1, 3)[at] = kept[:, 0]
+        self._slow.reshape(-1, 3)[frozen] = kept[:, 0]
         old = at[(t - self._since.reshape(-1)[at]) > p.absorb_after_s]  # since is NaN off the foreground
         if old.size:
             log.info("camera %s: %d px static for over %.0f s absorbed into the background",
@@ -308,6 +381,23 @@ class StaticForeground:
             mask = np.zeros(self._since.shape, bool)
             mask.reshape(-1)[old] = True
             self._heal(frame, mask)
+
+    def _around(self, at: np.ndarray) -> np.ndarray:
+        """Flat indices of the pixels `at` and those within 2 px of them."""
+        mask = np.zeros(self._since.shape, np.uint8)
+        mask.reshape(-1)[at] = 1
+        return np.flatnonzero(cv2.dilate(mask, np.ones((5, 5), np.uint8)))
+
+    def _warm_up(self, frame: np.ndarray, elapsed: float, dt: float) -> None:
+        """The slow background while it forms: the plain mean of the frames seen, or (the texture
+        model) their per-pixel median, which a car or a walker passing in some of them leaves out."""
+        assert self._slow is not None
+        if not self.params.texture:  # running mean of the first frames: transients average out
+            cv2.accumulateWeighted(frame, self._slow, max(dt / (elapsed + dt), _alpha(dt, self.params.slow_tau_s)))
+            return
+        self._first.append(frame.copy())
+        del self._first[:-_WARMUP_FRAMES]
+        self._slow[:] = np.median(np.stack(self._first), axis=0)
 
     def _heal(self, frame: np.ndarray, mask: np.ndarray, window: Window = (slice(None), slice(None))) -> None:
         """Copy the frame into the slow background where `mask` (which covers `window`) is set."""
@@ -318,8 +408,7 @@ class StaticForeground:
     def _regions(self, frame: np.ndarray, static: np.ndarray, t: float) -> list[StaticRegion]:
         """static: uint8 0/1 mask of the static pixels."""
         assert self._slow is not None
-        mask = cv2.morphologyEx(static, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
-        mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, np.ones((7, 7), np.uint8))
+        mask = _blobs(static, texture=self.params.texture)
         count, labels, stats, centroids = _components(mask)
         s = self._scale
         ox, oy = self._offset
@@ -346,6 +435,59 @@ class StaticForeground:
                 )
             )
         return regions
+
+
+@dataclass(frozen=True)
+class _Texture:
+    """Log-brightness gradients of the frame and the slow background, and where the frame's
+    differ from the slow and from the fast background's."""
+
+    now: Gradient
+    slow: Gradient
+    changed_slow: np.ndarray
+    changed_fast: np.ndarray
+
+
+Gradient = tuple[np.ndarray, np.ndarray]  # Sobel x and y, (H, W) float32 each
+
+
+def _log_gradient(image: np.ndarray) -> Gradient:
+    """Sobel x, y of ln(grey + 16): unchanged by a gain (exposure, a shadow's interior); the
+    offset keeps dark pixels' noise from dominating."""
+    grey = _grey(image) + 16.0
+    cv2.log(grey, grey)
+    return cv2.Sobel(grey, cv2.CV_32F, 1, 0, ksize=3), cv2.Sobel(grey, cv2.CV_32F, 0, 1, ksize=3)
+
+
+def _gradient_change(now: Gradient, before: Gradient) -> np.ndarray:
+    """How much of `now`'s gradient is new structure, squared: the part not along `before`'s
+    gradient (an edge that only got stronger or weaker, as exposure and flare make a shadow's edge,
+    is not), or all of it where `before` was flat or pointed the other way."""
+    gx, gy = now
+    bx, by = before
+    norm = cv2.add(cv2.multiply(bx, bx), cv2.multiply(by, by))
+    dot = cv2.add(cv2.multiply(gx, bx), cv2.multiply(gy, by))
+    along = cv2.max(cv2.divide(dot, cv2.add(norm, 1e-3)), 0.0)  # now = along * before + the rest
+    rx = cv2.subtract(gx, cv2.multiply(along, bx))
+    ry = cv2.subtract(gy, cv2.multiply(along, by))
+    return np.asarray(cv2.add(cv2.multiply(rx, rx), cv2.multiply(ry, ry)))
+
+
+def _magnitude_at(gradient: Gradient, at: np.ndarray) -> np.ndarray:
+    """|gradient| at the flat indices `at`."""
+    x, y = (np.take(part.reshape(-1), at) for part in gradient)
+    return np.asarray(np.sqrt(x * x + y * y))
+
+
+def _blobs(static: np.ndarray, *, texture: bool) -> np.ndarray:
+    """The static mask cleaned into blobs: specks opened away, gaps closed. Shape evidence is
+    sparse (an object's edges and pattern), so with it the gaps are closed first."""
+    if texture:
+        mask = cv2.morphologyEx(static, cv2.MORPH_CLOSE, np.ones((5, 5), np.uint8))
+        mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
+        return np.asarray(cv2.morphologyEx(mask, cv2.MORPH_CLOSE, np.ones((7, 7), np.uint8)))
+    mask = cv2.morphologyEx(static, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
+    return np.asarray(cv2.morphologyEx(mask, cv2.MORPH_CLOSE, np.ones((7, 7), np.uint8)))
 
 
 def _window(box: tuple[int, int, int, int], shape: tuple[int, ...], margin: int) -> Window:
@@ -407,16 +549,24 @@ def _shading(
     """Pixels whose change is only a brightness factor (a shadow, a lamp): frame ~ r * background
     with r in ratio_range and the colour left over below tolerance (the brightness/colour
     distortion split used by MOG2's shadow test). Such pixels are lighting, not objects."""
+    return _shading_ratio(frame, background, tolerance=tolerance, ratio_range=ratio_range)[0]
+
+
+def _shading_ratio(
+    frame: np.ndarray, background: np.ndarray, *, tolerance: float, ratio_range: tuple[float, float]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """_shading, the brightness ratio r of each pixel and the colour left over once scaled by r."""
     dot = cv2.transform(cv2.multiply(frame, background), np.ones((1, 3), np.float32))
     norm = cv2.transform(cv2.multiply(background, background), np.ones((1, 3), np.float32))
     ratio = dot / np.maximum(norm, 1.0)
-    scaled = background * ratio[:, :, None]
-    return (
+    residual = _difference(frame, background * ratio[:, :, None])
+    shade = (
         (ratio >= ratio_range[0])
         & (ratio <= ratio_range[1])
-        & (_difference(frame, scaled) < tolerance)
+        & (residual < tolerance)
         & (_grey(background) > 30)
     )
+    return shade, ratio, residual
 
 
 def _sparse(image: np.ndarray) -> np.ndarray:

@@ -18,7 +18,7 @@ from streetwatch.edge.alerting import AlertContext, build_alert_with_media
 from streetwatch.edge.alerts import Alert, Location, ModelRef
 from streetwatch.edge.config import CameraConfig, EdgeConfig
 from streetwatch.edge.evidence_set import EvidenceSetBuilder, MediaItem, MediaShelf
-from streetwatch.edge.foreground import ForegroundParams, StaticForeground
+from streetwatch.edge.foreground import StaticForeground, foreground_params
 from streetwatch.edge.geo import (
     BehindHorizonError,
     GroundHomography,
@@ -53,9 +53,7 @@ class CameraAnalyzer:
         # Background modelling costs a few ms per frame: only cameras that watch for goods pay it.
         watches_goods = any("stacked_goods" in zone.violations for zone in camera.zones)
         self.foreground = (
-            StaticForeground(
-                camera.id, ForegroundParams(min_area_px=rules.static_min_area_px), watch=self._goods_box(polygons)
-            )
+            StaticForeground(camera.id, foreground_params(rules), watch=self._goods_box(polygons))
             if watches_goods
             else None
         )
@@ -87,7 +85,9 @@ class CameraAnalyzer:
     def analyze(self, frame: Frame, detections: sv.Detections) -> list[Alert]:
         if self.camera.zones:  # a camera without zones never alerts: it keeps no frames
             self.evidence_set.observe(frame)
-        tracks = self.tracker.update(t=frame.pts_s, detections=detections)
+        # the appearance signatures read a small view (often the detector's, already rendered)
+        view = frame.picture.at_least(320) if len(detections) else None
+        tracks = self.tracker.update(t=frame.pts_s, detections=detections, image=view, frame_width=frame.width)
         events = self.engine.update(
             t=frame.pts_s,
             captured_at=frame.captured_at,

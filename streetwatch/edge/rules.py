@@ -42,6 +42,7 @@ STATIC_REGION_CONFIDENCE = 0.5
 STATIC_REGION_CLASS = "static_region"
 EXPLAIN_IOU = 0.3  # a track box with this IoU explains a static region (e.g. a parked car)...
 EXPLAIN_COVER = 0.6  # ...as does one covering this fraction of the region's area
+EXPLAIN_STILL_S = 10.0  # ...if that track has stayed this long (a passer-by explains nothing)
 STATIC_MATCH_IOU = 0.5  # the same static region across frames
 EPISODE_MATCH_IOU = 0.5  # a new track id at an active episode's place continues that episode
 PROP_REACH = 0.5  # a prop within this many person heights of a person in the zone counts
@@ -117,7 +118,7 @@ class ViolationEngine:
 
     @property
     def active_episodes(self) -> int:
-        return len(self._episodes)
+        return len({id(episode) for episode in self._episodes.values()})
 
     def update(
         self,
@@ -193,16 +194,16 @@ class ViolationEngine:
         return self._event(episode, "start", t=t)
 
     def _match_by_place(self, finding: Finding) -> _Episode | None:
-        """An active episode of the same violation and zone at the same place, not yet seen this frame."""
-        for key, episode in self._episodes.items():
+        """An active episode of the same violation and zone at the same place: the same stay seen
+        through another track (a new id after an occlusion, a second box on the same car). The
+        finding's key becomes another name of that episode, so it never starts one of its own."""
+        for episode in self._episodes.values():
             old = episode.finding
             if (
-                episode.frame_no != self._frame_no
-                and old.violation == finding.violation
+                old.violation == finding.violation
                 and old.zone_id == finding.zone_id
                 and _iou(old.box, finding.box) >= EPISODE_MATCH_IOU
             ):
-                del self._episodes[key]
                 self._episodes[finding.key] = episode
                 logger.debug(
                     "camera %s: episode %s continues with track %s",
@@ -222,6 +223,8 @@ class ViolationEngine:
         events = []
         for key in ended:
             episode = self._episodes.pop(key)
+            if any(other is episode for other in self._episodes.values()):
+                continue  # another name of it is still to go: it ends once
             logger.info(
                 "camera %s zone %s: %s episode %s ended (absent %.0f s)",
                 self.camera_id,
@@ -244,7 +247,8 @@ class ViolationEngine:
             t,
             len(self._episodes),
         )
-        events = [self._event(episode, "end", t=t) for episode in self._episodes.values()]
+        unique = {id(episode): episode for episode in self._episodes.values()}
+        events = [self._event(episode, "end", t=t) for episode in unique.values()]
         self._episodes.clear()
         self._statics = StaticRegionTracker(self.camera_id, self.rules)
         return events
@@ -277,14 +281,17 @@ def parking_findings(
     for zone in zones.for_violation("illegal_parking"):
         for vehicle in (v for v, inside in zip(vehicles, zone.contains(points), strict=True) if inside):
             findings.append(
-                _track_finding(zone, "illegal_parking", track=vehicle, t=t, min_score=rules.min_median_score)
+                _track_finding(zone, "illegal_parking", track=vehicle, t=t, min_score=rules.min_median_score,
+                               presence_share=rules.presence_share)
             )
     return findings
 
 
 def _track_finding(
-    zone: Zone, violation: Violation, *, track: TrackState, t: float, min_score: float
+    zone: Zone, violation: Violation, *, track: TrackState, t: float, min_score: float, presence_share: float
 ) -> Finding:
+    """One track as the evidence; it qualifies once still for the dwell with a confirmed score,
+    seen (the same object: tracking.py) in presence_share of the frames since it stopped."""
     dwell = zone.dwell_for(violation)
     return Finding(
         violation=violation,
@@ -296,7 +303,8 @@ def _track_finding(
         objects=(_evidence(track),),
         confidence=track.median_score,
         dwell_start=track.still_since_t,
-        qualifies=t - track.still_since_t >= dwell and track.median_score >= min_score,
+        qualifies=t - track.still_since_t >= dwell and track.median_score >= min_score
+        and track.presence >= presence_share,
     )
 
 
@@ -318,17 +326,29 @@ def vending_findings(
         ]
         if not inside:
             continue
-        near = _near_any(prop_boxes, np.array([p.box for p in inside]))
-        kept = [prop for prop, ok in zip(props, zone.contains(prop_points) | near, strict=True) if ok]
-        if kept:
-            findings.append(_vending_finding(zone, inside, props=kept, t=t))
+        kept = [prop for prop, ok in zip(props, zone.contains(prop_points), strict=True) if ok]
+        kept += [prop for prop, ok in zip(props, _near_any(prop_boxes, np.array([p.box for p in inside])),
+                                          strict=True) if ok and prop not in kept]
+        if not kept:
+            continue
+        by_props = _near_any(np.array([p.box for p in inside]), np.array([q.box for q in kept]))
+        # those by a prop; if none is, the props stand in the zone and everyone staying there is with them
+        vendors = [p for p, ok in zip(inside, by_props, strict=True) if ok] or inside
+        if vendors:
+            others = [p for p in persons if p not in vendors]
+            findings.append(_vending_finding(zone, vendors, props=kept, others=others, t=t, rules=rules))
     return findings
 
 
 def _vending_finding(
-    zone: Zone, persons: list[TrackState], *, props: list[TrackState], t: float
+    zone: Zone, vendors: list[TrackState], *, props: list[TrackState], others: list[TrackState], t: float,
+    rules: RulesConfig,
 ) -> Finding:
-    main = min(persons, key=lambda p: p.still_since_t)  # the one who has stayed longest
+    """The vendors (people staying in the zone within reach of the props) and the props are the
+    subject; anyone else in view is context. People with no prop by them are never vending."""
+    main = min(vendors, key=lambda p: p.still_since_t)  # the one who has stayed longest
+    objects = [_evidence(track) for track in (*vendors, *props)]
+    objects += [_evidence(track, emphasis="context") for track in others]
     return Finding(
         violation="street_vending",
         zone_id=zone.id,
@@ -336,10 +356,10 @@ def _vending_finding(
         subject=main.stable_id,
         box=main.box,
         anchor=main.ground_point,
-        objects=tuple(_evidence(track) for track in (*persons, *props)),
+        objects=tuple(objects),
         confidence=main.median_score,
         dwell_start=main.still_since_t,
-        qualifies=t - main.still_since_t >= zone.dwell_for("street_vending"),
+        qualifies=t - main.still_since_t >= zone.dwell_for("street_vending") and main.presence >= rules.presence_share,
     )
 
 
@@ -371,7 +391,8 @@ def goods_findings(
         for track, inside in zip(goods, zone.contains(goods_points), strict=True):
             if inside:
                 findings.append(
-                    _track_finding(zone, "stacked_goods", track=track, t=t, min_score=rules.min_median_score)
+                    _track_finding(zone, "stacked_goods", track=track, t=t, min_score=rules.min_median_score,
+                                   presence_share=rules.presence_share)
                 )
         for region, inside in zip(regions, zone.contains(region_points), strict=True):
             if inside:
@@ -421,7 +442,10 @@ class StaticRegionTracker:
         boxes = np.array(regions, dtype=np.float64).reshape(-1, 4)
         areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
         boxes = boxes[areas >= self.min_area]
-        explained = _explained(boxes, [tr for tr in explainers if tr.median_score >= self.min_score])
+        # A passer-by walking in front of the goods is not what they are: only a track that stays
+        # (still for EXPLAIN_STILL_S) explains a region away.
+        staying = [tr for tr in explainers if tr.median_score >= self.min_score and tr.still_for_s >= EXPLAIN_STILL_S]
+        explained = _explained(boxes, staying)
         matches = self._match(boxes)
         seen: list[_StaticRegion] = []
         for i, box in enumerate(boxes):
@@ -473,5 +497,5 @@ def _iou(a: Box, b: Box) -> float:
     return float(sv.box_iou_batch(np.array([a]), np.array([b]))[0, 0])
 
 
-def _evidence(track: TrackState) -> EvidenceObject:
-    return EvidenceObject(cls=track.class_name, score=track.score, bbox=track.box)
+def _evidence(track: TrackState, *, emphasis: Literal["subject", "context"] = "subject") -> EvidenceObject:
+    return EvidenceObject(cls=track.class_name, score=track.score, bbox=track.box, emphasis=emphasis)

@@ -11,8 +11,13 @@ is re-associated to a recently lost stable track of the same role at the same pl
 small ground-point distance relative to box height). Still objects may be re-associated for
 `reassociate_within_s` (default 5 min); moving ones only for `reassociate_moving_s`.
 
-Known limit: a different car parking on exactly the same spot within `reassociate_within_s` of
-the first one vanishing inherits its stable id (position is all we know at this stage).
+Stillness means one object present. When the caller passes the frame, each detection gets an
+appearance signature (an HSV hue-saturation histogram of its box and the box's size, see
+`signature`), and a stable track keeps a running one: a detection that does not look like the
+track (a different car stopping where the last one stood, the next car in a queue at a stop line)
+neither continues it through ByteTrack's id nor is re-associated to it, and starts a track of its
+own. `presence` is the share of sampled frames since the track became still in which it was seen:
+the rules count a dwell only while the same object was seen in most of them.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import cv2
 import numpy as np
 import supervision as sv
 from trackers import ByteTrackTracker
@@ -57,6 +63,7 @@ class TrackState:
     first_seen_t: float
     last_seen_t: float
     still_since_t: float
+    presence: float = 1.0  # share of the sampled frames since still_since_t it was seen in
 
     @property
     def ground_point(self) -> tuple[float, float]:
@@ -90,6 +97,11 @@ class TrackerSettings:
     move_confirm_frames: int = 3
     score_history: int = 31  # scores kept per track for the median
     report_lost_s: float = 10.0  # report a missed track (with its last box) this long
+    # Appearance: a detection whose signature is further than this from its track's (Hellinger
+    # distance of the hue-saturation histograms, 0 = same, 1 = disjoint), or whose box area differs
+    # by more than appearance_area_ratio, is another object.
+    appearance_distance: float = 0.45
+    appearance_area_ratio: float = 2.0
 
     @classmethod
     def for_camera(cls, camera: CameraConfig, rules: RulesConfig, **overrides: float) -> TrackerSettings:
@@ -117,8 +129,14 @@ class _Stable:
     moved_at: list[float] = field(default_factory=list)  # times of consecutive off-anchor sightings
     frame_no: int = -1  # the last frame that updated this track
     median_score: float = 0.0  # of `scores`, kept current by `_observe` (read every frame)
+    signature: np.ndarray | None = None  # running hue-saturation histogram (unit L2 of sqrt)
+    still_frame_no: int = 0  # the tracker's frame number when the stillness began
+    seen_still: int = 0  # frames it was seen in since then
 
-    def state(self) -> TrackState:
+    def presence(self, frame_no: int) -> float:
+        return min(1.0, self.seen_still / max(1, frame_no - self.still_frame_no + 1))
+
+    def state(self, frame_no: int) -> TrackState:
         x1, y1, x2, y2 = self.box.tolist()  # one call for the four floats (this runs per track per frame)
         return TrackState(
             stable_id=self.sid,
@@ -130,17 +148,20 @@ class _Stable:
             first_seen_t=self.first_seen_t,
             last_seen_t=self.last_seen_t,
             still_since_t=self.still_since_t,
+            presence=self.presence(frame_no),
         )
 
 
 @dataclass(frozen=True)
 class _RoleFrame:
-    """ByteTrack's output for one role on one frame (copies, never the caller's arrays)."""
+    """ByteTrack's output for one role on one frame (copies, never the caller's arrays);
+    signatures: one per box (signature()), or None without a frame."""
 
     xyxy: np.ndarray
     scores: np.ndarray
     tracker_ids: np.ndarray
     class_names: np.ndarray
+    signatures: list[np.ndarray] | None = None
     matched: np.ndarray = field(init=False)
 
     def __post_init__(self) -> None:
@@ -156,20 +177,24 @@ class _Tracked:
     tracker_ids: np.ndarray
     slot: np.ndarray
 
-    def for_slot(self, slot: int, detections: sv.Detections) -> _RoleFrame | None:
+    def for_slot(
+        self, slot: int, detections: sv.Detections, image: np.ndarray | None, scale: float
+    ) -> _RoleFrame | None:
         """One role's rows, with the caller's own boxes and scores (ByteTrack saw them shifted);
-        None if the role has none."""
+        None if the role has none. image: a view of the frame `scale` times the frame's width."""
         pick = self.slot == slot
         if not pick.any():
             return None
         rows = self.source[pick]
         scores = detections.confidence
         assert scores is not None  # checked on entry (_check_detections)
+        xyxy = np.array(detections.xyxy[rows], dtype=np.float64).reshape(-1, 4)
         return _RoleFrame(
-            xyxy=np.array(detections.xyxy[rows], dtype=np.float64).reshape(-1, 4),
+            xyxy=xyxy,
             scores=np.array(scores[rows], dtype=np.float64),
             tracker_ids=self.tracker_ids[pick],
             class_names=np.asarray(detections.data["class_name"])[rows].astype(object),
+            signatures=None if image is None else [signature(image, box * scale) for box in xyxy],
         )
 
 
@@ -196,11 +221,15 @@ class CameraTracker:
         self._frame_no = 0
         self._bytetrack = new_bytetrack(self.settings)
 
-    def update(self, *, t: float, detections: sv.Detections) -> list[TrackState]:
+    def update(
+        self, *, t: float, detections: sv.Detections, image: np.ndarray | None = None, frame_width: int | None = None
+    ) -> list[TrackState]:
         """Feed one frame's detections at stream time `t`; return the tracks seen recently.
 
         Detections need confidence, data["role"] and data["class_name"]; role "ignore" is dropped.
-        The caller's arrays are not modified.
+        The caller's arrays are not modified. image: the frame (BGR, any size; frame_width is the
+        width the boxes are in, default the image's), for the appearance signatures; without it
+        tracks are matched by position alone.
         """
         _check_detections(self.camera_id, detections)
         if self._last_t is not None and t < self._last_t:
@@ -214,8 +243,9 @@ class CameraTracker:
         self._last_t = t
         self._frame_no += 1
         tracked = self._track(t=t, detections=detections, slots=self._slots(detections))
+        scale = 1.0 if image is None else image.shape[1] / (frame_width or image.shape[1])
         for slot, role in enumerate(self.roles):
-            frame = tracked.for_slot(slot, detections) if tracked is not None else None
+            frame = tracked.for_slot(slot, detections, image, scale) if tracked is not None else None
             if frame is None:
                 continue  # no box of this role: nothing to bind, re-associate or spawn
             self._update_bound(role, frame, t=t)
@@ -224,7 +254,7 @@ class CameraTracker:
         self._prune(t)
         horizon = t - self.settings.report_lost_s
         recent = [s for s in self._stable.values() if s.last_seen_t >= horizon]
-        return [s.state() for s in sorted(recent, key=lambda s: s.sid)]
+        return [s.state(self._frame_no) for s in sorted(recent, key=lambda s: s.sid)]
 
     def reset(self) -> None:
         """Forget all tracks (stable ids keep counting up, so they are never reused)."""
@@ -273,7 +303,7 @@ class CameraTracker:
         for i, tid in enumerate(frame.tracker_ids):
             sid = self._bt_to_sid.get((role, int(tid))) if tid >= 0 else None
             stable = self._stable.get(sid) if sid is not None else None
-            if stable is not None and stable.frame_no != self._frame_no:
+            if stable is not None and stable.frame_no != self._frame_no and self._looks_like(stable, frame, i):
                 self._observe(stable, frame, row=i, t=t)
 
     def _reassociate(self, role: Role, frame: _RoleFrame, *, t: float) -> None:
@@ -283,6 +313,9 @@ class CameraTracker:
         if rows.size == 0 or not candidates:
             return
         similarity = self._similarity(frame.xyxy[rows], np.stack([c.box for c in candidates]))
+        for r, c in np.argwhere(similarity > 0):
+            if not self._looks_like(candidates[c], frame, int(rows[r])):
+                similarity[r, c] = 0.0  # at the same place, but another object
         for r, c in _greedy_pairs(similarity):
             stable = candidates[c]
             logger.debug(
@@ -294,6 +327,17 @@ class CameraTracker:
                 frame.tracker_ids[rows[r]],
             )
             self._observe(stable, frame, row=int(rows[r]), t=t)
+
+    def _looks_like(self, stable: _Stable, frame: _RoleFrame, row: int) -> bool:
+        """Could detection `row` be this track's object: a similar size, and (with signatures) colours?"""
+        s = self.settings
+        area = _area(frame.xyxy[row])
+        known = _area(stable.box)
+        if max(area, known) > s.appearance_area_ratio * max(min(area, known), 1.0):
+            return False
+        if frame.signatures is None or stable.signature is None:
+            return True
+        return signature_distance(stable.signature, frame.signatures[row]) <= s.appearance_distance
 
     def _may_reassociate(self, stable: _Stable, t: float) -> bool:
         return stable.frame_no != self._frame_no and t - stable.last_seen_t <= self._window(stable)
@@ -333,6 +377,7 @@ class CameraTracker:
                 last_seen_t=t,
                 still_since_t=t,
                 still_anchor=_ground_point(box),
+                still_frame_no=self._frame_no,
             )
             self._next_sid += 1
             self._stable[stable.sid] = stable
@@ -352,6 +397,10 @@ class CameraTracker:
             self._bt_to_sid[(stable.role, tid)] = stable.sid
             stable.bt_id = tid
         self._update_stillness(stable, box, t=t)
+        if frame.signatures is not None:
+            new = frame.signatures[row]
+            stable.signature = new if stable.signature is None else _blend(stable.signature, new)
+        stable.seen_still += 1
         stable.box, stable.score, stable.last_seen_t = box, float(frame.scores[row]), t
         stable.class_name = str(frame.class_names[row]) or stable.class_name
         stable.scores.append(stable.score)
@@ -368,6 +417,7 @@ class CameraTracker:
         stable.moved_at.append(t)
         if len(stable.moved_at) >= self.settings.move_confirm_frames:
             stable.still_anchor, stable.still_since_t = ground, stable.moved_at[-1]
+            stable.still_frame_no, stable.seen_still = self._frame_no, 0
             stable.moved_at.clear()
 
     def _prune(self, t: float) -> None:
@@ -390,6 +440,42 @@ def new_bytetrack(settings: TrackerSettings) -> ByteTrackTracker:
         minimum_iou_threshold=settings.minimum_iou_threshold,
         high_conf_det_threshold=settings.high_conf_det_threshold,
     )
+
+
+_SIGNATURE_BINS = (12, 4, 4)  # hue x saturation x value: colour first, brightness coarsely (white vs silver)
+
+
+def signature(image: np.ndarray, box: np.ndarray) -> np.ndarray:
+    """An object's colour signature: the hue-saturation-value histogram of the middle of its box
+    (the middle 60 %, less of the road around it), as sqrt of the normalised counts (unit L2, so
+    the dot product of two is their Bhattacharyya coefficient). Value has 4 bins only: enough to
+    tell a white from a silver or a black car, coarse enough for a cloud or dusk."""
+    x1, y1, x2, y2 = box
+    w, h = x2 - x1, y2 - y1
+    xa, xb = int(max(0, x1 + 0.2 * w)), int(min(image.shape[1], x2 - 0.2 * w))
+    ya, yb = int(max(0, y1 + 0.2 * h)), int(min(image.shape[0], y2 - 0.2 * h))
+    if xb - xa < 2 or yb - ya < 2:
+        bins = math.prod(_SIGNATURE_BINS)
+        return np.full(bins, 1.0 / math.sqrt(bins), np.float32)
+    hsv = cv2.cvtColor(np.ascontiguousarray(image[ya:yb, xa:xb]), cv2.COLOR_BGR2HSV)
+    hist = cv2.calcHist([hsv], [0, 1, 2], None, list(_SIGNATURE_BINS), [0, 180, 0, 256, 0, 256]).reshape(-1)
+    root = np.sqrt(hist / max(float(hist.sum()), 1.0))
+    return np.asarray(root / max(float(np.linalg.norm(root)), 1e-9), dtype=np.float32)
+
+
+def signature_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Hellinger distance of two signatures: 0 the same colours, 1 none in common."""
+    return math.sqrt(max(0.0, 1.0 - float(np.dot(a, b))))
+
+
+def _blend(old: np.ndarray, new: np.ndarray) -> np.ndarray:
+    """A slowly moving signature: lighting drifts over an hour, the object does not change."""
+    mixed = 0.9 * old + 0.1 * new
+    return np.asarray(mixed / max(float(np.linalg.norm(mixed)), 1e-9), dtype=np.float32)
+
+
+def _area(box: np.ndarray) -> float:
+    return float((box[2] - box[0]) * (box[3] - box[1]))
 
 
 def _ground_point(box: np.ndarray) -> np.ndarray:

@@ -45,6 +45,15 @@ def _write(tmp_path: Path, mutate) -> Path:  # type: ignore[no-untyped-def]
         (lambda c: c["cameras"].append(dict(c["cameras"][0])), "<top level>", "appears twice"),
         (lambda c: c["cameras"][0].pop("calibration"), "<top level>", "no calibration"),
         (lambda c: c.pop("cameras"), "cameras", "Field required"),
+        (lambda c: c["rules"]["foreground"].update(warmup_s=-1), "rules.foreground.warmup_s", "greater than or equal"),
+        (lambda c: c["rules"]["foreground"].update(fast_tau_s=500, slow_tau_s=400), "rules.foreground",
+         "fast_tau_s (500.0) must be below slow_tau_s (400.0)"),
+        (lambda c: c["rules"]["foreground"].update(textur=False), "rules.foreground.textur", "Extra inputs"),
+        (lambda c: c["rules"].update(presence_share=1.5), "rules.presence_share", "less than or equal to 1"),
+        (lambda c: c["cameras"][0].update(rules={"foreground": {"texture_threshold": 0}}),
+         "cameras.0.rules.foreground.texture_threshold", "greater than 0"),
+        (lambda c: c["cameras"][0].update(rules={"static_min_area_px": 4}), "cameras.0.rules.static_min_area_px",
+         "greater than or equal to 16"),
     ],
 )
 def test_config_errors_name_file_and_field(tmp_path: Path, mutate, field: str, phrase: str) -> None:  # type: ignore[no-untyped-def]
@@ -68,3 +77,22 @@ def test_unreadable_and_non_mapping_files(tmp_path: Path) -> None:
     broken.write_text("edge_id: [unclosed\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_edge_config(broken)
+
+
+def test_a_camera_sets_its_own_background_model(tmp_path: Path) -> None:
+    """rules.foreground per camera, over the box-wide one, reaches the camera's model."""
+    from streetwatch.edge.alerting import AlertContext
+    from streetwatch.edge.alerts import ModelRef
+    from streetwatch.edge.pipeline import CameraAnalyzer
+
+    def mutate(c: dict) -> None:  # type: ignore[type-arg]
+        c["rules"]["foreground"].update(fast_tau_s=15)
+        c["cameras"][0]["rules"] = {"static_min_area_px": 2700, "foreground": {"warmup_s": 120, "texture": False}}
+
+    config = load_edge_config(_write(tmp_path, mutate))
+    camera = config.cameras[0]
+    analyzer = CameraAnalyzer(camera, AlertContext(edge_id="box-01", model=ModelRef(name="m", sha256="0" * 64),
+                                                   config=config))
+    assert analyzer.foreground is not None
+    params = analyzer.foreground.params
+    assert (params.warmup_s, params.fast_tau_s, params.texture, params.min_area_px) == (120, 15, False, 2700)

@@ -255,8 +255,7 @@ def regions_whole_frame(
     outline edges (appended to `edges`) on whole-frame edge maps, healing ghosts into detector's
     slow background."""
     assert detector._slow is not None
-    mask = cv2.morphologyEx(static, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
-    mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, np.ones((7, 7), np.uint8))
+    mask = foreground._blobs(static, texture=detector.params.texture)  # the same morphology
     count, labels, stats, centroids = cv2.connectedComponentsWithStats(mask, connectivity=8)
     s = detector._scale
     found = []

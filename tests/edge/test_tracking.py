@@ -273,3 +273,69 @@ def test_one_bytetrack_for_all_roles_tracks_each_role_as_if_alone() -> None:
             got = [s for s in mixed if s.role == role]
             assert _without_ids(got) == _without_ids(expected), f"frame {t}, role {role}"
     assert seen_roles == set(roles)
+
+
+# --- appearance: stillness means one object present -------------------------------------------
+# Real cars cut from the real street clip (assets/video/cvtrafficcam_street_parking.mp4, first
+# frame) and set, one after the other, at one place of a real frame of that street.
+
+QUEUE_AT = (330, 150, 450, 220)  # one spot of the 640x360 carriageway, 120x70 px
+
+
+@pytest.fixture(scope="module")
+def street_frame(assets_dir) -> np.ndarray:  # type: ignore[no-untyped-def]
+    from street_composites import street_frames
+
+    return street_frames(assets_dir)[0]
+
+
+def _with_car(frame: np.ndarray, car: tuple[int, int, int, int] | None) -> np.ndarray:
+    import cv2
+
+    out = frame.copy()
+    if car is not None:
+        x1, y1, x2, y2 = car
+        qx1, qy1, qx2, qy2 = QUEUE_AT
+        out[qy1:qy2, qx1:qx2] = cv2.resize(frame[y1:y2, x1:x2], (qx2 - qx1, qy2 - qy1), interpolation=cv2.INTER_AREA)
+    return out
+
+
+YELLOW, WHITE, SILVER, DARK = (165, 215, 300, 300), (305, 235, 470, 312), (85, 108, 150, 145), (215, 80, 300, 130)
+
+
+@pytest.mark.parametrize(
+    ("cars", "expected_ids"),
+    [
+        pytest.param([WHITE, SILVER, DARK, YELLOW], 4, id="four-different-cars-queue-at-one-spot"),
+        pytest.param([WHITE, WHITE, WHITE, WHITE], 1, id="one-car-gone-briefly-in-between"),
+    ],
+)
+def test_cars_stopping_in_turn_at_one_spot_are_one_track_only_if_they_are_one_car(
+    street_frame: np.ndarray, cars: list[tuple[int, int, int, int]], expected_ids: int
+) -> None:
+    """Each car stands 30 s, then 4 s of empty road: ByteTrack keeps its lost track that long and
+    position alone re-associates within 5 minutes, so only the appearance tells the cars apart."""
+    tracker = CameraTracker("cam-1")
+    ids, t = [], 0.0
+    for car in cars:
+        for _ in range(30):
+            states = tracker.update(t=t, detections=detections([(QUEUE_AT, 0.6, "car")]),
+                                    image=_with_car(street_frame, car))
+            ids += [s.stable_id for s in seen_now(states, t)]
+            t += 1.0
+        for _ in range(4):
+            tracker.update(t=t, detections=detections([]), image=street_frame)
+            t += 1.0
+    assert len(set(ids)) == expected_ids
+    if expected_ids == 1:
+        last = seen_now(states, t - 5.0)[0]
+        assert last.still_since_t <= 1.0 and 0.85 <= last.presence < 1.0  # seen in 119 of its 131 frames
+
+
+def test_without_a_frame_tracks_match_by_position_alone(street_frame: np.ndarray) -> None:
+    tracker = CameraTracker("cam-1")
+    ids = set()
+    for t in range(60):
+        states = tracker.update(t=float(t), detections=detections([(QUEUE_AT, 0.6, "car")]))
+        ids |= {s.stable_id for s in seen_now(states, float(t))}
+    assert len(ids) == 1
