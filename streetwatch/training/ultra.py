@@ -32,6 +32,7 @@ def configure_offline(config_dir: str | Path | None = None) -> None:
     import matplotlib
     import ultralytics.data.utils as data_utils
     import ultralytics.utils.checks as checks
+    import ultralytics.utils.plotting as plotting
     from ultralytics.utils import SETTINGS
 
     font = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
@@ -41,6 +42,7 @@ def configure_offline(config_dir: str | Path | None = None) -> None:
 
     checks.check_font = local_font
     data_utils.check_font = local_font  # imported by name there
+    plotting.check_font = local_font  # and there: `--plots` draws labels with it
     # no analytics, no experiment-tracker callbacks (they would log in to remote services)
     from streetwatch.training.torch_env import ensure_torchvision
 

@@ -9,6 +9,7 @@ from typing import Generic, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from streetwatch.central.models import Alert, AuditLog, Case, Merchant
+from streetwatch.central.review import DISMISS_REASONS
 
 log = logging.getLogger(__name__)
 
@@ -232,7 +233,12 @@ class MerchantCandidatePublic(BaseModel):
 
 class DismissRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    reason: str = Field(min_length=1, max_length=200, description="why the case is not a violation")
+    reason: str = Field(
+        min_length=1,
+        max_length=200,
+        description="why the case is not a violation, one of: " + ", ".join(DISMISS_REASONS),
+        json_schema_extra={"enum": list(DISMISS_REASONS)},
+    )
 
 
 class MergeRequest(BaseModel):
