@@ -42,7 +42,8 @@ def parse_decisions(lines: Iterable[str], *, where: str) -> list[Decision]:
         try:
             case_id = int(head)
         except ValueError:
-            raise ReviewCliError(f"{where}:{number}: expected a case id (and for dismiss a reason), got {text!r}") from None
+            message = f"{where}:{number}: expected a case id (and for dismiss a reason), got {text!r}"
+            raise ReviewCliError(message) from None
         out.append(Decision(case_id, reason.strip() or None))
     return out
 
