@@ -197,7 +197,22 @@ def export_onnx(weights: str | Path, *, imgsz: int, dynamic: bool = False, opset
     model = YOLO(str(weights))
     out = model.export(format="onnx", imgsz=imgsz, dynamic=dynamic, simplify=False, opset=opset, nms=False,
                        device="cpu")
-    return Path(out)
+    return without_export_date(Path(out))
+
+
+def without_export_date(path: Path) -> Path:
+    """Drop the `date` ultralytics writes into the ONNX metadata, the one thing that differs between
+    two exports of the same weights: the same best.pt then gives the same file and sha256."""
+    import onnx
+
+    model = onnx.load(str(path))
+    props = [(p.key, p.value) for p in model.metadata_props if p.key != "date"]
+    if len(props) != len(model.metadata_props):
+        del model.metadata_props[:]
+        for key, value in props:
+            model.metadata_props.add(key=key, value=value)
+        onnx.save(model, str(path))
+    return path
 
 
 def class_names(weights: str | Path) -> list[str]:
