@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 JPEG_MAGIC = b"\xff\xd8"
+# The evidence set (wire 1.2) adds clips; each kind of file keeps its own extension.
+SUFFIXES = ("jpg", "mp4")
 # Like mkstemp: a new file only (never follow or reuse one), owner-only, not inherited by children.
 _CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
 
@@ -58,28 +60,32 @@ class EvidenceStore:
         self.root = Path(root)
         self._folders: set[str] = set()  # shard folders known to exist: one mkdir each, not per image
 
-    def path_for(self, sha256: str) -> Path:
-        """Where the image with this hash lives (whether or not it exists)."""
+    def path_for(self, sha256: str, suffix: str = "jpg") -> Path:
+        """Where the file with this hash lives (whether or not it exists)."""
         if not _SHA256.match(sha256):
             raise EvidenceError(f"sha256: expected 64 lowercase hex characters, got {sha256!r}")
-        return self.root / sha256[:2] / f"{sha256}.jpg"
+        if suffix not in SUFFIXES:
+            raise EvidenceError(f"suffix: expected one of {', '.join(SUFFIXES)}, got {suffix!r}")
+        return self.root / sha256[:2] / f"{sha256}.{suffix}"
 
-    def put(self, data: bytes) -> str:
+    def put(self, data: bytes, suffix: str = "jpg") -> str:
         """Store `data` (if not already there) and return its sha256.
 
         Plain os calls on string paths: this runs once per alert, and pathlib and mkstemp cost as
         much as the write. The temporary name is random (two writers of one image never share it);
         the rename is atomic, so the final name only ever holds the whole image.
         """
+        if suffix not in SUFFIXES:
+            raise EvidenceError(f"suffix: expected one of {', '.join(SUFFIXES)}, got {suffix!r}")
         sha256 = hashlib.sha256(data).hexdigest()
         folder = os.path.join(self.root, sha256[:2])
-        path = os.path.join(folder, f"{sha256}.jpg")
+        path = os.path.join(folder, f"{sha256}.{suffix}")
         if os.path.exists(path):
             return sha256
         if folder not in self._folders:
             os.makedirs(folder, exist_ok=True)
             self._folders.add(folder)
-        tmp = os.path.join(folder, f".incoming-{secrets.token_hex(8)}.jpg")
+        tmp = os.path.join(folder, f".incoming-{secrets.token_hex(8)}.{suffix}")
         try:
             fd = os.open(tmp, _CREATE_FLAGS, 0o600)
         except FileNotFoundError:  # the folder was removed behind our back: make it again
@@ -100,12 +106,12 @@ class EvidenceStore:
         log.debug("stored evidence %s (%d bytes)", sha256, len(data))
         return sha256
 
-    def exists(self, sha256: str) -> bool:
-        return self.path_for(sha256).is_file()
+    def exists(self, sha256: str, suffix: str = "jpg") -> bool:
+        return self.path_for(sha256, suffix).is_file()
 
-    def read(self, sha256: str) -> bytes:
-        """The image bytes; FileNotFoundError if this store does not hold it."""
-        return self.path_for(sha256).read_bytes()
+    def read(self, sha256: str, suffix: str = "jpg") -> bytes:
+        """The file's bytes; FileNotFoundError if this store does not hold it."""
+        return self.path_for(sha256, suffix).read_bytes()
 
 
 @functools.lru_cache(maxsize=16)

@@ -6,6 +6,7 @@ can validate alerts without OpenCV or onnxruntime.
 
 from __future__ import annotations
 
+import base64
 import json
 import uuid
 from dataclasses import dataclass
@@ -90,6 +91,36 @@ class Evidence(_WireModel):
     height: int = Field(gt=0, le=10_000)
 
 
+MediaKind = Literal["first", "confirmed", "crop", "clip", "clean"]
+MEDIA_KINDS: tuple[MediaKind, ...] = ("first", "confirmed", "crop", "clip", "clean")
+MediaType = Literal["image/jpeg", "video/mp4"]
+MAX_MEDIA_ITEMS = 8
+MAX_MEDIA_BYTES = 4 * 1024 * 1024  # one image or clip; the edge's config bounds it lower
+MEDIA_CHUNK_BYTES = 256 * 1024  # raw bytes per media message (its base64 stays under MAX_PAYLOAD_BYTES)
+MAX_MEDIA_CHUNKS = MAX_MEDIA_BYTES // MEDIA_CHUNK_BYTES
+Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+
+
+class MediaRef(_WireModel):
+    """One item of the alert's evidence set (revision 1.2), sent apart on the media topic.
+
+    kind: `first` (the frame the object was first seen in, annotated), `confirmed` (the frame that
+    confirmed the dwell, annotated), `crop` (the subject at full resolution), `clip` (H.264 MP4
+    around the confirmation), `clean` (the frame behind `evidence`, unannotated, the same pixel
+    size, so `objects` apply unchanged). The alert's own `evidence` is the latest frame. An item
+    whose sha256 equals the evidence's is not sent again."""
+
+    kind: MediaKind
+    sha256: Sha256
+    content_type: MediaType
+    size: int = Field(gt=0, le=MAX_MEDIA_BYTES)
+    width: int = Field(gt=0, le=10_000)
+    height: int = Field(gt=0, le=10_000)
+    captured_at: UtcDatetime | None = Field(default=None, description="the (last) frame's capture time")
+    frames: int | None = Field(default=None, ge=1, le=10_000, description="a clip's frame count")
+    duration_s: float | None = Field(default=None, ge=0, le=3600, description="a clip's length")
+
+
 class ModelRef(_WireModel):
     """The detector that produced the alert, so a case can be traced to a model version."""
 
@@ -102,7 +133,8 @@ class Alert(BaseModel):
     bounded by MAX_EXTRA_FIELDS and MAX_EXTRA_DEPTH).
 
     Revision 1.1 added `seq` and `outbox_id` (the delivery audit, see docs/mqtt.md): optional, so
-    a 1.0 box's messages stay valid, and a 1.0 central keeps them as unknown fields."""
+    a 1.0 box's messages stay valid, and a 1.0 central keeps them as unknown fields. Revision 1.2
+    added `media` (the evidence set) the same way."""
 
     model_config = ConfigDict(frozen=True, extra="allow", populate_by_name=True, allow_inf_nan=False)
 
@@ -130,6 +162,10 @@ class Alert(BaseModel):
     )
     outbox_id: Identifier | None = Field(
         default=None, description="The numbering `seq` belongs to (made once per outbox file)"
+    )
+    media: list[MediaRef] | None = Field(
+        default=None, max_length=MAX_MEDIA_ITEMS,
+        description="Revision 1.2: the evidence set, whose bytes follow on the media topic",
     )
 
     @model_validator(mode="after")
@@ -322,6 +358,54 @@ class EdgeStatus(BaseModel):
         return self
 
 
+MEDIA_SCHEMA: Literal["streetwatch.media/1"] = "streetwatch.media/1"
+MEDIA_SHARED_SUBSCRIPTION = f"$share/central/{TOPIC_PREFIX}/media/#"
+
+
+class MediaChunk(_WireModel):
+    """One piece of an evidence-set item, on `media_topic(edge_id, camera_id)`.
+
+    The item is the `MediaRef` with this sha256 in alert `alert_id`; it is cut into `chunks` pieces
+    of MEDIA_CHUNK_BYTES (the last shorter). Pieces are idempotent (sha256, chunk): a receiver keeps
+    what it has, so a transfer cut off resumes with the missing ones and a repeat costs nothing."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False, populate_by_name=True)
+
+    schema_: Literal["streetwatch.media/1"] = Field(default=MEDIA_SCHEMA, alias="schema")
+    alert_id: Identifier
+    edge_id: Identifier
+    sha256: Sha256
+    content_type: MediaType
+    size: int = Field(gt=0, le=MAX_MEDIA_BYTES)
+    chunk: int = Field(ge=0, lt=MAX_MEDIA_CHUNKS)
+    chunks: int = Field(ge=1, le=MAX_MEDIA_CHUNKS)
+    data_b64: str = Field(min_length=4, max_length=(MEDIA_CHUNK_BYTES + 2) // 3 * 4)
+
+    @model_validator(mode="after")
+    def _verify_pieces(self) -> MediaChunk:
+        expected = -(-self.size // MEDIA_CHUNK_BYTES)
+        if self.chunks != expected:
+            raise ValueError(f"chunks: {self.size} bytes make {expected} chunks of {MEDIA_CHUNK_BYTES}, "
+                             f"got {self.chunks}")
+        if self.chunk >= self.chunks:
+            raise ValueError(f"chunk: expected 0..{self.chunks - 1}, got {self.chunk}")
+        return self
+
+    def to_json(self) -> bytes:
+        return self.model_dump_json(by_alias=True).encode()
+
+
+def media_chunks(alert_id: str, edge_id: str, ref: MediaRef, data: bytes) -> list[MediaChunk]:
+    """`data` (the bytes `ref` describes) as the media messages that carry it."""
+    count = max(1, -(-len(data) // MEDIA_CHUNK_BYTES))
+    return [
+        MediaChunk(alert_id=alert_id, edge_id=edge_id, sha256=ref.sha256, content_type=ref.content_type,
+                   size=len(data), chunk=i, chunks=count,
+                   data_b64=base64.b64encode(data[i * MEDIA_CHUNK_BYTES:(i + 1) * MEDIA_CHUNK_BYTES]).decode("ascii"))
+        for i in range(count)
+    ]
+
+
 def new_id(prefix: str) -> str:
     """A globally unique, topic-safe id such as `al-6f1c...`."""
     return f"{prefix}-{uuid.uuid4().hex}"
@@ -345,6 +429,19 @@ def command_topic(edge_id: str) -> str:
 def reply_topic(edge_id: str) -> str:
     """A box's answers to commands: streetwatch/v1/replies/{edge_id}."""
     return f"{TOPIC_PREFIX}/replies/{edge_id}"
+
+
+def media_topic(edge_id: str, camera_id: str) -> str:
+    """Evidence-set pieces (wire 1.2): streetwatch/v1/media/{edge_id}/{camera_id}."""
+    return f"{TOPIC_PREFIX}/media/{edge_id}/{camera_id}"
+
+
+def edge_id_from_media_topic(topic: str) -> str | None:
+    """The edge id a media topic names, or None if the topic is not a media topic."""
+    parts = topic.split("/")
+    if len(parts) != 5 or "/".join(parts[:3]) != f"{TOPIC_PREFIX}/media":
+        return None
+    return parts[3]
 
 
 def edge_id_from_topic(topic: str) -> str | None:
