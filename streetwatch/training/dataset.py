@@ -123,8 +123,9 @@ def split_by_images(
 ) -> SplitPlan:
     """Cameras into train/val so val holds about `val_fraction` of the images.
 
-    Cameras are taken into val in the order of a hash of their id (stable across harvests) while val
-    stays at or under its share; with 2+ cameras each split gets at least one. `val_cameras` pins
+    A camera's split comes from a hash of its id (stable across harvests). When that leaves a split
+    empty or val with more than twice its share, cameras are instead taken into val in hash order
+    while val stays at or under its share; with 2+ cameras each split gets at least one. `val_cameras` pins
     cameras to val (the rest to train). Warns when the result is far from `val_fraction`, and raises
     DatasetError when a split holds fewer than `min_per_split` images."""
     unique = sorted(images_per_camera)
@@ -132,7 +133,9 @@ def split_by_images(
     if val_cameras:
         splits: dict[str, Split] = {c: ("val" if c in val_cameras else "train") for c in unique}
     else:
-        splits = pick_val_cameras(images_per_camera, val_fraction=val_fraction)
+        splits = {c: camera_split(c, val_fraction=val_fraction) for c in unique}  # stable across harvests
+        if len(unique) >= 2 and val_fraction > 0 and lopsided(splits, images_per_camera, val_fraction):
+            splits = pick_val_cameras(images_per_camera, val_fraction=val_fraction)
     counts = {s: sum(n for c, n in images_per_camera.items() if splits[c] == s) for s in SPLITS}
     warnings = []
     if total and val_fraction > 0:
@@ -150,6 +153,13 @@ def split_by_images(
             f"{min_per_split} (cameras {dict(sorted(images_per_camera.items()))}); harvest more cameras or cases"
         )
     return SplitPlan(splits, tuple(warnings))
+
+
+def lopsided(splits: dict[str, Split], images_per_camera: dict[str, int], val_fraction: float) -> bool:
+    """A split without images, or val holding more than twice its share."""
+    total = sum(images_per_camera.values())
+    val = sum(n for c, n in images_per_camera.items() if splits[c] == "val")
+    return val == 0 or val == total or val > 2 * val_fraction * total
 
 
 def pick_val_cameras(images_per_camera: dict[str, int], *, val_fraction: float) -> dict[str, Split]:

@@ -22,6 +22,7 @@ regions (its boxes), with the rest of the frame labelled the same way; a case di
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import urllib.error
@@ -66,7 +67,7 @@ class AlertEvidence:
     width: int
     height: int
     objects: tuple[tuple[str, tuple[float, float, float, float]], ...]  # (class name, xyxy)
-    clean_sha256: str | None = None  # the announced clean frame (wire 1.2), None from older edges
+    clean: str | None = None  # the announced clean frame (wire 1.2): its sha256, or the API's URL path
     observed_at: datetime | None = None
 
 
@@ -88,7 +89,7 @@ class CaseSource(Protocol):
     def clean_frame(self, case: ReviewedCase, alert: AlertEvidence) -> bytes | None: ...
 
 
-def clean_ref(payload: dict[str, object]) -> str | None:
+def announced_clean(payload: dict[str, object]) -> str | None:
     """The sha256 of the clean frame an alert announces in its `media` list, if any."""
     media = payload.get("media")
     if not isinstance(media, list):
@@ -141,7 +142,7 @@ def to_labelled(case: ReviewedCase, alert: AlertEvidence, jpeg: bytes, labels: F
         origin=f"case {case.case_id} alert {alert.alert_id}",
         negative_regions=labels.negative_regions,
         extra={"case_id": case.case_id, "alert_id": alert.alert_id, "violation": case.violation,
-               "decision": decision(case), "clean_sha256": alert.clean_sha256,
+               "decision": decision(case), "clean_sha256": hashlib.sha256(jpeg).hexdigest(),
                "observed_at": alert.observed_at.isoformat() if alert.observed_at else None,
                "pseudo_dropped": labels.pseudo_dropped},
     )
@@ -247,7 +248,7 @@ def _alert_evidence(case_id: int, alert_id: str, sha256: str, payload: dict[str,
     where = f"case {case_id} alert {alert_id}"
     width, height = evidence_size(payload, where=where)
     return AlertEvidence(alert_id, sha256, width, height, objects_of(payload, where=where),
-                         clean_ref(payload), observed(payload))
+                         announced_clean(payload), observed(payload))
 
 
 def read_only_engine(url: str) -> Engine:
@@ -404,17 +405,18 @@ class ApiSource:
                 )
         width, height = evidence_size(alert, where=where)
         sha = str(alert["evidence_url"]).rstrip("/").split("/")[-1].split("?")[0]
+        clean_url = alert.get("clean_frame_url")
         return AlertEvidence(str(alert["alert_id"]), sha, width, height, objects_of(alert, where=where),
-                             clean_ref(alert), observed(alert))
+                             str(clean_url) if clean_url else None, observed(alert))
 
     def evidence(self, case: ReviewedCase, alert: AlertEvidence) -> bytes:
         return self._get(f"/evidence/{alert.evidence_sha256}", {"case_id": case.case_id})
 
     def clean_frame(self, case: ReviewedCase, alert: AlertEvidence) -> bytes | None:
-        """The clean frame the alert announces, from the evidence endpoint; None if none is announced."""
-        if alert.clean_sha256 is None:
+        """The clean frame behind the evidence (`clean_frame_url`: the API's path to it), None without one."""
+        if alert.clean is None:
             return None
-        return self._get(f"/evidence/{alert.clean_sha256}", {"case_id": case.case_id})
+        return self._get(alert.clean)
 
 
 @dataclass(frozen=True)
@@ -458,8 +460,11 @@ def collect_frames(source: CaseSource, *, options: HarvestOptions, report: Harve
                 continue
             frames.append((case, alert, jpeg))
             used += 1
-        report.cases.append({"case_id": case.case_id, "camera_id": case.camera_id, "violation": case.violation,
-                             "decision": decision(case), "frames": used})
+        if used:
+            report.cases.append({"case_id": case.case_id, "camera_id": case.camera_id,
+                                 "violation": case.violation, "decision": decision(case), "frames": used})
+        else:
+            report.skip("case with no clean frame at all")
     return frames
 
 

@@ -4,6 +4,9 @@ An image is served to a logged-in user (session cookie or API token) who may see
 case that uses it (for an inspector's photo: the inspection's case or merchant); anyone else gets
 404 (401 without any login), so the existence of an image in another area is not revealed. Pages
 pass `?case_id=` so the check is one indexed lookup; without it the case is found by the image hash.
+
+/api/alerts/{alert_id}/clean: the unannotated frame behind an alert's evidence (wire 1.2, central.media),
+under the same rule (a case the caller may see holds the alert); the training harvest reads it.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Request, status
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, Response
 from sqlalchemy import select
 
 from streetwatch.central.access import AreaScope, case_clause, case_visible, merchant_visible, refine
@@ -92,3 +95,21 @@ def read_evidence(
         media_type="image/jpeg",
         headers={"Cache-Control": "private, max-age=86400", "X-Content-Type-Options": "nosniff"},
     )
+
+
+@router.get("/api/alerts/{alert_id}/clean", name="clean_frame", response_class=Response)
+def read_clean_frame(request: Request, alert_id: str, session: SessionDep, user: AnyUser) -> Response:
+    """The clean (unannotated) JPEG behind the alert's evidence, if the caller may see its case."""
+    from streetwatch.central.evidence_store import EvidenceStore
+    from streetwatch.central.media import clean_frame
+
+    not_found = HTTPException(status.HTTP_404_NOT_FOUND, "clean frame not found")
+    alert = session.get(Alert, alert_id)
+    case = session.get(Case, alert.case_id) if alert is not None and alert.case_id else None
+    if case is None or not case_visible(scope_of(session, user), case):
+        raise not_found
+    data = clean_frame(session, EvidenceStore(Path(request.app.state.settings.evidence_dir)), alert_id)
+    if data is None:
+        raise not_found
+    return Response(data, media_type="image/jpeg",
+                    headers={"Cache-Control": "private, max-age=86400", "X-Content-Type-Options": "nosniff"})

@@ -101,6 +101,11 @@ def _objects_of(alert: Alert) -> list[DetectedObjectPublic]:
     return out
 
 
+def _announces_clean(alert: Alert) -> bool:
+    media = (alert.payload or {}).get("media")
+    return isinstance(media, list) and any(isinstance(m, dict) and m.get("kind") == "clean" for m in media)
+
+
 def _evidence_size_of(alert: Alert) -> EvidenceSizePublic | None:
     """The evidence image's size from the stored payload; None without evidence or for older rows."""
     raw = (alert.payload or {}).get("evidence")
@@ -132,6 +137,9 @@ class AlertPublic(BaseModel):
     evidence: EvidenceSizePublic | None = Field(
         default=None, description="size of the evidence image (null: no evidence, or an alert stored without it)"
     )
+    clean_frame_url: str | None = Field(
+        default=None, description="the unannotated frame behind the evidence (null: the edge sent none)"
+    )
 
     @classmethod
     def of(cls, alert: Alert) -> AlertPublic:
@@ -151,6 +159,7 @@ class AlertPublic(BaseModel):
             evidence_url=f"/evidence/{alert.evidence_sha256}" if alert.evidence_sha256 else None,
             objects=_objects_of(alert),
             evidence=_evidence_size_of(alert),
+            clean_frame_url=f"/api/alerts/{alert.alert_id}/clean" if _announces_clean(alert) else None,
         )
 
 
