@@ -110,6 +110,8 @@ def print_operational(args: argparse.Namespace, source: CaseSource | None, workd
         print(format_table(result.background_rows))
     if result.no_clean_frame:
         print(f"\nleft out, no clean frame (evidence with boxes drawn on it): cases {result.no_clean_frame}")
+    if result.no_boxes:
+        print(f"left out, no box of a trained class to match: cases {result.no_boxes}")
 
 
 def val_frames(root: Path, class_map: ClassMap) -> list[LabelledFrame]:

@@ -109,7 +109,7 @@ Labelled = list[tuple[int, XYXY]]
 
 
 def case_frames(case: ReviewedCase, source: CaseSource, class_map: ClassMap) -> list[tuple[np.ndarray, Labelled]]:
-    """(clean frame, alerted boxes in training classes) of each alert that has a clean frame."""
+    """(clean frame, alerted boxes in training classes) of each alert with boxes and a clean frame."""
     out = []
     for alert in case.alerts:
         indexed = [(subject_index(case.violation, cls, class_map), b) for cls, b in alert.objects]
@@ -120,13 +120,19 @@ def case_frames(case: ReviewedCase, source: CaseSource, class_map: ClassMap) -> 
     return out
 
 
+def has_boxes(case: ReviewedCase, class_map: ClassMap) -> bool:
+    return any(subject_index(case.violation, cls, class_map) is not None for a in case.alerts for cls, _ in a.objects)
+
+
 @dataclass
 class Comparison:
-    """The detector-class rows, the background-model rows, and the cases left out (no clean frame)."""
+    """The detector-class rows, the background-model rows, and the cases left out: with boxes but no
+    clean frame, or with no box of a trained class at all (nothing a model could match)."""
 
     detector_rows: list[OperationalRow]
     background_rows: list[OperationalRow]
     no_clean_frame: list[int]
+    no_boxes: list[int] = field(default_factory=list)
 
 
 def compare(
@@ -138,9 +144,11 @@ def compare(
     iou: float = 0.5,
 ) -> Comparison:
     """One row per detector over the same cases and clean frames; background-model cases apart."""
-    frames = {c.case_id: case_frames(c, source, class_map) for c in cases}
-    usable = [c for c in cases if frames[c.case_id]]
-    result = Comparison([], [], [c.case_id for c in cases if not frames[c.case_id]])
+    boxed = [c for c in cases if has_boxes(c, class_map)]
+    frames = {c.case_id: case_frames(c, source, class_map) for c in boxed}
+    usable = [c for c in boxed if frames[c.case_id]]
+    result = Comparison([], [], [c.case_id for c in boxed if not frames[c.case_id]],
+                        [c.case_id for c in cases if not has_boxes(c, class_map)])
     groups = ((result.detector_rows, [c for c in usable if not from_background_model(c)]),
               (result.background_rows, [c for c in usable if from_background_model(c)]))
     for name, detector in detectors.items():

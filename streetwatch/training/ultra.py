@@ -193,10 +193,19 @@ def export_onnx(weights: str | Path, *, imgsz: int, dynamic: bool = False, opset
     """ultralytics ONNX export (no NMS in graph: the edge decodes and runs NMS itself)."""
     configure_offline()
     from ultralytics import YOLO
+    from ultralytics.utils import LOGGER
 
     model = YOLO(str(weights))
-    out = model.export(format="onnx", imgsz=imgsz, dynamic=dynamic, simplify=False, opset=opset, nms=False,
-                       device="cpu")
+    # Its export log is advice for other targets ("no one-to-one head": expected, the edge decodes the
+    # raw head itself; OpenVINO tips): expected, so not printed as warnings. Errors still show.
+    level = LOGGER.level
+    LOGGER.setLevel(logging.ERROR)
+    try:
+        out = model.export(format="onnx", imgsz=imgsz, dynamic=dynamic, simplify=False, opset=opset, nms=False,
+                           device="cpu")
+    finally:
+        LOGGER.setLevel(level)
+    logger.info("exported %s -> %s (ONNX, imgsz %d%s)", weights, out, imgsz, ", dynamic batch" if dynamic else "")
     return without_export_date(Path(out))
 
 
