@@ -31,7 +31,7 @@ from streetwatch.edge.manifest import DEFAULT_MANIFEST, MODEL_DIR_ENV, Manifest,
 from streetwatch.training.classmap import ClassMap, ClassMapError, load_class_map
 from streetwatch.training.manifest_update import add_entries, install_model_file, make_entry
 from streetwatch.training.models import onnx_detector
-from streetwatch.training.quantize import agreement, paired_latency_ms, quantize_int8
+from streetwatch.training.quantize import agreement, int8_gate, paired_latency_ms, quantize_int8
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 SAMPLE_FRAMES = 8
@@ -139,20 +139,6 @@ def load_images(folder: Path, count: int) -> list[np.ndarray]:
     if not images:
         raise ExportError(f"--calib-images: no readable images in {folder}")
     return images
-
-
-def int8_gate(kept: int, reference: int, *, min_kept: float, force: bool) -> tuple[bool, str]:
-    """Whether the INT8 model is added, and why. With no FP32 detection to compare there is no
-    agreement to measure: the gate fails (the result is not "0 %" nor "100 %", it is undefined)."""
-    if force:
-        return True, "--force-int8"
-    if reference == 0:
-        return False, ("FP32 found nothing on the calibration images, so agreement is undefined; give images "
-                       "with objects (--calib-images) or --force-int8")
-    share = kept / reference
-    if share >= min_kept:
-        return True, f"keeps {share:.0%} of FP32's detections (>= {min_kept:.0%})"
-    return False, f"keeps {share:.0%} of FP32's detections, below --int8-min-kept {min_kept:.0%}"
 
 
 def main(argv: list[str] | None = None) -> int:

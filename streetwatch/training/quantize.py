@@ -161,3 +161,17 @@ def agreement(reference: Detector, other: Detector, images: Sequence[np.ndarray]
         kept += int(hit.any(axis=1).sum())
         extra += int((~hit.any(axis=0)).sum()) if len(oth) else 0
     return Agreement(reference=total, kept=kept, extra=extra)
+
+
+def int8_gate(kept: int, reference: int, *, min_kept: float, force: bool) -> tuple[bool, str]:
+    """Whether the INT8 model is added, and why. With no FP32 detection to compare there is no
+    agreement to measure: the gate fails (the result is not "0 %" nor "100 %", it is undefined)."""
+    if force:
+        return True, "--force-int8"
+    if reference == 0:
+        return False, ("FP32 found nothing on the calibration images, so agreement is undefined; give images "
+                       "with objects (--calib-images) or --force-int8")
+    share = kept / reference
+    if share >= min_kept:
+        return True, f"keeps {share:.0%} of FP32's detections (>= {min_kept:.0%})"
+    return False, f"keeps {share:.0%} of FP32's detections, below --int8-min-kept {min_kept:.0%}"

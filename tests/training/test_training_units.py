@@ -37,7 +37,7 @@ from streetwatch.training.labels import complete_labels, iou, subject_index
 from streetwatch.training.manifest_update import add_entry, install_model_file, make_entry, versioned_file_name
 from streetwatch.training.merge import labels_folder, merge_coco, merge_yolo
 from streetwatch.training.operational import matches_alert
-from streetwatch.training.quantize import DetectorCalibrationReader
+from streetwatch.training.quantize import DetectorCalibrationReader, int8_gate
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -389,3 +389,17 @@ def test_training_modules_do_not_import_torch():
         "bad = sorted(m for m in ('torch', 'ultralytics', 'torchvision') if m in sys.modules); assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize(
+    ("kept", "reference", "force", "added", "why"),
+    [
+        (19, 20, False, True, "keeps 95% of FP32's detections (>= 95%)"),
+        (18, 20, False, False, "keeps 90% of FP32's detections, below --int8-min-kept 95%"),
+        (0, 0, False, False, "FP32 found nothing on the calibration images, so agreement is undefined"),
+        (0, 0, True, True, "--force-int8"),
+    ],
+)
+def test_the_int8_gate_has_a_defined_result_when_fp32_finds_nothing(kept, reference, force, added, why):
+    result, reason = int8_gate(kept, reference, min_kept=0.95, force=force)
+    assert result is added and reason.startswith(why)
