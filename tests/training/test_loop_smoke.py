@@ -36,6 +36,7 @@ def run_script(name: str, *args: str | Path, cwd: Path) -> str:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # train, evaluate and two exports on CPU; slow when the CI machine is shared
 def test_harvest_train_evaluate_export_deploy(seeded_central, tmp_path: Path, model_dir: Path, street_dir: Path):
     central = seeded_central
     dataset = tmp_path / "dataset"
