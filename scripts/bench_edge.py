@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Edge benchmark: pipeline overhead over raw onnxruntime, and 1080p25 H.264 streams per box.
 
-    python scripts/bench_edge.py [--quick] [--streams N] [--naive-streams N] [--span S]
+    python scripts/bench_edge.py [--quick] [--streams N] [--naive-streams N] [--span S] [--evidence-only]
 
 Everything is measured side by side in one run and printed as markdown tables; nothing is
 asserted (the machine is noisy: read the ratios). The model is found via $STREETWATCH_MODEL_DIR
@@ -16,11 +16,13 @@ the whole per-frame pipeline (preprocess + infer + postprocess + CameraAnalyzer.
 decoded 1080p frames; the 1-thread rows also show the detector alone (so the share of tracking and
 rules is visible), but the goal is judged on the whole pipeline: for one camera per loop, and as
 the worker runs it under load, the real `DetectionLoop.step` over a batch of cameras (each with its
-own tracks and rules; frames rendered ahead, as the decode threads do). Table 2 runs each variant in its
-own subprocess (so peak RSS does not mix): N streams concurrently as fast as possible over S stream
-seconds (StreetWatch: the real EdgeWorker with 1 and with 2 detection loops; naive: OpenCV decode
-threads and one detector); capacity = stream-seconds processed per wall second = the streams kept
-in real time.
+own tracks and rules; frames rendered ahead, as the decode threads do). Table 4 (printed first, it
+needs only the base clip): the evidence of one alert, the old single JPEG beside the evidence set
+(photo, first seen, confirmed, crop, H.264 clip, clean frame), and the set's per-frame cost.
+Table 2 runs each variant in its own subprocess (so peak RSS does not mix): N streams
+concurrently as fast as possible over S stream seconds (StreetWatch: the real EdgeWorker with 1 and
+with 2 detection loops; naive: OpenCV decode threads and one detector); capacity = stream-seconds
+processed per wall second = the streams kept in real time.
 """
 
 from __future__ import annotations
@@ -526,6 +528,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--naive-streams", type=int, default=4, help="naive loop concurrent streams")
     ap.add_argument("--span", type=float, default=None, help="stream seconds per stream (default 60, quick 20)")
     ap.add_argument("--frames", type=int, default=None, help="frames for table 1 (default 150, quick 50)")
+    ap.add_argument("--evidence-only", action="store_true", help="only table 4 (evidence per alert)")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--clip", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -554,6 +557,12 @@ def main(argv: list[str] | None = None) -> int:
             f"{span:.0f} s per stream, built in {time.perf_counter() - t0:.0f} s from kerb_parked_cars_street.jpg "
             "+ crops of street_cyclists_crowd / parked_cars_park_bench / market_hanoi (noise sigma 3)\n"
         )
+        print("## 4. Evidence per alert: the old single JPEG beside the evidence set (same run)\n")
+        from bench_evidence import bench_evidence_set
+
+        print(bench_evidence_set(base, config=edge_config(model_dir, base), sample_fps=SAMPLE_FPS) + "\n")
+        if args.evidence_only:
+            return 0
         print("## 1. Per-frame cost: raw onnxruntime vs the pipeline (goal: overhead <= 15 %)\n")
         print(per_frame(model_dir, base, args.frames or (50 if args.quick else 150)) + "\n")
         print(f"## 2. Concurrent 1080p25 streams at {SAMPLE_FPS} detections/s each (goal >= 16 and >= 5x naive)\n")

@@ -49,7 +49,14 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from streetwatch.broker_config import BrokerConfig, ConfigError, StrictModel, TlsConfig
 from streetwatch.central.workflow.config import WorkflowSettings
 from streetwatch.config_vars import has_reference, read_variable, substitute
-from streetwatch.edge.alerts import ALERTS_SHARED_SUBSCRIPTION, TOPIC_PREFIX, VIOLATIONS, TimeBounds, Violation
+from streetwatch.edge.alerts import (
+    ALERTS_SHARED_SUBSCRIPTION,
+    MEDIA_SHARED_SUBSCRIPTION,
+    TOPIC_PREFIX,
+    VIOLATIONS,
+    TimeBounds,
+    Violation,
+)
 from streetwatch.redaction import redact
 
 log = logging.getLogger(__name__)
@@ -211,6 +218,19 @@ class DeliverySettings(StrictModel):
     )
 
 
+class MediaSettings(StrictModel):
+    """Evidence sets (wire 1.2) arriving on the media topic (media_ingest.py)."""
+
+    subscription: str = Field(
+        default=MEDIA_SHARED_SUBSCRIPTION,
+        description="the boxes' evidence-set pieces, shared between workers; '' = off",
+    )
+    staging_max_bytes: int = Field(
+        default=256 * 1024 * 1024, ge=4 * 1024 * 1024, description="unfinished media one box may have staged"
+    )
+    staging_max_age_h: float = Field(default=24.0, gt=0, le=24 * 30, description="unfinished media older is removed")
+
+
 class MetricsSettings(StrictModel):
     host: str = Field(default="127.0.0.1", description="address of /metrics, /healthz and /readyz")
     port: int = Field(default=0, ge=0, le=65535, description="Prometheus metrics and health checks; 0 = off")
@@ -337,6 +357,7 @@ class CentralSettings(StrictModel):
     attribution: AttributionSettings = Field(default_factory=AttributionSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
+    media: MediaSettings = Field(default_factory=MediaSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     web: WebSettings = Field(default_factory=WebSettings)
     review: ReviewSettings = Field(default_factory=ReviewSettings)

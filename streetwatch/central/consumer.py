@@ -39,7 +39,9 @@ from streetwatch.central.ingest import (
     ingest_many,
     ingest_payload,
 )
+from streetwatch.central.media_ingest import ingest_media
 from streetwatch.central.metrics import CentralMetrics
+from streetwatch.edge.alerts import edge_id_from_media_topic
 from streetwatch.mqtt_common import connect_async, describe_reason, make_client, parse_broker_url
 
 log = logging.getLogger(__name__)
@@ -175,7 +177,10 @@ class AlertConsumer:
             return
         self._connection += 1
         # Resubscribing is harmless on a resumed session and needed on a new one.
-        client.subscribe(self.settings.broker.subscription, qos=1)
+        topics = [(self.settings.broker.subscription, 1)]
+        if self.settings.media.subscription:
+            topics.append((self.settings.media.subscription, 1))
+        client.subscribe(topics)
 
     def _on_subscribe(
         self,
@@ -237,7 +242,16 @@ class AlertConsumer:
 
     def _process(self, batch: list[_Received]) -> None:
         """Ingest the batch in one transaction; on any error fall back to one by one (a database
-        or storage error is retried there, anything else makes that message a dead letter)."""
+        or storage error is retried there, anything else makes that message a dead letter).
+        Evidence-set pieces (the media topic) go apart, after the alerts they belong to."""
+        media = [r for r in batch if edge_id_from_media_topic(r.message.topic) is not None]
+        if media:
+            batch = [r for r in batch if edge_id_from_media_topic(r.message.topic) is None]
+            if batch:
+                self._process(batch)
+            for received in media:
+                self._process_media(received)
+            return
         try:
             with session_scope(self.session_factory, write_lock=True) as session:
                 messages = [Message(r.message.topic, bytes(r.message.payload)) for r in batch]
@@ -253,6 +267,21 @@ class AlertConsumer:
         for received, result in zip(batch, results, strict=True):
             self._count(received, result, committed)
             self._ack(received)
+
+    def _process_media(self, received: _Received) -> None:
+        """One evidence-set piece in its own transaction, acknowledged whatever happens: a piece is
+        worth less than the queue behind it, and a box sends what is missing again only if it still
+        holds it (logged here when it is lost)."""
+        message = received.message
+        try:
+            with session_scope(self.session_factory, write_lock=True) as session:
+                result = ingest_media(session, bytes(message.payload), topic=message.topic, settings=self.settings)
+            self.summary.media[result.outcome] = self.summary.media.get(result.outcome, 0) + 1
+        except Exception:
+            log.exception("consumer %s: media piece on %s (%d bytes) not stored; acknowledged and dropped",
+                          self.name, message.topic, len(message.payload))
+            self.summary.media["lost"] = self.summary.media.get("lost", 0) + 1
+        self._ack(received)
 
     def _process_one(self, received: _Received) -> bool:
         """Ingest one message alone; False if the database failed (the message stays unacked)."""

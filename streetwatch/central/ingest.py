@@ -30,6 +30,7 @@ from streetwatch.central.attribution import MerchantIndex
 from streetwatch.central.case_engine import Arrival, CaseEngine
 from streetwatch.central.config import CentralSettings
 from streetwatch.central.evidence_store import EvidenceError, decode_jpeg_b64, evidence_store
+from streetwatch.central.media import promote_staged
 from streetwatch.central.models import DEAD_LETTER_PAYLOAD_MAX_CHARS, DeadLetter
 from streetwatch.edge.alerts import (
     ID_PATTERN,
@@ -72,6 +73,7 @@ class IngestSummary:
     dead_letter: int = 0
     db_errors: int = 0
     reasons: list[str] = field(default_factory=list)
+    media: dict[str, int] = field(default_factory=dict)  # evidence-set pieces per media_ingest outcome
 
     def add(self, result: IngestResult) -> None:
         setattr(self, result.outcome, getattr(self, result.outcome) + 1)
@@ -216,7 +218,10 @@ def _ingest_checked(
     foreign = _foreign_episode(engine, alert, settings=settings)
     if foreign is not None:
         return dead_letter(session, topic=checked.label, reason=foreign, payload=alert.to_json())
-    sha256 = evidence_store(settings.evidence_dir).put(checked.jpeg) if checked.jpeg is not None else None
+    store = evidence_store(settings.evidence_dir)
+    sha256 = store.put(checked.jpeg) if checked.jpeg is not None else None
+    if alert.media:  # wire 1.2: items that beat their alert wait staged; keep them now
+        promote_staged(store, alert.edge_id, alert.media)
     decision = engine.decide(Arrival(alert, evidence_sha256=sha256, may_hold_nul=checked.may_hold_nul))
     if decision.case_id is None:
         return IngestResult("pending", alert_id=alert.alert_id, observed_at=alert.observed_at)

@@ -10,7 +10,9 @@ edge older than 1.2.
 from __future__ import annotations
 
 import logging
+import shutil
 from dataclasses import dataclass
+from pathlib import Path
 
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
@@ -22,6 +24,7 @@ from streetwatch.edge.alerts import MAX_MEDIA_ITEMS, MediaKind, MediaRef
 log = logging.getLogger(__name__)
 
 SUFFIX = {"image/jpeg": "jpg", "video/mp4": "mp4"}
+STAGING = ".media-partial"  # under the evidence folder: pieces of items not yet whole (media_ingest.py)
 
 
 @dataclass(frozen=True)
@@ -81,4 +84,21 @@ def clean_frame(session: Session, store: EvidenceStore, alert_id: str) -> bytes 
     return media_bytes(session, store, alert_id, "clean")
 
 
-__all__ = ["SUFFIX", "StoredMedia", "announced", "clean_frame", "media_bytes", "stored_items"]
+def promote_staged(store: EvidenceStore, edge_id: str, refs: list[MediaRef]) -> int:
+    """Store the items of a just-ingested alert that arrived whole before it (several workers share
+    the media subscription, so an item can beat its alert); returns how many."""
+    box = Path(store.root) / STAGING / edge_id
+    if not refs or not box.exists():
+        return 0
+    promoted = 0
+    for ref in refs:
+        complete = box / ref.sha256 / "complete"
+        if complete.is_file():
+            store.put(complete.read_bytes(), SUFFIX[ref.content_type])
+            shutil.rmtree(complete.parent, ignore_errors=True)
+            promoted += 1
+    return promoted
+
+
+__all__ = ["STAGING", "SUFFIX", "StoredMedia", "announced", "clean_frame", "media_bytes", "promote_staged",
+           "stored_items"]

@@ -14,9 +14,10 @@ import logging
 from dataclasses import dataclass
 from datetime import timedelta
 
-from streetwatch.edge.alerts import Alert, Location, ModelRef, new_id
+from streetwatch.edge.alerts import MAX_ZONE_POINTS, Alert, Location, ModelRef, new_id
 from streetwatch.edge.config import CameraConfig, EdgeConfig
 from streetwatch.edge.evidence import render_evidence
+from streetwatch.edge.evidence_set import EvidenceSetBuilder, MediaItem
 from streetwatch.edge.types import Frame, ViolationEvent
 
 log = logging.getLogger(__name__)
@@ -45,19 +46,41 @@ def build_alert(
     location: where the event is on the ground (None: the camera has no geo calibration, or the
     point is above the horizon).
     """
+    return build_alert_with_media(event, frame, camera=camera, context=context, location=location)[0]
+
+
+def build_alert_with_media(
+    event: ViolationEvent,
+    frame: Frame,
+    *,
+    camera: CameraConfig,
+    context: AlertContext,
+    location: Location | None,
+    evidence_set: EvidenceSetBuilder | None = None,
+) -> tuple[Alert, list[MediaItem]]:
+    """`build_alert`, and with `evidence_set` the alert's evidence set: the alert announces it
+    (`media`, wire 1.2) and the items' bytes come back to be sent on the media topic."""
     settings = context.config.evidence
-    rendered = render_evidence(
-        frame.picture,
-        event.objects,
-        max_width=settings.max_width,
-        jpeg_quality=settings.jpeg_quality,
-        max_bytes=settings.max_bytes,
-    )
+    media: list[MediaItem] = []
+    if evidence_set is not None:
+        rendered, media = evidence_set.render(event, frame)
+    else:
+        rendered = render_evidence(
+            frame.picture,
+            event.objects,
+            max_width=settings.max_width,
+            jpeg_quality=settings.jpeg_quality,
+            max_bytes=settings.max_bytes,
+        )
     log.info(
         "camera %s episode %s %s %s zone %s track %s dwell %.0fs",
         camera.id, event.episode_id, event.kind, event.violation, event.zone_id, event.track_id, event.dwell_s,
     )  # fmt: skip
-    return Alert(
+    subjects = [i for i, emphasis in enumerate(rendered.emphasis) if emphasis == "subject"]
+    zone = evidence_set.zones_px.get(event.zone_id) if evidence_set is not None else None
+    zone_px = ([(round(x * rendered.scale, 1), round(y * rendered.scale, 1)) for x, y in zone]
+               if zone and 3 <= len(zone) <= MAX_ZONE_POINTS else None)
+    alert = Alert(
         alert_id=new_id("al"),
         episode_id=event.episode_id,
         state=event.state,
@@ -75,4 +98,8 @@ def build_alert(
         objects=list(rendered.objects),
         evidence=rendered.evidence,
         model=context.model,
+        media=[item.ref for item in media] or None,
+        subjects=subjects if media else None,
+        zone_polygon_px=zone_px if media else None,
     )
+    return alert, media

@@ -22,6 +22,7 @@ ALERTS_SHARED_SUBSCRIPTION = f"$share/central/{TOPIC_PREFIX}/alerts/#"
 MAX_EVIDENCE_B64_CHARS = 400_000  # ~300 KB of JPEG; the edge downsizes to stay under it
 MAX_PAYLOAD_BYTES = 512 * 1024
 MAX_OBJECTS = 64
+MAX_ZONE_POINTS = 64
 MAX_PIXEL = 100_000.0  # box coordinates, in evidence-image pixels (the image is at most 10,000 wide)
 # Unknown top-level fields are kept for forward compatibility, within bounds: a hostile box must
 # not make central store (or recurse through) an arbitrarily deep or wide structure.
@@ -167,6 +168,14 @@ class Alert(BaseModel):
         default=None, max_length=MAX_MEDIA_ITEMS,
         description="Revision 1.2: the evidence set, whose bytes follow on the media topic",
     )
+    zone_polygon_px: list[tuple[Pixel, Pixel]] | None = Field(
+        default=None, min_length=3, max_length=MAX_ZONE_POINTS,
+        description="Revision 1.2: the zone's outline in evidence-image pixels (fixed cameras)",
+    )
+    subjects: list[Annotated[int, Field(ge=0, lt=MAX_OBJECTS)]] | None = Field(
+        default=None, max_length=MAX_OBJECTS,
+        description="Revision 1.2: indexes into `objects` of what the violation is about (the rest is context)",
+    )
 
     @model_validator(mode="after")
     def _verify_consistent(self) -> Alert:
@@ -176,6 +185,8 @@ class Alert(BaseModel):
             )
         if (self.seq is None) != (self.outbox_id is None):
             raise ValueError("seq and outbox_id come together: both or neither")
+        if self.subjects and max(self.subjects) >= len(self.objects):
+            raise ValueError(f"subjects: index {max(self.subjects)} but only {len(self.objects)} objects")
         _verify_extra_fields(self.model_extra or {})
         return self
 
@@ -359,7 +370,9 @@ class EdgeStatus(BaseModel):
 
 
 MEDIA_SCHEMA: Literal["streetwatch.media/1"] = "streetwatch.media/1"
-MEDIA_SHARED_SUBSCRIPTION = f"$share/central/{TOPIC_PREFIX}/media/#"
+# A share group of its own: the embedded broker (rumqttd) loses messages when one client holds two
+# filters in one group (alerts were dropped while media flowed); Mosquitto does not care either way.
+MEDIA_SHARED_SUBSCRIPTION = f"$share/central-media/{TOPIC_PREFIX}/media/#"
 
 
 class MediaChunk(_WireModel):

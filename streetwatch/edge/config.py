@@ -228,10 +228,44 @@ class RulesConfig(StrictModel):
     moving: MovingRulesConfig = Field(default_factory=MovingRulesConfig)
 
 
+class EvidenceSetConfig(StrictModel):
+    """The evidence set beside each alert's photo (wire 1.2, docs/operator-guide.md): the frame the
+    object was first seen in, the frame that confirmed it, a full-resolution crop of the subject,
+    a short H.264 clip up to the confirmation, and the unannotated frame behind the photo."""
+
+    enabled: bool = Field(default=True, description="false: alerts carry only the photo, as before wire 1.2")
+    clip_s: float = Field(
+        default=8.0, ge=0, le=60, description="clip length up to the confirmation (stream s); 0 = no clip"
+    )
+    clip_width: int = Field(default=640, ge=160, le=1920, description="clip frame width (never upscaled)")
+    clip_max_frames: int = Field(default=16, ge=2, le=240, description="at most this many frames per clip")
+    clip_max_bytes: int = Field(
+        default=1_500_000, ge=50_000, le=4 * 1024 * 1024, description="a larger clip is not sent"
+    )
+    crop_max_px: int = Field(default=1024, ge=64, le=4096, description="the crop's longest side (downscaled if larger)")
+    crop_margin: float = Field(default=0.15, ge=0, le=2, description="space around the subject, in box sizes")
+    first_seen_every_s: float = Field(
+        default=5.0, gt=0, le=300, description="a frame is kept this often for `first seen` (stream s)"
+    )
+    first_seen_keep_s: float = Field(
+        default=900.0, ge=0, le=86_400,
+        description="how far back `first seen` frames are kept; for a longer dwell, the oldest kept is shown",
+    )
+    history_max_bytes: int = Field(
+        default=48 * 1024 * 1024, ge=1024 * 1024, le=1024 * 1024 * 1024,
+        description="memory per camera for the frames kept (first seen and clip); the oldest go first",
+    )
+    outbox_max_bytes: int = Field(
+        default=256 * 1024 * 1024, ge=1024 * 1024,
+        description="evidence-set bytes waiting to be sent; beyond it new sets are dropped (alerts never are)",
+    )
+
+
 class EvidenceConfig(StrictModel):
     max_width: int = Field(default=1280, ge=160, le=4096)
     jpeg_quality: int = Field(default=80, ge=30, le=95)
     max_bytes: int = Field(default=250_000, ge=10_000, le=290_000)
+    media: EvidenceSetConfig = Field(default_factory=EvidenceSetConfig)
 
 
 class EdgeConfig(StrictModel):

@@ -23,9 +23,10 @@ from typing import Protocol
 import numpy as np
 import supervision as sv
 
-from streetwatch.edge.alerting import AlertContext, build_alert
+from streetwatch.edge.alerting import AlertContext, build_alert_with_media
 from streetwatch.edge.alerts import Alert, Location
 from streetwatch.edge.config import FILE_TELEMETRY, CameraConfig, CameraModelConfig, EdgeConfig, TelemetryConfig
+from streetwatch.edge.evidence_set import EvidenceSetBuilder, MediaItem, MediaShelf
 from streetwatch.edge.geo import (
     MAX_ACCURACY_M,
     CameraPose,
@@ -196,6 +197,8 @@ class MovingCameraAnalyzer:
             log.warning("camera %s (%s): no polygon_geo zones; nothing to report", camera.id, camera.kind)
         self._unmatched = 0
         self._assumed_logged: set[str] = set()
+        self.evidence_set = EvidenceSetBuilder(context.config.evidence, {}, still_camera=False)
+        self.media = MediaShelf()
 
     def analyze(self, frame: Frame, detections: sv.Detections) -> list[Alert]:
         cam = self._pose_for(frame)
@@ -237,8 +240,15 @@ class MovingCameraAnalyzer:
             log.info("camera %s: telemetry lacks attitude, projecting with an assumed %s", self.camera.id, note)
             self._assumed_logged.add(note)
 
+    def take_media(self, alert_id: str) -> list[MediaItem]:
+        """The evidence-set bytes of an alert `analyze` returned (once; [] when none)."""
+        return self.media.take(alert_id)
+
     def _to_alert(self, event: ViolationEvent, frame: Frame) -> Alert:
-        return build_alert(event, frame, camera=self.camera, context=self.context, location=self._locate(event))
+        alert, media = build_alert_with_media(event, frame, camera=self.camera, context=self.context,
+                                              location=self._locate(event), evidence_set=self.evidence_set)
+        self.media.keep(alert.alert_id, media)
+        return alert
 
     def _locate(self, event: ViolationEvent) -> Location:
         """The event's ground point (east/north metres in the rules' plane) on WGS84, with its accuracy."""

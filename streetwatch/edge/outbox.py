@@ -34,7 +34,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 
-from streetwatch.edge.alerts import Alert, alert_topic, new_id
+from streetwatch.edge.alerts import Alert, MediaRef, alert_topic, media_chunks, media_topic, new_id
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,22 @@ _TABLES = (
         acked_at     TEXT
     )""",
     "CREATE TABLE IF NOT EXISTS outbox_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    # Evidence-set pieces (wire 1.2): sent after the alerts, deleted on PUBACK (no resend: central
+    # keeps what it received by hash). `key` (MEDIA_KEY + sha256:chunk) makes a piece idempotent.
+    """CREATE TABLE IF NOT EXISTS media (
+        id         INTEGER PRIMARY KEY,
+        key        TEXT    NOT NULL UNIQUE,
+        alert_id   TEXT    NOT NULL,
+        camera_id  TEXT    NOT NULL,
+        topic      TEXT    NOT NULL,
+        payload    BLOB    NOT NULL,
+        size       INTEGER NOT NULL,
+        created_at TEXT    NOT NULL,
+        attempts   INTEGER NOT NULL DEFAULT 0
+    )""",
 )
+MEDIA_KEY = "media:"  # an OutboxItem whose alert_id starts so is an evidence-set piece
+DEFAULT_MEDIA_MAX_BYTES = 256 * 1024 * 1024
 _UPGRADE_FROM_1 = (
     "ALTER TABLE outbox ADD COLUMN delivery_seq INTEGER",
     "ALTER TABLE outbox ADD COLUMN acked_at TEXT",
@@ -122,7 +137,9 @@ class Outbox:
         max_rows: int = DEFAULT_MAX_ROWS,
         max_bytes: int = DEFAULT_MAX_BYTES,
         retention_s: float = DEFAULT_RETENTION_S,
+        media_max_bytes: int = DEFAULT_MEDIA_MAX_BYTES,
     ) -> None:
+        """`media_max_bytes`: evidence-set bytes that may wait; a set beyond it is dropped (logged)."""
         if max_rows < 1 or max_bytes < 1 or retention_s < 0:
             raise ValueError(f"outbox limits: expected max_rows >= 1, max_bytes >= 1, retention_s >= 0, got "
                              f"{max_rows}, {max_bytes}, {retention_s}")
@@ -130,6 +147,7 @@ class Outbox:
         self.max_rows = max_rows
         self.max_bytes = max_bytes
         self.retention = timedelta(seconds=retention_s)
+        self.media_max_bytes = media_max_bytes
         self._lock = threading.Lock()
         check_outbox_path(self.path)
         self._conn = self._open()
@@ -202,6 +220,36 @@ class Outbox:
             conn.execute("UPDATE outbox_meta SET value = ? WHERE key = 'next_seq'", (str(seq + 1),))
             return seq
 
+    def put_media(self, alert: Alert, items: Sequence[tuple[MediaRef, bytes]]) -> bool:
+        """Store the evidence-set pieces of `alert` (already put) to be sent after the alerts; False
+        (nothing stored, logged) if they would pass `media_max_bytes`: the set is dropped, the alert
+        goes without it. A piece already waiting (same hash and number) is not stored twice."""
+        messages = [
+            (f"{MEDIA_KEY}{ref.sha256}:{chunk.chunk}", chunk.to_json())
+            for ref, data in items for chunk in media_chunks(alert.alert_id, alert.edge_id, ref, data)
+        ]
+        if not messages:
+            return True
+        topic = media_topic(alert.edge_id, alert.camera_id)
+        now = datetime.now(UTC).isoformat(timespec="microseconds")
+        with self._transaction() as conn:
+            held = {row[0] for row in conn.execute(
+                f"SELECT key FROM media WHERE key IN ({','.join('?' * len(messages))})", [k for k, _ in messages])}
+            messages = [(key, payload) for key, payload in messages if key not in held]
+            size = sum(len(payload) for _, payload in messages)
+            waiting = int(conn.execute("SELECT coalesce(sum(size), 0) FROM media").fetchone()[0])
+            if waiting + size > self.media_max_bytes:
+                log.warning("camera %s: evidence set of alert %s (%d bytes) dropped: %d of %d media bytes "
+                            "already wait", alert.camera_id, alert.alert_id, size, waiting, self.media_max_bytes)
+                return False
+            conn.executemany(
+                "INSERT OR IGNORE INTO media (key, alert_id, camera_id, topic, payload, size, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(key, alert.alert_id, alert.camera_id, topic, payload, len(payload), now)
+                 for key, payload in messages],
+            )
+        return True
+
     def _make_room(self, conn: sqlite3.Connection, *, alert_id: str, size: int) -> None:
         """Refuse if the waiting alerts fill the caps; else evict the oldest delivered ones that
         stand in the way (kept only for resends, so they are the first to go)."""
@@ -222,13 +270,19 @@ class Outbox:
         conn.execute("DELETE FROM outbox WHERE acked_at IS NOT NULL AND seq <= ?", (cutoff,))
 
     def pending(self, limit: int = 100) -> list[OutboxItem]:
-        """Up to `limit` waiting alerts, oldest first. Reading does not remove them: see `ack`."""
+        """Up to `limit` waiting alerts, oldest first, then evidence-set pieces (their `alert_id` is
+        their MEDIA_KEY key). Reading does not remove them: see `ack`."""
         with self._lock:
             rows = self._conn.execute(
                 "SELECT alert_id, camera_id, topic, payload, created_at, attempts "
                 "FROM outbox WHERE acked_at IS NULL ORDER BY seq LIMIT ?",
                 (limit,),
             ).fetchall()
+            if len(rows) < limit:
+                rows += self._conn.execute(
+                    "SELECT key, camera_id, topic, payload, created_at, attempts FROM media ORDER BY id LIMIT ?",
+                    (limit - len(rows),),
+                ).fetchall()
         return [
             OutboxItem(alert_id=r[0], camera_id=r[1], topic=r[2], payload=bytes(r[3]),
                        created_at=datetime.fromisoformat(r[4]), attempts=r[5])
@@ -239,6 +293,8 @@ class Outbox:
         """Mark a waiting alert delivered (kept for resends); True if it was still waiting (False
         for a repeated ack)."""
         with self._transaction() as conn:
+            if alert_id.startswith(MEDIA_KEY):
+                return conn.execute("DELETE FROM media WHERE key = ?", (alert_id,)).rowcount > 0
             cursor = conn.execute("UPDATE outbox SET acked_at = ? WHERE alert_id = ? AND acked_at IS NULL",
                                   (datetime.now(UTC).isoformat(timespec="microseconds"), alert_id))
             return cursor.rowcount > 0
@@ -268,12 +324,20 @@ class Outbox:
     def record_attempt(self, alert_id: str) -> None:
         """Count one publish attempt (visible in `OutboxItem.attempts`, for diagnosing stuck alerts)."""
         with self._transaction() as conn:
-            conn.execute("UPDATE outbox SET attempts = attempts + 1 WHERE alert_id = ?", (alert_id,))
+            if alert_id.startswith(MEDIA_KEY):
+                conn.execute("UPDATE media SET attempts = attempts + 1 WHERE key = ?", (alert_id,))
+            else:
+                conn.execute("UPDATE outbox SET attempts = attempts + 1 WHERE alert_id = ?", (alert_id,))
 
     def depth(self) -> int:
         """How many alerts are waiting."""
         with self._lock:
             return int(self._conn.execute("SELECT count(*) FROM outbox WHERE acked_at IS NULL").fetchone()[0])
+
+    def media_depth(self) -> int:
+        """How many evidence-set pieces are waiting."""
+        with self._lock:
+            return int(self._conn.execute("SELECT count(*) FROM media").fetchone()[0])
 
     def size_bytes(self) -> int:
         """Total payload bytes waiting (what `max_bytes` bounds, with the delivered alerts kept)."""

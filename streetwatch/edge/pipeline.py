@@ -14,9 +14,10 @@ from pathlib import Path
 
 import supervision as sv
 
-from streetwatch.edge.alerting import AlertContext, build_alert
+from streetwatch.edge.alerting import AlertContext, build_alert_with_media
 from streetwatch.edge.alerts import Alert, Location, ModelRef
 from streetwatch.edge.config import CameraConfig, EdgeConfig
+from streetwatch.edge.evidence_set import EvidenceSetBuilder, MediaItem, MediaShelf
 from streetwatch.edge.foreground import ForegroundParams, StaticForeground
 from streetwatch.edge.geo import (
     BehindHorizonError,
@@ -60,6 +61,8 @@ class CameraAnalyzer:
         )
         self._static_checked_t: float | None = None
         self._static_boxes: list[tuple[float, float, float, float]] = []
+        self.evidence_set = EvidenceSetBuilder(context.config.evidence, polygons)
+        self.media = MediaShelf()
 
     def _zone_polygons(self) -> dict[str, Sequence[tuple[float, float]]]:
         polygons: dict[str, Sequence[tuple[float, float]]] = {}
@@ -82,6 +85,7 @@ class CameraAnalyzer:
         return (min(xs), min(ys), max(xs), max(ys))
 
     def analyze(self, frame: Frame, detections: sv.Detections) -> list[Alert]:
+        self.evidence_set.observe(frame)
         tracks = self.tracker.update(t=frame.pts_s, detections=detections)
         events = self.engine.update(
             t=frame.pts_s,
@@ -108,8 +112,15 @@ class CameraAnalyzer:
             self._static_checked_t = frame.pts_s
         return self._static_boxes
 
+    def take_media(self, alert_id: str) -> list[MediaItem]:
+        """The evidence-set bytes of an alert `analyze` returned (once; [] when none)."""
+        return self.media.take(alert_id)
+
     def _to_alert(self, event: ViolationEvent, frame: Frame) -> Alert:
-        return build_alert(event, frame, camera=self.camera, context=self.context, location=self._locate(event.anchor))
+        alert, media = build_alert_with_media(event, frame, camera=self.camera, context=self.context,
+                                              location=self._locate(event.anchor), evidence_set=self.evidence_set)
+        self.media.keep(alert.alert_id, media)
+        return alert
 
     def _locate(self, anchor_px: tuple[float, float]) -> Location | None:
         """The event's ground point (pixels) on WGS84 through the calibration; None without one."""

@@ -56,7 +56,7 @@ from streetwatch.edge.alerts import (
 )
 from streetwatch.edge.config import EdgeConfig
 from streetwatch.edge.metrics import EdgeMetrics
-from streetwatch.edge.outbox import Outbox, OutboxError, OutboxItem
+from streetwatch.edge.outbox import MEDIA_KEY, Outbox, OutboxError, OutboxItem
 from streetwatch.mqtt_common import connect_async, describe_reason, make_client, parse_broker_url
 from streetwatch.version import package_version
 
@@ -436,7 +436,7 @@ class Publisher:
         with self._lock:
             self._counts["acked"] += 1
             self._inflight_ids.discard(entry.alert_id)
-        if self.metrics is not None:
+        if self.metrics is not None and not entry.alert_id.startswith(MEDIA_KEY):
             self.metrics.alerts_published.labels(camera=entry.camera_id).inc()
         self._wake.set()
 

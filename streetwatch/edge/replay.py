@@ -1,7 +1,8 @@
 """Offline replay: one video file through the same analysis as live, alerts to JSONL, no broker.
 
 Dwell is measured on stream time, so a replay runs as fast as the CPU allows. Each alert line is
-flushed as it is written, so a crash loses nothing already found.
+flushed as it is written, so a crash loses nothing already found. The bytes of each alert's
+evidence set (frames, crop, clip, clean frame) go to `OUT.media/<sha256>.jpg|mp4`.
 
 When does the video start? `--start-time` if given; for a moving camera with a telemetry file,
 else the telemetry's own clock (DJI SRT wall clock, KLV in the video) or the video's creation time
@@ -19,9 +20,10 @@ from pathlib import Path
 import av
 from tqdm import tqdm
 
-from streetwatch.edge.alerts import Alert
+from streetwatch.edge.alerts import Alert, MediaRef
 from streetwatch.edge.config import FILE_TELEMETRY, CameraConfig, EdgeConfig
 from streetwatch.edge.detector import Detector
+from streetwatch.edge.evidence_set import MediaItem
 from streetwatch.edge.moving import TelemetryFileError, telemetry_file
 from streetwatch.edge.pipeline import build_analyzers
 from streetwatch.edge.sources import VideoFacts, iter_sampled_frames, open_container, video_facts
@@ -45,8 +47,10 @@ def replay_alerts(
     start_time: datetime,
     detector: Detector | None = None,
     on_frame: Callable[[Frame], None] | None = None,
+    on_media: Callable[[Alert, list[MediaItem]], None] | None = None,
 ) -> Iterator[Alert]:
-    """Yield the alerts the camera's rules raise on this file, in stream order."""
+    """Yield the alerts the camera's rules raise on this file, in stream order (`on_media`: given
+    each alert's evidence-set items before the alert is yielded)."""
     detector = detector or Detector.from_config(config.model_for([camera]))
     analyzer = build_analyzers(config, detector.model_ref, [camera], video=video, clip_start=start_time)[camera.id]
     with open_container(str(video)) as container:
@@ -60,7 +64,11 @@ def replay_alerts(
         for frame in frames:
             if on_frame is not None:
                 on_frame(frame)
-            yield from analyzer.analyze(frame, detector.detect(frame.picture))
+            for alert in analyzer.analyze(frame, detector.detect(frame.picture)):
+                media = analyzer.take_media(alert.alert_id)
+                if on_media is not None:
+                    on_media(alert, media)
+                yield alert
 
 
 def replay_file(
@@ -82,10 +90,19 @@ def replay_file(
     out.parent.mkdir(parents=True, exist_ok=True)
     total = int(facts.duration_s * camera.sample_fps) + 1 if facts.duration_s is not None else None
     count = 0
+    media_dir = media_folder(out)
+
+    def keep_media(_alert: Alert, items: list[MediaItem]) -> None:
+        for item in items:
+            if item.data is not None:
+                media_dir.mkdir(exist_ok=True)
+                (media_dir / media_file_name(item.ref)).write_bytes(item.data)
+
     with out.open("ab") as sink, tqdm(total=total, unit="frame", disable=not progress) as bar:
         try:
             for alert in replay_alerts(
-                video, config=config, camera=camera, start_time=start, on_frame=lambda _f: bar.update()
+                video, config=config, camera=camera, start_time=start, on_frame=lambda _f: bar.update(),
+                on_media=keep_media,
             ):
                 sink.write(alert.to_json() + b"\n")
                 sink.flush()
@@ -97,6 +114,16 @@ def replay_file(
             raise ReplayError(f"{video}: the decoder stopped ({exc.strerror or exc})") from None
     log.info("camera %s: replay of %s gave %d alert(s)", camera.id, video, count)
     return count
+
+
+def media_folder(out: Path) -> Path:
+    """Where `edge replay --out X.jsonl` writes the evidence sets' bytes: `X.jsonl.media/`."""
+    return out.parent / f"{out.name}.media"
+
+
+def media_file_name(ref: MediaRef) -> str:
+    """An item's file: its sha256 and the extension of its type (as central stores it)."""
+    return f"{ref.sha256}.{'mp4' if ref.content_type == 'video/mp4' else 'jpg'}"
 
 
 def _facts(video: Path) -> VideoFacts:

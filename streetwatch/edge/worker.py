@@ -19,9 +19,10 @@ import onnxruntime as ort
 from streetwatch.edge.alerts import Alert
 from streetwatch.edge.config import EdgeConfig, ModelConfig
 from streetwatch.edge.detector import FALLBACK_PROVIDER, Detector, above_threshold, select_providers
+from streetwatch.edge.evidence_set import MediaItem
 from streetwatch.edge.metrics import EdgeMetrics, start_metrics_server
 from streetwatch.edge.moving import live_feeds
-from streetwatch.edge.outbox import Outbox, OutboxFull
+from streetwatch.edge.outbox import Outbox, OutboxError, OutboxFull
 from streetwatch.edge.pipeline import Analyzer, build_analyzers
 from streetwatch.edge.publisher import Publisher
 from streetwatch.edge.sources import CameraSource, SourceOptions
@@ -43,7 +44,7 @@ class DetectionLoop:
         *,
         batch_size: int,
         metrics: EdgeMetrics,
-        emit: Callable[[Alert], None],
+        emit: Callable[[Alert, list[MediaItem]], None],
         thresholds: dict[str, float] | None = None,
     ) -> None:
         """`thresholds`: camera id -> its score threshold, applied when above the detector's own."""
@@ -70,8 +71,9 @@ class DetectionLoop:
             for frame, found in zip(frames, all_detections, strict=True):
                 threshold = self.thresholds.get(frame.camera_id, self.detector.score_threshold)
                 detections = above_threshold(found, threshold)
-                for alert in self.analyzers[frame.camera_id].analyze(frame, detections):
-                    self._emit(alert)
+                analyzer = self.analyzers[frame.camera_id]
+                for alert in analyzer.analyze(frame, detections):
+                    self._emit(alert, analyzer.take_media(alert.alert_id))
         self.metrics.observe_sources(self.sources)
         return len(frames)
 
@@ -111,7 +113,8 @@ class EdgeWorker:
         self.metrics.set_build(version=package_version(), model=model_ref.name, model_sha256=model_ref.sha256)
         self.metrics.register_cameras(camera.id for camera in config.cameras)
         self.outbox = Outbox(config.outbox, max_rows=config.outbox_max_rows, max_bytes=config.outbox_max_bytes,
-                             retention_s=config.outbox_retention_h * 3600)
+                             retention_s=config.outbox_retention_h * 3600,
+                             media_max_bytes=config.evidence.media.outbox_max_bytes)
         self.publisher = Publisher(config, self.outbox, metrics=self.metrics, model=model_ref)
         self.analyzers: dict[str, Analyzer] = build_analyzers(
             config, self.detector.model_ref, config.cameras
@@ -195,12 +198,13 @@ class EdgeWorker:
 
     def _wait_drained(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
-        while self.outbox.depth() and time.monotonic() < deadline and not self._stop.is_set():
+        while ((self.outbox.depth() or self.outbox.media_depth()) and time.monotonic() < deadline
+               and not self._stop.is_set()):
             time.sleep(0.05)
         log.info("edge %s: all files done, %d alert(s) left in the outbox",
                  self.config.edge_id, self.outbox.depth())
 
-    def _emit(self, alert: Alert) -> None:
+    def _emit(self, alert: Alert, media: list[MediaItem]) -> None:
         try:
             self.outbox.put(alert)
         except OutboxFull:
@@ -208,6 +212,11 @@ class EdgeWorker:
             log.error("camera %s episode %s: outbox full, alert %s not stored",
                       alert.camera_id, alert.episode_id, alert.alert_id)
             return
+        try:  # after the alert: its evidence set may be dropped (bounded), the alert never
+            self.outbox.put_media(alert, [(item.ref, item.data) for item in media if item.data is not None])
+        except OutboxError:
+            log.exception("camera %s: evidence set of alert %s not stored; the alert goes without it",
+                          alert.camera_id, alert.alert_id)
         self.publisher.notify()
 
 

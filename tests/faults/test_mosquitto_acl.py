@@ -27,8 +27,10 @@ from support import free_port
 
 from streetwatch.edge.alerts import (
     ALERTS_SHARED_SUBSCRIPTION,
+    MEDIA_SHARED_SUBSCRIPTION,
     alert_topic,
     command_topic,
+    media_topic,
     reply_topic,
     status_topic,
 )
@@ -204,6 +206,19 @@ def test_a_box_answers_only_as_itself(clients: dict[str, Client]) -> None:
     assert not clients["box-01"].publish(reply_topic("box-01"), b"box-01-reply").is_failure
     wait_for(lambda: b"box-01-reply" in central.payloads(), 10, "box-01's reply")
     assert refused_and_not_delivered(central, clients["box-01"], reply_topic("box-02"), clients["box-02"])
+
+
+def test_a_box_sends_evidence_sets_only_as_itself_and_no_box_reads_them(clients: dict[str, Client]) -> None:
+    """Media (wire 1.2): a box publishes its own evidence-set pieces, central reads them, another box
+    can neither post pieces under its id nor read anyone's."""
+    central, box1, box2 = clients["central"], clients["box-01"], clients["box-02"]
+    assert not central.subscribe(MEDIA_SHARED_SUBSCRIPTION)[0].is_failure
+    central.subscribe(ALERTS_SHARED_SUBSCRIPTION)
+    spy_codes = box2.subscribe("streetwatch/v1/media/#")
+    assert not box1.publish(media_topic("box-01", "cam-1"), b"box-01-piece").is_failure
+    wait_for(lambda: b"box-01-piece" in central.payloads(), 10, "box-01's media piece at central")
+    assert refused_and_not_delivered(central, box1, media_topic("box-02", "cam-1"), box2)
+    assert spy_codes[0].is_failure or b"box-01-piece" not in box2.payloads()
 
 
 @pytest.mark.parametrize(("user", "password"), [(None, None), ("box-01", "wrong password"), ("nobody", "x")])

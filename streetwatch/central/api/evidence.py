@@ -4,9 +4,6 @@ An image is served to a logged-in user (session cookie or API token) who may see
 case that uses it (for an inspector's photo: the inspection's case or merchant); anyone else gets
 404 (401 without any login), so the existence of an image in another area is not revealed. Pages
 pass `?case_id=` so the check is one indexed lookup; without it the case is found by the image hash.
-
-/api/alerts/{alert_id}/clean: the unannotated frame behind an alert's evidence (wire 1.2, central.media),
-under the same rule (a case the caller may see holds the alert); the training harvest reads it.
 """
 
 from __future__ import annotations
@@ -16,13 +13,17 @@ from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Request, status
-from fastapi.responses import FileResponse, Response
+from fastapi import Path as Path_
+from fastapi.responses import FileResponse
 from sqlalchemy import select
 
 from streetwatch.central.access import AreaScope, case_clause, case_visible, merchant_visible, refine
 from streetwatch.central.api.deps import AnyUser, SessionDep, scope_of
+from streetwatch.central.evidence_store import evidence_store
+from streetwatch.central.media import stored_items
 from streetwatch.central.models import Alert, Case, Inspection, Merchant
 from streetwatch.central.workflow.ids import MAX_ID
+from streetwatch.edge.alerts import ID_PATTERN, MediaKind
 
 router = APIRouter(tags=["evidence"])
 
@@ -97,19 +98,28 @@ def read_evidence(
     )
 
 
-@router.get("/api/alerts/{alert_id}/clean", name="clean_frame", response_class=Response)
-def read_clean_frame(request: Request, alert_id: str, session: SessionDep, user: AnyUser) -> Response:
-    """The clean (unannotated) JPEG behind the alert's evidence, if the caller may see its case."""
-    from streetwatch.central.evidence_store import EvidenceStore
-    from streetwatch.central.media import clean_frame
-
-    not_found = HTTPException(status.HTTP_404_NOT_FOUND, "clean frame not found")
+@router.get("/media/{alert_id}/{kind}", name="alert_media", response_class=FileResponse)
+def read_alert_media(
+    request: Request,
+    alert_id: Annotated[str, Path_(pattern=ID_PATTERN)],
+    kind: MediaKind,
+    session: SessionDep,
+    user: AnyUser,
+) -> FileResponse:
+    """One item of an alert's evidence set (wire 1.2: first, confirmed, crop, clip, clean), with the
+    same area check as the evidence images: the alert's case must be visible to the caller; anyone
+    else, and an item that has not arrived, get 404."""
+    not_found = HTTPException(status.HTTP_404_NOT_FOUND, "media not found")
     alert = session.get(Alert, alert_id)
-    case = session.get(Case, alert.case_id) if alert is not None and alert.case_id else None
-    if case is None or not case_visible(scope_of(session, user), case):
+    case = session.get(Case, alert.case_id) if alert is not None and alert.case_id is not None else None
+    if alert is None or case is None or not case_visible(scope_of(session, user), case):
         raise not_found
-    data = clean_frame(session, EvidenceStore(Path(request.app.state.settings.evidence_dir)), alert_id)
-    if data is None:
+    store = evidence_store(Path(request.app.state.settings.evidence_dir))
+    item = stored_items(store, alert).get(kind)
+    if item is None:
         raise not_found
-    return Response(data, media_type="image/jpeg",
-                    headers={"Cache-Control": "private, max-age=86400", "X-Content-Type-Options": "nosniff"})
+    return FileResponse(
+        store.path_for(item.ref.sha256, item.suffix),
+        media_type=item.ref.content_type,
+        headers={"Cache-Control": "private, max-age=86400", "X-Content-Type-Options": "nosniff"},
+    )

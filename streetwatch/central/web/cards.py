@@ -5,15 +5,17 @@ which evidence frames it has (with the boxes to draw on them)."""
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import shapely
 
 from streetwatch.central.cases import PRIORITY_ALERTS_CAP, PRIORITY_DWELL_CAP, PRIORITY_DWELL_STEP_S
+from streetwatch.central.media import announced
 from streetwatch.central.models import Alert, Case, Merchant
 from streetwatch.central.web.mapsvg import METRES_PER_DEG_LAT, SvgMap, ZoneShape, build_map
+from streetwatch.edge.alerts import MediaRef
 
 ALERTS_PER_CARD = 5
 SUGGEST_WITHIN_M = 200.0  # an unattributed case suggests the nearest merchant this close
@@ -39,6 +41,7 @@ class Box:
     y1: float
     x2: float
     y2: float
+    emphasis: str = "subject"  # `context`: in view, not what the violation is about (drawn thin)
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,21 @@ class EvidenceFrame:
     alert_id: str
     boxes: tuple[Box, ...] = ()
     zone: tuple[tuple[float, float], ...] = ()  # the rule zone's polygon in frame pixels, where known
+    moment: str = ""  # an evidence set's frame: `first seen`, `confirmed`, `latest` (labels.MOMENTS)
+    media_kind: str | None = None  # served from /media/{alert_id}/{kind}; None: /evidence/{sha256}
+
+
+@dataclass(frozen=True)
+class AlertSet:
+    """An alert's evidence set beyond its frames (wire 1.2): the subject's crop and the clip."""
+
+    alert_id: str
+    observed_at: datetime
+    camera_id: str
+    crop: bool
+    clip: bool
+    clip_frames: int | None = None
+    clip_duration_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -101,6 +119,7 @@ class CaseCard:
     map: SvgMap | None
     merged_into_id: int | None
     frames: tuple[EvidenceFrame, ...] = ()
+    sets: tuple[AlertSet, ...] = ()
     weak: tuple[str, ...] = ()  # labels.WEAK keys
     suggestion: Suggestion | None = None
     best_confidence: float | None = None
@@ -127,14 +146,18 @@ def _number(value: object) -> float | None:
 def _boxes(payload: dict[str, object]) -> tuple[Box, ...]:
     boxes = []
     raw = payload.get("objects")
-    for item in raw if isinstance(raw, list) else []:
+    marked = payload.get("subjects")  # wire 1.2; older alerts: every box is the subject
+    subjects = {i for i in marked if isinstance(i, int)} if isinstance(marked, list) else None
+    for index, item in enumerate(raw if isinstance(raw, list) else []):
         if not isinstance(item, dict) or not isinstance(item.get("bbox"), list | tuple) or len(item["bbox"]) != 4:
             continue
         coords = [_number(v) for v in item["bbox"]]
         if any(c is None for c in coords):
             continue
         x1, y1, x2, y2 = coords  # type: ignore[misc]
-        boxes.append(Box(str(item.get("cls", ""))[:32], _number(item.get("score")) or 0.0, x1, y1, x2, y2))  # type: ignore[arg-type]
+        emphasis = "subject" if subjects is None or index in subjects else "context"
+        boxes.append(Box(str(item.get("cls", ""))[:32], _number(item.get("score")) or 0.0, x1, y1, x2, y2,  # type: ignore[arg-type]
+                         emphasis))
     return tuple(boxes)
 
 
@@ -150,8 +173,16 @@ def _zone(payload: dict[str, object]) -> tuple[tuple[float, float], ...]:
     return tuple(points) if len(points) >= 3 else ()
 
 
-def frames_of(alerts: Sequence[Alert]) -> tuple[EvidenceFrame, ...]:
-    """Every distinct evidence image of the alerts, oldest first, with its boxes (pure)."""
+Held = Callable[[MediaRef], bool]  # whether central holds an announced item's bytes
+
+
+def frames_of(alerts: Sequence[Alert], held: Held | None = None) -> tuple[EvidenceFrame, ...]:
+    """Every distinct evidence image of the alerts, oldest first, with its boxes (pure but for `held`).
+
+    An alert with an evidence set (wire 1.2) gives its `first seen` and `confirmed` frames (drawn on
+    by the edge: nothing is overlaid) before its own photo; that photo is shown as its clean frame
+    with the boxes and the zone overlaid (so `Show boxes` really shows the frame bare), or as the
+    edge drew it while the clean frame has not arrived. Items not (yet) held are left out."""
     frames: dict[str, EvidenceFrame] = {}
     for alert in sorted(alerts, key=lambda a: (a.observed_at, a.alert_id)):
         sha = alert.evidence_sha256
@@ -161,10 +192,38 @@ def frames_of(alerts: Sequence[Alert]) -> tuple[EvidenceFrame, ...]:
         size = payload.get("evidence") if isinstance(payload.get("evidence"), dict) else {}
         width = int(_number(size.get("width")) or 0) if isinstance(size, dict) else 0
         height = int(_number(size.get("height")) or 0) if isinstance(size, dict) else 0
+        refs = {ref.kind: ref for ref in announced(alert) if held is None or held(ref)}
+        for kind, moment in (("first", "first seen"), ("confirmed", "confirmed")):
+            ref = refs.get(kind)  # type: ignore[call-overload]
+            if ref is not None and ref.sha256 not in frames and ref.sha256 != sha:
+                frames[ref.sha256] = EvidenceFrame(
+                    ref.sha256, ref.width, ref.height, ref.captured_at or alert.observed_at, alert.camera_id,
+                    alert.alert_id, moment=moment, media_kind=kind,
+                )
+        moment = ("confirmed" if "confirmed" in refs and refs["confirmed"].sha256 == sha else "latest") if refs else ""
         frames[sha] = EvidenceFrame(
-            sha, width, height, alert.observed_at, alert.camera_id, alert.alert_id, _boxes(payload), _zone(payload)
+            sha, width, height, alert.observed_at, alert.camera_id, alert.alert_id, _boxes(payload), _zone(payload),
+            moment=moment, media_kind="clean" if "clean" in refs else None,
         )
     return tuple(frames.values())
+
+
+def sets_of(alerts: Sequence[Alert], held: Held | None = None) -> tuple[AlertSet, ...]:
+    """Each alert's crop and clip, where it has them (wire 1.2), oldest first. An episode's reminders
+    announce its start's clip again: it is shown once, with the start."""
+    sets = []
+    clips: set[str] = set()
+    for alert in sorted(alerts, key=lambda a: (a.observed_at, a.alert_id)):
+        refs = {ref.kind: ref for ref in announced(alert) if held is None or held(ref)}
+        clip = refs.get("clip")
+        if clip is not None and clip.sha256 in clips:
+            clip = None
+        elif clip is not None:
+            clips.add(clip.sha256)
+        if "crop" in refs or clip is not None:
+            sets.append(AlertSet(alert.alert_id, alert.observed_at, alert.camera_id, "crop" in refs, clip is not None,
+                                 clip.frames if clip else None, clip.duration_s if clip else None))
+    return tuple(sets)
 
 
 def priority_parts(case: Case, *, weight: int) -> PriorityParts:
@@ -231,6 +290,7 @@ class CardContext:
     now: datetime
     sla: timedelta
     low_confidence: float
+    held: Held | None = None
 
 
 def build_card(case: Case, ctx: CardContext) -> CaseCard:
@@ -274,7 +334,8 @@ def build_card(case: Case, ctx: CardContext) -> CaseCard:
         more_alerts=max(0, case.alert_count - min(len(ctx.alerts), ALERTS_PER_CARD)),
         map=svg,
         merged_into_id=case.merged_into_id,
-        frames=frames_of(ctx.evidence) or _case_frame(case),
+        frames=frames_of(ctx.evidence, ctx.held) or _case_frame(case),
+        sets=sets_of(ctx.evidence, ctx.held),
         weak=weak_reasons(case, best_confidence=best, low_confidence=ctx.low_confidence),
         suggestion=nearest_suggestion(case, zone_list),
         best_confidence=best,

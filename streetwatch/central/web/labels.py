@@ -94,8 +94,14 @@ WEAK: Final = {
     "single_alert": N_("one alert only"),
     "low_confidence": N_("low detection confidence"),
 }
+MOMENT: Final = {  # an evidence set's frames (wire 1.2)
+    "first seen": N_("first seen"),
+    "confirmed": N_("confirmed"),
+    "latest": N_("latest"),
+}
 TABLES: Final[Mapping[str, Mapping[str, str]]] = {
     "violation": VIOLATION,
+    "moment": MOMENT,
     "status": STATUS,
     "attribution": ATTRIBUTION,
     "reason": DISMISS_REASON,

@@ -38,6 +38,8 @@ from streetwatch.central.case_service import ActionOutcome, Reviewer
 from streetwatch.central.case_status import ALL_STATUSES, CaseStatus
 from streetwatch.central.config import CentralSettings
 from streetwatch.central.errors import DomainError, NotFound, http_status
+from streetwatch.central.evidence_store import evidence_store
+from streetwatch.central.media import SUFFIX
 from streetwatch.central.models import Area, Case, User
 from streetwatch.central.review import DISMISS_REASONS
 from streetwatch.central.web import i18n, labels
@@ -69,6 +71,7 @@ def build_cards(request: Request, session: Session, cases: list[Case], names: di
     ids = [c.id for c in cases]
     alerts, evidence = recent_alerts(session, ids), evidence_alerts(session, ids)
     now = request.app.state.clock()
+    store = evidence_store(settings.evidence_dir)
     cards = []
     for case in cases:
         located = case.lat is not None and case.lon is not None
@@ -83,6 +86,7 @@ def build_cards(request: Request, session: Session, cases: list[Case], names: di
             now=now,
             sla=timedelta(hours=settings.review.sla_hours),
             low_confidence=settings.review.low_confidence,
+            held=lambda ref: store.exists(ref.sha256, SUFFIX[ref.content_type]),
         )
         cards.append(build_card(case, ctx))
     return cards

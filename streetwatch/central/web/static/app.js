@@ -421,7 +421,7 @@
         const rect = document.createElementNS(ns, "rect");
         rect.setAttribute("x", b.x1); rect.setAttribute("y", b.y1);
         rect.setAttribute("width", Math.max(1, b.x2 - b.x1)); rect.setAttribute("height", Math.max(1, b.y2 - b.y1));
-        rect.setAttribute("class", "subject");
+        rect.setAttribute("class", b.emphasis === "context" ? "context" : "subject");
         overlay.appendChild(rect);
       });
     }
