@@ -159,7 +159,7 @@ class AlertPublic(BaseModel):
             evidence_url=f"/evidence/{alert.evidence_sha256}" if alert.evidence_sha256 else None,
             objects=_objects_of(alert),
             evidence=_evidence_size_of(alert),
-            clean_frame_url=f"/api/alerts/{alert.alert_id}/clean" if _announces_clean(alert) else None,
+            clean_frame_url=f"/media/{alert.alert_id}/clean" if _announces_clean(alert) else None,
         )
 
 
