@@ -17,7 +17,6 @@ import argparse
 import logging
 import math
 import os
-import shutil
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -29,7 +28,7 @@ import onnx
 
 from streetwatch.edge.manifest import DEFAULT_MANIFEST, MODEL_DIR_ENV, Manifest, ModelError, load_manifest
 from streetwatch.training.classmap import ClassMap, ClassMapError, load_class_map
-from streetwatch.training.manifest_update import add_entries, install_model_file, make_entry
+from streetwatch.training.manifest_update import add_entries, install_model_file, make_entry, write_atomically
 from streetwatch.training.models import onnx_detector
 from streetwatch.training.quantize import agreement, int8_gate, paired_latency_ms, quantize_int8
 
@@ -76,15 +75,11 @@ def resolve_target(args: argparse.Namespace) -> Target:
     if model_dir is None:
         raise ExportError(f"--model-dir: give the edge's model folder (or set ${MODEL_DIR_ENV})")
     manifest = args.manifest or model_dir / "manifest.yaml"
-    if not manifest.exists():
-        if args.manifest is not None:
-            raise ExportError(f"--manifest {manifest}: no such file")
-        model_dir.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(DEFAULT_MANIFEST, manifest)  # start from the shipped entries: rollback stays possible
-        os.chmod(manifest, 0o644)
-        print(f"manifest {manifest}: created from {DEFAULT_MANIFEST}")
+    if not manifest.exists() and args.manifest is not None:
+        raise ExportError(f"--manifest {manifest}: no such file")
     try:
-        current = load_manifest(manifest)
+        # a deployment folder without a manifest starts from the shipped one (written only on success)
+        current = load_manifest(manifest if manifest.exists() else DEFAULT_MANIFEST)
     except ModelError as exc:
         raise ExportError(str(exc)) from None
     names = [args.name] + ([f"{args.name}-int8"] if args.int8 else [])
@@ -153,6 +148,9 @@ def main(argv: list[str] | None = None) -> int:
                          for name, path in built]
         entries = [make_entry(path, name=name, class_map=class_map, input_size=(args.imgsz, args.imgsz))
                    for name, path in installed]
+        if not target.manifest.exists():  # every check passed: start it from the shipped entries (rollback)
+            write_atomically(target.manifest, DEFAULT_MANIFEST.read_bytes(), validate=load_manifest)
+            print(f"manifest {target.manifest}: created from {DEFAULT_MANIFEST}")
         add_entries(target.manifest, entries, replace=args.replace)
     except (ExportError, ValueError, ModelError) as exc:
         print(f"export_onnx: {exc} (the manifest and every file it names are unchanged)", file=sys.stderr)

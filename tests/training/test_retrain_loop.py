@@ -198,6 +198,9 @@ def test_the_retraining_loop_on_the_demo_footage(tmp_path: Path, assets_dir: Pat
     # 6. a failed export changes nothing deployed
     export = [script("export_onnx.py"), "--weights", best, "--imgsz", IMGSZ, "--name", "street_loop",
               "--classes", ds / "classes.yaml", "--model-dir", deploy, "--dynamic"]
+    fresh = files_of(deploy)
+    failed = run(*export, "--int8", cwd=work, env=offline, ok=False)  # --int8 without --calib-images
+    assert failed.returncode == 2 and files_of(deploy) == fresh  # not even a manifest is created
     run(*export, "--name", "street_probe", cwd=work, env=offline)  # starts the deploy manifest (last --name wins)
     manifest = deploy / "manifest.yaml"
     manifest.chmod(0o644)
