@@ -5,23 +5,34 @@ deployed model (dismissed cases still alerted on, confirmed cases missed), side 
 Example:
   python scripts/evaluate.py --data datasets/d1/data.yaml --weights runs/train/d1/weights/best.pt \\
       --imgsz 640 --deployed yolox_nano --database-url sqlite:///var/central.sqlite --evidence-dir var/evidence
-The operational cases are those of the dataset's val cameras (--all-cases: every reviewed case).
+Both models also run on the same val frames (the dataset's clean frames), box by box. The operational
+cases are those of the dataset's val cameras (--all-cases: every reviewed case), detector-class cases
+apart from the background model's, on clean frames only.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
 import tempfile
 from pathlib import Path
 
-from streetwatch.training.classmap import CLASS_MAP_FILE, load_class_map
-from streetwatch.training.dataset import read_cameras
+import cv2
+
+from streetwatch.training.classmap import CLASS_MAP_FILE, ClassMap, load_class_map
+from streetwatch.training.dataset import META, read_cameras
 from streetwatch.training.harvest import DEFAULT_NEGATIVE_REASONS, ApiSource, CaseSource, DatabaseSource, wanted
 from streetwatch.training.models import deployed_detector, onnx_detector
-from streetwatch.training.operational import compare, format_table
+from streetwatch.training.operational import (
+    LabelledFrame,
+    compare,
+    format_frame_scores,
+    format_table,
+    frame_scores,
+)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -63,7 +74,7 @@ def case_source(args: argparse.Namespace) -> CaseSource | None:
     return None
 
 
-def print_operational(args: argparse.Namespace, source: CaseSource, workdir: Path) -> None:
+def print_operational(args: argparse.Namespace, source: CaseSource | None, workdir: Path) -> None:
     from streetwatch.training.ultra import export_onnx
 
     class_map = load_class_map(args.data.parent / CLASS_MAP_FILE)
@@ -72,30 +83,57 @@ def print_operational(args: argparse.Namespace, source: CaseSource, workdir: Pat
         copy = workdir / args.weights.name
         copy.write_bytes(args.weights.read_bytes())  # export writes beside the weights: keep the run clean
         onnx = export_onnx(copy, imgsz=args.imgsz)
-    val_cameras = set(read_cameras(args.data.parent)["val"])
-    cases = [
-        c for c in source.cases()
-        if wanted(c, negative_reasons=DEFAULT_NEGATIVE_REASONS) and (args.all_cases or c.camera_id in val_cameras)
-    ]
     detectors = {f"candidate ({args.weights.name})": onnx_detector(
         onnx, name="candidate", class_map=class_map, imgsz=args.imgsz, score=args.score)}
     if args.deployed:
         detectors = {f"deployed ({args.deployed})": deployed_detector(
             args.deployed, manifest=args.manifest, model_dir=args.model_dir, score=args.score), **detectors}
-    rows = compare(detectors, cases, source, class_map=class_map, iou=args.iou)
+    frames = val_frames(args.data.parent, class_map)
+    print(f"\nsame val frames ({len(frames)} clean frames of the dataset, boxes matched at IoU >= {args.iou}; "
+          "pseudo-labels came from the deployed model, so 'confirmed found' is the unbiased column):")
+    print(format_frame_scores(frame_scores(detectors, frames, class_map=class_map, iou=args.iou)))
+    if source is None:
+        return
+    val_cameras = set(read_cameras(args.data.parent)["val"])
+    cases = [
+        c for c in source.cases()
+        if wanted(c, negative_reasons=DEFAULT_NEGATIVE_REASONS) and (args.all_cases or c.camera_id in val_cameras)
+    ]
+    result = compare(detectors, cases, source, class_map=class_map, iou=args.iou)
     scope = "all reviewed cases" if args.all_cases else f"cases of val cameras {sorted(val_cameras)}"
-    print(f"\noperational ({scope}; detection threshold {args.score}, box IoU >= {args.iou}):")
-    print(format_table(rows))
+    print(f"\noperational ({scope}, detector-class cases on clean frames; detection threshold {args.score}, "
+          f"box IoU >= {args.iou}):")
+    print(format_table(result.detector_rows))
+    if any(r.confirmed_total or r.dismissed_total for r in result.background_rows):
+        print("\nbackground-model cases (stacked goods found by the edge's background model, not a detector; "
+              "only a model with a goods class can match them):")
+        print(format_table(result.background_rows))
+    if result.no_clean_frame:
+        print(f"\nleft out, no clean frame (evidence with boxes drawn on it): cases {result.no_clean_frame}")
+    if result.no_boxes:
+        print(f"left out, no box of a trained class to match: cases {result.no_boxes}")
+
+
+def val_frames(root: Path, class_map: ClassMap) -> list[LabelledFrame]:
+    """The dataset's val images with their labels and each box's source (from the meta/ sidecars)."""
+    frames: list[LabelledFrame] = []
+    for meta in sorted((root / META / "val").glob("*.json")):
+        image = cv2.imread(str(root / "images" / "val" / f"{meta.stem}.jpg"))
+        if image is None:
+            continue
+        record = json.loads(meta.read_text(encoding="utf-8"))
+        labels = [(class_map.names.index(b["class"]), tuple(b["xyxy"]), str(b["source"])) for b in record["boxes"]]
+        frames.append((image, labels))  # type: ignore[arg-type]
+    return frames
 
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
+    logging.getLogger("streetwatch.edge.manifest").setLevel(logging.WARNING)
     print_map(args)
-    source = case_source(args)
-    if source is not None:
-        with tempfile.TemporaryDirectory() as workdir:
-            print_operational(args, source, Path(workdir))
+    with tempfile.TemporaryDirectory() as workdir:
+        print_operational(args, case_source(args), Path(workdir))
     return 0
 
 

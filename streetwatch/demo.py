@@ -261,7 +261,8 @@ def run_demo(base: CentralSettings, *, workdir: Path | None, assets_dir: Path, m
     print(f"\nStreetWatch demo: open http://{settings.web.host}:{port}  login: {DEMO_USER} / {password}\n"
           f"  files in {workdir}; the edge worker logs to {workdir / 'edge.log'}; merchant notices go to "
           f"{settings.workflow.notice_sink or settings.workflow.webhook_url}; rectification window "
-          f"{settings.workflow.rectify_window_min:g} min; Ctrl-C stops.\n", flush=True)
+          f"{settings.workflow.rectify_window_min:g} min; Ctrl-C stops.\n"
+          f"  {keep_note(workdir, own_workdir)}\n", flush=True)
     try:
         _serve(settings)
     finally:
@@ -272,6 +273,14 @@ def run_demo(base: CentralSettings, *, workdir: Path | None, assets_dir: Path, m
         if own_workdir:
             shutil.rmtree(workdir, ignore_errors=True)
     return 0
+
+
+def keep_note(workdir: Path, own_workdir: bool) -> str:
+    """What happens to the demo's files on exit: a temporary folder goes, a --workdir stays."""
+    if own_workdir:
+        return (f"the database ({workdir / 'central.sqlite'}) and evidence ({workdir / 'evidence'}) are deleted "
+                "on exit: pass --workdir DIR to keep them (e.g. to harvest a training set from them)")
+    return f"the database ({workdir / 'central.sqlite'}) and evidence ({workdir / 'evidence'}) stay after exit"
 
 
 def _exit_on_sigterm(signum: int, _frame: FrameType | None) -> None:

@@ -60,3 +60,11 @@ def test_without_a_configured_broker_the_demo_starts_its_own() -> None:
 def test_the_edge_gets_the_model_folder_in_its_config(tmp_path: Path) -> None:
     config = demo.edge_config(tmp_path, {}, "mqtt://127.0.0.1:1999", "5", model_dir=tmp_path / "models")
     assert config["model"]["model_dir"] == str(tmp_path / "models")  # type: ignore[index]
+
+
+def test_the_demo_says_where_its_files_are_and_whether_they_go(tmp_path: Path) -> None:
+    temporary = demo.keep_note(tmp_path, True)
+    assert f"{tmp_path / 'central.sqlite'}" in temporary and "deleted on exit" in temporary
+    assert "--workdir" in temporary
+    kept = demo.keep_note(tmp_path, False)
+    assert "stay after exit" in kept and "deleted" not in kept

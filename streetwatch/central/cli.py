@@ -1,4 +1,4 @@
-"""The `central` command: migrate, import merchants, ingest, export, users, serve.
+"""The `central` command: migrate, import merchants, ingest, export, users, review, serve.
 
 `main` builds the one CentralSettings (config.py: the YAML file, then the environment, then the
 flags) before the command runs, and every command takes what it needs from it: the database URL,
@@ -30,6 +30,7 @@ from streetwatch.central.csv_export import write_csv
 from streetwatch.central.db import make_engine, make_session_factory, migrate, session_scope
 from streetwatch.central.merchants import MerchantImportError, import_merchants
 from streetwatch.central.models import USER_ROLES, Area, Case, Merchant, User
+from streetwatch.central.review import DISMISS_REASONS
 from streetwatch.redaction import install_log_redaction, redact
 from streetwatch.stop_signals import StopSignals
 from streetwatch.version import package_version
@@ -256,6 +257,23 @@ def cmd_logout_user(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_review(args: argparse.Namespace) -> int:
+    from streetwatch.central.review_cli import ReviewCliError, gather, run_review
+
+    try:
+        decisions = gather(args.case_ids, args.file)
+        lines, refused = run_review(
+            _session_factory(args), args.action, decisions, username=args.user, reason=args.reason
+        )
+    except ReviewCliError as exc:
+        raise CliError(str(exc)) from None
+    for line in lines:
+        print(line)
+    if refused:
+        print(f"{refused} of {len(decisions)} cases refused", file=sys.stderr)
+    return 1 if refused else 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     """Ingest, the fleet (boxes' status, the delivery audit) and the workflow in supervised threads;
     the web app in the foreground when installed.
@@ -436,6 +454,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("logout-user", "end every web session of a user (log out everywhere)")
     p.add_argument("username")
     p.set_defaults(func=cmd_logout_user)
+
+    p = command("review", "confirm or dismiss cases from a script (the desk's review actions)")
+    p.add_argument("action", choices=("confirm", "dismiss"))
+    p.add_argument("case_ids", type=int, nargs="*", metavar="ID", help="case ids")
+    p.add_argument("--file", type=Path, default=None, help="one case per line: ID, or for dismiss ID REASON")
+    p.add_argument("--reason", default=None, help="dismissal reason: " + ", ".join(DISMISS_REASONS))
+    p.add_argument("--user", required=True, help="the reviewer the audit log names (an existing user)")
+    p.set_defaults(func=cmd_review)
 
     p = command("serve", "run ingest (and the web queue when installed)")
     web_or_ingest = p.add_mutually_exclusive_group()

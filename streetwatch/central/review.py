@@ -225,13 +225,25 @@ def _undo_reassign(case: Case, detail: dict[str, object]) -> None:
     case.decided_at = None
 
 
+def reason_code(text: str) -> str | None:
+    """The DISMISS_REASONS code a typed reason stands for ("False detection" -> false_detection), or None.
+
+    Also reads the free-text reasons stored before the list was closed: case and spaces do not matter."""
+    code = "_".join(text.replace("-", " ").lower().split())
+    return code if code in DISMISS_REASONS else None
+
+
 def _clean_reason(reason: str) -> str:
-    reason = " ".join(reason.split())
-    if not reason:
+    text = " ".join(reason.split())
+    if not text:
         raise InvalidInput("reason: a dismissal needs a reason, got an empty value")
-    if len(reason) > MAX_REASON_CHARS:
-        raise InvalidInput(f"reason: at most {MAX_REASON_CHARS} characters, got {len(reason)}")
-    return reason
+    if len(text) > MAX_REASON_CHARS:
+        raise InvalidInput(f"reason: at most {MAX_REASON_CHARS} characters, got {len(text)}")
+    code = reason_code(text)
+    if code is None:
+        # A closed list: a typo must not silently stop a false detection from being a training negative.
+        raise InvalidInput(f"reason: expected one of {', '.join(DISMISS_REASONS)}, got {text!r}")
+    return code
 
 
 def _check_mergeable(source: Case, target: Case) -> None:

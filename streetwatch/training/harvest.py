@@ -8,32 +8,43 @@ Two sources give the same `ReviewedCase` records:
 
 Both read a case's alerts oldest first (ties by alert id), so both pick the same images.
 
-Labels: the boxes of a confirmed case's alerts (`objects`, in evidence-image pixels, which is the
-evidence JPEG's own pixel grid) mapped to training classes by the class map. Dismissed cases become
-hard negatives (an empty label file) only when dismissed for a reason that says the detection was
-wrong (default: `false_detection`); a case dismissed as `allowed_time_window` or `duplicate` shows
-real objects and would teach the model to miss them, so it is left out.
+Images: only the clean frame behind each evidence image (wire 1.2, `central.media.clean_frame`: the
+same pixel size as the evidence JPEG, so the alert's `objects` apply unchanged). The evidence JPEG has
+boxes and labels drawn on it, and a model trained on it learns the overlay: an alert without a clean
+frame is skipped and counted, never harvested.
+
+Labels (labels.py): every object of the trained classes in a frame. The boxes of a confirmed case's
+alerts are `confirmed`; the deployed model's other detections on the clean frame are `pseudo`. A case
+dismissed for a reason that says the detection was wrong (default: `false_detection`) gives negative
+regions (its boxes), with the rest of the frame labelled the same way; a case dismissed as
+`allowed_time_window` or `duplicate` shows real objects and is left out.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from streetwatch.central.case_status import NO_VIOLATION_STATUSES, VIOLATION_STATUSES
+from streetwatch.central.review import reason_code
 from streetwatch.training.classmap import ClassMap
-from streetwatch.training.dataset import Box, DatasetWriter, LabelledImage, assign_splits
+from streetwatch.training.dataset import Box, DatasetWriter, LabelledImage, Split, split_by_images
+from streetwatch.training.labels import FrameLabels, complete_labels
 
 if TYPE_CHECKING:
+    import numpy as np
     from sqlalchemy import Engine
+
+    from streetwatch.edge.detector import Detector
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +67,8 @@ class AlertEvidence:
     width: int
     height: int
     objects: tuple[tuple[str, tuple[float, float, float, float]], ...]  # (class name, xyxy)
+    clean: str | None = None  # the announced clean frame (wire 1.2): its sha256, or the API's URL path
+    observed_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -65,12 +78,34 @@ class ReviewedCase:
     camera_id: str
     dismiss_reason: str | None
     alerts: tuple[AlertEvidence, ...]
+    violation: str = ""
 
 
 class CaseSource(Protocol):
     def cases(self) -> Iterator[ReviewedCase]: ...
 
     def evidence(self, case: ReviewedCase, alert: AlertEvidence) -> bytes: ...
+
+    def clean_frame(self, case: ReviewedCase, alert: AlertEvidence) -> bytes | None: ...
+
+
+def announced_clean(payload: dict[str, object]) -> str | None:
+    """The sha256 of the clean frame an alert announces in its `media` list, if any."""
+    media = payload.get("media")
+    if not isinstance(media, list):
+        return None
+    for item in media:
+        if isinstance(item, dict) and item.get("kind") == "clean" and isinstance(item.get("sha256"), str):
+            return str(item["sha256"])
+    return None
+
+
+def observed(payload: dict[str, object]) -> datetime | None:
+    try:
+        at = datetime.fromisoformat(str(payload.get("observed_at")))
+    except ValueError:
+        return None
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
 
 
 def objects_of(payload: dict[str, object], *, where: str) -> tuple[tuple[str, tuple[float, float, float, float]], ...]:
@@ -95,32 +130,37 @@ def evidence_size(payload: dict[str, object], *, where: str) -> tuple[int, int]:
     return int(ev["width"]), int(ev["height"])
 
 
-def to_labelled(case: ReviewedCase, alert: AlertEvidence, jpeg: bytes, class_map: ClassMap) -> LabelledImage:
-    """The labelled image of one alert: its boxes for a confirmed case, none for a dismissed one."""
-    boxes: list[Box] = []
-    if case.status in POSITIVE_STATUSES:
-        for cls, xyxy in alert.objects:
-            index = class_map.index_of(cls)
-            if index is None:
-                logger.debug("case %d alert %s: class %r has no training class, box dropped", case.case_id,
-                             alert.alert_id, cls)
-                continue
-            boxes.append(Box(index, xyxy))
+def to_labelled(case: ReviewedCase, alert: AlertEvidence, jpeg: bytes, labels: FrameLabels) -> LabelledImage:
+    """The labelled image of one alert's clean frame."""
     return LabelledImage(
         name=f"case{case.case_id}_{alert.evidence_sha256[:16]}",
         jpeg=jpeg,
         width=alert.width,
         height=alert.height,
         camera_id=case.camera_id,
-        boxes=tuple(boxes),
+        boxes=tuple(Box(b.class_index, b.xyxy, b.source, b.score) for b in labels.boxes),
         origin=f"case {case.case_id} alert {alert.alert_id}",
+        negative_regions=labels.negative_regions,
+        extra={"case_id": case.case_id, "alert_id": alert.alert_id, "violation": case.violation,
+               "decision": decision(case), "clean_sha256": hashlib.sha256(jpeg).hexdigest(),
+               "observed_at": alert.observed_at.isoformat() if alert.observed_at else None,
+               "pseudo_dropped": labels.pseudo_dropped},
     )
 
 
+def decision(case: ReviewedCase) -> str:
+    """`confirmed`, or `dismissed:<reason>` with the reason read onto the closed list."""
+    if case.status in POSITIVE_STATUSES:
+        return case.status
+    return f"dismissed:{reason_code(case.dismiss_reason or '') or 'other'}"
+
+
 def wanted(case: ReviewedCase, *, negative_reasons: Sequence[str]) -> bool:
+    """Confirmed cases, and dismissed ones whose reason (free text stored before the list was closed is
+    read onto it: "False detection" is false_detection) says the detection was wrong."""
     if case.status in POSITIVE_STATUSES:
         return True
-    return case.status in NEGATIVE_STATUSES and (case.dismiss_reason or "other") in negative_reasons
+    return case.status in NEGATIVE_STATUSES and (reason_code(case.dismiss_reason or "") or "other") in negative_reasons
 
 
 def pick_alerts(alerts: Sequence[AlertEvidence], *, per_case: int) -> tuple[AlertEvidence, ...]:
@@ -139,6 +179,7 @@ class DatabaseSource:
         self.url = url
         self.evidence_dir = Path(evidence_dir)
         self.per_case = per_case
+        self._engine: Engine | None = None
 
     def cases(self) -> Iterator[ReviewedCase]:
         from sqlalchemy import select
@@ -150,11 +191,11 @@ class DatabaseSource:
         try:
             with engine.connect() as conn:
                 rows = conn.execute(
-                    select(Case.id, Case.status, Case.camera_id)
+                    select(Case.id, Case.status, Case.camera_id, Case.violation)
                     .where(Case.status.in_(statuses), Case.merged_into_id.is_(None))
                     .order_by(Case.id)
                 ).all()
-                for case_id, status, camera_id in rows:
+                for case_id, status, camera_id, violation in rows:
                     reason = conn.scalar(
                         select(AuditLog.detail)
                         .where(AuditLog.case_id == case_id, AuditLog.action == "dismiss")
@@ -173,9 +214,22 @@ class DatabaseSource:
                         camera_id=camera_id,
                         dismiss_reason=(reason or {}).get("reason") if isinstance(reason, dict) else None,
                         alerts=pick_alerts(evidence, per_case=self.per_case),
+                        violation=violation,
                     )
         finally:
             engine.dispose()
+
+    def clean_frame(self, case: ReviewedCase, alert: AlertEvidence) -> bytes | None:
+        """The unannotated frame behind the alert's evidence (central.media), None if there is none."""
+        from sqlalchemy.orm import Session
+
+        from streetwatch.central.evidence_store import EvidenceStore
+        from streetwatch.central.media import clean_frame
+
+        if self._engine is None:
+            self._engine = read_only_engine(self.url)
+        with Session(self._engine) as session:
+            return clean_frame(session, EvidenceStore(self.evidence_dir), alert.alert_id)
 
     def evidence(self, case: ReviewedCase, alert: AlertEvidence) -> bytes:
         from streetwatch.central.evidence_store import EvidenceStore
@@ -193,7 +247,8 @@ class DatabaseSource:
 def _alert_evidence(case_id: int, alert_id: str, sha256: str, payload: dict[str, object]) -> AlertEvidence:
     where = f"case {case_id} alert {alert_id}"
     width, height = evidence_size(payload, where=where)
-    return AlertEvidence(alert_id, sha256, width, height, objects_of(payload, where=where))
+    return AlertEvidence(alert_id, sha256, width, height, objects_of(payload, where=where),
+                         announced_clean(payload), observed(payload))
 
 
 def read_only_engine(url: str) -> Engine:
@@ -327,7 +382,7 @@ class ApiSource:
         # camera_id of the case (its first alert's) as DatabaseSource has it; older servers lack the field
         camera_id = str(detail.get("camera_id") or (alerts[0].get("camera_id") if alerts else "") or "")
         return ReviewedCase(case_id, status, camera_id or f"case{case_id}", reason,
-                            pick_alerts(evidence, per_case=self.per_case))
+                            pick_alerts(evidence, per_case=self.per_case), str(detail.get("violation") or ""))
 
     def _all_alerts(self, case_id: int) -> Iterator[dict[str, object]]:
         offset = 0
@@ -342,18 +397,26 @@ class ApiSource:
 
     def _alert_evidence(self, case_id: int, alert: dict[str, object]) -> AlertEvidence:
         where = f"case {case_id} alert {alert.get('alert_id')}"
-        for field in ("objects", "evidence"):
-            if field not in alert:
+        for name in ("objects", "evidence"):
+            if name not in alert:
                 raise HarvestError(
-                    f"{where}: field {field} missing from the API's alert ({self.base_url} is a central from "
+                    f"{where}: field {name} missing from the API's alert ({self.base_url} is a central from "
                     "before alerts carried objects and evidence width/height: update it, or use --database-url)"
                 )
         width, height = evidence_size(alert, where=where)
         sha = str(alert["evidence_url"]).rstrip("/").split("/")[-1].split("?")[0]
-        return AlertEvidence(str(alert["alert_id"]), sha, width, height, objects_of(alert, where=where))
+        clean_url = alert.get("clean_frame_url")
+        return AlertEvidence(str(alert["alert_id"]), sha, width, height, objects_of(alert, where=where),
+                             str(clean_url) if clean_url else None, observed(alert))
 
     def evidence(self, case: ReviewedCase, alert: AlertEvidence) -> bytes:
         return self._get(f"/evidence/{alert.evidence_sha256}", {"case_id": case.case_id})
+
+    def clean_frame(self, case: ReviewedCase, alert: AlertEvidence) -> bytes | None:
+        """The clean frame behind the evidence (`clean_frame_url`: the API's path to it), None without one."""
+        if alert.clean is None:
+            return None
+        return self._get(alert.clean)
 
 
 @dataclass(frozen=True)
@@ -362,18 +425,112 @@ class HarvestOptions:
     val_cameras: tuple[str, ...] = ()
     negative_reasons: tuple[str, ...] = DEFAULT_NEGATIVE_REASONS
     progress: bool = True
+    pseudo_score: float = 0.5
+    min_per_split: int = 1
+    val_after: datetime | None = None  # val: frames from then on; train: frames before (by time too)
 
 
-def harvest(source: CaseSource, writer: DatasetWriter, *, options: HarvestOptions) -> int:
-    """Write every wanted case's images into `writer` (split by camera); returns the cases used."""
+@dataclass
+class HarvestReport:
+    """What a harvest used and skipped, and why: printed and written into dataset.json."""
+
+    cases: list[dict[str, object]] = field(default_factory=list)
+    skipped: dict[str, int] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    def skip(self, reason: str, count: int = 1) -> None:
+        self.skipped[reason] = self.skipped.get(reason, 0) + count
+
+
+Frame = tuple[ReviewedCase, AlertEvidence, bytes]
+
+
+def collect_frames(source: CaseSource, *, options: HarvestOptions, report: HarvestReport) -> list[Frame]:
+    """The clean frames of the wanted cases; annotated-only alerts and other cases skipped with a reason."""
+    frames = []
+    for case in source.cases():
+        if not wanted(case, negative_reasons=options.negative_reasons):
+            report.skip(f"case {decision(case)}: shows real objects, neither a label nor a negative")
+            continue
+        used = 0
+        for alert in case.alerts:
+            jpeg = source.clean_frame(case, alert)
+            if jpeg is None:
+                report.skip("alert without a clean frame (the evidence JPEG has boxes drawn on it: refused)")
+                continue
+            frames.append((case, alert, jpeg))
+            used += 1
+        if used:
+            report.cases.append({"case_id": case.case_id, "camera_id": case.camera_id,
+                                 "violation": case.violation, "decision": decision(case), "frames": used})
+        else:
+            report.skip("case with no clean frame at all")
+    return frames
+
+
+def time_filter(frames: list[Frame], splits: dict[str, Split], *, val_after: datetime | None,
+                report: HarvestReport) -> list[Frame]:
+    """With `val_after`: train keeps frames before it, val frames from it on (the rest is dropped)."""
+    if val_after is None:
+        return frames
+    kept = []
+    for frame in frames:
+        at = frame[1].observed_at
+        in_val = splits[frame[0].camera_id] == "val"
+        if at is not None and (at >= val_after) == in_val:
+            kept.append(frame)
+        else:
+            report.skip(f"frame on the wrong side of --val-after {val_after.isoformat()} for its camera's split")
+    return kept
+
+
+def harvest(source: CaseSource, writer: DatasetWriter, *, options: HarvestOptions,
+            pseudo: Detector | None = None) -> HarvestReport:
+    """Write every wanted case's clean frames, completely labelled, split by camera (and time)."""
     from tqdm import tqdm
 
-    cases = [c for c in source.cases() if wanted(c, negative_reasons=options.negative_reasons) and c.alerts]
-    splits = assign_splits((c.camera_id for c in cases), val_fraction=options.val_fraction,
-                           val_cameras=options.val_cameras)
-    images = [(c, a) for c in cases for a in c.alerts]
-    for case, alert in tqdm(images, desc="harvest", unit="image", disable=not options.progress):
-        jpeg = source.evidence(case, alert)
-        writer.add(to_labelled(case, alert, jpeg, writer.class_map), splits[case.camera_id])
-    logger.info("harvest: %d cases, %d images, cameras %s", len(cases), len(images), splits)
-    return len(cases)
+    report = HarvestReport()
+    frames = collect_frames(source, options=options, report=report)
+    per_camera: dict[str, int] = {}
+    for case, _, _ in frames:
+        per_camera[case.camera_id] = per_camera.get(case.camera_id, 0) + 1
+    plan = split_by_images(per_camera, val_fraction=options.val_fraction, val_cameras=options.val_cameras,
+                           min_per_split=options.min_per_split)
+    report.warnings.extend(plan.warnings)
+    for warning in plan.warnings:
+        logger.warning("harvest: %s", warning)
+    frames = time_filter(frames, plan.splits, val_after=options.val_after, report=report)
+    for case, alert, jpeg in tqdm(frames, desc="harvest", unit="image", disable=not options.progress):
+        detections = pseudo_labels(pseudo, jpeg, writer.class_map, score=options.pseudo_score, where=alert.alert_id)
+        labels = complete_labels(positive=case.status in POSITIVE_STATUSES, violation=case.violation,
+                                 objects=alert.objects, detections=detections, class_map=writer.class_map)
+        writer.add(to_labelled(case, alert, jpeg, labels), plan.splits[case.camera_id])
+    logger.info("harvest: %d cases, %d images, cameras %s, skipped %s", len(report.cases), len(frames),
+                plan.splits, report.skipped)
+    return report
+
+
+def pseudo_labels(detector: Detector | None, jpeg: bytes, class_map: ClassMap, *, score: float,
+                  where: str) -> list[tuple[int, tuple[float, float, float, float], float]]:
+    """The deployed model's detections on a clean frame at or above `score`, in training classes."""
+    if detector is None:
+        return []
+    image = decode(jpeg, where=where)
+    found = detector.detect(image)
+    out = []
+    scores = found.confidence if found.confidence is not None else [1.0] * len(found)
+    for name, conf, box in zip(found.data["class_name"], scores, found.xyxy, strict=True):
+        index = class_map.index_of(str(name))
+        if index is not None and float(conf) >= score:
+            out.append((index, (float(box[0]), float(box[1]), float(box[2]), float(box[3])), float(conf)))
+    return out
+
+
+def decode(jpeg: bytes, *, where: str) -> np.ndarray:
+    import cv2
+    import numpy as np
+
+    image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+    if image is None:
+        raise HarvestError(f"alert {where}: the clean frame is not a decodable JPEG")
+    return np.asarray(image)

@@ -10,7 +10,8 @@ from __future__ import annotations
 import logging
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,6 +69,34 @@ def quantize_int8(
     input_name = ort.InferenceSession(str(fp32_path), providers=["CPUExecutionProvider"]).get_inputs()[0].name
     reader = DetectorCalibrationReader(detector, images, input_name)
     source = with_min_opset(fp32_path, Path(int8_path).with_suffix(".fp32-opset13.onnx"))
+    with _quiet_preprocess_advice():
+        _quantize(source, int8_path, reader, per_channel=per_channel, op_types=op_types,
+                  exclude=linear_convs(source) if keep_head_float else [])
+    if source != Path(fp32_path):
+        source.unlink(missing_ok=True)
+    logger.info("quantised %s -> %s on %d calibration images", fp32_path, int8_path, len(images))
+    return Path(int8_path)
+
+
+class _DropAdvice(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Please consider")
+
+
+@contextmanager
+def _quiet_preprocess_advice() -> Iterator[None]:
+    """onnxruntime warns on the root logger to "consider pre-processing" (shape inference) before every
+    quantisation; the graph here is an ultralytics export with shapes, so that advice is expected noise."""
+    advice = _DropAdvice()
+    logging.getLogger().addFilter(advice)
+    try:
+        yield
+    finally:
+        logging.getLogger().removeFilter(advice)
+
+
+def _quantize(source: Path, int8_path: str | Path, reader: CalibrationDataReader, *, per_channel: bool,
+              op_types: Sequence[str], exclude: list[str]) -> None:
     quantize_static(
         str(source),
         str(int8_path),
@@ -78,12 +107,8 @@ def quantize_int8(
         weight_type=QuantType.QInt8,
         calibrate_method=CalibrationMethod.MinMax,
         op_types_to_quantize=list(op_types) or None,
-        nodes_to_exclude=linear_convs(source) if keep_head_float else [],
+        nodes_to_exclude=exclude,
     )
-    if source != Path(fp32_path):
-        source.unlink(missing_ok=True)
-    logger.info("quantised %s -> %s on %d calibration images", fp32_path, int8_path, len(images))
-    return Path(int8_path)
 
 
 def linear_convs(path: str | Path) -> list[str]:
@@ -161,3 +186,17 @@ def agreement(reference: Detector, other: Detector, images: Sequence[np.ndarray]
         kept += int(hit.any(axis=1).sum())
         extra += int((~hit.any(axis=0)).sum()) if len(oth) else 0
     return Agreement(reference=total, kept=kept, extra=extra)
+
+
+def int8_gate(kept: int, reference: int, *, min_kept: float, force: bool) -> tuple[bool, str]:
+    """Whether the INT8 model is added, and why. With no FP32 detection to compare there is no
+    agreement to measure: the gate fails (the result is not "0 %" nor "100 %", it is undefined)."""
+    if force:
+        return True, "--force-int8"
+    if reference == 0:
+        return False, ("FP32 found nothing on the calibration images, so agreement is undefined; give images "
+                       "with objects (--calib-images) or --force-int8")
+    share = kept / reference
+    if share >= min_kept:
+        return True, f"keeps {share:.0%} of FP32's detections (>= {min_kept:.0%})"
+    return False, f"keeps {share:.0%} of FP32's detections, below --int8-min-kept {min_kept:.0%}"

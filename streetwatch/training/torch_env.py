@@ -34,7 +34,8 @@ def torchvision_ops_load() -> bool:
     try:
         torch.ops.load_library(str(candidates[0]))
     except OSError as exc:
-        logger.warning("torchvision's compiled ops do not load with this torch (%s); using the CPU NMS shim", exc)
+        # Expected with the CPU torch next to PyPI's torchvision: the shim below is the designed path.
+        logger.info("torchvision's compiled ops do not load with this torch (%s); using the CPU NMS shim", exc)
         return False
     return True
 

@@ -32,6 +32,7 @@ def configure_offline(config_dir: str | Path | None = None) -> None:
     import matplotlib
     import ultralytics.data.utils as data_utils
     import ultralytics.utils.checks as checks
+    import ultralytics.utils.plotting as plotting
     from ultralytics.utils import SETTINGS
 
     font = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
@@ -41,6 +42,7 @@ def configure_offline(config_dir: str | Path | None = None) -> None:
 
     checks.check_font = local_font
     data_utils.check_font = local_font  # imported by name there
+    plotting.check_font = local_font  # and there: `--plots` draws labels with it
     # no analytics, no experiment-tracker callbacks (they would log in to remote services)
     from streetwatch.training.torch_env import ensure_torchvision
 
@@ -191,11 +193,35 @@ def export_onnx(weights: str | Path, *, imgsz: int, dynamic: bool = False, opset
     """ultralytics ONNX export (no NMS in graph: the edge decodes and runs NMS itself)."""
     configure_offline()
     from ultralytics import YOLO
+    from ultralytics.utils import LOGGER
 
     model = YOLO(str(weights))
-    out = model.export(format="onnx", imgsz=imgsz, dynamic=dynamic, simplify=False, opset=opset, nms=False,
-                       device="cpu")
-    return Path(out)
+    # Its export log is advice for other targets ("no one-to-one head": expected, the edge decodes the
+    # raw head itself; OpenVINO tips): expected, so not printed as warnings. Errors still show.
+    level = LOGGER.level
+    LOGGER.setLevel(logging.ERROR)
+    try:
+        out = model.export(format="onnx", imgsz=imgsz, dynamic=dynamic, simplify=False, opset=opset, nms=False,
+                           device="cpu")
+    finally:
+        LOGGER.setLevel(level)
+    logger.info("exported %s -> %s (ONNX, imgsz %d%s)", weights, out, imgsz, ", dynamic batch" if dynamic else "")
+    return without_export_date(Path(out))
+
+
+def without_export_date(path: Path) -> Path:
+    """Drop the `date` ultralytics writes into the ONNX metadata, the one thing that differs between
+    two exports of the same weights: the same best.pt then gives the same file and sha256."""
+    import onnx
+
+    model = onnx.load(str(path))
+    props = [(p.key, p.value) for p in model.metadata_props if p.key != "date"]
+    if len(props) != len(model.metadata_props):
+        del model.metadata_props[:]
+        for key, value in props:
+            model.metadata_props.add(key=key, value=value)
+        onnx.save(model, str(path))
+    return path
 
 
 def class_names(weights: str | Path) -> list[str]:

@@ -329,6 +329,21 @@ def test_dismiss_records_the_reason(world: World) -> None:
     assert blank.status_code in (409, 422)
 
 
+def test_dismiss_reasons_are_a_closed_list(world: World) -> None:
+    tea = world.cases["tea"]
+    typo = world.client.post(f"/api/cases/{tea}/dismiss", json={"reason": "False detections"},
+                             headers=world.auth("north"))
+    assert typo.status_code == 422
+    assert typo.json()["detail"].startswith("reason: expected one of false_detection, not_a_violation, ")
+    assert _audit(world.factory, tea) == []
+    typed = world.client.post(f"/api/cases/{tea}/dismiss", json={"reason": "False detection"},
+                              headers=world.auth("north"))
+    assert typed.status_code == 200
+    assert _audit(world.factory, tea) == [("north", "dismiss", {"from": "new", "reason": "false_detection"})]
+    schema = world.client.get("/openapi.json").json()["components"]["schemas"]["DismissRequest"]
+    assert schema["properties"]["reason"]["enum"][0] == "false_detection"
+
+
 def test_merge_moves_alerts_and_audits_both_cases(world: World) -> None:
     tea = world.cases["tea"]
     with session_scope(world.factory) as s:

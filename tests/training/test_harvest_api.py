@@ -48,14 +48,17 @@ class ServedCentral:
     token: str
     revoked_token: str
     busy_case_id: int
+    old_edge_case: int
 
 
-def _add_alerts(factory, case_id: int) -> None:  # type: ignore[no-untyped-def]
-    """Copies of every other case's alerts (their evidence and boxes) filed under `case_id`, one
-    without evidence, and a tie on observed_at; the case's alert_count follows, as ingest keeps it."""
+def _add_alerts(factory, case_id: int, *, skip_case: int) -> None:  # type: ignore[no-untyped-def]
+    """Copies of every other case's alerts (their evidence, clean frame and boxes) filed under `case_id`
+    (but the old edge's, which has no clean frame), one without evidence, and a tie on observed_at; the
+    case's alert_count follows, as ingest keeps it."""
     with session_scope(factory) as session:
         own = session.scalars(select(Alert).where(Alert.case_id == case_id)).one()
-        others = session.scalars(select(Alert).where(Alert.case_id != case_id).order_by(Alert.alert_id)).all()
+        others = session.scalars(select(Alert).where(Alert.case_id.not_in([case_id, skip_case]))
+                                 .order_by(Alert.alert_id)).all()
         columns = [c.key for c in Alert.__table__.columns]
         for i, other in enumerate(others):
             row = {c: getattr(other, c) for c in columns}
@@ -78,7 +81,7 @@ def served(seeded_central) -> Iterator[ServedCentral]:  # type: ignore[no-untype
     engine = make_engine(seeded_central.url)
     factory = make_session_factory(engine)
     busy = seeded_central.case_ids[BUSY_PHOTO]
-    _add_alerts(factory, busy)
+    _add_alerts(factory, busy, skip_case=seeded_central.old_edge_case)
     with session_scope(factory) as session:
         session.add(User(username="trainer", password_hash="!", role="admin", area_id=None))
     token = issue_token(factory, username="trainer", name="harvest")
@@ -88,7 +91,8 @@ def served(seeded_central) -> Iterator[ServedCentral]:  # type: ignore[no-untype
     try:
         with serve_app(app) as base_url:
             yield ServedCentral(
-                base_url, seeded_central.url, seeded_central.evidence_dir, token.secret, revoked.secret, busy
+                base_url, seeded_central.url, seeded_central.evidence_dir, token.secret, revoked.secret, busy,
+                seeded_central.old_edge_case,
             )
     finally:
         engine.dispose()
@@ -108,9 +112,9 @@ def dataset_of(root: Path) -> dict[str, dict[str, bytes]]:
 
 def harvested(source: CaseSource, root: Path) -> tuple[int, dict[str, dict[str, bytes]]]:
     writer = DatasetWriter(root, DEFAULT_CLASS_MAP)
-    used = harvest(source, writer, options=OPTIONS)
+    report = harvest(source, writer, options=OPTIONS)
     writer.finish()
-    return used, dataset_of(root)
+    return len(report.cases), dataset_of(root)
 
 
 @pytest.mark.parametrize("detail_alerts", [cases_api.CASE_DETAIL_ALERTS, 2], ids=["detail", "paged"])
@@ -127,8 +131,10 @@ def test_api_harvest_equals_database_harvest(served, tmp_path, monkeypatch, deta
             assert from_api[split][name] == content, name  # same JPEG bytes, same label lines
     busy_images = [n for n in from_db["train"] if n.startswith(f"images/train/case{served.busy_case_id}_")]
     assert len(busy_images) == 3  # per_case images picked out of 6 distinct evidence images
-    labels = [c for n, c in from_db["train"].items() if n.startswith("labels/")]
-    assert sum(len(c.splitlines()) for c in labels) >= 10  # boxes, not just empty files
+    busy_labels = [c for n, c in from_db["train"].items() if n.startswith(f"labels/train/case{served.busy_case_id}_")]
+    # one reviewed box per frame (the alert's subject; no pseudo-label model here), but the copy of the lot
+    # frame's alert, which had no box of a wanted class
+    assert sorted(len(c.splitlines()) for c in busy_labels) == [0, 1, 1]
 
 
 def test_case_alerts_carry_objects_and_evidence_size(served):
@@ -138,7 +144,15 @@ def test_case_alerts_carry_objects_and_evidence_size(served):
     assert any(cls == "car" for a in case.alerts for cls, _ in a.objects)
     spec = json.loads(source._get("/openapi.json"))
     alert = spec["components"]["schemas"]["AlertPublic"]["properties"]
-    assert {"objects", "evidence"} <= alert.keys()
+    assert {"objects", "evidence", "clean_frame_url"} <= alert.keys()
+    assert all(a.clean == f"/media/{a.alert_id}/clean" for a in case.alerts)
+    frame = source.clean_frame(case, case.alerts[0])
+    assert frame is not None and frame.startswith(b"\xff\xd8")
+    assert frame != source.evidence(case, case.alerts[0])  # not the annotated evidence
+    (old,) = [c for c in source.cases() if c.case_id == served.old_edge_case]
+    assert [a.clean for a in old.alerts] == [None]  # an edge older than wire 1.2: no clean frame to fetch
+    with pytest.raises(HarvestError, match="HTTP 404"):
+        source._get("/media/al-nosuch/clean")
 
 
 @pytest.mark.parametrize("which", ["wrong", "revoked"])
@@ -164,6 +178,8 @@ def test_harvest_script_through_the_api(served, tmp_path):
             "--val-camera",
             "cam-c",
             "--no-progress",
+            "--pseudo-model",
+            "none",
         ],
         env=env,
         capture_output=True,

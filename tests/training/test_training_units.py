@@ -3,6 +3,7 @@ real central database, dataset merge, operational matching, INT8 calibration inp
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import subprocess
@@ -16,16 +17,27 @@ import yaml
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
+from streetwatch.central.evidence_store import EvidenceStore
 from streetwatch.edge.config import ModelConfig
 from streetwatch.edge.detector import Detector
-from streetwatch.edge.manifest import load_manifest, resolve_model
+from streetwatch.edge.manifest import file_sha256, load_manifest, resolve_model
 from streetwatch.training.classmap import DEFAULT_CLASS_MAP, ClassMapError, load_class_map
-from streetwatch.training.dataset import Box, DatasetWriter, assign_splits, read_cameras, yolo_line
-from streetwatch.training.harvest import DatabaseSource, HarvestError, HarvestOptions, harvest, read_only_engine
-from streetwatch.training.manifest_update import add_entry, make_entry
+from streetwatch.training.dataset import (
+    Box,
+    DatasetError,
+    DatasetWriter,
+    assign_splits,
+    content_hash,
+    read_cameras,
+    split_by_images,
+    yolo_line,
+)
+from streetwatch.training.harvest import DatabaseSource, HarvestOptions, harvest, read_only_engine
+from streetwatch.training.labels import complete_labels, iou, subject_index
+from streetwatch.training.manifest_update import add_entry, install_model_file, make_entry, versioned_file_name
 from streetwatch.training.merge import labels_folder, merge_coco, merge_yolo
 from streetwatch.training.operational import matches_alert
-from streetwatch.training.quantize import DetectorCalibrationReader
+from streetwatch.training.quantize import DetectorCalibrationReader, int8_gate
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -84,56 +96,172 @@ def test_class_map_errors_name_file_and_field(tmp_path):
         load_class_map(bad)
 
 
-def test_harvest_from_central_database(seeded_central, tmp_path):
+def sidecars(root: Path) -> dict[int, tuple[str, dict]]:  # type: ignore[type-arg]
+    """case id -> (split, sidecar) of a harvested dataset."""
+    out = {}
+    for meta in root.glob("meta/*/*.json"):
+        record = json.loads(meta.read_text())
+        out[record["case_id"]] = (meta.parent.name, record)
+    return out
+
+
+def test_harvest_takes_clean_frames_only_and_labels_them_completely(seeded_central, yolox, tmp_path):
     central = seeded_central
     writer = DatasetWriter(tmp_path / "ds", DEFAULT_CLASS_MAP)
-    used = harvest(DatabaseSource(central.url, central.evidence_dir), writer,
-                   options=HarvestOptions(val_cameras=("cam-c",), progress=False))
-    writer.finish()
-    assert used == 6  # 4 confirmed + 2 false detections; the allowed_time_window dismissal is left out
-    assert writer.summary.images == {"train": 4, "val": 2}
-    assert writer.summary.negatives == {"train": 1, "val": 1}
-    assert read_cameras(tmp_path / "ds") == {"train": ["cam-a", "cam-b"], "val": ["cam-c"]}
-    for case_id, decision in central.decisions.items():
-        labels = list((tmp_path / "ds" / "labels").glob(f"*/case{case_id}_*.txt"))
-        images = list((tmp_path / "ds" / "images").glob(f"*/case{case_id}_*.jpg"))
-        if decision == "allowed_time_window":
-            assert labels == [] and images == []
-            continue
-        assert len(labels) == 1 and len(images) == 1
-        lines = labels[0].read_text().splitlines()
-        assert (lines == []) == (decision == "false_detection")
-        image = cv2.imread(str(images[0]))
-        assert image is not None and image.shape[1] <= 480  # the evidence JPEG itself
-
-
-def test_harvest_labels_are_the_alert_boxes(seeded_central, tmp_path):
-    central = seeded_central
+    report = harvest(DatabaseSource(central.url, central.evidence_dir), writer,
+                     options=HarvestOptions(val_cameras=("cam-c",), progress=False, pseudo_score=0.5), pseudo=yolox)
+    writer.finish({"source": "test"})
+    root = tmp_path / "ds"
+    # 4 confirmed + 2 false detections; the allowed_time_window case shows real objects; the old edge's
+    # case has only its annotated evidence: both left out and counted
+    used = [cid for cid, d in central.decisions.items() if d in ("confirm", "false_detection")]
+    assert sorted(c["case_id"] for c in report.cases) == sorted(c for c in used if c != central.old_edge_case)
+    assert report.skipped == {
+        "alert without a clean frame (the evidence JPEG has boxes drawn on it: refused)": 1,
+        "case with no clean frame at all": 1,
+        "case dismissed:allowed_time_window: shows real objects, neither a label nor a negative": 1,
+    }
+    meta = sidecars(root)
     source = DatabaseSource(central.url, central.evidence_dir)
-    case = next(c for c in source.cases() if c.case_id == central.case_ids["kerb_parked_cars_street.jpg"])
-    (alert,) = case.alerts
-    writer = DatasetWriter(tmp_path / "ds", DEFAULT_CLASS_MAP)
-    harvest(source, writer, options=HarvestOptions(val_cameras=("cam-c",), progress=False))
-    label = next((tmp_path / "ds" / "labels" / "train").glob(f"case{case.case_id}_*.txt"))
-    got = sorted(tuple(float(v) for v in line.split()) for line in label.read_text().splitlines())
-    expected = sorted(
-        (0.0, (x1 + x2) / 2 / alert.width, (y1 + y2) / 2 / alert.height, (x2 - x1) / alert.width,
-         (y2 - y1) / alert.height)
-        for cls, (x1, y1, x2, y2) in alert.objects
-        if cls == "car"
-    )
-    assert len(got) == len(expected) >= 3
-    np.testing.assert_allclose(got, expected, atol=1e-5)
+    by_id = {c.case_id: c for c in source.cases()}
+    for case_id, (split, record) in meta.items():
+        image = (root / "images" / split / f"{Path(record['origin']).name}").with_suffix(".jpg")
+        jpeg = next((root / "images" / split).glob(f"case{case_id}_*.jpg")).read_bytes()
+        (alert,) = by_id[case_id].alerts
+        assert jpeg == source.clean_frame(by_id[case_id], alert) != source.evidence(by_id[case_id], alert)
+        assert record["clean_sha256"] == hashlib.sha256(jpeg).hexdigest() == alert.clean
+        boxes = record["boxes"]
+        pseudo = [b for b in boxes if b["source"] == "pseudo"]
+        assert all(b["score"] >= 0.5 for b in pseudo) and image.suffix == ".jpg"
+        if central.decisions[case_id] == "confirm":
+            assert len([b for b in boxes if b["source"] == "confirmed"]) == len(
+                [o for o in alert.objects if DEFAULT_CLASS_MAP.index_of(o[0]) is not None])
+            assert record["negative_regions"] == []
+        else:  # a false detection: its boxes are negative regions, nothing labelled on them
+            assert [b["source"] for b in boxes] == ["pseudo"] * len(boxes)
+            assert len(record["negative_regions"]) == len(alert.objects)
+            for region in record["negative_regions"]:
+                assert all(iou(tuple(region), np.array([b["xyxy"]], np.float32))[0] < 0.5 for b in boxes)
+        label_lines = next((root / "labels" / split).glob(f"case{case_id}_*.txt")).read_text().splitlines()
+        assert len(label_lines) == len(boxes)
+    assert sum(len(r["negative_regions"]) for _, r in meta.values()) >= 1
+    # the busiest confirmed frame gets pseudo-labels beside its reviewed boxes: no object left as background
+    assert sum(b["source"] == "pseudo" for _, r in meta.values() for b in r["boxes"]) >= 3
+    record = json.loads((root / "dataset.json").read_text())
+    assert record["source"] == "test" and record["classes"] == DEFAULT_CLASS_MAP.names
+    assert record["counts"]["val"]["cameras"] == ["cam-c"] and record["counts"]["train"]["negative_regions"] >= 1
+    for split in ("train", "val"):
+        recount: dict[str, dict[str, int]] = {}
+        for where, r in meta.values():
+            for b in r["boxes"] if where == split else []:
+                recount.setdefault(b["class"], {}).setdefault(b["source"], 0)
+                recount[b["class"]][b["source"]] += 1
+        assert record["counts"][split]["per_class"] == recount
+    assert record["counts"]["train"]["per_class"]["vehicle"]["confirmed"] >= 2
+    assert record["content_sha256"] == content_hash(root)
 
 
-def test_missing_evidence_names_case_and_file(seeded_central, tmp_path):
+def test_a_missing_clean_frame_is_skipped_not_replaced_by_the_evidence(seeded_central, tmp_path):
     central = seeded_central
     evidence = shutil.copytree(central.evidence_dir, tmp_path / "evidence")
-    victim = next(evidence.rglob("*.jpg"))
-    victim.unlink()
-    with pytest.raises(HarvestError, match=rf"case \d+ alert al-\d: evidence file .*{victim.name}"):
-        harvest(DatabaseSource(central.url, evidence), DatasetWriter(tmp_path / "ds", DEFAULT_CLASS_MAP),
-                options=HarvestOptions(progress=False))
+    source = DatabaseSource(central.url, evidence)
+    case = next(c for c in source.cases() if c.case_id == central.case_ids["parked_cars_park_bench.jpg"])
+    assert case.alerts[0].clean is not None
+    EvidenceStore(evidence).path_for(case.alerts[0].clean).unlink()  # announced, bytes never arrived
+    writer = DatasetWriter(tmp_path / "ds", DEFAULT_CLASS_MAP)
+    report = harvest(source, writer, options=HarvestOptions(val_cameras=("cam-c",), progress=False))
+    assert case.case_id not in [c["case_id"] for c in report.cases]
+    assert report.skipped["alert without a clean frame (the evidence JPEG has boxes drawn on it: refused)"] == 2
+    assert not list((tmp_path / "ds").glob(f"images/*/case{case.case_id}_*"))
+
+
+def test_harvesting_into_a_used_folder_refuses_and_overwrite_empties_it(seeded_central, tmp_path):
+    central = seeded_central
+    root = tmp_path / "ds"
+    options = HarvestOptions(val_cameras=("cam-c",), progress=False)
+    writer = DatasetWriter(root, DEFAULT_CLASS_MAP)
+    harvest(DatabaseSource(central.url, central.evidence_dir), writer, options=options)
+    writer.finish()
+    stale = root / "images" / "val" / "stale_from_an_earlier_harvest.jpg"
+    stale.write_bytes(b"old")
+    before = {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    with pytest.raises(DatasetError, match=r"ds: not empty .* --overwrite to empty it first"):
+        DatasetWriter(root, DEFAULT_CLASS_MAP)
+    assert {p: p.read_bytes() for p in root.rglob("*") if p.is_file()} == before  # refused: nothing touched
+    writer = DatasetWriter(root, DEFAULT_CLASS_MAP, overwrite=True)
+    harvest(DatabaseSource(central.url, central.evidence_dir), writer, options=options)
+    writer.finish()
+    assert not stale.exists()
+    images = {p.name for p in root.glob("images/*/*.jpg")}
+    assert len(images) == writer.summary.images["train"] + writer.summary.images["val"]
+    other = tmp_path / "notes"
+    other.mkdir()
+    (other / "thesis.txt").write_text("mine")
+    with pytest.raises(DatasetError, match="empties only a dataset folder"):
+        DatasetWriter(other, DEFAULT_CLASS_MAP, overwrite=True)
+    assert (other / "thesis.txt").read_text() == "mine"
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_the_split_never_puts_a_camera_in_both_and_warns_when_lopsided(seed):
+    rng = np.random.default_rng(seed)
+    cameras = {f"cam-{i}": int(rng.integers(1, 40)) for i in range(int(rng.integers(2, 12)))}
+    plan = split_by_images(cameras, val_fraction=0.2)
+    assert set(plan.splits) == set(cameras) and set(plan.splits.values()) == {"train", "val"}
+    val = sum(n for c, n in cameras.items() if plan.splits[c] == "val") / sum(cameras.values())
+    assert (0.1 <= val <= 0.4) or plan.warnings, (cameras, plan)
+
+
+def test_two_cameras_five_to_one_puts_the_small_one_in_val_and_a_minimum_refuses():
+    plan = split_by_images({"cam-a": 5, "cam-b": 1}, val_fraction=0.2)
+    assert plan.splits == {"cam-a": "train", "cam-b": "val"} and plan.warnings == ()
+    lopsided = split_by_images({"cam-a": 5, "cam-b": 1}, val_fraction=0.2, val_cameras=["cam-a"])
+    assert lopsided.warnings and "val holds 5 of 6 images (83%, asked 20%)" in lopsided.warnings[0]
+    with pytest.raises(DatasetError, match=r"\['val'\] would hold \[0\] image\(s\), fewer than --min-per-split 1"):
+        split_by_images({"cam-a": 5}, val_fraction=0.2, min_per_split=1)
+
+
+def test_the_harvested_dataset_keeps_each_camera_in_one_split(seeded_central, tmp_path):
+    writer = DatasetWriter(tmp_path / "ds", DEFAULT_CLASS_MAP)
+    harvest(DatabaseSource(seeded_central.url, seeded_central.evidence_dir), writer,
+            options=HarvestOptions(progress=False, val_fraction=0.3))
+    writer.finish()
+    cameras = read_cameras(tmp_path / "ds")
+    assert cameras["train"] and cameras["val"] and not set(cameras["train"]) & set(cameras["val"])
+    for split, record in sidecars(tmp_path / "ds").values():
+        assert record["camera_id"] in cameras[split]
+
+
+@pytest.mark.parametrize(
+    ("violation", "detector_class", "expected"),
+    [
+        ("illegal_parking", "car", "vehicle"),
+        ("illegal_parking", "static_region", "goods"),  # the class map's own mapping
+        ("stacked_goods", "static_region", "goods"),
+        ("street_vending", "umbrella", "stall"),
+        ("street_vending", "bicycle", "stall"),  # a cart: no COCO class means stall
+        ("street_vending", "person", "person"),  # the vendor stays a person
+        ("stacked_goods", "car", "vehicle"),
+        ("illegal_parking", "dog", None),
+    ],
+)
+def test_subjects_become_the_classes_the_loop_grows(violation, detector_class, expected):
+    index = subject_index(violation, detector_class, DEFAULT_CLASS_MAP)
+    assert (DEFAULT_CLASS_MAP.names[index] if index is not None else None) == expected
+
+
+def test_complete_labels_keep_reviewed_boxes_add_pseudo_and_drop_them_on_negatives():
+    objects = [("car", (0.0, 0.0, 10.0, 10.0))]
+    detections = [(0, (0.5, 0.0, 10.5, 10.0), 0.9), (0, (50.0, 50.0, 60.0, 60.0), 0.8), (1, (20, 20, 30, 40), 0.7)]
+    confirmed = complete_labels(positive=True, violation="illegal_parking", objects=objects,
+                                detections=detections, class_map=DEFAULT_CLASS_MAP)
+    assert [(b.class_index, b.source) for b in confirmed.boxes] == [(0, "confirmed"), (0, "pseudo"), (1, "pseudo")]
+    assert confirmed.pseudo_dropped == 1 and confirmed.negative_regions == ()  # the duplicate of the reviewed box
+    dismissed = complete_labels(positive=False, violation="illegal_parking", objects=objects,
+                                detections=detections, class_map=DEFAULT_CLASS_MAP)
+    assert dismissed.negative_regions == ((0.0, 0.0, 10.0, 10.0),)  # the false car: background
+    assert [(b.xyxy, b.source) for b in dismissed.boxes] == [((50.0, 50.0, 60.0, 60.0), "pseudo"),
+                                                              ((20, 20, 30, 40), "pseudo")]  # the rest stays
 
 
 def test_harvest_database_connection_is_read_only(seeded_central):
@@ -219,11 +347,38 @@ def test_add_entry_keeps_previous_models_and_refuses_duplicates(tmp_path, model_
     assert [m.name for m in load_manifest(manifest).models] == ["yolox_nano", "street_v1"]
     resolved = resolve_model("street_v1", manifest_path=manifest, model_dir=tmp_path)  # sha256 checked
     assert resolved.entry.roles["stall"] == "vending_prop" and resolved.entry.format == "ultralytics"
-    with pytest.raises(ValueError, match="'street_v1' is already in the manifest"):
+    with pytest.raises(ValueError, match=r"\['street_v1'\] already in the manifest"):
         add_entry(manifest, entry)
     assert manifest.read_text() == text_after  # unchanged on error
     add_entry(manifest, entry, replace=True)
     assert [m.name for m in load_manifest(manifest).models] == ["yolox_nano", "street_v1"]
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o640])
+def test_the_manifest_keeps_its_mode_and_is_replaced_atomically(tmp_path, model_dir, mode):
+    manifest = tmp_path / "manifest.yaml"
+    shutil.copyfile(REPO / "streetwatch" / "models" / "manifest.yaml", manifest)
+    manifest.chmod(mode)
+    inode = manifest.stat().st_ino
+    onnx_file = tmp_path / "street_v1.onnx"
+    shutil.copyfile(model_dir / "yolox_nano.onnx", onnx_file)
+    add_entry(manifest, make_entry(onnx_file, name="street_v1", class_map=DEFAULT_CLASS_MAP, input_size=(416, 416)))
+    assert manifest.stat().st_mode & 0o777 == mode  # an edge running as another user still reads it
+    assert manifest.stat().st_ino != inode  # a new file renamed over the old one, never rewritten in place
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["manifest.yaml", "street_v1.onnx"]  # no temp left
+
+
+def test_install_never_overwrites_a_file_the_manifest_names(tmp_path, model_dir):
+    manifest = load_manifest(REPO / "streetwatch" / "models" / "manifest.yaml")
+    export = tmp_path / "export.onnx"
+    shutil.copyfile(model_dir / "yolox_nano.onnx", export)
+    folder = tmp_path / "models"
+    first = install_model_file(export, folder, name="street_v1", manifest=manifest)
+    assert first.name == versioned_file_name("street_v1", file_sha256(export))
+    assert install_model_file(export, folder, name="street_v1", manifest=manifest) == first  # same bytes: kept
+    export.write_bytes(export.read_bytes() + b"\0")
+    second = install_model_file(export, folder, name="street_v1", manifest=manifest)
+    assert second != first and first.read_bytes() == (model_dir / "yolox_nano.onnx").read_bytes()
 
 
 def test_training_modules_do_not_import_torch():
@@ -234,3 +389,17 @@ def test_training_modules_do_not_import_torch():
         "bad = sorted(m for m in ('torch', 'ultralytics', 'torchvision') if m in sys.modules); assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize(
+    ("kept", "reference", "force", "added", "why"),
+    [
+        (19, 20, False, True, "keeps 95% of FP32's detections (>= 95%)"),
+        (18, 20, False, False, "keeps 90% of FP32's detections, below --int8-min-kept 95%"),
+        (0, 0, False, False, "FP32 found nothing on the calibration images, so agreement is undefined"),
+        (0, 0, True, True, "--force-int8"),
+    ],
+)
+def test_the_int8_gate_has_a_defined_result_when_fp32_finds_nothing(kept, reference, force, added, why):
+    result, reason = int8_gate(kept, reference, min_kept=0.95, force=force)
+    assert result is added and reason.startswith(why)

@@ -9,6 +9,7 @@ from typing import Generic, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from streetwatch.central.models import Alert, AuditLog, Case, Merchant
+from streetwatch.central.review import DISMISS_REASONS
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +101,11 @@ def _objects_of(alert: Alert) -> list[DetectedObjectPublic]:
     return out
 
 
+def _announces_clean(alert: Alert) -> bool:
+    media = (alert.payload or {}).get("media")
+    return isinstance(media, list) and any(isinstance(m, dict) and m.get("kind") == "clean" for m in media)
+
+
 def _evidence_size_of(alert: Alert) -> EvidenceSizePublic | None:
     """The evidence image's size from the stored payload; None without evidence or for older rows."""
     raw = (alert.payload or {}).get("evidence")
@@ -131,6 +137,9 @@ class AlertPublic(BaseModel):
     evidence: EvidenceSizePublic | None = Field(
         default=None, description="size of the evidence image (null: no evidence, or an alert stored without it)"
     )
+    clean_frame_url: str | None = Field(
+        default=None, description="the unannotated frame behind the evidence (null: the edge sent none)"
+    )
 
     @classmethod
     def of(cls, alert: Alert) -> AlertPublic:
@@ -150,6 +159,7 @@ class AlertPublic(BaseModel):
             evidence_url=f"/evidence/{alert.evidence_sha256}" if alert.evidence_sha256 else None,
             objects=_objects_of(alert),
             evidence=_evidence_size_of(alert),
+            clean_frame_url=f"/media/{alert.alert_id}/clean" if _announces_clean(alert) else None,
         )
 
 
@@ -232,7 +242,12 @@ class MerchantCandidatePublic(BaseModel):
 
 class DismissRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    reason: str = Field(min_length=1, max_length=200, description="why the case is not a violation")
+    reason: str = Field(
+        min_length=1,
+        max_length=200,
+        description="why the case is not a violation, one of: " + ", ".join(DISMISS_REASONS),
+        json_schema_extra={"enum": list(DISMISS_REASONS)},
+    )
 
 
 class MergeRequest(BaseModel):
