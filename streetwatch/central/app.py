@@ -35,6 +35,7 @@ from streetwatch.central.api import (
     alerts,
     auth,
     candidates,
+    geojson,
     cases,
     evidence,
     fleet,
@@ -70,6 +71,7 @@ def api_router() -> APIRouter:
         router.include_router(module.router)
     router.include_router(workflow.exports)
     router.include_router(auth.router)
+    router.include_router(geojson.router)
     return router
 
 

@@ -138,7 +138,7 @@ def cmd_config_schema(args: argparse.Namespace) -> int:
 def cmd_import_merchants(args: argparse.Namespace) -> int:
     try:
         with session_scope(_session_factory(args)) as session:
-            summary = import_merchants(session, args.file)
+            summary = import_merchants(session, args.file, bbox=_settings(args).map.city_bbox)
     except MerchantImportError as exc:
         raise CliError(str(exc)) from None
     print(f"{args.file}: {summary.created} merchants created, {summary.updated} updated")
