@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,7 +41,7 @@ class BasemapSummary:
     bounds: tuple[float, float, float, float]  # lon_min, lat_min, lon_max, lat_max
 
 
-def _kind(properties: dict[str, object]) -> str:
+def _kind(properties: Mapping[str, object]) -> str:
     kind = properties.get("kind")
     if isinstance(kind, str) and kind in KINDS:
         return kind
@@ -56,7 +56,7 @@ def _kind(properties: dict[str, object]) -> str:
     return "other"
 
 
-def _feature(geometry: shapely.Geometry, properties: dict[str, object]) -> dict[str, object]:
+def _feature(geometry: shapely.Geometry, properties: Mapping[str, object]) -> dict[str, object]:
     kept: dict[str, object] = {"kind": _kind(properties)}
     for key in ("name", "highway"):
         value = properties.get(key)
@@ -111,7 +111,7 @@ def read_osm_features(path: Path) -> Iterator[dict[str, object]]:
             .with_filter(osmium.filter.KeyFilter("highway", "building", "barrier"))
         )
         for obj in processor:
-            if not obj.is_way() or len(obj.nodes) < 2:
+            if not isinstance(obj, osmium.osm.Way) or len(obj.nodes) < 2:
                 continue
             tags = {tag.k: tag.v for tag in obj.tags}
             if "highway" in tags and tags["highway"] not in OSM_ROADS:

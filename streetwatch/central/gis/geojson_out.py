@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import shapely
+import shapely.geometry
 from shapely.geometry import mapping
 
 from streetwatch.central.gis.gcj02 import wgs84_to_gcj02
@@ -31,6 +32,20 @@ def converter(datum: str) -> Converter:
     return wgs84_to_gcj02 if datum == "gcj02" else identity
 
 
+def transformed(geometry: shapely.Geometry, to: Converter) -> shapely.Geometry:
+    """The geometry with every position passed through `to` (a datum change)."""
+    if to is identity:
+        return geometry
+    return shapely.transform(geometry, lambda xy: [list(to(float(x), float(y))) for x, y in xy])
+
+
+def convert_geojson(geometry: dict[str, Any], to: Converter) -> dict[str, Any]:
+    """A GeoJSON geometry with its positions passed through `to`."""
+    if to is identity:
+        return geometry
+    return dict(mapping(transformed(shapely.geometry.shape(geometry), to)))
+
+
 def _point(lon: float, lat: float, to: Converter) -> dict[str, Any]:
     x, y = to(lon, lat)
     return {"type": "Point", "coordinates": [round(x, PRECISION), round(y, PRECISION)]}
@@ -41,9 +56,7 @@ def geometry_of(wkt: str, to: Converter = identity) -> dict[str, Any] | None:
     geom = shapely.from_wkt(wkt, on_invalid="ignore")
     if geom is None or geom.is_empty:
         return None
-    if to is not identity:
-        geom = shapely.transform(geom, lambda xy: [list(to(float(x), float(y))) for x, y in xy])
-    geom = shapely.set_precision(geom, 10**-PRECISION)
+    geom = shapely.set_precision(transformed(geom, to), 10**-PRECISION)
     if isinstance(geom, shapely.Polygon | shapely.MultiPolygon):
         geom = shapely.orient_polygons(geom)
     return dict(mapping(geom))
@@ -64,7 +77,6 @@ def case_feature(case: Case, merchant: Merchant | None, to: Converter = identity
             "first_seen": case.first_seen.isoformat(),
             "last_seen": case.last_seen.isoformat(),
             "alert_count": case.alert_count,
-            "accuracy_m": case.accuracy_m,
             "camera_id": case.camera_id,
             "area_id": case.area_id,
             "merchant_id": case.merchant_id,

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, select
 from sqlalchemy.orm import Session
 
 from streetwatch.central.access import AreaScope, case_clause, merchant_clause, merchant_visible, refine
@@ -30,7 +30,8 @@ def located_cases(
     session: Session, filters: GeoCaseFilters, *, scopes: Sequence[AreaScope | None], limit: int = MAX_FEATURES
 ) -> list[Case]:
     """Located, unmerged cases under every scope, newest first, at most `limit`."""
-    conditions = [Case.lat.is_not(None), Case.lon.is_not(None), Case.merged_into_id.is_(None)]
+    conditions: list[ColumnElement[bool]] = [Case.lat.is_not(None), Case.lon.is_not(None)]
+    conditions.append(Case.merged_into_id.is_(None))
     conditions += [case_clause(s) for s in scopes if s is not None]
     if filters.statuses:
         conditions.append(Case.status.in_(list(filters.statuses)))
@@ -51,7 +52,7 @@ def located_cases(
 def visible_merchants(
     session: Session, scope: AreaScope | None, *, road: str | None = None, text: str | None = None
 ) -> list[Merchant]:
-    conditions = [merchant_clause(scope)]
+    conditions: list[ColumnElement[bool]] = [merchant_clause(scope)]
     if road:
         conditions.append(Merchant.road == road)
     if text:

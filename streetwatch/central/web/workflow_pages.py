@@ -1,4 +1,4 @@
-"""The city pages: the map (`/map`), statistics (`/stats`, CSV at `/stats.csv`), inspections due
+"""The city pages: statistics (`/stats`, CSV at `/stats.csv`), inspections due
 (`/inspections`) and a case's workflow step and history (`/cases/{id}/workflow`), with the forms for
 the workflow's reviewer steps there: the penalty a third strike needs, verification (核查) and closing.
 
@@ -15,26 +15,22 @@ from dataclasses import asdict
 from datetime import timedelta
 from typing import Annotated, Literal
 
-import shapely
 from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi import Path as PathParam
 from fastapi.responses import PlainTextResponse
 from sqlalchemy import select
 from starlette.responses import Response
 
-from streetwatch.central.access import AreaScope, case_clause, case_visible, merchant_clause, merchant_visible
 from streetwatch.central.api.deps import ClockDep, CsrfChecked, SessionDep, SettingsDep, WebUser, WorkflowDep, scope_of
 from streetwatch.central.api.queries import area_names
 from streetwatch.central.case_service import Reviewer
-from streetwatch.central.case_status import CLOSABLE_STATUSES, UNRESOLVED_STATUSES, VERIFIABLE_STATUSES
+from streetwatch.central.case_status import CLOSABLE_STATUSES, VERIFIABLE_STATUSES
 from streetwatch.central.errors import DomainError
 from streetwatch.central.evidence_store import evidence_store
 from streetwatch.central.models import (
     SUPERVISOR_ROLES,
     AuditLog,
-    Case,
     CaseTimer,
-    Hotspot,
     Inspection,
     Merchant,
     Notification,
@@ -43,13 +39,12 @@ from streetwatch.central.models import (
 )
 from streetwatch.central.web import i18n, labels
 from streetwatch.central.web.charts import horizontal, stacked_days
-from streetwatch.central.web.citymap import VIOLATION_FILL, PointIn, ZoneIn, build_city_map
+from streetwatch.central.web.citymap import VIOLATION_FILL
 from streetwatch.central.web.pages import build_cards, refusal_text, visible_case_or_404, web_reviewer
 from streetwatch.central.web.photos import PhotoRejected, read_photo
 from streetwatch.central.web.render import flash_context, redirect_with_flash, render, user_label
 from streetwatch.central.workflow.clock import Clock
 from streetwatch.central.workflow.grades import group_visits, inspections_due
-from streetwatch.central.workflow.hotspots import road_grades
 from streetwatch.central.workflow.ids import CaseId
 from streetwatch.central.workflow.rules import lifecycle_stage
 from streetwatch.central.workflow.service import DISPATCHED, MAX_TEXT, CaseStep, case_step, verified_since_dispatch
@@ -58,83 +53,11 @@ from streetwatch.central.workflow.timers import waiting_for
 
 router = APIRouter(include_in_schema=False)
 MerchantIdPath = Annotated[str, PathParam(min_length=1, max_length=64, description="a merchant id")]
-MAP_CASE_LIMIT = 2000
-MAP_STATUSES = UNRESOLVED_STATUSES  # the open cases the map shows
 DaysParam = Annotated[int, Query(ge=1, le=366)]
 
 
 def _label(request: Request, user: User, session: SessionDep) -> object:
     return user_label(user, area_names(session).get(user.area_id or ""))
-
-
-def _ring(scope: AreaScope | None) -> list[tuple[float, float]]:
-    if scope is None or scope.polygon is None or not isinstance(scope.polygon, shapely.Polygon):
-        return []
-    return [(float(x), float(y)) for x, y in scope.polygon.exterior.coords]
-
-
-def _visible_merchants(session: SessionDep, scope: AreaScope | None) -> list[Merchant]:
-    return [m for m in session.scalars(select(Merchant).where(merchant_clause(scope))) if merchant_visible(scope, m)]
-
-
-@router.get("/map", name="city_map_page")
-def city_map_page(request: Request, session: SessionDep, user: WebUser) -> Response:
-    """Roads, merchant zones by grade, open cases and hotspots of the user's area, drawn from the database."""
-    scope = scope_of(session, user)
-    merchants = _visible_merchants(session, scope)
-    zones = []
-    for m in merchants:
-        geom = shapely.from_wkt(m.zone_wkt)
-        if isinstance(geom, shapely.Polygon):
-            zones.append(ZoneIn(m.id, m.name, m.road, m.grade, [(float(x), float(y)) for x, y in geom.exterior.coords]))
-    query = (
-        select(Case)
-        .where(case_clause(scope), Case.status.in_(MAP_STATUSES), Case.lat.is_not(None))
-        .order_by(Case.first_seen.desc())
-        .limit(MAP_CASE_LIMIT)
-    )
-    cases = [c for c in session.scalars(query) if case_visible(scope, c)]
-    hotspots = [
-        h
-        for h in session.scalars(select(Hotspot).where(Hotspot.active.is_(True)))
-        if h.lat is not None and h.lon is not None and (scope is None or scope.contains_point(h.lat, h.lon))
-    ]
-    with i18n.rendering(request):
-        points = [
-            PointIn(
-                str(c.id),
-                f"#{c.id} {labels.label('violation', c.violation)} ({labels.label('status', c.status)})",
-                c.violation,
-                c.lat,  # type: ignore[arg-type]  # the query keeps located cases only
-                c.lon,  # type: ignore[arg-type]
-            )
-            for c in cases
-        ]
-        hot = [
-            PointIn(
-                h.key,
-                i18n.gettext(
-                    request, i18n.N_("Hotspot %(place)s: %(n)s confirmed cases"), place=h.label, n=h.case_count
-                ),
-                "hotspot",
-                h.lat,  # type: ignore[arg-type]  # located ones only (filtered above)
-                h.lon,  # type: ignore[arg-type]
-                h.case_count,
-            )
-            for h in hotspots
-        ]
-    city = build_city_map(zones, points, hot, area_ring=_ring(scope))
-    roads = [r for r in road_grades(session, merchant_ids={m.id for m in merchants})]
-    context = {
-        "user": _label(request, user, session),
-        "map": city,
-        "roads": roads,
-        "case_count": len(cases),
-        "hotspot_count": len(hot),
-        "unreviewed_count": sum(h.unreviewed_count for h in hotspots),
-        "violation_fill": VIOLATION_FILL,
-    }
-    return render(request, "city_map.html", context)
 
 
 def _facts(session: SessionDep, user: User, clock: Clock, days: int) -> list[CaseFact]:
