@@ -38,7 +38,6 @@ from streetwatch.central.models import (
     User,
 )
 from streetwatch.central.web import i18n, labels
-from streetwatch.central.web.charts import horizontal, stacked_days
 from streetwatch.central.web.citymap import VIOLATION_FILL
 from streetwatch.central.web.pages import build_cards, refusal_text, visible_case_or_404, web_reviewer
 from streetwatch.central.web.photos import PhotoRejected, read_photo
@@ -49,6 +48,7 @@ from streetwatch.central.workflow.ids import CaseId
 from streetwatch.central.workflow.rules import lifecycle_stage
 from streetwatch.central.workflow.service import DISPATCHED, MAX_TEXT, CaseStep, case_step, verified_since_dispatch
 from streetwatch.central.workflow.stats import CaseFact, case_facts, summarise
+from streetwatch.central.workflow.stats_series import PERIODS, Period, Series, series
 from streetwatch.central.workflow.timers import waiting_for
 
 router = APIRouter(include_in_schema=False)
@@ -65,34 +65,94 @@ def _facts(session: SessionDep, user: User, clock: Clock, days: int) -> list[Cas
     return case_facts(session, scope=scope_of(session, user), since=now - timedelta(days=days), until=now)
 
 
+PeriodParam = Annotated[Period, Query(description="day, week (ISO) or month")]
+StatsTable = Literal["cases", "periods", "merchants", "roads", "areas"]
+
+
+def _days(clock: Clock, days: int) -> list[str]:
+    today = clock().date()
+    return [(today - timedelta(days=n)).isoformat() for n in range(days - 1, -1, -1)]
+
+
 @router.get("/stats", name="stats_page")
-def stats_page(request: Request, session: SessionDep, user: WebUser, clock: ClockDep, days: DaysParam = 30) -> Response:
-    summary = summarise(_facts(session, user, clock, days))
+def stats_page(
+    request: Request, session: SessionDep, user: WebUser, clock: ClockDep, days: DaysParam = 30,
+    period: PeriodParam = "day",
+) -> Response:
+    """KPIs; per period confirmed cases by violation (unreviewed apart), the self-rectification rate
+    and the time to close; per merchant, road and area. Each chart has its table and CSV."""
+    facts = _facts(session, user, clock, days)
+    summary = summarise(facts)
+    data = series(facts, period, days=_days(clock, days))
     with i18n.rendering(request):
-        names = {v: labels.label("violation", v) for v in summary.violations}
+        names = {v: labels.label("violation", v) for v in (*VIOLATION_FILL, *data.violations)}
     context = {
         "user": _label(request, user, session),
         "summary": summary,
+        "series": data,
         "days": days,
-        "per_day": stacked_days(summary.per_day, summary.violations, names=names),
-        "merchants": horizontal(summary.top_merchants),
-        "roads": horizontal(summary.top_roads, fill="#8250df"),
-        "violation_fill": VIOLATION_FILL,
+        "period": period,
+        "periods": PERIODS,
+        "chart_data": chart_data(data, names),
+        "violation_names": names,
     }
     return render(request, "stats.html", context)
 
 
-@router.get("/stats.csv", name="stats_csv")
-def stats_csv(session: SessionDep, user: WebUser, clock: ClockDep, days: DaysParam = 30) -> Response:
+def chart_data(data: Series, names: dict[str, str]) -> dict[str, object]:
+    """What static/stats.js draws (the page's tables show the same numbers)."""
+    return {
+        "periods": [r.period for r in data.rows],
+        "violations": [{"key": v, "name": names.get(v, v), "colour": VIOLATION_FILL.get(v, "#57606a"),
+                        "counts": [r.confirmed.get(v, 0) for r in data.rows]} for v in data.violations],
+        "unreviewed": [r.unreviewed for r in data.rows],
+        "rectified_pct": [None if r.self_rectified_share is None else round(100 * r.self_rectified_share, 1)
+                          for r in data.rows],
+        "hours_to_close": [r.median_hours_to_close for r in data.rows],
+        "merchants": [[b.name, b.confirmed, b.unreviewed] for b in data.merchants],
+        "roads": [[b.name, b.confirmed, b.unreviewed] for b in data.roads],
+        "areas": [[b.name, b.confirmed, b.unreviewed] for b in data.areas],
+    }
+
+
+def _csv(rows: list[dict[str, object]], fieldnames: list[str], name: str) -> Response:
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=list(CaseFact.__dataclass_fields__), lineterminator="\n")
+    writer = csv.DictWriter(out, fieldnames=fieldnames, lineterminator="\n")
     writer.writeheader()
-    writer.writerows(asdict(f) for f in _facts(session, user, clock, days))
+    writer.writerows(rows)
     return PlainTextResponse(
         out.getvalue(),
         media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": 'attachment; filename="cases.csv"'},
+        headers={"Content-Disposition": f'attachment; filename="{name}.csv"'},
     )
+
+
+def period_rows(data: Series) -> list[dict[str, object]]:
+    return [
+        {"period": r.period, "confirmed": r.total, **{v: r.confirmed.get(v, 0) for v in data.violations},
+         "unreviewed": r.unreviewed, "ended": r.ended, "self_rectified": r.self_rectified,
+         "self_rectified_share": "" if r.self_rectified_share is None else round(r.self_rectified_share, 4),
+         "median_hours_to_close": "" if r.median_hours_to_close is None else r.median_hours_to_close}
+        for r in data.rows
+    ]
+
+
+@router.get("/stats.csv", name="stats_csv")
+def stats_csv(
+    session: SessionDep, user: WebUser, clock: ClockDep, days: DaysParam = 30, period: PeriodParam = "day",
+    table: Annotated[StatsTable, Query(description="cases (one row each) or a chart's table")] = "cases",
+) -> Response:
+    facts = _facts(session, user, clock, days)
+    if table == "cases":
+        return _csv([asdict(f) for f in facts], list(CaseFact.__dataclass_fields__), "cases")
+    data = series(facts, period, days=_days(clock, days))
+    if table == "periods":
+        fields = ["period", "confirmed", *data.violations, "unreviewed", "ended", "self_rectified",
+                  "self_rectified_share", "median_hours_to_close"]
+        return _csv(period_rows(data), fields, f"cases-per-{period}")
+    breakdown = {"merchants": data.merchants, "roads": data.roads, "areas": data.areas}[table]
+    rows: list[dict[str, object]] = [asdict(b) for b in breakdown]
+    return _csv(rows, ["name", "confirmed", "unreviewed"], f"cases-per-{table[:-1]}")
 
 
 @router.get("/inspections", name="inspections_page")
