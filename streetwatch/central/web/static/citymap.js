@@ -23,14 +23,17 @@
     return el;
   }
 
-  const map = L.map(mapEl, { maxZoom: 21, zoomSnap: 0.5 });
+  const map = L.map(mapEl, { maxZoom: 21, zoomSnap: 0.5, zoomControl: false });
+  L.control.zoom({ zoomInTitle: words.zoom_in, zoomOutTitle: words.zoom_out }).addTo(map);
   map.attributionControl.setPrefix(false);
+  map.attributionControl.getContainer().setAttribute("translate", "no"); // sources' own names
   L.control.scale({ imperial: false }).addTo(map);
   map.createPane("base").style.zIndex = 250;
 
   // ---- base layers
+  let tiles = null;
   if (config.tiles) {
-    L.tileLayer(config.tiles.url, {
+    tiles = L.tileLayer(config.tiles.url, {
       subdomains: config.tiles.subdomains || "abc",
       attribution: config.tiles.attribution,
       maxZoom: 21,
@@ -51,6 +54,10 @@
         return { color: "#ffffff", weight: ROAD_WIDTH[f.properties.highway] || 3, opacity: 1, className: "base-road" };
       },
     }).addTo(map);
+  }
+  if (tiles && vector) { // both: the city's tiles first, the imported street map for when they are out of reach
+    vector.remove();
+    L.control.layers({ [words.tiles]: tiles, [words.vector_base]: vector }, null, { collapsed: false }).addTo(map);
   }
 
   // ---- overlays
@@ -129,7 +136,7 @@
     document.querySelector('[data-testid="in-view-count"]').textContent = fmt(words.in_view, { n: visible.length });
     list.replaceChildren(...visible.slice(0, 60).map((m) => node("li", {}, [
       node("a", { href: "/cases/" + m.feature.properties.id, "data-case": String(m.feature.properties.id) }, [m.title]),
-      m.feature.properties.merchant_name ? " · " + m.feature.properties.merchant_name : "",
+      m.feature.properties.merchant_name ? node("span", { translate: "no" }, [" · " + m.feature.properties.merchant_name]) : "",
     ])));
   }
 
