@@ -24,6 +24,12 @@
   }
 
   const map = L.map(mapEl, { maxZoom: 21, zoomSnap: 0.5, zoomControl: false });
+  let placed = false; // a view is set (before it, Leaflet has no bounds to ask about)
+  map.on("load", () => { placed = true; });
+  map.on("popupopen", (e) => { // Leaflet names its close button in English
+    const close = e.popup.getElement() && e.popup.getElement().querySelector(".leaflet-popup-close-button");
+    if (close) { close.setAttribute("aria-label", words.close); close.setAttribute("title", words.close); }
+  });
   L.control.zoom({ zoomInTitle: words.zoom_in, zoomOutTitle: words.zoom_out }).addTo(map);
   map.attributionControl.setPrefix(false);
   map.attributionControl.getContainer().setAttribute("translate", "no"); // sources' own names
@@ -130,6 +136,7 @@
   }
 
   function listInView() {
+    if (!placed) return;
     const list = document.querySelector('[data-testid="in-view-list"]');
     const bounds = map.getBounds();
     const visible = state.cases.filter((m) => shown(m.feature) && bounds.contains(m.getLatLng()));
@@ -182,10 +189,12 @@
       go: () => overlays.cases.zoomToShowLayer(m, () => m.openPopup()),
     }));
     state.confirmed = data.confirmed.features;
-    refreshCases();
-    const extent = L.featureGroup([overlays.zones, overlays.areas, ...state.cases]).getBounds();
+    // the view fits what there is to work on; a district's outline only when it holds nothing yet
+    const content = L.featureGroup([overlays.zones, ...state.cases]).getBounds();
+    const extent = content.isValid() ? content : overlays.areas.getBounds();
     if (extent.isValid()) map.fitBounds(extent, { padding: [24, 24], maxZoom: 18 });
     else if (!vector) map.setView([30, 110], 4);
+    refreshCases();
   }
 
   // ---- controls
@@ -239,7 +248,7 @@
   base.then((doc) => {
     if (doc && vector) {
       vector.addData(doc);
-      if (!map._loaded) map.fitBounds(vector.getBounds());
+      if (!placed && vector.getBounds().isValid()) map.fitBounds(vector.getBounds());
     }
   });
   fetch(config.layers_url, { credentials: "same-origin", headers: { Accept: "application/json" } })
