@@ -153,7 +153,8 @@ def test_pan_zoom_search_click_through_and_layers_in_zh_cn(
     open_map(page, city_map.url)
     # the imported street map is drawn under the overlays; the district sees its own merchants only
     assert page.locator("path.base-road").count() == 2 and page.locator("path.base-building").count() == 1
-    zones = {page.locator("path.zone").nth(i).get_attribute("data-merchant") for i in range(page.locator("path.zone").count())}
+    paths = page.locator("path.zone")
+    zones = {paths.nth(i).get_attribute("data-merchant") for i in range(paths.count())}
     assert zones == {"m-tea", "m-noodle", "m-lotus"}
     assert page.locator('path.zone[data-merchant="m-lotus"]').get_attribute("data-grade") == "yellow"
     expect(page.locator('path.camera-view[data-camera="cam-north"]')).to_have_count(1)
@@ -174,7 +175,7 @@ def test_pan_zoom_search_click_through_and_layers_in_zh_cn(
     page.wait_for_timeout(300)  # the pointer rests before it lets go: no inertia carries the map further
     page.mouse.up()
     after = zone_box(page, "m-lotus")
-    assert after["x"] == pytest.approx(before["x"] - 120, abs=3) and after["y"] == pytest.approx(before["y"] - 60, abs=3)
+    assert (after["x"], after["y"]) == pytest.approx((before["x"] - 120, before["y"] - 60), abs=3)
     # zoom: the zoom-in button halves the scale bar's metres per length
     metres, text = scale_m(page), page.locator(".leaflet-control-scale-line").inner_text()
     page.get_by_title("放大").click()
@@ -189,7 +190,8 @@ def test_pan_zoom_search_click_through_and_layers_in_zh_cn(
     results.locator("li").first.click()
     popup = page.locator('.leaflet-popup .popup[data-merchant="m-lotus"]')
     expect(popup).to_contain_text("茶街 20 号")
-    expect(popup.get_by_role("link", name="该商户的案件")).to_have_attribute("href", "/?merchant=m-lotus&status=confirmed")
+    cases_link = popup.get_by_role("link", name="该商户的案件")
+    expect(cases_link).to_have_attribute("href", "/?merchant=m-lotus&status=confirmed")
 
     # search by case number, then a click on the case's marker opens its popup and the case
     goods = city_map.cases["goods"]

@@ -191,7 +191,9 @@ def test_failed_import_writes_nothing(tmp_path: Path, session_factory: sessionma
 
 
 SUZHOU_BBOX = (120.4, 31.2, 120.8, 31.45)  # lon_min, lat_min, lon_max, lat_max
-SECOND_PART = [[120.5860, 31.30004], [120.5861, 31.30004], [120.5861, 31.3001], [120.5860, 31.3001], [120.5860, 31.30004]]
+SECOND_PART = [
+    [120.5860, 31.30004], [120.5861, 31.30004], [120.5861, 31.3001], [120.5860, 31.3001], [120.5860, 31.30004]
+]
 
 
 def test_a_multipolygon_zone_as_qgis_writes_it_imports_and_attributes_cases_in_either_part(
@@ -223,7 +225,8 @@ def test_lat_lon_swapped_zone_is_refused_naming_the_feature_and_file(tmp_path: P
     with pytest.raises(MerchantImportError) as refused:
         read_merchants(path, bbox=SUZHOU_BBOX)
     message = str(refused.value)
-    assert message.startswith(f"{path}: feature 1 (merchant m-2): field 'geometry': coordinates are in (lat, lon) order")
+    where = f"{path}: feature 1 (merchant m-2): field 'geometry'"
+    assert message.startswith(f"{where}: coordinates are in (lat, lon) order")
     assert "swap each pair" in message
 
 
