@@ -60,9 +60,9 @@ DEMO_USER = "demo"
 DEMO_WORKFLOW = {"rectify_window_min": 2.0, "tick_interval_s": 2.0, "recompute_every_s": 5.0}
 KERB_DWELL_S = 30  # the demo's parked cars become cases after 30 s (the city default is 120 s)
 
-# Street camera (958x568 photo): pinhole model, focal 900 px, 6 m high, looking down so the horizon
-# is at row 200 (above the photo's content): the kerb zones lie 28-40 m ahead, 3-13 m to the sides.
-_FOCAL_PX, _HEIGHT_M, _HORIZON_Y, _CENTRE_X = 900.0, 6.0, 200.0, 479.0
+# Street camera (958x568 photo): pinhole model, focal 900 px, 6 m high, horizon at row 250: the kerb
+# zones lie 37-64 m ahead and 2-20 m to the sides, the pavement zone 17-30 m ahead.
+_FOCAL_PX, _HEIGHT_M, _HORIZON_Y, _CENTRE_X = 900.0, 6.0, 250.0, 479.0
 RIGHT_KERB_PX = [[540, 335], [760, 335], [760, 390], [540, 390]]
 LEFT_KERB_PX = [[200, 330], [420, 330], [420, 380], [200, 380]]
 PAVEMENT_PX = [[0, 450], [400, 450], [400, 568], [0, 568]]
