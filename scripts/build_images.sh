@@ -30,6 +30,7 @@ step() {  # run quietly (output in build/docker-build.log), then print the step'
 context="build/docker"
 rm -rf "$context"; mkdir -p "$context/wheels"
 echo "building on base $base ($([ "$online" = 1 ] && echo "dependencies from the package index" || echo "no index: wheels collected here"))"
+label="web assets (npm)"; step scripts/web_assets.sh
 label="wheel"; step "$python" -m build --wheel --outdir "$context/wheels" .
 wheel="$(ls "$context"/wheels/streetwatch-*.whl)"
 pip_args="--no-index"

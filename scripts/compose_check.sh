@@ -79,6 +79,17 @@ PY
 }
 wait_until 240 "an alert from the edge container is a case in the web queue" cases
 cases
+# the map's and charts' libraries came with the wheel (scripts/web_assets.sh put them there)
+python3 - "$WEB_PORT" "$token" <<'PY'
+import sys, urllib.request
+base, token = f"http://127.0.0.1:{sys.argv[1]}", sys.argv[2]
+for path in ("/static/lib/leaflet.js", "/static/lib/leaflet.markercluster.js", "/static/lib/chart.umd.js"):
+    assert urllib.request.urlopen(base + path, timeout=5).status == 200, path
+request = urllib.request.Request(f"{base}/api/cases.geojson", headers={"Authorization": f"Bearer {token}"})
+body = urllib.request.urlopen(request, timeout=5).read().decode()
+assert body.startswith('{"type":"FeatureCollection"'), body[:200]
+print("web: the map's libraries are served; /api/cases.geojson answers")
+PY
 healthy() {  # every service with a healthcheck reports healthy
   local id status
   for id in $(dc ps -q central web edge postgres); do

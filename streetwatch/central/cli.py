@@ -137,10 +137,27 @@ def cmd_config_schema(args: argparse.Namespace) -> int:
 def cmd_import_merchants(args: argparse.Namespace) -> int:
     try:
         with session_scope(_session_factory(args)) as session:
-            summary = import_merchants(session, args.file)
+            summary = import_merchants(session, args.file, bbox=_settings(args).map.city_bbox)
     except MerchantImportError as exc:
         raise CliError(str(exc)) from None
     print(f"{args.file}: {summary.created} merchants created, {summary.updated} updated")
+    return 0
+
+
+def cmd_import_basemap(args: argparse.Namespace) -> int:
+    """The vector base map (roads, kerbs, buildings) the city map draws where no tiles are reachable."""
+    from streetwatch.central.gis.basemap import BasemapError, import_basemap
+
+    settings = _settings(args).map
+    attribution = args.attribution if args.attribution is not None else settings.basemap_attribution
+    try:
+        summary = import_basemap(args.file, settings.basemap_path, attribution=attribution)
+    except BasemapError as exc:
+        raise CliError(str(exc)) from None
+    print(
+        f"{args.file}: {summary.roads} roads, {summary.buildings} buildings, {summary.other} other features "
+        f"written to {settings.basemap_path} (bounds {', '.join(f'{v:.5f}' for v in summary.bounds)})"
+    )
     return 0
 
 
@@ -164,6 +181,8 @@ def cmd_ingest_jsonl(args: argparse.Namespace) -> int:
 
 
 def cmd_export_cases(args: argparse.Namespace) -> int:
+    if args.format == "geojson":
+        return _export_cases_geojson(args)
     with session_scope(_session_factory(args)) as session:
         rows = export_rows(session)
     if args.output is None:
@@ -173,6 +192,24 @@ def cmd_export_cases(args: argparse.Namespace) -> int:
         write_export(rows, args.format, buffer)
         args.output.write_text(buffer.getvalue(), encoding="utf-8")
         print(f"{len(rows)} cases written to {args.output}", file=sys.stderr)
+    return 0
+
+
+def _export_cases_geojson(args: argparse.Namespace) -> int:
+    """Every located, unmerged case as an RFC 7946 FeatureCollection (what /api/cases.geojson gives)."""
+    from streetwatch.central.api.queries import merchants_by_id
+    from streetwatch.central.gis.geojson_out import cases_collection
+    from streetwatch.central.gis.queries import GeoCaseFilters, located_cases
+
+    with session_scope(_session_factory(args)) as session:
+        cases = located_cases(session, GeoCaseFilters(), scopes=[], limit=10_000_000)
+        doc = cases_collection(cases, merchants_by_id(session, [c.merchant_id for c in cases]))
+    text = json.dumps(doc, ensure_ascii=False) + "\n"
+    if args.output is None:
+        sys.stdout.write(text)
+    else:
+        args.output.write_text(text, encoding="utf-8")
+        print(f"{len(doc['features'])} located cases written to {args.output}", file=sys.stderr)
     return 0
 
 
@@ -419,12 +456,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", type=Path)
     p.set_defaults(func=cmd_import_merchants)
 
+    p = command("import-basemap", "load the map's vector base layer (roads, kerbs, buildings) from GeoJSON or .osm.pbf")
+    p.add_argument("file", type=Path)
+    p.add_argument("--attribution", default=None, help="shown on the map (default: map.basemap_attribution)")
+    p.set_defaults(func=cmd_import_basemap)
+
     p = command("ingest-jsonl", "ingest alerts from a file, one JSON alert per line")
     p.add_argument("file", type=Path)
     p.set_defaults(func=cmd_ingest_jsonl)
 
     p = command("export-cases", "every case with merchant, status, alert count, location")
-    p.add_argument("--format", choices=("json", "csv"), default="json")
+    p.add_argument("--format", choices=("json", "csv", "geojson"), default="json",
+                   help="geojson: the located cases as an RFC 7946 FeatureCollection")
     p.add_argument("--output", type=Path, default=None, help="default: standard output")
     p.set_defaults(func=cmd_export_cases)
 

@@ -383,6 +383,72 @@ class Open311Settings(StrictModel):
     )
 
 
+TileDatum = Literal["wgs84", "cgcs2000", "gcj02"]
+BBox = tuple[float, float, float, float]
+
+
+class MapSettings(StrictModel):
+    """The city map's base layers: a tile server the city runs (XYZ, or WMTS in its RESTful
+    {z}/{x}/{y} form) and/or the vector base map imported with `central import-basemap`."""
+
+    tile_url: str | None = Field(
+        default=None,
+        max_length=1000,
+        description="XYZ tile template with {z}, {x}, {y} (and {s} for subdomains), http(s); "
+        "none: the vector base map only (offline boxes, the demo)",
+    )
+    tile_subdomains: str = Field(default="", max_length=40, description="letters/digits {s} takes, e.g. 01234567")
+    tile_attribution: str = Field(default="", max_length=300, description="shown on the map, e.g. © 天地图")
+    tile_datum: TileDatum = Field(
+        default="wgs84",
+        description="coordinate system of the tiles (Web Mercator grid): wgs84 or cgcs2000 (天地图), "
+        "gcj02 (most commercial Chinese maps): overlays are converted to it",
+    )
+    tile_max_zoom: int = Field(default=19, ge=1, le=22, description="deepest zoom level the tile server has")
+    basemap_path: Path = Field(
+        default=Path("var/basemap.geojson"),
+        description="the imported vector base map (roads, kerbs, buildings) the map draws under the overlays",
+    )
+    basemap_attribution: str = Field(
+        default="", max_length=300, description="source of the vector base map, e.g. © OpenStreetMap contributors"
+    )
+    city_bbox: BBox | None = Field(
+        default=None,
+        description="lon_min, lat_min, lon_max, lat_max of the city: merchant zones outside it are refused "
+        "(and named as lat/lon-swapped when swapping them would fit)",
+    )
+
+    @field_validator("tile_url")
+    @classmethod
+    def _tile_template(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not value.startswith(("https://", "http://")):
+            raise ValueError(f"expected an http(s) URL template, got {value!r}")
+        missing = [k for k in ("{z}", "{x}", "{y}") if k not in value]
+        if missing:
+            raise ValueError(f"the template lacks {', '.join(missing)} (got {value!r})")
+        return value
+
+    @field_validator("city_bbox")
+    @classmethod
+    def _bbox_order(cls, value: BBox | None) -> BBox | None:
+        if value is None:
+            return None
+        lon_min, lat_min, lon_max, lat_max = value
+        if not (-180 <= lon_min < lon_max <= 180 and -90 <= lat_min < lat_max <= 90):
+            raise ValueError(f"expected lon_min, lat_min, lon_max, lat_max within lon/lat range, got {list(value)}")
+        return value
+
+    def tile_origin(self) -> str | None:
+        """scheme://host of the tile server (the pages' CSP lets images load from there)."""
+        if self.tile_url is None:
+            return None
+        scheme, _, rest = self.tile_url.partition("://")
+        host = rest.split("/", 1)[0]
+        return f"{scheme}://{host.replace('{s}', '*')}"
+
+
 class CentralSettings(StrictModel):
     database_url: str = Field(
         default=DEFAULT_DATABASE_URL, min_length=1, repr=False,
@@ -402,6 +468,7 @@ class CentralSettings(StrictModel):
     review: ReviewSettings = Field(default_factory=ReviewSettings)
     workflow: WorkflowSettings = Field(default_factory=WorkflowSettings)
     open311: Open311Settings = Field(default_factory=Open311Settings)
+    map: MapSettings = Field(default_factory=MapSettings)
     evidence_dir: Path = Field(
         default=Path("var/evidence"),
         description="folder of evidence JPEGs, stored by their sha256 (never in database rows)",

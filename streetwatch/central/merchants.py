@@ -1,10 +1,13 @@
 """Merchant import: GeoJSON FeatureCollections and CSV files with a WKT zone column.
 
 GeoJSON: each feature's `properties` carry `id`, `name`, `address`, `licence`, `contact`, `road`
-(optionally `grade`, `area_id`); its `Polygon` geometry is the storefront responsibility zone in
-lon/lat order, as GeoJSON requires. CSV: a header row with the same columns plus `wkt` (a lon/lat
-POLYGON). Errors name the file, the feature index or CSV line, and the field. The whole file is
-checked before anything is written; re-importing updates merchants by id.
+(optionally `grade`, `area_id`); its `Polygon` or `MultiPolygon` geometry (QGIS writes the latter
+for shapefile layers) is the storefront responsibility zone in lon/lat order, as GeoJSON requires.
+CSV: a header row with the same columns plus `wkt` (a lon/lat POLYGON or MULTIPOLYGON). Given the
+city's bounding box (`map.city_bbox`), a zone outside it is refused, and named as (lat, lon)-swapped
+when swapping its coordinates would put it inside. Errors name the file, the feature index or CSV
+line, and the field. The whole file is checked before anything is written; re-importing updates
+merchants by id.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from pathlib import Path
 
 import shapely
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from shapely import Polygon
+from shapely import MultiPolygon, Polygon
 from shapely.geometry import shape
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -29,6 +32,7 @@ from streetwatch.edge.alerts import ID_PATTERN
 log = logging.getLogger(__name__)
 
 CSV_GEOMETRY_COLUMNS = ("wkt", "zone_wkt")
+BBox = tuple[float, float, float, float]  # lon_min, lat_min, lon_max, lat_max
 
 
 class MerchantImportError(ValueError):
@@ -85,13 +89,16 @@ def _fields_error(exc: ValidationError, where: str) -> MerchantImportError:
     return MerchantImportError(f"{where}: field {field!r}: {err['msg']} (got {err.get('input')!r})")
 
 
-def check_zone(polygon: object, where: str) -> Polygon:
-    """A usable lon/lat zone: a valid, non-empty Polygon within WGS84 bounds."""
-    if not isinstance(polygon, Polygon):
+def check_zone(polygon: object, where: str, *, bbox: BBox | None = None) -> Polygon | MultiPolygon:
+    """A usable lon/lat zone: a valid, non-empty Polygon or MultiPolygon within WGS84 bounds (and
+    within the city's box when one is given)."""
+    if not isinstance(polygon, Polygon | MultiPolygon):
         kind = getattr(polygon, "geom_type", type(polygon).__name__)
-        raise MerchantImportError(f"{where}: expected a Polygon zone, got {kind}")
+        raise MerchantImportError(f"{where}: expected a Polygon or MultiPolygon zone, got {kind}")
     if polygon.is_empty:
         raise MerchantImportError(f"{where}: the zone polygon is empty")
+    if bbox is not None:  # first: its message says what is wrong (swapped or elsewhere)
+        verify_in_city(polygon, where, bbox)
     min_x, min_y, max_x, max_y = polygon.bounds
     if not (-180 <= min_x <= max_x <= 180 and -90 <= min_y <= max_y <= 90):
         raise MerchantImportError(
@@ -105,7 +112,29 @@ def check_zone(polygon: object, where: str) -> Polygon:
     return polygon
 
 
-def read_geojson(path: Path) -> list[MerchantRecord]:
+def _inside(bounds: tuple[float, float, float, float], bbox: BBox) -> bool:
+    return bbox[0] <= bounds[0] and bounds[2] <= bbox[2] and bbox[1] <= bounds[1] and bounds[3] <= bbox[3]
+
+
+def verify_in_city(zone: Polygon | MultiPolygon, where: str, bbox: BBox) -> None:
+    """Refuse a zone outside the city's box, and say so plainly when it is (lat, lon)-swapped."""
+    bounds = zone.bounds
+    if _inside(bounds, bbox):
+        return
+    swapped = (bounds[1], bounds[0], bounds[3], bounds[2])
+    first = [round(v, 6) for v in shapely.get_coordinates(zone)[0].tolist()]
+    if _inside(swapped, bbox):
+        raise MerchantImportError(
+            f"{where}: coordinates are in (lat, lon) order (first position {first}); GeoJSON and WKT "
+            f"take (lon, lat): swap each pair (the swapped zone lies in the city's box {list(bbox)})"
+        )
+    raise MerchantImportError(
+        f"{where}: the zone (first position {first}) lies outside the city's box {list(bbox)} "
+        "(map.city_bbox: lon_min, lat_min, lon_max, lat_max)"
+    )
+
+
+def read_geojson(path: Path, *, bbox: BBox | None = None) -> list[MerchantRecord]:
     """Merchants from a GeoJSON FeatureCollection; errors name the feature index and field."""
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
@@ -116,10 +145,10 @@ def read_geojson(path: Path) -> list[MerchantRecord]:
     features = doc.get("features")
     if not isinstance(features, list):
         raise MerchantImportError(f"{path}: field 'features': expected a list")
-    return [_geojson_record(feature, f"{path}: feature {i}") for i, feature in enumerate(features)]
+    return [_geojson_record(feature, f"{path}: feature {i}", bbox) for i, feature in enumerate(features)]
 
 
-def _geojson_record(feature: object, where: str) -> MerchantRecord:
+def _geojson_record(feature: object, where: str, bbox: BBox | None) -> MerchantRecord:
     if not isinstance(feature, dict):
         raise MerchantImportError(f"{where}: expected a GeoJSON Feature object")
     properties = feature.get("properties")
@@ -132,17 +161,17 @@ def _geojson_record(feature: object, where: str) -> MerchantRecord:
     where = f"{where} (merchant {fields.id})"
     geometry = feature.get("geometry")
     if not isinstance(geometry, dict):
-        raise MerchantImportError(f"{where}: field 'geometry': expected a Polygon geometry")
+        raise MerchantImportError(f"{where}: field 'geometry': expected a Polygon or MultiPolygon geometry")
     try:
         polygon = shape(geometry)
     except (ValueError, TypeError, AttributeError, KeyError, IndexError, shapely.errors.ShapelyError) as exc:
         raise MerchantImportError(
             f"{where}: field 'geometry': not a valid GeoJSON geometry ({exc})"
         ) from None
-    return MerchantRecord(fields, check_zone(polygon, f"{where}: field 'geometry'").wkt)
+    return MerchantRecord(fields, check_zone(polygon, f"{where}: field 'geometry'", bbox=bbox).wkt)
 
 
-def read_csv(path: Path) -> list[MerchantRecord]:
+def read_csv(path: Path, *, bbox: BBox | None = None) -> list[MerchantRecord]:
     """Merchants from CSV with a header row and a `wkt` column; errors name the line and field."""
     try:
         with path.open(newline="", encoding="utf-8-sig") as handle:
@@ -153,12 +182,12 @@ def read_csv(path: Path) -> list[MerchantRecord]:
                 raise MerchantImportError(
                     f"{path}: header: expected a 'wkt' column with the zone polygon, got columns {columns}"
                 )
-            return [_csv_record(row, geometry_column, f"{path}: line {reader.line_num}") for row in reader]
+            return [_csv_record(row, geometry_column, f"{path}: line {reader.line_num}", bbox) for row in reader]
     except OSError as exc:
         raise MerchantImportError(f"{path}: cannot read CSV: {exc}") from None
 
 
-def _csv_record(row: dict[str, str], geometry_column: str, where: str) -> MerchantRecord:
+def _csv_record(row: dict[str, str], geometry_column: str, where: str, bbox: BBox | None) -> MerchantRecord:
     try:
         fields = MerchantFields.model_validate({k: v for k, v in row.items() if k is not None})
     except ValidationError as exc:
@@ -170,16 +199,16 @@ def _csv_record(row: dict[str, str], geometry_column: str, where: str) -> Mercha
         raise MerchantImportError(f"{where}: not valid WKT ({exc})") from None
     if polygon is None:
         raise MerchantImportError(f"{where}: empty; expected a POLYGON in lon lat order")
-    return MerchantRecord(fields, check_zone(polygon, where).wkt)
+    return MerchantRecord(fields, check_zone(polygon, where, bbox=bbox).wkt)
 
 
-def read_merchants(path: Path) -> list[MerchantRecord]:
+def read_merchants(path: Path, *, bbox: BBox | None = None) -> list[MerchantRecord]:
     """Read a merchant file by its extension (.geojson/.json or .csv); ids must be unique in it."""
     suffix = path.suffix.lower()
     if suffix in (".geojson", ".json"):
-        records = read_geojson(path)
+        records = read_geojson(path, bbox=bbox)
     elif suffix == ".csv":
-        records = read_csv(path)
+        records = read_csv(path, bbox=bbox)
     else:
         raise MerchantImportError(f"{path}: unknown merchant file type {suffix!r}; use .geojson or .csv")
     _check_unique(records, path)
@@ -247,6 +276,6 @@ def _check_areas(session: Session, records: Sequence[MerchantRecord], source: st
             )
 
 
-def import_merchants(session: Session, path: Path) -> ImportSummary:
+def import_merchants(session: Session, path: Path, *, bbox: BBox | None = None) -> ImportSummary:
     """Read and store a merchant file in the caller's transaction (nothing is stored on error)."""
-    return store_merchants(session, read_merchants(path), source=str(path))
+    return store_merchants(session, read_merchants(path, bbox=bbox), source=str(path))

@@ -12,8 +12,9 @@ will "offline" (set before connecting) if the connection dies, and "offline" on 
 MQTT fixes a will's payload when the connection is opened, so the will's `at` is the time that
 connection was opened (`reason` says which kind of offline it is); readers use receive time.
 
-The status also says what the box runs (`version`, `model` {name, sha256}, `cameras` [{id, kind}]:
-ids only, never a camera URL, which may hold a password) for central's fleet view, and carries
+The status also says what the box runs (`version`, `model` {name, sha256}, `cameras` [{id, kind,
+view}]: ids only, never a camera URL, which may hold a password; `view`, for a calibrated camera,
+the ground its calibration spans as a (lon, lat) ring, for the city map) for central's fleet view, and carries
 the outbox's numbering (`outbox_id`, `last_seq`); it is published again every STATUS_INTERVAL_S,
 so central knows the newest number even when the broker lost the last alerts themselves (a gap
 at the tail has nothing after it to show it).
@@ -35,11 +36,13 @@ import queue
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
 
 import paho.mqtt.client as mqtt
+import shapely
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from pydantic import ValidationError
@@ -87,15 +90,33 @@ class BoxIdentity:
     version: str
     model: ModelRef | None
     cameras: tuple[tuple[str, str], ...]
+    # a calibrated camera's ground view: its calibration points' (lon, lat), hull order (the map draws it)
+    views: tuple[tuple[str, tuple[tuple[float, float], ...]], ...] = ()
 
     @classmethod
     def of(cls, config: EdgeConfig, model: ModelRef | None) -> BoxIdentity:
-        return cls(package_version(), model, tuple((camera.id, camera.kind) for camera in config.cameras))
+        views = tuple(
+            (camera.id, view_of(camera.calibration.points)) for camera in config.cameras if camera.calibration
+        )
+        return cls(package_version(), model, tuple((camera.id, camera.kind) for camera in config.cameras), views)
 
     def fields(self) -> dict[str, object]:
         model = {"name": self.model.name, "sha256": self.model.sha256} if self.model is not None else None
-        return {"version": self.version, "model": model,
-                "cameras": [{"id": camera_id, "kind": kind} for camera_id, kind in self.cameras]}
+        views = dict(self.views)
+        cameras = []
+        for camera_id, kind in self.cameras:
+            entry: dict[str, object] = {"id": camera_id, "kind": kind}
+            if camera_id in views:
+                entry["view"] = [list(p) for p in views[camera_id]]
+            cameras.append(entry)
+        return {"version": self.version, "model": model, "cameras": cameras}
+
+
+def view_of(points: Sequence[tuple[tuple[float, float], tuple[float, float]]]) -> tuple[tuple[float, float], ...]:
+    """The ground the calibration points span, as a (lon, lat) ring in hull order (6 decimals, ~10 cm)."""
+    hull = shapely.MultiPoint([(lon, lat) for _, (lat, lon) in points]).convex_hull
+    ring = hull.exterior.coords if isinstance(hull, shapely.Polygon) else hull.coords
+    return tuple((round(x, 6), round(y, 6)) for x, y in ring)
 
 
 def status_payload(

@@ -136,3 +136,41 @@ def test_the_demo_shows_a_confirmed_cases_notice_timer_and_strike_within_3_minut
     log.info("demo: %s after start", timings)
     assert shown <= LIMIT_S
     context.close()
+
+
+@pytest.mark.slow
+def test_the_demo_map_shows_real_streets_with_its_merchants_cameras_and_cases(
+    demo: tuple[str, str, str, float], browser: Browser, artefacts: Path
+) -> None:
+    """The demo's map draws central Helsinki from OpenStreetMap (no tile is fetched from anywhere),
+    the merchants on Kirkkokatu and Sofiankatu, the cameras' calibrated views and the first cases."""
+    base, user, password, started = demo
+    context = browser.new_context(viewport={"width": 1440, "height": 1000}, locale="zh-CN")
+    page = context.new_page()
+    outside: list[str] = []
+    page.on("request", lambda r: outside.append(r.url) if not r.url.startswith(base) else None)
+    page.goto(f"{base}/login")
+    page.get_by_label("用户名").fill(user)
+    page.get_by_label("密码").fill(password)
+    page.get_by_role("button", name="登录").click()
+    case_id = _first_attributed_case(page, base, until=started + LIMIT_S)
+    while True:  # the box's status (with its cameras' views) arrives with its first publish
+        page.goto(f"{base}/map")
+        expect(page.locator("#city-map[data-ready='1']")).to_be_attached(timeout=20_000)
+        if page.locator("path.camera-view").count() >= 2 or time.monotonic() - started > LIMIT_S:
+            break
+        page.wait_for_timeout(3000)
+    assert page.locator("path.base-road").count() > 500 and page.locator("path.base-building").count() > 300
+    expect(page.locator('path.road[data-road="Kirkkokatu"]')).to_have_count(1)
+    expect(page.locator('path.road[data-road="Sofiankatu"]')).to_have_count(1)
+    expect(page.locator("path.zone")).to_have_count(6)
+    expect(page.locator("path.camera-view")).to_have_count(2)
+    expect(page.locator(".leaflet-control-attribution")).to_contain_text("OpenStreetMap")
+    expect(page.get_by_test_id("in-view-list").locator(f'a[data-case="{case_id}"]')).to_have_count(1)
+    page.screenshot(path=str(artefacts / "demo_map.png"), full_page=True)
+    page.get_by_test_id("map-search").fill("碧螺")
+    page.get_by_test_id("search-results").locator("li").first.click()
+    expect(page.locator(".leaflet-popup .popup")).to_contain_text("碧螺茶庄")
+    page.screenshot(path=str(artefacts / "demo_map_search.png"), full_page=False)
+    assert outside == []
+    context.close()

@@ -130,7 +130,7 @@ def test_geojson_errors_name_feature_and_field(
         (f'm-1,Jade,a,l,c,r,"{ZONE_WKT}"\nm-2,,a,l,c,r,"{ZONE_WKT}"\n', "line 3: field 'name'"),
         ('m-1,Jade,a,l,c,r,"POLYGON ((1 2, 3"\n', "line 2 (merchant m-1): field 'wkt': not valid WKT"),
         ("m-1,Jade,a,l,c,r,\n", "line 2 (merchant m-1): field 'wkt'"),
-        ('m-1,Jade,a,l,c,r,"POINT (120.5 31.3)"\n', "field 'wkt': expected a Polygon zone, got Point"),
+        ('m-1,Jade,a,l,c,r,"POINT (120.5 31.3)"\n', "field 'wkt': expected a Polygon or MultiPolygon zone, got Point"),
     ],
     ids=["empty-name", "broken-wkt", "missing-wkt", "point-wkt"],
 )
@@ -188,3 +188,50 @@ def test_failed_import_writes_nothing(tmp_path: Path, session_factory: sessionma
         import_merchants(session, path)
     with session_scope(session_factory) as session:
         assert session.scalars(select(Merchant)).all() == []
+
+
+SUZHOU_BBOX = (120.4, 31.2, 120.8, 31.45)  # lon_min, lat_min, lon_max, lat_max
+SECOND_PART = [
+    [120.5860, 31.30004], [120.5861, 31.30004], [120.5861, 31.3001], [120.5860, 31.3001], [120.5860, 31.30004]
+]
+
+
+def test_a_multipolygon_zone_as_qgis_writes_it_imports_and_attributes_cases_in_either_part(
+    tmp_path: Path, session_factory: sessionmaker[Session]
+) -> None:
+    """A shop with two frontages (a corner shop): QGIS saves the layer as MultiPolygon."""
+    from streetwatch.central.attribution import load_merchant_index
+
+    multi = {"type": "MultiPolygon", "coordinates": [[ZONE], [SECOND_PART]]}
+    path = geojson(tmp_path / "corner.geojson", [feature(geometry=multi)])
+    with session_scope(session_factory) as session:
+        summary = import_merchants(session, path, bbox=SUZHOU_BBOX)
+    assert summary.created == 1
+    with session_factory() as session:
+        merchant = session.get(Merchant, "m-1")
+        assert merchant is not None
+        zone = shapely.from_wkt(merchant.zone_wkt)
+        assert zone.geom_type == "MultiPolygon" and len(zone.geoms) == 2
+        index = load_merchant_index(session, max_distance_m=5.0)
+    # a point inside the second frontage is this merchant's
+    hit = index.attribute(31.30007, 120.58605)
+    assert (hit.merchant_id, hit.method) == ("m-1", "inside_zone")
+
+
+def test_lat_lon_swapped_zone_is_refused_naming_the_feature_and_file(tmp_path: Path) -> None:
+    swapped = [[lat, lon] for lon, lat in ZONE]  # (31.3, 120.58): both values are valid lon/lat
+    path = geojson(tmp_path / "swapped.geojson", [feature(), feature(id="m-2", geometry={
+        "type": "Polygon", "coordinates": [swapped]})])
+    with pytest.raises(MerchantImportError) as refused:
+        read_merchants(path, bbox=SUZHOU_BBOX)
+    message = str(refused.value)
+    where = f"{path}: feature 1 (merchant m-2): field 'geometry'"
+    assert message.startswith(f"{where}: coordinates are in (lat, lon) order")
+    assert "swap each pair" in message
+
+
+def test_a_zone_outside_the_city_is_refused(tmp_path: Path) -> None:
+    far = [[lon + 3, lat] for lon, lat in ZONE]
+    path = geojson(tmp_path / "far.geojson", [feature(geometry={"type": "Polygon", "coordinates": [far]})])
+    with pytest.raises(MerchantImportError, match=r"feature 0 \(merchant m-1\).*outside the city's box"):
+        read_merchants(path, bbox=SUZHOU_BBOX)

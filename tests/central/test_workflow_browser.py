@@ -105,6 +105,12 @@ def log_in(page: Page, base: str, user: str) -> None:
     expect(page).to_have_url(f"{base}/")
 
 
+def open_map(page: Page, base: str) -> None:
+    page.goto(f"{base}/map")
+    expect(page.locator("#city-map[data-ready='1']")).to_be_attached()
+    expect(page.locator("path.zone").first).to_be_visible()
+
+
 def ids_of(page: Page, selector: str, attribute: str) -> set[str]:
     loc = page.locator(selector)
     return {loc.nth(i).get_attribute(attribute) or "" for i in range(loc.count())}
@@ -121,26 +127,26 @@ def test_district_user_sees_only_its_district_on_queue_map_and_api(
     queue = {int(i) for i in ids_of(page, '[data-testid="case-card"]', "data-case-id")}
     assert queue == {city.cases["tea"], city.cases["noodle"], city.cases["north-poly"]}
 
-    page.goto(f"{city.url}/map")
-    expect(page.locator("svg.city")).to_be_visible()
-    on_map = {int(i) for i in ids_of(page, "svg.city circle.case", "data-case")}
+    open_map(page, city.url)
+    on_map = {int(i) for i in ids_of(page, '[data-testid="in-view-list"] a', "data-case")}
     assert on_map and on_map <= city.north_ids and not on_map & city.south_ids
     assert city.cases["tea"] in on_map
-    assert ids_of(page, "svg.city polygon.zone", "data-merchant") == {"m-tea", "m-noodle"}
-    assert page.locator('svg.city polygon.zone[data-merchant="m-tea"]').get_attribute("data-grade") == "red"
+    assert ids_of(page, "path.zone", "data-merchant") == {"m-tea", "m-noodle"}
+    assert page.locator('path.zone[data-merchant="m-tea"]').get_attribute("data-grade") == "red"
     # m-tea: 12 confirmed cases; m-noodle: 4 rectified (its seeded vending case is new: not counted,
     # so no hotspot); m-fruit is south's
-    assert ids_of(page, "svg.city circle.hotspot", "data-hotspot") == {"merchant:m-tea"}
+    assert ids_of(page, "path.hotspot", "data-hotspot") == {"merchant:m-tea"}
     expect(page.locator('[data-testid="road-grades"]')).to_contain_text("Tea Street")
     page.screenshot(path=str(artefacts / "map_north.png"), full_page=True)
 
     page.goto(f"{city.url}/stats?days=30")
-    expect(page.locator('[data-testid="per-day-chart"] rect').first).to_be_visible()
+    expect(page.locator("#chart-cases")).to_be_visible()
+    expect(page.get_by_test_id("table-periods").locator("tr")).to_have_count(31)  # a header and 30 days
     total = int(page.locator('[data-testid="kpi-total"] b').inner_text())
     unreviewed = int(page.locator('[data-testid="kpi-unreviewed"] b').inner_text())
     assert (total, unreviewed) == (len(city.north_ids) - 3, 3)  # the three new cases are shown apart
-    expect(page.locator('[data-testid="top-merchants"]')).to_contain_text("Lotus Tea House")
-    expect(page.locator('[data-testid="top-merchants"]')).not_to_contain_text("Fresh Fruit")
+    expect(page.get_by_test_id("table-merchants")).to_contain_text("Lotus Tea House")
+    expect(page.get_by_test_id("table-merchants")).not_to_contain_text("Fresh Fruit")
     page.screenshot(path=str(artefacts / "stats_north.png"), full_page=True)
     csv_text = page.request.get(f"{city.url}/stats.csv?days=30").text()
     assert len(csv_text.strip().splitlines()) == len(city.north_ids) + 1
@@ -187,13 +193,13 @@ def test_district_user_sees_only_its_district_on_queue_map_and_api(
 def test_city_user_sees_both_districts(city: City, browser: Browser, artefacts: Path) -> None:
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     log_in(page, city.url, "city")
-    page.goto(f"{city.url}/map")
-    on_map = {int(i) for i in ids_of(page, "svg.city circle.case", "data-case")}
+    open_map(page, city.url)
+    on_map = {int(i) for i in ids_of(page, '[data-testid="in-view-list"] a', "data-case")}
     assert on_map & city.north_ids and on_map & city.south_ids
-    assert ids_of(page, "svg.city polygon.zone", "data-merchant") == {"m-tea", "m-noodle", "m-fruit"}
+    assert ids_of(page, "path.zone", "data-merchant") == {"m-tea", "m-noodle", "m-fruit"}
     page.screenshot(path=str(artefacts / "map_city.png"), full_page=True)
     page.goto(f"{city.url}/stats?days=30")
-    expect(page.locator('[data-testid="top-merchants"]')).to_contain_text("Fresh Fruit")
+    expect(page.get_by_test_id("table-merchants")).to_contain_text("Fresh Fruit")
     page.screenshot(path=str(artefacts / "stats_city.png"), full_page=True)
     page.goto(f"{city.url}/inspections")
     rows = page.get_by_test_id("visit")

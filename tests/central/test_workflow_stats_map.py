@@ -1,12 +1,12 @@
-"""Statistics and the city map's geometry as tables (pure functions)."""
+"""Statistics, their series per day/week/month, and the city map's road lines as tables (pure functions)."""
 
 from __future__ import annotations
 
 import pytest
 
-from streetwatch.central.web.charts import horizontal, stacked_days
-from streetwatch.central.web.citymap import PointIn, ZoneIn, build_city_map, fit, road_line
+from streetwatch.central.web.citymap import road_line
 from streetwatch.central.workflow.stats import CaseFact, summarise
+from streetwatch.central.workflow.stats_series import period_of, series
 
 
 def fact(
@@ -18,8 +18,9 @@ def fact(
     merchant: str | None = "A",
     road: str | None = "R1",
     hours: float | None = None,
+    area: str | None = "North",
 ) -> CaseFact:
-    return CaseFact(i, day, violation, status, merchant, road, hours)
+    return CaseFact(i, day, violation, status, merchant, road, hours, area)
 
 
 def test_summary_counts_per_day_share_and_median() -> None:
@@ -47,14 +48,6 @@ def test_summary_of_nothing() -> None:
     assert (s.total, s.self_rectified_share, s.median_hours_to_close, s.per_day) == (0, None, None, {})
 
 
-def test_stacked_bars_scale_to_the_busiest_day() -> None:
-    chart = stacked_days({"2026-03-01": {"a": 2, "b": 2}, "2026-03-02": {"a": 1}}, ["a", "b"], height=240)
-    heights = [b.h for b in chart.bars]
-    assert chart.max_value == 4 and heights == [100.0, 100.0, 50.0]  # plot height 240 - 40 px
-    bars = horizontal([("x", 10), ("y", 5)], width=390)
-    assert [b.w for b in bars.bars] == [200.0, 100.0]
-
-
 @pytest.mark.parametrize(
     ("points", "order"),
     [
@@ -68,20 +61,42 @@ def test_road_line_orders_merchants_along_the_road(points: list[tuple[float, flo
     assert axis in (order, order[::-1])
 
 
-def test_map_projection_north_up_and_everything_inside_the_view() -> None:
-    zone = ZoneIn(
-        "m1",
-        "Shop",
-        "Tea Street",
-        "red",
-        [(121.0, 31.0), (121.0001, 31.0), (121.0001, 31.0001), (121.0, 31.0001), (121.0, 31.0)],
-    )
-    north_case = PointIn("1", "c1", "illegal_parking", 31.002, 121.00005)
-    south_case = PointIn("2", "c2", "street_vending", 30.999, 121.00005)
-    m = build_city_map([zone], [north_case, south_case], [], size=(400, 300))
-    (n, s) = m.cases
-    assert n.y < s.y  # north is up
-    for shape in (n, s, m.zones[0]):
-        assert 0 <= shape.x <= 400 and 0 <= shape.y <= 300
-    assert m.zones[0].fill == "#d1242f" and m.roads[0].label == "Tea Street"
-    assert fit([]).scale == 1.0
+
+
+@pytest.mark.parametrize(
+    ("day", "period", "label"),
+    [
+        ("2026-03-04", "day", "2026-03-04"),
+        ("2026-03-04", "month", "2026-03"),
+        ("2026-03-04", "week", "2026-W10"),
+        ("2026-01-01", "week", "2026-W01"),  # a Thursday: ISO week 1 of 2026
+        ("2027-01-01", "week", "2026-W53"),  # a Friday: still the last ISO week of 2026
+    ],
+)
+def test_period_labels(day: str, period: str, label: str) -> None:
+    assert period_of(day, period) == label  # type: ignore[arg-type]
+
+
+def test_weekly_series_keeps_unreviewed_apart_and_rates_each_week() -> None:
+    facts = [
+        fact(1, "2026-03-02", "illegal_parking", "rectified", hours=0.5),  # week 10
+        fact(2, "2026-03-03", "illegal_parking", "closed", hours=5.0),
+        fact(3, "2026-03-04", "street_vending", "new"),  # unreviewed: counted apart only
+        fact(4, "2026-03-05", "stacked_goods", "dismissed"),  # no violation: nowhere
+        fact(5, "2026-03-10", "illegal_parking", "notified", merchant="B", road="R2", area="South"),  # week 11
+    ]
+    days = [f"2026-03-{d:02d}" for d in range(1, 17)]  # 1 March is a Sunday: week 9 starts the window
+    s = series(facts, "week", days=days)
+    assert [r.period for r in s.rows] == ["2026-W09", "2026-W10", "2026-W11", "2026-W12"]
+    w9, w10, w11, w12 = s.rows
+    assert (w9.total, w9.unreviewed, w9.self_rectified_share) == (0, 0, None)  # an empty week is a zero
+    assert (w10.confirmed, w10.unreviewed) == ({"illegal_parking": 2}, 1)
+    assert (w10.ended, w10.self_rectified, w10.self_rectified_share) == (2, 1, 0.5)
+    assert w10.median_hours_to_close == 2.75
+    assert (w11.total, w11.ended, w11.median_hours_to_close) == (1, 0, None)
+    assert w12.total == 0
+    assert s.violations == ["illegal_parking"]
+    assert [(b.name, b.confirmed, b.unreviewed) for b in s.merchants] == [("A", 2, 1), ("B", 1, 0)]
+    assert [(b.name, b.confirmed) for b in s.areas] == [("North", 2), ("South", 1)]
+    monthly = series(facts, "month", days=days)
+    assert [(r.period, r.total, r.unreviewed) for r in monthly.rows] == [("2026-03", 3, 1)]

@@ -777,3 +777,20 @@ def test_mqtts_url_connects_with_tls_and_verifies_the_broker(
                 publisher.stop()
     finally:
         broker.stop()
+
+
+def test_a_calibrated_cameras_status_carries_its_ground_view_for_the_city_map() -> None:
+    """The view is the hull of the calibration's ground points, as (lon, lat) (GeoJSON order)."""
+    from streetwatch.edge.publisher import BoxIdentity
+
+    points = [((0, 480), (31.30000, 120.58000)), ((640, 480), (31.30000, 120.58010)),
+              ((640, 200), (31.30020, 120.58020)), ((0, 200), (31.30020, 119.99990 + 0.5801)),
+              ((320, 300), (31.30010, 120.58005))]  # an inner point: not on the hull
+    config = EdgeConfig(edge_id="box-1", cameras=[
+        CameraConfig(id="cam-1", url="a.mp4", calibration={"points": points}),  # type: ignore[arg-type]
+        CameraConfig(id="cam-2", url="b.mp4")])
+    (first, second) = BoxIdentity.of(config, None).fields()["cameras"]  # type: ignore[misc]
+    assert second == {"id": "cam-2", "kind": "fixed"}
+    ring = first["view"]
+    assert ring[0] == ring[-1] and len(ring) == 5  # closed, the inner point left out
+    assert {tuple(p) for p in ring} == {(120.58, 31.3), (120.5801, 31.3), (120.5802, 31.3002), (120.58, 31.3002)}

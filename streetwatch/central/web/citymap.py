@@ -1,72 +1,57 @@
-"""The city map as plain SVG geometry (no tiles, no internet): the user's area, roads, merchant zones
-coloured by grade, open cases and hotspots, projected onto a local east/north plane with north up.
+"""The city map's layers (一张图) as GeoJSON for the Leaflet page (static/citymap.js): merchant zones
+by grade, open cases, confirmed cases for the heat layer, hotspots, roads graded, area boundaries
+and cameras, each in the datum of the base map's tiles (GCJ-02 tiles get GCJ-02 overlays).
 
-Roads are drawn from the data we have: the merchants registered on a road, their zone centres joined
-in order along the road's main direction (a principal-axis sort). Pure functions.
+Roads are drawn along the real street where the vector base map has one of that name; otherwise a
+line through the road's merchant zones in order along its main direction (a principal-axis sort).
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
 
 import numpy as np
+import shapely
+import shapely.geometry
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
-METRES_PER_DEG_LAT = 111_320.0
-VIEW_PX = (900, 600)
-PAD_PX = 24.0
+from streetwatch.central.access import AreaScope
+from streetwatch.central.case_status import UNRESOLVED_STATUSES, VIOLATION_STATUSES, CaseStatus
+from streetwatch.central.gis.geojson_out import (
+    Converter,
+    Feature,
+    case_feature,
+    collection,
+    convert_geojson,
+    converter,
+    geometry_of,
+    hotspot_feature,
+    merchant_feature,
+)
+from streetwatch.central.gis.queries import GeoCaseFilters, active_hotspots, located_cases
+from streetwatch.central.models import Alert, Area, EdgeBox, Merchant
+from streetwatch.central.workflow.hotspots import RoadGrade
+
 GRADE_FILL = {"red": "#d1242f", "yellow": "#d4a72c", "green": "#2da44e"}
 VIOLATION_FILL = {"illegal_parking": "#0969da", "street_vending": "#8250df", "stacked_goods": "#bc4c00"}
+HEAT_STATUSES = (*VIOLATION_STATUSES, CaseStatus.CLOSED)  # a reviewer said "violation"
+HEAT_DAYS = 366
+TRACK_HOURS = 6  # a moving camera's last pass: its located alerts of the last hours
+TRACK_POINTS = 2000
 
 
 @dataclass(frozen=True)
-class ZoneIn:
-    merchant_id: str
-    name: str
-    road: str
-    grade: str
-    ring: Sequence[tuple[float, float]]  # (lon, lat)
+class MapInput:
+    """What the layers are drawn from (read by `read_map_input`)."""
 
-
-@dataclass(frozen=True)
-class PointIn:
-    ident: str
-    label: str
-    kind: str  # violation for cases, "hotspot"
-    lat: float
-    lon: float
-    count: int = 1
-
-
-@dataclass(frozen=True)
-class Projection:
-    lon0: float
-    lat0: float
-    scale: float  # px per metre
-    cx: float
-    cy: float
-
-    def xy(self, lon: float, lat: float) -> tuple[float, float]:
-        east = (lon - self.lon0) * METRES_PER_DEG_LAT * math.cos(math.radians(self.lat0))
-        north = (lat - self.lat0) * METRES_PER_DEG_LAT
-        return round(self.cx + east * self.scale, 1), round(self.cy - north * self.scale, 1)
-
-
-def fit(points: Sequence[tuple[float, float]], size: tuple[int, int] = VIEW_PX) -> Projection:
-    """A projection that fits every (lon, lat) into the view with padding (a 50 m view at least)."""
-    if not points:
-        return Projection(0.0, 0.0, 1.0, size[0] / 2, size[1] / 2)
-    arr = np.asarray(points, dtype=float)
-    # centre on the bounding box (not the mean): outliers then use the whole view, not half of it
-    lon0 = float(arr[:, 0].min() + arr[:, 0].max()) / 2
-    lat0 = float(arr[:, 1].min() + arr[:, 1].max()) / 2
-    east = (arr[:, 0] - lon0) * METRES_PER_DEG_LAT * math.cos(math.radians(lat0))
-    north = (arr[:, 1] - lat0) * METRES_PER_DEG_LAT
-    span_x = max(float(np.abs(east).max()) * 2, 50.0)
-    span_y = max(float(np.abs(north).max()) * 2, 50.0)
-    scale = min((size[0] - 2 * PAD_PX) / span_x, (size[1] - 2 * PAD_PX) / span_y)
-    return Projection(lon0, lat0, scale, size[0] / 2, size[1] / 2)
+    merchants: Sequence[Merchant]
+    roads: Sequence[RoadGrade]
+    base_roads: Mapping[str, list[Any]]  # street name -> its GeoJSON line geometries (WGS84)
+    areas: Sequence[Area]
 
 
 def road_line(centres: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
@@ -80,78 +65,115 @@ def road_line(centres: Sequence[tuple[float, float]]) -> list[tuple[float, float
     return [(float(arr[i, 0]), float(arr[i, 1])) for i in order]
 
 
-@dataclass(frozen=True)
-class SvgShape:
-    ident: str
-    label: str
-    kind: str
-    fill: str
-    points: str = ""  # polygon/polyline points "x,y x,y"
-    x: float = 0.0
-    y: float = 0.0
-    r: float = 0.0
+def base_road_lines(basemap: Mapping[str, Any] | None) -> dict[str, list[Any]]:
+    """The vector base map's named roads: name -> line geometries."""
+    lines: dict[str, list[Any]] = {}
+    for f in (basemap or {}).get("features", []):
+        props = f.get("properties") or {}
+        if props.get("kind") == "road" and props.get("name"):
+            lines.setdefault(props["name"], []).append(f["geometry"])
+    return lines
 
 
-@dataclass(frozen=True)
-class CityMap:
-    width: int
-    height: int
-    area: str  # polygon points of the user's area ("" for the whole city)
-    roads: list[SvgShape]
-    zones: list[SvgShape]
-    cases: list[SvgShape]
-    hotspots: list[SvgShape]
+def road_features(data: MapInput, to: Converter) -> list[Feature]:
+    """Each graded road: its real street from the base map, else the line through its merchants."""
+    centres: dict[str, list[tuple[float, float]]] = {}
+    for m in data.merchants:
+        zone = shapely.from_wkt(m.zone_wkt, on_invalid="ignore")
+        if m.road and zone is not None and not zone.is_empty:
+            c = zone.centroid
+            centres.setdefault(m.road, []).append((float(c.x), float(c.y)))
+    features: list[Feature] = []
+    for road in data.roads:
+        props = {"road": road.road, "grade": road.grade, "red": road.record.red, "yellow": road.record.yellow,
+                 "green": road.record.green, "hotspots": road.record.hotspots}
+        real = data.base_roads.get(road.road)
+        if real:
+            geometry: dict[str, Any] = {"type": "MultiLineString",
+                                        "coordinates": [g["coordinates"] for g in real if g["type"] == "LineString"]}
+            props["source"] = "basemap"
+        elif len(centres.get(road.road, [])) >= 2:
+            geometry = {"type": "LineString", "coordinates": [list(p) for p in road_line(centres[road.road])]}
+            props["source"] = "merchants"
+        else:
+            continue
+        features.append({"type": "Feature", "geometry": convert_geojson(geometry, to), "properties": props})
+    return features
 
 
-def _pts(proj: Projection, ring: Sequence[tuple[float, float]]) -> str:
-    return " ".join(f"{x},{y}" for x, y in (proj.xy(lon, lat) for lon, lat in ring))
+def area_features(areas: Iterable[Area], to: Converter) -> list[Feature]:
+    features = []
+    for area in areas:
+        geometry = geometry_of(area.polygon_wkt, to) if area.polygon_wkt else None
+        if geometry is not None:
+            features.append({"type": "Feature", "geometry": geometry,
+                             "properties": {"id": area.id, "name": area.name, "level": area.level}})
+    return features
 
 
-def build_city_map(
-    zones: Sequence[ZoneIn],
-    cases: Sequence[PointIn],
-    hotspots: Sequence[PointIn],
-    *,
-    area_ring: Sequence[tuple[float, float]] = (),
-    size: tuple[int, int] = VIEW_PX,
-) -> CityMap:
-    # Fit the content (a district is kilometres wide, a storefront zone metres): the area outline is
-    # drawn where it falls and only sets the view when there is nothing else to show.
-    every = [p for z in zones for p in z.ring] + [(c.lon, c.lat) for c in (*cases, *hotspots)]
-    proj = fit(every or list(area_ring), size)
-    by_road: dict[str, list[tuple[float, float]]] = {}
-    for z in zones:
-        if z.road:
-            ring = np.asarray(z.ring, dtype=float)
-            by_road.setdefault(z.road, []).append((float(ring[:, 0].mean()), float(ring[:, 1].mean())))
-    roads = [
-        SvgShape(road, road, "road", "#8c959f", points=_pts(proj, road_line(c))) for road, c in sorted(by_road.items())
-    ]
-    zone_shapes = []
-    for z in zones:
-        ring = np.asarray(z.ring, dtype=float)
-        x, y = proj.xy(float(ring[:, 0].mean()), float(ring[:, 1].mean()))
-        # r: a marker at the zone's centre so the grade stays visible when the zone is under a pixel
-        zone_shapes.append(
-            SvgShape(
-                z.merchant_id,
-                z.name,
-                z.grade,
-                GRADE_FILL.get(z.grade, "#8c959f"),
-                points=_pts(proj, z.ring),
-                x=x,
-                y=y,
-                r=7,
-            )
-        )
-    case_shapes = []
-    for c in cases:
-        x, y = proj.xy(c.lon, c.lat)
-        case_shapes.append(SvgShape(c.ident, c.label, c.kind, VIOLATION_FILL.get(c.kind, "#57606a"), x=x, y=y, r=5))
-    hot_shapes = []
-    for h in hotspots:
-        x, y = proj.xy(h.lon, h.lat)
-        hot_shapes.append(SvgShape(h.ident, h.label, "hotspot", "#d1242f", x=x, y=y, r=12 + min(h.count, 20)))
-    return CityMap(
-        size[0], size[1], _pts(proj, area_ring) if area_ring else "", roads, zone_shapes, case_shapes, hot_shapes
+def camera_features(session: Session, scope: AreaScope | None, *, now: datetime, to: Converter) -> list[Feature]:
+    """Fixed cameras: the ground their calibration spans (from the boxes' status); moving cameras:
+    their last pass, the located alerts of the last TRACK_HOURS in time order."""
+    features: list[Feature] = []
+    for box in session.scalars(select(EdgeBox).order_by(EdgeBox.edge_id)):
+        for camera in (box.status or {}).get("cameras") or []:
+            view = camera.get("view") if isinstance(camera, dict) else None
+            if not view or len(view) < 4:
+                continue
+            ring = shapely.Polygon(view)
+            if scope is not None and not scope.contains_point(ring.centroid.y, ring.centroid.x):
+                continue
+            geometry = convert_geojson(dict(shapely.geometry.mapping(shapely.orient_polygons(ring))), to)
+            features.append({"type": "Feature", "geometry": geometry,
+                             "properties": {"camera_id": camera.get("id"), "kind": camera.get("kind"),
+                                            "edge_id": box.edge_id, "state": box.state}})
+    rows = session.execute(
+        select(Alert.camera_id, Alert.source_kind, Alert.lon, Alert.lat)
+        .where(Alert.source_kind != "fixed", Alert.lat.is_not(None), Alert.lon.is_not(None),
+               Alert.observed_at >= now - timedelta(hours=TRACK_HOURS))
+        .order_by(Alert.camera_id, Alert.observed_at)
+        .limit(TRACK_POINTS)
     )
+    tracks: dict[tuple[str, str], list[list[float]]] = {}
+    for camera_id, kind, lon, lat in rows:  # located rows only (the query's filter)
+        if lat is not None and lon is not None and (scope is None or scope.contains_point(lat, lon)):
+            tracks.setdefault((camera_id, kind), []).append(list(to(lon, lat)))
+    for (camera_id, kind), points in tracks.items():
+        if len(points) >= 2:
+            features.append({"type": "Feature", "geometry": {"type": "LineString", "coordinates": points},
+                             "properties": {"camera_id": camera_id, "kind": kind}})
+    return features
+
+
+def map_layers(
+    session: Session, scope: AreaScope | None, data: MapInput, *, datum: str, now: datetime
+) -> dict[str, Any]:
+    """Every overlay of the city map for the user's area, in the tiles' datum."""
+    to = converter(datum)
+    scopes = [scope]
+    merchants = {m.id: m for m in data.merchants}
+    open_cases = located_cases(session, GeoCaseFilters(statuses=[s.value for s in UNRESOLVED_STATUSES]), scopes=scopes)
+    confirmed = located_cases(
+        session,
+        GeoCaseFilters(statuses=[s.value for s in HEAT_STATUSES], seen_from=now - timedelta(days=HEAT_DAYS)),
+        scopes=scopes,
+    )
+    return {
+        "datum": datum,
+        "now": now.isoformat(),
+        "zones": collection(merchant_feature(m, to) for m in data.merchants),
+        "cases": collection(case_feature(c, merchants.get(c.merchant_id or ""), to) for c in open_cases),
+        "confirmed": collection(case_feature(c, merchants.get(c.merchant_id or ""), to) for c in confirmed),
+        "hotspots": collection(hotspot_feature(h, to) for h in active_hotspots(session, scope)),
+        "roads": collection(road_features(data, to)),
+        "areas": collection(area_features(data.areas, to)),
+        "cameras": collection(camera_features(session, scope, now=now, to=to)),
+    }
+
+
+def scoped_areas(session: Session, scope: AreaScope | None) -> list[Area]:
+    """The area boundaries a user sees: every area for the city, else the user's subtree."""
+    areas = list(session.scalars(select(Area).order_by(Area.id)))
+    if scope is None:
+        return areas
+    return [a for a in areas if a.id in scope.area_ids]

@@ -1,4 +1,4 @@
-"""The city pages: the map (`/map`), statistics (`/stats`, CSV at `/stats.csv`), inspections due
+"""The city pages: statistics (`/stats`, CSV at `/stats.csv`), inspections due
 (`/inspections`) and a case's workflow step and history (`/cases/{id}/workflow`), with the forms for
 the workflow's reviewer steps there: the penalty a third strike needs, verification (核查) and closing.
 
@@ -13,27 +13,23 @@ from dataclasses import asdict
 from datetime import timedelta
 from typing import Annotated, Literal
 
-import shapely
 from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi import Path as PathParam
 from fastapi.responses import PlainTextResponse
 from sqlalchemy import select
 from starlette.responses import Response
 
-from streetwatch.central.access import AreaScope, case_clause, case_visible, merchant_clause, merchant_visible
 from streetwatch.central.api.deps import ClockDep, CsrfChecked, SessionDep, SettingsDep, WebUser, WorkflowDep, scope_of
 from streetwatch.central.api.queries import area_names
 from streetwatch.central.case_service import Reviewer
-from streetwatch.central.case_status import CLOSABLE_STATUSES, UNRESOLVED_STATUSES, VERIFIABLE_STATUSES
+from streetwatch.central.case_status import CLOSABLE_STATUSES, VERIFIABLE_STATUSES
 from streetwatch.central.csv_export import to_csv
 from streetwatch.central.errors import DomainError
 from streetwatch.central.evidence_store import evidence_store
 from streetwatch.central.models import (
     SUPERVISOR_ROLES,
     AuditLog,
-    Case,
     CaseTimer,
-    Hotspot,
     Inspection,
     Merchant,
     Notification,
@@ -41,24 +37,21 @@ from streetwatch.central.models import (
     User,
 )
 from streetwatch.central.web import i18n, labels
-from streetwatch.central.web.charts import horizontal, stacked_days
-from streetwatch.central.web.citymap import VIOLATION_FILL, PointIn, ZoneIn, build_city_map
+from streetwatch.central.web.citymap import VIOLATION_FILL
 from streetwatch.central.web.pages import build_cards, refusal_text, visible_case_or_404, web_reviewer
 from streetwatch.central.web.photos import PhotoRejected, read_photo
 from streetwatch.central.web.render import flash_context, redirect_with_flash, render, user_label
 from streetwatch.central.workflow.clock import Clock
 from streetwatch.central.workflow.grades import group_visits, inspections_due
-from streetwatch.central.workflow.hotspots import road_grades
 from streetwatch.central.workflow.ids import CaseId
 from streetwatch.central.workflow.rules import lifecycle_stage
 from streetwatch.central.workflow.service import DISPATCHED, MAX_TEXT, CaseStep, case_step, verified_since_dispatch
 from streetwatch.central.workflow.stats import CaseFact, case_facts, summarise
+from streetwatch.central.workflow.stats_series import PERIODS, Period, Series, series
 from streetwatch.central.workflow.timers import waiting_for
 
 router = APIRouter(include_in_schema=False)
 MerchantIdPath = Annotated[str, PathParam(min_length=1, max_length=64, description="a merchant id")]
-MAP_CASE_LIMIT = 2000
-MAP_STATUSES = UNRESOLVED_STATUSES  # the open cases the map shows
 DaysParam = Annotated[int, Query(ge=1, le=366)]
 
 
@@ -66,106 +59,96 @@ def _label(request: Request, user: User, session: SessionDep) -> object:
     return user_label(user, area_names(session).get(user.area_id or ""))
 
 
-def _ring(scope: AreaScope | None) -> list[tuple[float, float]]:
-    if scope is None or scope.polygon is None or not isinstance(scope.polygon, shapely.Polygon):
-        return []
-    return [(float(x), float(y)) for x, y in scope.polygon.exterior.coords]
-
-
-def _visible_merchants(session: SessionDep, scope: AreaScope | None) -> list[Merchant]:
-    return [m for m in session.scalars(select(Merchant).where(merchant_clause(scope))) if merchant_visible(scope, m)]
-
-
-@router.get("/map", name="city_map_page")
-def city_map_page(request: Request, session: SessionDep, user: WebUser) -> Response:
-    """Roads, merchant zones by grade, open cases and hotspots of the user's area, drawn from the database."""
-    scope = scope_of(session, user)
-    merchants = _visible_merchants(session, scope)
-    zones = []
-    for m in merchants:
-        geom = shapely.from_wkt(m.zone_wkt)
-        if isinstance(geom, shapely.Polygon):
-            zones.append(ZoneIn(m.id, m.name, m.road, m.grade, [(float(x), float(y)) for x, y in geom.exterior.coords]))
-    query = (
-        select(Case)
-        .where(case_clause(scope), Case.status.in_(MAP_STATUSES), Case.lat.is_not(None))
-        .order_by(Case.first_seen.desc())
-        .limit(MAP_CASE_LIMIT)
-    )
-    cases = [c for c in session.scalars(query) if case_visible(scope, c)]
-    hotspots = [
-        h
-        for h in session.scalars(select(Hotspot).where(Hotspot.active.is_(True)))
-        if h.lat is not None and h.lon is not None and (scope is None or scope.contains_point(h.lat, h.lon))
-    ]
-    with i18n.rendering(request):
-        points = [
-            PointIn(
-                str(c.id),
-                f"#{c.id} {labels.label('violation', c.violation)} ({labels.label('status', c.status)})",
-                c.violation,
-                c.lat,  # type: ignore[arg-type]  # the query keeps located cases only
-                c.lon,  # type: ignore[arg-type]
-            )
-            for c in cases
-        ]
-        hot = [
-            PointIn(
-                h.key,
-                i18n.gettext(
-                    request, i18n.N_("Hotspot %(place)s: %(n)s confirmed cases"), place=h.label, n=h.case_count
-                ),
-                "hotspot",
-                h.lat,  # type: ignore[arg-type]  # located ones only (filtered above)
-                h.lon,  # type: ignore[arg-type]
-                h.case_count,
-            )
-            for h in hotspots
-        ]
-    city = build_city_map(zones, points, hot, area_ring=_ring(scope))
-    roads = [r for r in road_grades(session, merchant_ids={m.id for m in merchants})]
-    context = {
-        "user": _label(request, user, session),
-        "map": city,
-        "roads": roads,
-        "case_count": len(cases),
-        "hotspot_count": len(hot),
-        "unreviewed_count": sum(h.unreviewed_count for h in hotspots),
-        "violation_fill": VIOLATION_FILL,
-    }
-    return render(request, "city_map.html", context)
-
-
 def _facts(session: SessionDep, user: User, clock: Clock, days: int) -> list[CaseFact]:
     now = clock()
     return case_facts(session, scope=scope_of(session, user), since=now - timedelta(days=days), until=now)
 
 
+PeriodParam = Annotated[Period, Query(description="day, week (ISO) or month")]
+StatsTable = Literal["cases", "periods", "merchants", "roads", "areas"]
+
+
+def _days(clock: Clock, days: int) -> list[str]:
+    today = clock().date()
+    return [(today - timedelta(days=n)).isoformat() for n in range(days - 1, -1, -1)]
+
+
 @router.get("/stats", name="stats_page")
-def stats_page(request: Request, session: SessionDep, user: WebUser, clock: ClockDep, days: DaysParam = 30) -> Response:
-    summary = summarise(_facts(session, user, clock, days))
+def stats_page(
+    request: Request, session: SessionDep, user: WebUser, clock: ClockDep, days: DaysParam = 30,
+    period: PeriodParam = "day",
+) -> Response:
+    """KPIs; per period confirmed cases by violation (unreviewed apart), the self-rectification rate
+    and the time to close; per merchant, road and area. Each chart has its table and CSV."""
+    facts = _facts(session, user, clock, days)
+    summary = summarise(facts)
+    data = series(facts, period, days=_days(clock, days))
     with i18n.rendering(request):
-        names = {v: labels.label("violation", v) for v in summary.violations}
+        names = {v: labels.label("violation", v) for v in (*VIOLATION_FILL, *data.violations)}
     context = {
         "user": _label(request, user, session),
         "summary": summary,
+        "series": data,
         "days": days,
-        "per_day": stacked_days(summary.per_day, summary.violations, names=names),
-        "merchants": horizontal(summary.top_merchants),
-        "roads": horizontal(summary.top_roads, fill="#8250df"),
-        "violation_fill": VIOLATION_FILL,
+        "period": period,
+        "periods": PERIODS,
+        "chart_data": chart_data(data, names),
+        "violation_names": names,
     }
     return render(request, "stats.html", context)
 
 
-@router.get("/stats.csv", name="stats_csv")
-def stats_csv(session: SessionDep, user: WebUser, clock: ClockDep, days: DaysParam = 30) -> Response:
-    text = to_csv(list(CaseFact.__dataclass_fields__), (asdict(f) for f in _facts(session, user, clock, days)))
+def chart_data(data: Series, names: dict[str, str]) -> dict[str, object]:
+    """What static/stats.js draws (the page's tables show the same numbers)."""
+    return {
+        "periods": [r.period for r in data.rows],
+        "violations": [{"key": v, "name": names.get(v, v), "colour": VIOLATION_FILL.get(v, "#57606a"),
+                        "counts": [r.confirmed.get(v, 0) for r in data.rows]} for v in data.violations],
+        "unreviewed": [r.unreviewed for r in data.rows],
+        "rectified_pct": [None if r.self_rectified_share is None else round(100 * r.self_rectified_share, 1)
+                          for r in data.rows],
+        "hours_to_close": [r.median_hours_to_close for r in data.rows],
+        "merchants": [[b.name, b.confirmed, b.unreviewed] for b in data.merchants],
+        "roads": [[b.name, b.confirmed, b.unreviewed] for b in data.roads],
+        "areas": [[b.name, b.confirmed, b.unreviewed] for b in data.areas],
+    }
+
+
+def _csv(rows: list[dict[str, object]], fieldnames: list[str], name: str) -> Response:
+    text = to_csv(fieldnames, rows)
     return PlainTextResponse(
         text,
         media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": 'attachment; filename="cases.csv"'},
+        headers={"Content-Disposition": f'attachment; filename="{name}.csv"'},
     )
+
+
+def period_rows(data: Series) -> list[dict[str, object]]:
+    return [
+        {"period": r.period, "confirmed": r.total, **{v: r.confirmed.get(v, 0) for v in data.violations},
+         "unreviewed": r.unreviewed, "ended": r.ended, "self_rectified": r.self_rectified,
+         "self_rectified_share": "" if r.self_rectified_share is None else round(r.self_rectified_share, 4),
+         "median_hours_to_close": "" if r.median_hours_to_close is None else r.median_hours_to_close}
+        for r in data.rows
+    ]
+
+
+@router.get("/stats.csv", name="stats_csv")
+def stats_csv(
+    session: SessionDep, user: WebUser, clock: ClockDep, days: DaysParam = 30, period: PeriodParam = "day",
+    table: Annotated[StatsTable, Query(description="cases (one row each) or a chart's table")] = "cases",
+) -> Response:
+    facts = _facts(session, user, clock, days)
+    if table == "cases":
+        return _csv([asdict(f) for f in facts], list(CaseFact.__dataclass_fields__), "cases")
+    data = series(facts, period, days=_days(clock, days))
+    if table == "periods":
+        fields = ["period", "confirmed", *data.violations, "unreviewed", "ended", "self_rectified",
+                  "self_rectified_share", "median_hours_to_close"]
+        return _csv(period_rows(data), fields, f"cases-per-{period}")
+    breakdown = {"merchants": data.merchants, "roads": data.roads, "areas": data.areas}[table]
+    rows: list[dict[str, object]] = [asdict(b) for b in breakdown]
+    return _csv(rows, ["name", "confirmed", "unreviewed"], f"cases-per-{table[:-1]}")
 
 
 @router.get("/inspections", name="inspections_page")

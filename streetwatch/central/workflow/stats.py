@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from streetwatch.central.access import AreaScope, case_clause, case_visible
 from streetwatch.central.case_status import CaseStatus
-from streetwatch.central.models import AuditLog, Case, Merchant
+from streetwatch.central.models import Area, AuditLog, Case, Merchant
 
 CLOSING_ACTIONS = ("close", "rectified", "dismiss")
 TOP_N = 10
@@ -31,6 +31,7 @@ class CaseFact:
     merchant: str | None  # merchant name
     road: str | None
     hours_to_close: float | None  # first_seen -> the first closing action
+    area: str | None = None  # the case's area name
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,7 @@ def case_facts(
     )
     cases = [c for c in session.scalars(query) if case_visible(scope, c)]
     ids = [c.id for c in cases]
+    area_name = dict(session.execute(select(Area.id, Area.name)).all())
     closed_at: dict[int, datetime] = {}
     closing = (
         select(AuditLog.case_id, AuditLog.at)
@@ -108,6 +110,7 @@ def case_facts(
                 m.name if m else None,
                 (m.road or None) if m else None,
                 hours,
+                area_name.get(c.area_id) if c.area_id else None,
             )
         )
     return facts
