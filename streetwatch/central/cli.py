@@ -294,12 +294,17 @@ def _start_workers(
     """The ingest consumer, the fleet worker and the workflow engine under `supervisor`; their
     readiness checks, and /metrics when settings.metrics.port is set."""
     from streetwatch.central.consumer import AlertConsumer, keep_consuming
+    from streetwatch.central.consumer_jetstream import JetStreamConsumer
     from streetwatch.central.fleet import FleetWorker
     from streetwatch.central.metrics import CentralMetrics, Health, beat_check, database_check, serve_metrics
     from streetwatch.central.workflow.worker import WorkflowEngine
 
     metrics = CentralMetrics(factory)
-    consumer = AlertConsumer(settings=settings, session_factory=factory, metrics=metrics)
+    consumer: AlertConsumer | JetStreamConsumer
+    if settings.broker.kind == "jetstream":
+        consumer = JetStreamConsumer(settings=settings, session_factory=factory, metrics=metrics)
+    else:
+        consumer = AlertConsumer(settings=settings, session_factory=factory, metrics=metrics)
     workflow = WorkflowEngine(factory, settings.workflow)
     health = Health()
     health.add("database", database_check(factory))

@@ -22,6 +22,7 @@ import queue
 import threading
 import time
 from dataclasses import dataclass
+from typing import Protocol
 
 import paho.mqtt.client as mqtt
 from sqlalchemy.exc import SQLAlchemyError
@@ -318,7 +319,23 @@ def run_consumer(settings: CentralSettings, session_factory: sessionmaker[Sessio
     keep_consuming(AlertConsumer(settings=settings, session_factory=session_factory), stop)
 
 
-def keep_consuming(consumer: AlertConsumer, stop: threading.Event) -> None:
+class IngestWorker(Protocol):
+    """What `central serve` runs for ingest: AlertConsumer (MQTT) or consumer_jetstream.JetStreamConsumer."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def alive(self) -> bool: ...
+
+    summary: IngestSummary
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+def keep_consuming(consumer: IngestWorker, stop: threading.Event) -> None:
     """Start `consumer` and run it until `stop` is set (the body of `central serve` for ingest).
     Raises if its ingest thread ended on its own, so the supervisor stops the process."""
     consumer.start()
@@ -335,4 +352,4 @@ def keep_consuming(consumer: AlertConsumer, stop: threading.Event) -> None:
         consumer.stop()
 
 
-__all__ = ["AlertConsumer", "freeze_startup_objects", "keep_consuming", "run_consumer"]
+__all__ = ["AlertConsumer", "IngestWorker", "freeze_startup_objects", "keep_consuming", "run_consumer"]
