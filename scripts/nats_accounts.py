@@ -57,7 +57,8 @@ def load_permissions(path: Path) -> dict[str, object]:
 def user_entry(name: str, password: str, rules: dict[str, list[str]]) -> dict[str, object]:
     """One NATS user: bcrypt hash, allowed subjects (a box's with its id filled in), connection types."""
     token = subject_token(name)
-    allow = {kind: [subject.replace("{edge_id}", token) for subject in rules[kind]] for kind in ("publish", "subscribe")}
+    allow = {kind: [subject.replace("{edge_id}", token) for subject in rules[kind]]
+             for kind in ("publish", "subscribe")}
     return {
         "user": name,
         "password": bcrypt.hashpw(password.encode(), bcrypt.gensalt(11)).decode(),

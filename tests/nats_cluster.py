@@ -104,20 +104,25 @@ class NatsCluster:
     def node(self, name: str) -> NatsNode:
         return next(node for node in self.nodes if node.node_name == name)
 
-    def stream_leader(self, stream: str = MQTT_STREAM) -> str | None:
-        """The node leading `stream`'s replicas (None while none is elected), from a live node."""
+    def stream_leader(self, stream: str = MQTT_STREAM, *, consumer: str | None = None) -> str | None:
+        """The node leading `stream`'s replicas, or its durable `consumer`'s (None while none is
+        elected), as a live node reports it."""
         for node in self.nodes:
             if not node.alive:
                 continue
             try:
-                found = node.monitor(f"/jsz?acc={ACCOUNT}&streams=true")
+                found = node.monitor(f"/jsz?acc={ACCOUNT}&streams=true&consumers=true")
             except OSError:
                 continue
             for account in found.get("account_details", []) or []:  # type: ignore[union-attr]
                 for detail in account.get("stream_detail", []) or []:
-                    if detail.get("name") == stream:
-                        leader = (detail.get("cluster") or {}).get("leader")
-                        return str(leader) if leader else None
+                    if detail.get("name") != stream:
+                        continue
+                    if consumer is not None:
+                        detail = next((c for c in detail.get("consumer_detail", []) or []
+                                       if c.get("name") == consumer), {})
+                    leader = (detail.get("cluster") or {}).get("leader")
+                    return str(leader) if leader else None
         return None
 
 
