@@ -68,12 +68,14 @@ class NatsNode(Process):
 
 
 class NatsCluster:
-    """Three nodes n1..n3 with the accounts of `users` ('central' and edge ids)."""
+    """Three nodes n1..n3 with the accounts of `users` ('central' and edge ids), with the committed
+    permissions or those of `permissions`."""
 
-    def __init__(self, folder: Path, users: list[str]) -> None:
+    def __init__(self, folder: Path, users: list[str], *, permissions: Path | None = None) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         self.folder = folder
-        subprocess.run([sys.executable, str(REPO / "scripts" / "nats_accounts.py"), str(folder), *users],
+        extra = ["--permissions", str(permissions)] if permissions is not None else []
+        subprocess.run([sys.executable, str(REPO / "scripts" / "nats_accounts.py"), str(folder), *users, *extra],
                        check=True, capture_output=True)
         lines = (folder / "credentials").read_text().split()
         self.credentials = dict(line.split(":", 1) for line in lines)

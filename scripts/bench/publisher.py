@@ -44,11 +44,15 @@ class Progress:
 
 
 def publish_all(
-    messages: Sequence[Outgoing], *, mqtt_url: str, progress: Progress, rate: float | None, window: int
+    messages: Sequence[Outgoing], *, mqtt_url: str, progress: Progress, rate: float | None, window: int,
+    login: tuple[str, str] | None = None,
 ) -> None:
-    """Publish every message (QoS 1): paced at `rate`/s, or as fast as `window` allows."""
+    """Publish every message (QoS 1, MQTT 3.1.1): paced at `rate`/s, or as fast as `window` allows;
+    `login` (user, password) where the broker asks for one."""
     host, port, _tls = parse_broker_url(mqtt_url)
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"bench-pub-{uuid.uuid4().hex[:8]}")
+    if login is not None:
+        client.username_pw_set(*login)
     client.max_inflight_messages_set(200)
     client.max_queued_messages_set(0)
     client.connect(host, port, 30)
