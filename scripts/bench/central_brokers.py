@@ -5,8 +5,9 @@ runs as the main benchmark (full speed: the ingest rate; paced at `--rate`: publ
 p50 and p99) with the real workers (`AlertConsumer` on a shared subscription for Mosquitto,
 `JetStreamConsumer` on the shared durable consumer for NATS). The cluster is tests/nats_cluster.py:
 three `nats-server` processes from configs/nats/node.conf on this machine, logins from
-scripts/nats_accounts.py; the publisher logs in as one user allowed every alert topic (the
-benchmark's ground truth has ~300 edge ids; what a box may publish is the ACL test's subject).
+scripts/nats_accounts.py; the publisher uses 8 connections (each topic on one of them) and logs in
+as one user allowed every alert topic (the benchmark's ground truth has ~300 edge ids; what a box
+may publish is the ACL test's subject).
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ from streetwatch.central.db import make_engine, make_session_factory
 
 REPO = Path(__file__).resolve().parents[2]
 PUBLISHER = "bench-publisher"
+# Publisher connections, for both brokers: a city's alerts come over many box connections, and the
+# NATS gateway stores one connection's QoS 1 publishes one after the other (one R3 commit each).
+CONNECTIONS = 8
 
 
 @dataclass(frozen=True)
@@ -96,8 +100,8 @@ def run_target(target: Target, *, backend: str, database_url: str | None, world_
         spec = WorkerSpec(REPO, db_url, target.mqtt_url, target.protocol, evidence, jetstream=target.jetstream,
                           username=login[0] if login else None, password=login[1] if login else None)
         runs, lost = [], 0
-        for dataset, pace in ((world_full, Pace(rate=None, window=600, poll_s=0.05)),
-                              (world_paced, Pace(rate=pace_rate, poll_s=0.005))):
+        for dataset, pace in ((world_full, Pace(rate=None, window=600, poll_s=0.05, connections=CONNECTIONS)),
+                              (world_paced, Pace(rate=pace_rate, poll_s=0.005, connections=CONNECTIONS))):
             messages, alert_ids = truth.outgoing(dataset, pool)
             runs.append(run_ingest(messages, alert_ids, spec=spec, workers=workers, pace=pace, reader=factory,
                                    login=target.publisher_login))

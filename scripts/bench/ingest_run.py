@@ -28,6 +28,7 @@ class Pace:
     rate: float | None
     window: int = 600
     poll_s: float = 0.005
+    connections: int = 1  # publisher connections (each topic keeps to one)
 
 
 @dataclass
@@ -81,7 +82,7 @@ def run_ingest(
             target=publish_all,
             args=(messages,),
             kwargs={"mqtt_url": spec.mqtt_url, "progress": progress, "rate": pace.rate, "window": pace.window,
-                    "login": login},
+                    "login": login, "connections": pace.connections},
             daemon=True,
         )
         publisher.start()
