@@ -16,7 +16,8 @@ acknowledged with a delay, so it comes back; one that can never be stored is a d
 acknowledged. The consumer itself is replicated like the stream, so a node loss keeps its state.
 
 The nats-py client runs on an asyncio loop in the worker's own thread; it fails over between the
-configured servers and reconnects by itself.
+configured servers and reconnects by itself. A batch is stored in a helper thread while the loop
+fetches the next one, so the fetch's round trip to the consumer's leader overlaps the commit.
 """
 
 from __future__ import annotations
@@ -146,14 +147,30 @@ class JetStreamConsumer:
             log.info("consumer %s: subscribed to %s (durable %s on %s)", self.name, alerts_filter(),
                      self.settings.broker.jetstream.durable, self.settings.broker.jetstream.stream)
             self.subscribed.set()
-            while not self._stopping.is_set():
-                self.heartbeat = time.monotonic()
-                batch = await self._fetch(sub)
-                if batch:
-                    await self._process(batch)
+            await self._consume(sub)
         finally:
             self.subscribed.clear()
             await nc.close()
+
+    async def _consume(self, sub: JetStreamContext.PullSubscription) -> None:
+        """Fetch, store, acknowledge until a stop. The next batch is fetched while one is stored
+        (in a thread), so a fetch's round trip to the consumer's leader costs no ingest time."""
+        fetching = asyncio.ensure_future(self._fetch(sub))
+        while True:
+            batch = await fetching
+            if self._stopping.is_set():
+                await self._release(batch)
+                return
+            self.heartbeat = time.monotonic()
+            fetching = asyncio.ensure_future(self._fetch(sub))
+            if batch:
+                await self._process(batch)
+
+    async def _release(self, batch: list[Msg]) -> None:
+        """Give back alerts fetched but not stored (stopping): the other workers get them at once."""
+        for msg in batch:
+            with contextlib.suppress(nats.errors.Error, OSError):
+                await msg.nak()
 
     async def _connect(self) -> Nats | None:
         """Connect to any of the servers, retrying until one answers or a stop is asked."""
@@ -216,7 +233,7 @@ class JetStreamConsumer:
     async def _fetch(self, sub: JetStreamContext.PullSubscription) -> list[Msg]:
         try:
             return await sub.fetch(self.batch_size, timeout=FETCH_WAIT_S)
-        except nats.errors.TimeoutError:
+        except (nats.errors.TimeoutError, TimeoutError):  # nothing arrived within FETCH_WAIT_S
             return []
         except (nats.errors.Error, OSError) as exc:  # a node or leader change: the client reconnects
             log.warning("consumer %s: fetch failed (%r); trying again", self.name, exc)
@@ -228,8 +245,7 @@ class JetStreamConsumer:
         received = time.monotonic()
         messages = [Message(message_topic(m.subject), m.data) for m in batch]
         try:
-            with session_scope(self.session_factory, write_lock=True) as session:
-                results = ingest_many(session, messages, settings=self.settings, index=self.index_cache.get(session))
+            results = await asyncio.to_thread(self._ingest, messages)
         except Exception as exc:  # OSError: the evidence folder
             log.warning("consumer %s: batch of %d failed (%r); retrying one by one", self.name, len(batch), exc)
             for msg, message in zip(batch, messages, strict=True):
@@ -239,6 +255,10 @@ class JetStreamConsumer:
         for msg, result in zip(batch, results, strict=True):
             self._count(result, received, committed)
             await self._ack(msg)
+
+    def _ingest(self, messages: list[Message]) -> list[IngestResult]:
+        with session_scope(self.session_factory, write_lock=True) as session:
+            return ingest_many(session, messages, settings=self.settings, index=self.index_cache.get(session))
 
     async def _process_one(self, msg: Msg, message: Message, received: float) -> None:
         assert message.topic is not None
