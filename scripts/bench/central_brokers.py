@@ -12,6 +12,7 @@ may publish is the ACL test's subject).
 
 from __future__ import annotations
 
+import os
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -46,6 +47,7 @@ class Target:
     jetstream: tuple[str, ...] = ()
     worker_login: tuple[str, str] | None = None
     publisher_login: tuple[str, str] | None = None
+    pids: tuple[int, ...] = ()  # the broker's processes, for their CPU time
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,7 @@ class BrokerRow:
     full: RunResult
     paced: RunResult
     lost: int  # unique alerts published and never visible, both runs
+    broker_cpu_s: float  # CPU seconds (user + system) of the broker's processes in the full-speed run
 
 
 @contextmanager
@@ -75,7 +78,8 @@ def nats_cluster_target() -> Iterator[Target]:
         creds = cluster.credentials
         yield Target("NATS 2.9 JetStream, 3 nodes (R3)", cluster.nodes[0].mqtt_url, "3.1.1",
                      jetstream=tuple(cluster.nats_urls), worker_login=("central", creds["central"]),
-                     publisher_login=(PUBLISHER, creds[PUBLISHER]))
+                     publisher_login=(PUBLISHER, creds[PUBLISHER]),
+                     pids=tuple(node.pid for node in cluster.nodes))
     finally:
         cluster.stop()
 
@@ -83,7 +87,8 @@ def nats_cluster_target() -> Iterator[Target]:
 @contextmanager
 def mosquitto_target(protocol: str | None) -> Iterator[Target]:
     with broker_for_run(None, protocol=protocol) as broker:
-        yield Target(broker.description.split(" on port")[0], broker.url, protocol or broker.protocol)
+        yield Target(broker.description.split(" on port")[0], broker.url, protocol or broker.protocol,
+                     pids=broker.pids)
 
 
 def run_target(target: Target, *, backend: str, database_url: str | None, world_full: truth.Dataset,
@@ -99,26 +104,39 @@ def run_target(target: Target, *, backend: str, database_url: str | None, world_
         login = target.worker_login
         spec = WorkerSpec(REPO, db_url, target.mqtt_url, target.protocol, evidence, jetstream=target.jetstream,
                           username=login[0] if login else None, password=login[1] if login else None)
-        runs, lost = [], 0
+        runs, lost, cpu = [], 0, []
         for dataset, pace in ((world_full, Pace(rate=None, window=600, poll_s=0.05, connections=CONNECTIONS)),
                               (world_paced, Pace(rate=pace_rate, poll_s=0.005, connections=CONNECTIONS))):
             messages, alert_ids = truth.outgoing(dataset, pool)
+            cpu.append(cpu_seconds(target.pids))
             runs.append(run_ingest(messages, alert_ids, spec=spec, workers=workers, pace=pace, reader=factory,
                                    login=target.publisher_login))
             lost += len(alert_ids) - len(runs[-1].visibility.latencies_s)
+            cpu[-1] = cpu_seconds(target.pids) - cpu[-1]
         engine.dispose()
-    return BrokerRow(target.name, workers, runs[0], runs[1], lost)
+    return BrokerRow(target.name, workers, runs[0], runs[1], lost, cpu[0])
+
+
+def cpu_seconds(pids: tuple[int, ...]) -> float:
+    """User + system CPU seconds the processes used so far (/proc, Linux)."""
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def brokers_table(rows: list[BrokerRow], *, rate: float) -> str:
     lines = [f"| broker | workers | ingest rate (full speed) | publish→visible p50 at {rate:.0f}/s | "
-             f"p99 at {rate:.0f}/s | max | lost | duplicates recognised |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+             f"p99 at {rate:.0f}/s | max | broker CPU / message | workers' CPU / message | lost | "
+             "duplicates recognised |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for row in rows:
         paced = row.paced.latencies_ms
         duplicates = row.full.summary.get("duplicate", 0) + row.paced.summary.get("duplicate", 0)
         lines.append(f"| {row.broker} | {row.workers} | {row.full.rate:,.0f} /s | {fmt(percentile(paced, 50), 0)} ms "
                      f"| {fmt(percentile(paced, 99), 0)} ms | {fmt(max(paced, default=float('nan')), 0)} ms | "
+                     f"{1000 * row.broker_cpu_s / row.full.messages:.2f} ms | {row.full.cpu_ms_per_message:.2f} ms | "
                      f"{row.lost:,} | {duplicates:,} |")
     return "\n".join(lines)
 

@@ -133,6 +133,12 @@ class JetStreamSettings(StrictModel):
         default=5.0, ge=0, le=3600, description="an alert the database could not take is delivered again after this"
     )
 
+    @field_validator("servers", mode="before")
+    @classmethod
+    def _comma_list(cls, value: object) -> object:
+        """From the environment the servers come as one string: nats://a:4222,nats://b:4222."""
+        return [part.strip() for part in value.split(",") if part.strip()] if isinstance(value, str) else value
+
     @field_validator("servers")
     @classmethod
     def _check_servers(cls, value: list[str]) -> list[str]:
