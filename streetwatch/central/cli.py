@@ -37,7 +37,8 @@ from streetwatch.version import package_version
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
-    from streetwatch.central.metrics import Health
+    from streetwatch.central.consumer_jetstream import JetStreamConsumer
+    from streetwatch.central.metrics import CentralMetrics, Health
     from streetwatch.central.supervisor import Supervisor
 
 log = logging.getLogger(__name__)
@@ -294,7 +295,6 @@ def _start_workers(
     """The ingest consumer, the fleet worker and the workflow engine under `supervisor`; their
     readiness checks, and /metrics when settings.metrics.port is set."""
     from streetwatch.central.consumer import AlertConsumer, keep_consuming
-    from streetwatch.central.consumer_jetstream import JetStreamConsumer
     from streetwatch.central.fleet import FleetWorker
     from streetwatch.central.metrics import CentralMetrics, Health, beat_check, database_check, serve_metrics
     from streetwatch.central.workflow.worker import WorkflowEngine
@@ -302,7 +302,7 @@ def _start_workers(
     metrics = CentralMetrics(factory)
     consumer: AlertConsumer | JetStreamConsumer
     if settings.broker.kind == "jetstream":
-        consumer = JetStreamConsumer(settings=settings, session_factory=factory, metrics=metrics)
+        consumer = _jetstream_consumer(settings, factory, metrics)
     else:
         consumer = AlertConsumer(settings=settings, session_factory=factory, metrics=metrics)
     workflow = WorkflowEngine(factory, settings.workflow)
@@ -321,6 +321,18 @@ def _start_workers(
     if settings.metrics.port:
         serve_metrics(metrics, health, host=settings.metrics.host, port=settings.metrics.port)
     return health
+
+
+def _jetstream_consumer(
+    settings: CentralSettings, factory: sessionmaker[Session], metrics: CentralMetrics
+) -> JetStreamConsumer:
+    """The JetStream consumer; its client (nats-py) is the `cluster` extra, imported only here."""
+    try:
+        from streetwatch.central.consumer_jetstream import JetStreamConsumer
+    except ImportError as exc:
+        raise CliError(f"broker.kind: jetstream needs the NATS client ({exc}); "
+                       "pip install 'streetwatch[central,cluster]'") from None
+    return JetStreamConsumer(settings=settings, session_factory=factory, metrics=metrics)
 
 
 def _serve_web(app: FastAPI, settings: CentralSettings, supervisor: Supervisor) -> None:
