@@ -12,10 +12,12 @@ stores in order, so once the consumer hands out the marker, the forgery would ha
 from __future__ import annotations
 
 import asyncio
+import logging
 import shutil
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import nats
 import nats.errors
@@ -26,7 +28,10 @@ from nats.js.api import AckPolicy, ConsumerConfig
 from nats_cluster import MQTT_STREAM, NatsCluster
 
 from streetwatch.central.consumer_jetstream import alerts_filter
+from streetwatch.edge import publisher as publisher_module
 from streetwatch.edge.alerts import alert_topic, command_topic, reply_topic, status_topic
+from streetwatch.edge.config import BrokerConfig, CameraConfig, EdgeConfig
+from streetwatch.edge.outbox import Outbox
 
 if shutil.which("nats-server") is None:
     pytest.fail("the cluster tests run their own nats-server nodes: install it (scripts/setup.sh does)",
@@ -99,7 +104,7 @@ class AlertReader:
             sub = await js.pull_subscribe_bind(durable="central", stream=MQTT_STREAM)
             try:
                 messages = await sub.fetch(100, timeout=0.5)
-            except nats.errors.TimeoutError:
+            except (nats.errors.TimeoutError, TimeoutError):  # nothing there (nats-py raises either)
                 return []
             for message in messages:
                 await message.ack()
@@ -273,3 +278,26 @@ def test_strangers_and_wrong_passwords_are_refused(
     with pytest.raises(nats.errors.Error):
         asyncio.run(nats.connect(acl_cluster.nats_urls, user=user, password=password, allow_reconnect=False,
                                  max_reconnect_attempts=0, connect_timeout=2))
+
+
+def test_a_box_asks_again_for_a_refused_command_subscription(
+    acl_cluster: NatsCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The edge publisher notices a refused SUBACK and subscribes again (a NATS node refuses QoS 1
+    subscriptions while its JetStream elects a leader). Refused here for good: box-02's login
+    configured as box-01 may not read box-01's commands, so every attempt is logged."""
+    monkeypatch.setattr(publisher_module, "RESUBSCRIBE_S", 0.2)
+    monkeypatch.setenv("SW_TEST_BOX02_PASSWORD", acl_cluster.credentials["box-02"])
+    config = EdgeConfig(edge_id="box-01", cameras=[CameraConfig(id="cam-1", url="street.mp4")],
+                        broker=BrokerConfig(url=acl_cluster.nodes[0].mqtt_url, protocol="3.1.1", username="box-02",
+                                            password_env="SW_TEST_BOX02_PASSWORD"))
+    outbox = Outbox(tmp_path / "outbox.sqlite")
+    publisher = publisher_module.Publisher(config, outbox)
+    caplog.set_level(logging.WARNING, logger=publisher_module.__name__)
+    publisher.start()
+    try:
+        wait_for(lambda: caplog.text.count("refused the subscription to streetwatch/v1/commands/box-01") >= 3, 15,
+                 "three refusals, each followed by another attempt", lambda: caplog.text[-1500:])
+    finally:
+        publisher.stop()
+        outbox.close()
