@@ -289,11 +289,13 @@ class JetStreamConsumer:
     # -- nats-py callbacks
 
     async def _on_disconnected(self) -> None:
+        self.subscribed.clear()  # readiness: not taking alerts until the client is back
         if not self._stopping.is_set():
             log.warning("consumer %s: disconnected from NATS; reconnecting", self.name)
 
     async def _on_reconnected(self) -> None:
         log.info("consumer %s: reconnected to NATS", self.name)
+        self.subscribed.set()  # the pull subscription lives on the connection, which resubscribes it
 
     async def _on_error(self, exc: Exception) -> None:
         log.warning("consumer %s: NATS client error: %r", self.name, exc)
