@@ -99,6 +99,7 @@ class Options:
     rounds: int
     evidence_root: Path | None = None
     protocol: str | None = None  # MQTT version of the workers; None = the broker's (5; embedded 3.1.1)
+    brokers: bool = False  # only the broker comparison (bench/central_brokers.py)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -131,6 +132,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--evidence-dir", type=Path, default=None,
                    help="folder in which each run's evidence folder is made (default: the system's temp folder);\n"
                    "every alert creates one file there, so its file system's cost per new file is part of ingest")
+    p.add_argument("--brokers", action="store_true",
+                   help="run only the broker comparison: Mosquitto beside a three-node NATS JetStream cluster\n"
+                   "(nats-server processes on this machine), 1 and 2 workers, on the first of --backends")
     return p
 
 
@@ -159,6 +163,7 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         rounds=max(1, a.rounds),
         evidence_root=a.evidence_dir,
         protocol=a.protocol,
+        brokers=a.brokers,
     )
 
 
@@ -294,6 +299,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"[{time.perf_counter() - began:6.1f} s] {message}", file=sys.stderr, flush=True)
 
     world = make_world(opts)
+    if opts.brokers:
+        return compare_brokers(opts, world, backends[0] if backends else "sqlite", progress, began)
     progress(
         f"ground truth: {len(world.full.merchants):,} merchants, {len(world.full.violations):,} + "
         f"{len(world.paced.violations):,} violations, {len(world.full.alerts):,} + {len(world.paced.alerts):,} "
@@ -312,6 +319,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     shutil.rmtree(run_root, ignore_errors=True)
     print_report(results, opts=opts, world=world, broker=broker, notes=notes,
                  facts={"minutes": (time.perf_counter() - began) / 60, "create_us": create_us})
+    return 0
+
+
+def compare_brokers(opts: Options, world: World, backend: str, progress: Callable[[str], None],
+                    began: float) -> int:
+    """Mosquitto and the NATS cluster, 1 and 2 workers each, on one backend; one table."""
+    from bench.central_brokers import brokers_table, mosquitto_target, nats_cluster_target, run_target
+
+    rows = []
+    for make_target in (lambda: mosquitto_target(opts.protocol), nats_cluster_target):
+        with make_target() as target:
+            for workers in (1, 2):
+                progress(f"{target.name}, {workers} worker(s), {backend} ...")
+                rows.append(run_target(target, backend=backend, database_url=opts.database_url,
+                                       world_full=world.full, world_paced=world.paced, pool=world.pool,
+                                       workers=workers, pace_rate=opts.rate, import_merchants=import_merchants,
+                                       evidence_root=opts.evidence_root))
+                progress(f"  {rows[-1].full.rate:,.0f} /s at full speed; paced p99 "
+                         f"{statistics.quantiles(rows[-1].paced.latencies_ms, n=100)[98]:.0f} ms")
+    if opts.evidence_root is not None:
+        shutil.rmtree(opts.evidence_root, ignore_errors=True)
+    print(f"## Central on Mosquitto and on a NATS JetStream cluster ({backend}; {len(world.full.order):,} + "
+          f"{len(world.paced.order):,} messages per run)\n")
+    print(f"Machine: {cpu_model()}, {usable_cores()} usable cores; all brokers, workers and the publisher on it; "
+          f"whole run {(time.perf_counter() - began) / 60:.1f} min. Latency: publish -> the row visible to a reader "
+          f"polling by alert id every 5 ms, at {opts.rate:.0f} alerts/s offered.\n")
+    print(brokers_table(rows, rate=opts.rate))
     return 0
 
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Idempotent set-up for a fresh machine: system packages the tests and demo use, a venv, the project.
-# Usage: scripts/setup.sh [--train]   (extras all = edge, central, dev; --train adds ultralytics/torch)
+# Usage: scripts/setup.sh [--train]   (extras all = edge, central, demo, dev, cluster; --train adds ultralytics/torch)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 extras="all"
@@ -15,6 +15,7 @@ command -v chromium >/dev/null || need_apt+=(chromium)   # the browser tests dri
 command -v mosquitto >/dev/null || need_apt+=(mosquitto) # broker outage/ACL tests run their own Mosquitto
 command -v openssl >/dev/null || need_apt+=(openssl)     # throw-away CA for the MQTT TLS test
 command -v npm >/dev/null || need_apt+=(npm)             # the map's and charts' libraries come from the npm registry
+command -v nats-server >/dev/null || need_apt+=(nats-server) # the JetStream cluster tests run three of their own
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     echo "setup: installing Debian packages: ${need_apt[*]}"

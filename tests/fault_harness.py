@@ -157,13 +157,16 @@ FAST_DELIVERY = {"audit_interval_s": 0.5, "resend_after_s": 2, "resend_every_s":
 
 
 def central_process(workdir: Path, *, database_url: str, broker_url: str, client_id: str,
-                    subscription: str | None = None, settings: dict[str, object] | None = None) -> Process:
+                    subscription: str | None = None, settings: dict[str, object] | None = None,
+                    broker_settings: dict[str, object] | None = None) -> Process:
     """`central serve --no-web` with its own persistent session (client id), by default in the
-    shared group; `settings` adds top-level sections of central's YAML."""
+    shared group; `settings` adds top-level sections of central's YAML, `broker_settings` keys of
+    its broker section (a JetStream cluster's)."""
     config = workdir / f"{client_id}.yaml"
-    broker: dict[str, str] = {"url": broker_url, "protocol": "5", "client_id": client_id}
+    broker: dict[str, object] = {"url": broker_url, "protocol": "5", "client_id": client_id}
     if subscription:
         broker["subscription"] = subscription
+    broker.update(broker_settings or {})
     config.write_text(yaml.safe_dump({
         "broker": broker,
         "evidence_dir": str(workdir / "evidence"),

@@ -29,6 +29,7 @@ class Broker:
     url: str
     protocol: str  # the MQTT version central workers speak to it: "5" or "3.1.1"
     description: str
+    pids: tuple[int, ...] = ()  # the broker's processes when the run started it (for its CPU time)
 
 
 @contextmanager
@@ -38,9 +39,9 @@ def broker_for_run(url: str | None, *, protocol: str | None) -> Iterator[Broker]
         yield Broker(url, protocol or "5", f"{url} (given)")
         return
     if shutil.which("mosquitto"):
-        with _mosquitto() as (port, version):
+        with _mosquitto() as (port, version, pid):
             description = f"Mosquitto {version} on port {port}, started for this run"
-            yield Broker(f"mqtt://127.0.0.1:{port}", protocol or "5", description)
+            yield Broker(f"mqtt://127.0.0.1:{port}", protocol or "5", description, (pid,))
         return
     from streetwatch.embedded_broker import start_embedded_broker
 
@@ -53,7 +54,7 @@ def broker_for_run(url: str | None, *, protocol: str | None) -> Iterator[Broker]
 
 
 @contextmanager
-def _mosquitto() -> Iterator[tuple[int, str]]:
+def _mosquitto() -> Iterator[tuple[int, str, int]]:
     folder = Path(tempfile.mkdtemp(prefix="bench-mosquitto-"))
     port = free_port()
     config = folder / "mosquitto.conf"
@@ -63,7 +64,7 @@ def _mosquitto() -> Iterator[tuple[int, str]]:
     try:
         _wait_listening(port, process)
         version = subprocess.run(["mosquitto", "-h"], capture_output=True, text=True).stdout.split("\n")[0]
-        yield port, version.removeprefix("mosquitto version ").strip()
+        yield port, version.removeprefix("mosquitto version ").strip(), process.pid
     finally:
         process.terminate()
         process.wait(10)

@@ -18,12 +18,17 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import paho.mqtt.client as mqtt
+from sqlalchemy.orm import Session, sessionmaker
 
 from streetwatch.central.config import BrokerSettings, CentralSettings
 from streetwatch.central.db import make_engine, make_session_factory
 from streetwatch.mqtt_common import parse_broker_url
+
+if TYPE_CHECKING:
+    from streetwatch.central.consumer_jetstream import JetStreamConsumer
 
 try:
     from streetwatch.central.consumer import AlertConsumer, freeze_startup_objects
@@ -51,6 +56,21 @@ def forget_session(url: str, client_id: str) -> None:
         logging.warning("could not clear the session of %s: %s", client_id, exc)
 
 
+def jetstream_settings(servers: str | None) -> dict[str, object]:
+    if not servers:
+        return {}
+    return {"kind": "jetstream", "jetstream": {"servers": servers.split(",")}}
+
+
+def make_consumer(settings: CentralSettings, factory: sessionmaker[Session]) -> AlertConsumer | JetStreamConsumer:
+    """The consumer `central serve` would run for these settings."""
+    if settings.broker.kind == "jetstream":
+        from streetwatch.central.consumer_jetstream import JetStreamConsumer
+
+        return JetStreamConsumer(settings=settings, session_factory=factory)
+    return AlertConsumer(settings=settings, session_factory=factory)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--db", required=True)
@@ -59,16 +79,20 @@ def main() -> int:
     p.add_argument("--client-id", required=True)
     p.add_argument("--subscription", required=True)
     p.add_argument("--evidence-dir", type=Path, required=True)
+    p.add_argument("--jetstream", help="comma list of NATS servers: pull from JetStream (broker.kind: jetstream)")
+    p.add_argument("--username", help="broker login (the password in $SW_BENCH_BROKER_PASSWORD)")
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s worker %(levelname)s %(name)s: %(message)s")
     engine = make_engine(args.db)
     settings = CentralSettings(
         broker=BrokerSettings(
-            url=args.mqtt, client_id=args.client_id, subscription=args.subscription, protocol=args.protocol
+            url=args.mqtt, client_id=args.client_id, subscription=args.subscription, protocol=args.protocol,
+            username=args.username, **jetstream_settings(args.jetstream),
         ),
+        broker_password=os.environ.get("SW_BENCH_BROKER_PASSWORD") if args.username else None,
         evidence_dir=args.evidence_dir,
     )
-    consumer = AlertConsumer(settings=settings, session_factory=make_session_factory(engine))
+    consumer = make_consumer(settings, make_session_factory(engine))
     consumer.start()
     freeze_startup_objects()  # as `central serve` does
     if not consumer.wait_subscribed(30):
@@ -81,7 +105,8 @@ def main() -> int:
             break
     consumer.stop()
     cpu = cpu_seconds() - cpu_start
-    forget_session(args.mqtt, args.client_id)
+    if not args.jetstream:  # the durable JetStream consumer is shared by design: it stays
+        forget_session(args.mqtt, args.client_id)
     s = consumer.summary
     counts = {"created": s.created, "joined": s.joined, "pending": s.pending, "duplicate": s.duplicate,
               "dead_letter": s.dead_letter, "db_errors": s.db_errors}

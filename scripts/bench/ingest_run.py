@@ -28,6 +28,7 @@ class Pace:
     rate: float | None
     window: int = 600
     poll_s: float = 0.005
+    connections: int = 1  # publisher connections (each topic keeps to one)
 
 
 @dataclass
@@ -63,9 +64,11 @@ def run_ingest(
     workers: int,
     pace: Pace,
     reader: sessionmaker[Session],
+    login: tuple[str, str] | None = None,
 ) -> RunResult:
     """Publish `messages` (whose `unique` index `alert_ids`) to `workers` fresh workers and wait
-    until every alert is visible through `reader`, or progress stalls."""
+    until every alert is visible through `reader`, or progress stalls; the publisher logs in with
+    `login` where the broker asks for one."""
     group = WorkerGroup(spec, count=workers, group=f"bench{uuid.uuid4().hex[:8]}")
     try:
         group.wait_ready()
@@ -78,7 +81,8 @@ def run_ingest(
         publisher = ctx.Process(
             target=publish_all,
             args=(messages,),
-            kwargs={"mqtt_url": spec.mqtt_url, "progress": progress, "rate": pace.rate, "window": pace.window},
+            kwargs={"mqtt_url": spec.mqtt_url, "progress": progress, "rate": pace.rate, "window": pace.window,
+                    "login": login, "connections": pace.connections},
             daemon=True,
         )
         publisher.start()

@@ -12,6 +12,7 @@ import ctypes
 import multiprocessing as mp
 import time
 import uuid
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from multiprocessing.sharedctypes import Synchronized
@@ -44,15 +45,15 @@ class Progress:
 
 
 def publish_all(
-    messages: Sequence[Outgoing], *, mqtt_url: str, progress: Progress, rate: float | None, window: int
+    messages: Sequence[Outgoing], *, mqtt_url: str, progress: Progress, rate: float | None, window: int,
+    login: tuple[str, str] | None = None, connections: int = 1,
 ) -> None:
-    """Publish every message (QoS 1): paced at `rate`/s, or as fast as `window` allows."""
+    """Publish every message (QoS 1, MQTT 3.1.1): paced at `rate`/s, or as fast as `window` allows;
+    `login` (user, password) where the broker asks for one. With several `connections` each topic
+    keeps to one of them, as each box has its own (a broker may handle one connection's
+    publishes one after the other: the NATS gateway stores each in its stream before the next)."""
     host, port, _tls = parse_broker_url(mqtt_url)
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"bench-pub-{uuid.uuid4().hex[:8]}")
-    client.max_inflight_messages_set(200)
-    client.max_queued_messages_set(0)
-    client.connect(host, port, 30)
-    client.loop_start()
+    clients = [_connect(host, port, login) for _ in range(max(1, connections))]
     started = time.time()
     infos = []
     published = 0
@@ -68,11 +69,24 @@ def publish_all(
         first = progress.sent_at[message.unique] == 0.0
         if first:
             progress.sent_at[message.unique] = time.time()
+        client = clients[zlib.crc32(message.topic.encode()) % len(clients)]
         infos.append(client.publish(message.topic, payload, qos=1))
         if first:
             published += 1
             progress.published.value = published
-    for info in infos[-200:]:
+    for info in infos[-200 * len(clients):]:
         info.wait_for_publish(60)
-    client.disconnect()
-    client.loop_stop()
+    for client in clients:
+        client.disconnect()
+        client.loop_stop()
+
+
+def _connect(host: str, port: int, login: tuple[str, str] | None) -> mqtt.Client:
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"bench-pub-{uuid.uuid4().hex[:8]}")
+    if login is not None:
+        client.username_pw_set(*login)
+    client.max_inflight_messages_set(200)
+    client.max_queued_messages_set(0)
+    client.connect(host, port, 30)
+    client.loop_start()
+    return client

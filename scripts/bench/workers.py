@@ -30,6 +30,9 @@ class WorkerSpec:
     mqtt_url: str
     protocol: str
     evidence_dir: Path
+    jetstream: tuple[str, ...] = ()  # NATS servers: the workers pull from JetStream (broker.kind: jetstream)
+    username: str | None = None  # the workers' broker login; the password goes in $SW_BENCH_BROKER_PASSWORD
+    password: str | None = None
 
 
 @dataclass
@@ -48,6 +51,11 @@ class Worker:
             "--protocol", spec.protocol, "--client-id", client_id, "--subscription", subscription,
             "--evidence-dir", str(spec.evidence_dir),
         ]
+        if spec.jetstream:
+            command += ["--jetstream", ",".join(spec.jetstream)]
+        if spec.username:
+            command += ["--username", spec.username]
+            env["SW_BENCH_BROKER_PASSWORD"] = spec.password or ""
         self.client_id = client_id
         self.process = subprocess.Popen(
             command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env, cwd=spec.code

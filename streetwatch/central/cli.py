@@ -38,7 +38,8 @@ from streetwatch.version import package_version
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
-    from streetwatch.central.metrics import Health
+    from streetwatch.central.consumer_jetstream import JetStreamConsumer
+    from streetwatch.central.metrics import CentralMetrics, Health
     from streetwatch.central.supervisor import Supervisor
 
 log = logging.getLogger(__name__)
@@ -371,7 +372,11 @@ def _start_workers(
     from streetwatch.central.workflow.worker import WorkflowEngine
 
     metrics = CentralMetrics(factory)
-    consumer = AlertConsumer(settings=settings, session_factory=factory, metrics=metrics)
+    consumer: AlertConsumer | JetStreamConsumer
+    if settings.broker.kind == "jetstream":
+        consumer = _jetstream_consumer(settings, factory, metrics)
+    else:
+        consumer = AlertConsumer(settings=settings, session_factory=factory, metrics=metrics)
     workflow = WorkflowEngine(factory, settings.workflow)
     health = Health()
     health.add("database", database_check(factory))
@@ -388,6 +393,18 @@ def _start_workers(
     if settings.metrics.port:
         serve_metrics(metrics, health, host=settings.metrics.host, port=settings.metrics.port)
     return health
+
+
+def _jetstream_consumer(
+    settings: CentralSettings, factory: sessionmaker[Session], metrics: CentralMetrics
+) -> JetStreamConsumer:
+    """The JetStream consumer; its client (nats-py) is the `cluster` extra, imported only here."""
+    try:
+        from streetwatch.central.consumer_jetstream import JetStreamConsumer
+    except ImportError as exc:
+        raise CliError(f"broker.kind: jetstream needs the NATS client ({exc}); "
+                       "pip install 'streetwatch[central,cluster]'") from None
+    return JetStreamConsumer(settings=settings, session_factory=factory, metrics=metrics)
 
 
 def _serve_web(app: FastAPI, settings: CentralSettings, supervisor: Supervisor) -> None:

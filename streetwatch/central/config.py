@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import re
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -109,8 +110,64 @@ class InsecureSettings(ConfigError):
     """Settings that would run the web queue without a real secret outside development/demo."""
 
 
+_NATS_URL = r"^(nats|tls)://[^/:\s]+:\d{1,5}$"
+_NATS_NAME = r"^[A-Za-z0-9_$-]{1,64}$"
+
+
+class JetStreamSettings(StrictModel):
+    """Where a `broker.kind: jetstream` worker pulls alerts: a durable consumer on the stream the
+    NATS server's MQTT gateway stores QoS 1 messages in (docs/cluster.md)."""
+
+    servers: list[str] = Field(
+        default_factory=lambda: ["nats://127.0.0.1:4222"], min_length=1, max_length=16,
+        description="NATS client URLs of the cluster's nodes; the client fails over between them",
+    )
+    stream: str = Field(
+        default="$MQTT_msgs", pattern=_NATS_NAME,
+        description="the stream the server's MQTT gateway stores QoS 1 messages in (interest retention)",
+    )
+    durable: str = Field(
+        default="central", pattern=_NATS_NAME,
+        description="the durable pull consumer every worker shares: it splits the alerts between them",
+    )
+    ack_wait_s: float = Field(
+        default=30.0, ge=1, le=3600,
+        description="an alert a worker took and did not acknowledge goes to another worker after this",
+    )
+    max_ack_pending: int = Field(
+        default=1000, ge=1, le=100_000, description="alerts out to all workers unacknowledged, at most"
+    )
+    retry_after_s: float = Field(
+        default=5.0, ge=0, le=3600, description="an alert the database could not take is delivered again after this"
+    )
+
+    @field_validator("servers", mode="before")
+    @classmethod
+    def _comma_list(cls, value: object) -> object:
+        """From the environment the servers come as one string: nats://a:4222,nats://b:4222."""
+        return [part.strip() for part in value.split(",") if part.strip()] if isinstance(value, str) else value
+
+    @field_validator("servers")
+    @classmethod
+    def _check_servers(cls, value: list[str]) -> list[str]:
+        for url in value:
+            if not re.match(_NATS_URL, url):
+                raise ValueError(f"expected nats://host:port or tls://host:port, got {url!r}")
+        return value
+
+
+BrokerKind = Literal["mqtt", "jetstream"]
+
+
 class BrokerSettings(BrokerConfig):
     """The shared broker settings (streetwatch/broker_config.py) plus what only central's consumer needs."""
+
+    kind: BrokerKind = Field(
+        default="mqtt",
+        description="how workers take alerts: mqtt (a shared subscription: Mosquitto, EMQX) or jetstream "
+                    "(a durable consumer on a NATS JetStream cluster's MQTT stream)",
+    )
+    jetstream: JetStreamSettings = Field(default_factory=JetStreamSettings)
 
     client_id: str = Field(
         default="central-1",

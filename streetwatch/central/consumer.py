@@ -22,9 +22,10 @@ import queue
 import threading
 import time
 from dataclasses import dataclass
+from typing import Protocol
 
 import paho.mqtt.client as mqtt
-from sqlalchemy.exc import DataError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from streetwatch.central.attribution import MerchantIndexCache
@@ -34,12 +35,10 @@ from streetwatch.central.ingest import (
     IngestResult,
     IngestSummary,
     Message,
-    dead_letter,
-    failure_reason,
     ingest_many,
-    ingest_payload,
 )
 from streetwatch.central.media_ingest import ingest_media
+from streetwatch.central.message_store import MessageStore
 from streetwatch.central.metrics import CentralMetrics
 from streetwatch.edge.alerts import edge_id_from_media_topic
 from streetwatch.mqtt_common import connect_async, describe_reason, make_client, parse_broker_url
@@ -92,6 +91,8 @@ class AlertConsumer:
         self._queue: queue.Queue[_Received] = queue.Queue()
         self._connection = 0
         self._worker: threading.Thread | None = None
+        self._store = MessageStore(settings.broker.client_id, settings, session_factory, self.index_cache,
+                                   self._stopping, db_retries=db_retries, retry_delay_s=retry_delay_s)
         broker = settings.broker
         self._host, self._port, tls = parse_broker_url(broker.url)
         self.client = make_client(
@@ -314,46 +315,8 @@ class AlertConsumer:
                 return
 
     def _store_with_retries(self, message: mqtt.MQTTMessage) -> IngestResult | None:
-        """Ingest in one transaction; on database errors retry, then give up (None = do not ack)."""
-        for attempt in range(self.db_retries + 1):
-            try:
-                return self._store(message)
-            except DataError as exc:  # the database refuses this content: retrying cannot help
-                log.warning("consumer %s: database refused the message on %s: %s", self.name, message.topic, exc.orig)
-                return self._dead_letter_message(message, failure_reason(exc))
-            except (SQLAlchemyError, OSError) as exc:  # transient: the database, or the evidence folder
-                log.warning(
-                    "consumer %s: database or storage error on %s (attempt %d): %s",
-                    self.name, message.topic, attempt + 1, exc,
-                )
-                if self._stopping.wait(self.retry_delay_s * (2**attempt)):
-                    return None
-            except Exception as exc:  # any other type: a bug must not stop ingest nor loop on one message
-                log.exception("consumer %s: unexpected error on %s", self.name, message.topic)
-                return self._dead_letter_message(message, failure_reason(exc))
-        return None
-
-    def _store(self, message: mqtt.MQTTMessage) -> IngestResult:
-        with session_scope(self.session_factory, write_lock=True) as session:
-            return ingest_payload(
-                session,
-                bytes(message.payload),
-                topic=message.topic,
-                settings=self.settings,
-                index=self.index_cache.get(session),
-            )
-
-    def _dead_letter_message(self, message: mqtt.MQTTMessage, reason: str) -> IngestResult | None:
-        """Store the message as a dead letter; None if the database failed (not acked, delivered again)."""
-        try:
-            with session_scope(self.session_factory, write_lock=True) as session:
-                return dead_letter(session, topic=message.topic, reason=reason, payload=bytes(message.payload))
-        except SQLAlchemyError:
-            return None
-        except Exception:  # cannot even be kept: acked (else it comes back for ever), logged whole
-            log.exception("consumer %s: message on %s (%d bytes) could not be stored even as a dead letter; "
-                          "dropped: %r", self.name, message.topic, len(message.payload), bytes(message.payload)[:300])
-            return IngestResult("dead_letter", reason=reason)
+        """Ingest alone with retries (message_store.py); None = the database failed, do not ack."""
+        return self._store.store_with_retries(message.topic, bytes(message.payload))
 
     def _bounce(self) -> None:
         """Drop and re-open the connection from another thread: the broker resends unacked messages."""
@@ -390,7 +353,23 @@ def run_consumer(settings: CentralSettings, session_factory: sessionmaker[Sessio
     keep_consuming(AlertConsumer(settings=settings, session_factory=session_factory), stop)
 
 
-def keep_consuming(consumer: AlertConsumer, stop: threading.Event) -> None:
+class IngestWorker(Protocol):
+    """What `central serve` runs for ingest: AlertConsumer (MQTT) or consumer_jetstream.JetStreamConsumer."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def alive(self) -> bool: ...
+
+    summary: IngestSummary
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+def keep_consuming(consumer: IngestWorker, stop: threading.Event) -> None:
     """Start `consumer` and run it until `stop` is set (the body of `central serve` for ingest).
     Raises if its ingest thread ended on its own, so the supervisor stops the process."""
     consumer.start()
@@ -407,4 +386,4 @@ def keep_consuming(consumer: AlertConsumer, stop: threading.Event) -> None:
         consumer.stop()
 
 
-__all__ = ["AlertConsumer", "freeze_startup_objects", "keep_consuming", "run_consumer"]
+__all__ = ["AlertConsumer", "IngestWorker", "freeze_startup_objects", "keep_consuming", "run_consumer"]

@@ -56,6 +56,16 @@ def box_of(topic: str, kind: str) -> str | None:
     return parts[3]
 
 
+def replies_subscription(settings: CentralSettings) -> str:
+    """The answers' subscription. NATS's MQTT gateway has no shared subscriptions (`$share/` is a
+    plain topic there), so on JetStream every worker reads every answer; a lost range already
+    recorded is skipped (delivery.DeliveryAuditor.record_reply)."""
+    topic = settings.delivery.replies_subscription
+    if settings.broker.kind == "jetstream" and topic.startswith("$share/"):
+        return topic.split("/", 2)[2]
+    return topic
+
+
 class FleetWorker:
     """`run(stop)` until stop: handle what the boxes say, audit every `audit_interval_s`."""
 
@@ -97,7 +107,7 @@ class FleetWorker:
             log.error("fleet: broker refused %s: %s", self._host, describe_reason(reason))
             return
         client.subscribe(self.settings.delivery.status_subscription, qos=1)
-        client.subscribe(self.settings.delivery.replies_subscription, qos=1)
+        client.subscribe(replies_subscription(self.settings), qos=1)
         self.connected.set()
 
     def _on_disconnect(

@@ -71,6 +71,7 @@ RECONNECT_MAX_S = 30
 POLL_S = 1.0  # the drain loop also looks at the outbox this often without a notify()
 STATUS_INTERVAL_S = 60.0  # the retained status (with the newest delivery number) is refreshed this often
 MAX_QUEUED_COMMANDS = 64
+RESUBSCRIBE_S = 2.0  # a refused command subscription is asked for again after this
 
 StatusState = Literal["online", "offline"]
 
@@ -213,6 +214,7 @@ class Publisher:
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
         client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
         self._set_will(client)
         client.reconnect_delay_set(RECONNECT_MIN_S, RECONNECT_MAX_S)
         client.max_inflight_messages_set(self.max_inflight + 2)  # + room for status messages
@@ -298,6 +300,24 @@ class Publisher:
         log.info("edge %s: connected to %s:%d, %d alert(s) in flight will be resent", self.edge_id,
                  self.host, self.port, len(self._inflight_ids))
         self._wake.set()
+
+    def _on_subscribe(self, client: mqtt.Client, userdata: object, mid: int, reason_codes: list[ReasonCode],
+                      properties: Properties | None) -> None:
+        """A refused command subscription is asked for again: a clustered broker refuses it while
+        it elects a new leader for its storage (NATS: "Unable to add JetStream consumer"), and
+        without it the box would never hear a resend request until its next reconnect."""
+        if not any(code.is_failure for code in reason_codes):
+            return
+        log.warning("edge %s: broker refused the subscription to %s (%s); asking again in %.0f s", self.edge_id,
+                    command_topic(self.edge_id), ", ".join(describe_reason(c) for c in reason_codes), RESUBSCRIBE_S)
+
+        def again() -> None:
+            if self.connected and not self._stopping.is_set():
+                client.subscribe(command_topic(self.edge_id), qos=1)
+
+        timer = threading.Timer(RESUBSCRIBE_S, again)
+        timer.daemon = True
+        timer.start()
 
     def _on_connect_fail(self, client: mqtt.Client, userdata: object) -> None:
         # Log the first failure of an outage as a warning, the retries (every <= 30 s) at debug.
