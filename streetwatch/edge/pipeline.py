@@ -8,6 +8,7 @@ or by replay (one file, in order), so both paths run the very same code.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
@@ -25,6 +26,7 @@ from streetwatch.edge.geo import (
     pixel_to_geo,
     polygon_geo_to_px,
 )
+from streetwatch.edge.main_stream import FullResolution
 from streetwatch.edge.moving import MovingCameraAnalyzer, pose_track_for
 from streetwatch.edge.rules import ViolationEngine, roles_read
 from streetwatch.edge.tracking import CameraTracker, TrackerSettings
@@ -59,6 +61,8 @@ class CameraAnalyzer:
             else None
         )
         self._static_checked_t: float | None = None
+        # Cameras with a sub-stream: chooses the evidence picture (edge/main_stream.py); set by the worker.
+        self.full_resolution: FullResolution | None = None
         self._static_boxes: list[tuple[float, float, float, float]] = []
 
     def _zone_polygons(self) -> dict[str, Sequence[tuple[float, float]]]:
@@ -109,7 +113,14 @@ class CameraAnalyzer:
         return self._static_boxes
 
     def _to_alert(self, event: ViolationEvent, frame: Frame) -> Alert:
-        return build_alert(event, frame, camera=self.camera, context=self.context, location=self._locate(event.anchor))
+        location = self._locate(event.anchor)  # in the camera's pixels, before the evidence picture is chosen
+        if self.full_resolution is None:
+            return build_alert(event, frame, camera=self.camera, context=self.context, location=location)
+        started = time.perf_counter()
+        frame, event = self.full_resolution.choose(frame, event)  # the main stream's picture, boxes mapped
+        alert = build_alert(event, frame, camera=self.camera, context=self.context, location=location)
+        self.full_resolution.done(time.perf_counter() - started)
+        return alert
 
     def _locate(self, anchor_px: tuple[float, float]) -> Location | None:
         """The event's ground point (pixels) on WGS84 through the calibration; None without one."""
