@@ -58,6 +58,8 @@ from bench_common import (  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_ASSETS = REPO.parent / "shared" / "assets"
 WIDTH, HEIGHT, FPS, GOP = 1920, 1080, 25, 50
+SUB_WIDTH, SUB_HEIGHT = 640, 360
+CYCLE_S = 30  # something crosses the zones every 30 s: a quiet street, not an empty one
 SAMPLE_FPS = 0.5
 START = datetime(2026, 11, 21, 9, 0, tzinfo=UTC)
 SX, SY = WIDTH / 958, HEIGHT / 568  # the kerb photo is 958x568
@@ -67,8 +69,16 @@ def _px(points: list[tuple[float, float]]) -> list[list[float]]:
     return [[round(x * SX), round(y * SY)] for x, y in points]
 
 
-def edge_config(model_dir: Path, clip: Path, camera_id: str = "cam-0") -> object:
+def edge_config(
+    model_dir: Path, clip: Path, camera_id: str = "cam-0", *, detect: Path | None = None, max_skip_s: float = 0.0
+) -> object:
+    """The bench camera: `clip` its main stream; `detect` a sub-stream of it (zones and calibration
+    stay in the main stream's 1920x1080 pixels); max_skip_s 0 = every sampled frame detected."""
     from streetwatch.edge.config import EdgeConfig
+
+    streams: dict[str, object] = {"max_skip_s": max_skip_s}
+    if detect is not None:
+        streams.update(detect_url=str(detect), pixel_size=[WIDTH, HEIGHT])
 
     lower = _px([(0, 390), (958, 390), (958, 568), (0, 568)])
     return EdgeConfig.model_validate(
@@ -80,6 +90,7 @@ def edge_config(model_dir: Path, clip: Path, camera_id: str = "cam-0") -> object
                 {
                     "id": camera_id,
                     "url": str(clip),
+                    **streams,
                     "sample_fps": SAMPLE_FPS,
                     "keyframes_only": True,
                     "calibration": {
@@ -112,7 +123,8 @@ def edge_config(model_dir: Path, clip: Path, camera_id: str = "cam-0") -> object
 
 
 def _scene(street: Path) -> tuple[np.ndarray, list[tuple[np.ndarray, int, int, float, float, float]]]:
-    """The still background and movers (crop, x0, x1, y_bottom, t_in, t_out) in a 10 s cycle."""
+    """The still background and movers (crop, x0, x1, y_bottom, t_in, t_out) in a CYCLE_S cycle: a
+    cyclist and a car cross in its first 10 s, then the street is still (parked cars, the goods)."""
     base = cv2.resize(
         cv2.imread(str(street / "kerb_parked_cars_street.jpg")), (WIDTH, HEIGHT), interpolation=cv2.INTER_CUBIC
     )
@@ -132,9 +144,9 @@ def _scene(street: Path) -> tuple[np.ndarray, list[tuple[np.ndarray, int, int, f
 def _frame(base: np.ndarray, movers: list, t: float, noise: np.ndarray) -> np.ndarray:
     image = base.copy()
     for crop, x0, x1, bottom, t_in, t_out in movers:
-        if not t_in <= t % 10 + (t // 10 * 10 if t_out > 100 else 0) < t_out:
+        if not t_in <= t % CYCLE_S + (t // CYCLE_S * CYCLE_S if t_out > 100 else 0) < t_out:
             continue
-        u = min(1.0, (t % 10 - t_in) / max(t_out - t_in, 1e-6)) if t_out < 100 else 0.0
+        u = min(1.0, (t % CYCLE_S - t_in) / max(t_out - t_in, 1e-6)) if t_out < 100 else 0.0
         x = int(x0 + (x1 - x0) * u)
         h, w = crop.shape[:2]
         left, right = max(x, 0), min(x + w, WIDTH)
@@ -143,18 +155,22 @@ def _frame(base: np.ndarray, movers: list, t: float, noise: np.ndarray) -> np.nd
     return np.clip(image.astype(np.int16) + noise, 0, 255).astype(np.uint8)
 
 
-def encode_base(street: Path, path: Path, seconds: int) -> Path:
-    """Encode `seconds` (a multiple of the 2 s GOP) of noisy 1080p25 H.264."""
+def encode_base(street: Path, path: Path, seconds: int, *, size: tuple[int, int] = (WIDTH, HEIGHT)) -> Path:
+    """Encode `seconds` (a multiple of the 2 s GOP) of the noisy 1080p25 scene as H.264 at `size`:
+    a smaller size is the same frames scaled down, as a camera makes its sub-stream (4 Mbit/s at
+    1080p, scaled by area below it)."""
     base, movers = _scene(street)
     rng = np.random.default_rng(7)
     bank = [rng.normal(0, 3.0, (HEIGHT, WIDTH, 3)).astype(np.int16) for _ in range(6)]
     with av.open(str(path), "w") as out:
         stream = out.add_stream("libx264", rate=FPS)
-        stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
-        stream.bit_rate = 4_000_000
+        stream.width, stream.height, stream.pix_fmt = size[0], size[1], "yuv420p"
+        stream.bit_rate = max(300_000, int(4_000_000 * size[0] * size[1] / (WIDTH * HEIGHT)))
         stream.options = {"preset": "veryfast", "x264-params": f"keyint={GOP}:min-keyint={GOP}:scenecut=0:bframes=0"}
         for i in range(seconds * FPS):
             image = _frame(base, movers, i / FPS, bank[i % len(bank)])
+            if size != (WIDTH, HEIGHT):
+                image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
             for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="bgr24")):
                 out.mux(packet)
         for packet in stream.encode():

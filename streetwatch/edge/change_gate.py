@@ -11,7 +11,9 @@ episodes carry on as if the same objects had been found. A full detection runs a
 is caught), and whenever the picture size changes.
 
 The reference is the last *detected* frame, not the previous one: a slow change adds up against it
-until it crosses the threshold.
+until it crosses the threshold. Frames are only skipped once two detections in a row found the same
+objects: where the detector flickers on an unchanged picture (a box near its score threshold), it
+keeps being asked, so tracks appear and end as they would with every frame detected.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ class ChangeGate:
         self._reference: np.ndarray | None = None
         self._reference_t: float | None = None
         self._detections: sv.Detections | None = None
+        self._stable = False  # the last two detections found the same objects
 
     @property
     def enabled(self) -> bool:
@@ -59,6 +62,8 @@ class ChangeGate:
         detector."""
         if not self.enabled or self._reference is None or self._reference_t is None or self._detections is None:
             return GateDecision(True, 1.0)
+        if not self._stable:
+            return GateDecision(True, 1.0)  # the detector changed its mind on the last frame: ask it again
         if t < self._reference_t or t - self._reference_t >= self.max_skip_s:
             return GateDecision(True, 1.0)
         sample = self._sample(view, frame_size)
@@ -71,6 +76,7 @@ class ChangeGate:
         """The detector ran on this frame: it becomes the reference, its detections the ones carried."""
         if not self.enabled:
             return
+        self._stable = self._detections is not None and same_objects(self._detections, detections)
         self._reference = self._sample(view, frame_size)
         self._reference_t = t
         self._detections = detections
@@ -87,6 +93,23 @@ class ChangeGate:
         grey = cv2.cvtColor(np.ascontiguousarray(crop), cv2.COLOR_BGR2GRAY)
         return cv2.resize(grey, (max(1, grey.shape[1] // 2), max(1, grey.shape[0] // 2)),
                           interpolation=cv2.INTER_AREA)
+
+
+def same_objects(a: sv.Detections, b: sv.Detections, *, iou: float = 0.5) -> bool:
+    """Whether two frames' detections are the same objects: as many of each class, each box of `b`
+    overlapping one of its class in `a` by at least `iou`. A detector that loses or finds an object
+    on an unchanged picture (a box near its threshold) is asked again before frames are skipped,
+    so its flicker plays out as it would with every frame detected."""
+    if len(a) != len(b):
+        return False
+    if len(a) == 0:
+        return True
+    names_a, names_b = a.data["class_name"], b.data["class_name"]
+    if sorted(names_a.tolist()) != sorted(names_b.tolist()):
+        return False
+    overlaps = sv.box_iou_batch(b.xyxy, a.xyxy)
+    same_class = names_b[:, None] == names_a[None, :]
+    return bool(np.all(np.max(np.where(same_class, overlaps, 0.0), axis=1) >= iou))
 
 
 def changed_share(a: np.ndarray, b: np.ndarray) -> float:

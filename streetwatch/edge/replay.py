@@ -21,7 +21,7 @@ import av
 from tqdm import tqdm
 
 from streetwatch.edge.alerts import Alert
-from streetwatch.edge.change_gate import detect_or_carry, gate_for
+from streetwatch.edge.change_gate import Detected, detect_or_carry, gate_for
 from streetwatch.edge.config import FILE_TELEMETRY, CameraConfig, EdgeConfig
 from streetwatch.edge.detector import Detector
 from streetwatch.edge.moving import TelemetryFileError, telemetry_file
@@ -48,8 +48,10 @@ def replay_alerts(
     start_time: datetime,
     detector: Detector | None = None,
     on_frame: Callable[[Frame], None] | None = None,
+    on_detected: Callable[[Detected], None] | None = None,
 ) -> Iterator[Alert]:
-    """Yield the alerts the camera's rules raise on this file, in stream order."""
+    """Yield the alerts the camera's rules raise on this file, in stream order. `on_detected` sees
+    each frame's detections and whether the change test let it skip the detector."""
     detector = detector or Detector.from_config(config.model_for([camera]))
     analyzer = build_analyzers(config, detector.model_ref, [camera], video=video, clip_start=start_time)[camera.id]
     gate = gate_for(camera, getattr(analyzer, "homography", None))
@@ -69,6 +71,8 @@ def replay_alerts(
             if on_frame is not None:
                 on_frame(frame)
             (result,), _ = detect_or_carry(detector, [frame], gates, thresholds)
+            if on_detected is not None:
+                on_detected(result)
             yield from analyzer.analyze(frame, result.detections)
 
 
