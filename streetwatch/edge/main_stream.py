@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 
 MAX_GOP_BYTES = 16 * 1024 * 1024  # a 2 s GOP at 8 Mbit/s is 2 MB; a stream without key frames is cut here
 FILE_LEAD_S = 2.0  # a file is demuxed this far ahead of the sub-stream
+MAX_GAP_S = 1.0  # the main-stream picture must be this close before the alert's frame
 
 
 @dataclass
@@ -150,8 +151,10 @@ class MainStream:
             gops = [gop for gop in self._gops if gop.packets and gop.start <= t]
             if not gops:
                 return [], None
-            gop = gops[-1]
-            return [packet for key, packet in gop.packets if key <= t], self._codec
+            packets = [(key, packet) for key, packet in gops[-1].packets if key <= t]
+            if t - packets[-1][0] > MAX_GAP_S:
+                return [], None  # the newest picture before `t` is from another moment (the stream stalled)
+            return [packet for _, packet in packets], self._codec
 
     # ------------------------------------------------------------ the demux thread
 
@@ -210,6 +213,10 @@ class MainStream:
                         self.last_error)
         finally:
             self.connected = False
+            if self.live:
+                with self._lock:
+                    self._gops = []  # pictures from before an outage are not evidence of what follows
+                    self._open = False
         return self.packets_demuxed > before, end
 
     def _demux(self, container: av.container.InputContainer, stream: av.VideoStream, offset: float) -> float:
