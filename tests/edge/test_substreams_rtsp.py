@@ -118,7 +118,8 @@ def test_detects_on_the_sub_stream_evidence_from_the_main_one_main_killed_and_re
             before = len(alerts(worker))
             wait_for("an alert while the main stream is down", lambda: len(alerts(worker)) > before)
             degraded = alerts(worker)[-1]
-            assert (degraded["evidence"]["width"], degraded["evidence"]["height"]) == SUB  # the sub-stream's own picture
+            # The sub-stream's own picture, the box mapped to it.
+            assert (degraded["evidence"]["width"], degraded["evidence"]["height"]) == SUB
             assert car_in(degraded) > 0.6, degraded["objects"]
             assert worker.sources[0].frames_sampled > sampled  # detection never stopped
             assert worker.metrics.sample("streetwatch_evidence_fallback_total",
