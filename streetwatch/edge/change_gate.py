@@ -104,7 +104,7 @@ def same_objects(a: sv.Detections, b: sv.Detections, *, iou: float = 0.5) -> boo
         return False
     if len(a) == 0:
         return True
-    names_a, names_b = a.data["class_name"], b.data["class_name"]
+    names_a, names_b = np.asarray(a.data["class_name"]), np.asarray(b.data["class_name"])
     if sorted(names_a.tolist()) != sorted(names_b.tolist()):
         return False
     overlaps = sv.box_iou_batch(b.xyxy, a.xyxy)
