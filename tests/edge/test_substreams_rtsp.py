@@ -135,6 +135,8 @@ def test_detects_on_the_sub_stream_evidence_from_the_main_one_main_killed_and_re
             assert restored["evidence"]["width"] == 1280
             assert car_in(restored) > 0.6, restored["objects"]
             assert worker.sources[0].reconnects == 0  # the sub-stream never noticed
+            skipped = worker.metrics.sample("streetwatch_frames_skipped_total", {"camera": "cam-kerb"})
+            assert skipped is not None and skipped > 0  # a still street: frames skip the detector, counted
             latency = worker.metrics.sample("streetwatch_evidence_seconds_sum")
             count = worker.metrics.sample("streetwatch_evidence_seconds_count")
             assert count is not None and latency is not None and count >= 3
