@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import queue
 import subprocess
@@ -61,6 +62,8 @@ from bench_common import (  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_ASSETS = REPO.parent / "shared" / "assets"
 WIDTH, HEIGHT, FPS, GOP = 1920, 1080, 25, 50
+SUB_WIDTH, SUB_HEIGHT = 640, 360
+CYCLE_S = 30  # something crosses the zones every 30 s: a quiet street, not an empty one
 SAMPLE_FPS = 0.5
 START = datetime(2026, 11, 21, 9, 0, tzinfo=UTC)
 SX, SY = WIDTH / 958, HEIGHT / 568  # the kerb photo is 958x568
@@ -70,8 +73,16 @@ def _px(points: list[tuple[float, float]]) -> list[list[float]]:
     return [[round(x * SX), round(y * SY)] for x, y in points]
 
 
-def edge_config(model_dir: Path, clip: Path, camera_id: str = "cam-0") -> object:
+def edge_config(
+    model_dir: Path, clip: Path, camera_id: str = "cam-0", *, detect: Path | None = None, max_skip_s: float = 0.0
+) -> object:
+    """The bench camera: `clip` its main stream; `detect` a sub-stream of it (zones and calibration
+    stay in the main stream's 1920x1080 pixels); max_skip_s 0 = every sampled frame detected."""
     from streetwatch.edge.config import EdgeConfig
+
+    streams: dict[str, object] = {"max_skip_s": max_skip_s}
+    if detect is not None:
+        streams.update(detect_url=str(detect), pixel_size=[WIDTH, HEIGHT])
 
     lower = _px([(0, 390), (958, 390), (958, 568), (0, 568)])
     return EdgeConfig.model_validate(
@@ -83,6 +94,7 @@ def edge_config(model_dir: Path, clip: Path, camera_id: str = "cam-0") -> object
                 {
                     "id": camera_id,
                     "url": str(clip),
+                    **streams,
                     "sample_fps": SAMPLE_FPS,
                     "keyframes_only": True,
                     "calibration": {
@@ -115,7 +127,8 @@ def edge_config(model_dir: Path, clip: Path, camera_id: str = "cam-0") -> object
 
 
 def _scene(street: Path) -> tuple[np.ndarray, list[tuple[np.ndarray, int, int, float, float, float]]]:
-    """The still background and movers (crop, x0, x1, y_bottom, t_in, t_out) in a 10 s cycle."""
+    """The still background and movers (crop, x0, x1, y_bottom, t_in, t_out) in a CYCLE_S cycle: a
+    cyclist and a car cross in its first 10 s, then the street is still (parked cars, the goods)."""
     base = cv2.resize(
         cv2.imread(str(street / "kerb_parked_cars_street.jpg")), (WIDTH, HEIGHT), interpolation=cv2.INTER_CUBIC
     )
@@ -135,9 +148,9 @@ def _scene(street: Path) -> tuple[np.ndarray, list[tuple[np.ndarray, int, int, f
 def _frame(base: np.ndarray, movers: list, t: float, noise: np.ndarray) -> np.ndarray:
     image = base.copy()
     for crop, x0, x1, bottom, t_in, t_out in movers:
-        if not t_in <= t % 10 + (t // 10 * 10 if t_out > 100 else 0) < t_out:
+        if not t_in <= t % CYCLE_S + (t // CYCLE_S * CYCLE_S if t_out > 100 else 0) < t_out:
             continue
-        u = min(1.0, (t % 10 - t_in) / max(t_out - t_in, 1e-6)) if t_out < 100 else 0.0
+        u = min(1.0, (t % CYCLE_S - t_in) / max(t_out - t_in, 1e-6)) if t_out < 100 else 0.0
         x = int(x0 + (x1 - x0) * u)
         h, w = crop.shape[:2]
         left, right = max(x, 0), min(x + w, WIDTH)
@@ -146,18 +159,22 @@ def _frame(base: np.ndarray, movers: list, t: float, noise: np.ndarray) -> np.nd
     return np.clip(image.astype(np.int16) + noise, 0, 255).astype(np.uint8)
 
 
-def encode_base(street: Path, path: Path, seconds: int) -> Path:
-    """Encode `seconds` (a multiple of the 2 s GOP) of noisy 1080p25 H.264."""
+def encode_base(street: Path, path: Path, seconds: int, *, size: tuple[int, int] = (WIDTH, HEIGHT)) -> Path:
+    """Encode `seconds` (a multiple of the 2 s GOP) of the noisy 1080p25 scene as H.264 at `size`:
+    a smaller size is the same frames scaled down, as a camera makes its sub-stream (4 Mbit/s at
+    1080p, scaled by area below it)."""
     base, movers = _scene(street)
     rng = np.random.default_rng(7)
     bank = [rng.normal(0, 3.0, (HEIGHT, WIDTH, 3)).astype(np.int16) for _ in range(6)]
     with av.open(str(path), "w") as out:
         stream = out.add_stream("libx264", rate=FPS)
-        stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
-        stream.bit_rate = 4_000_000
+        stream.width, stream.height, stream.pix_fmt = size[0], size[1], "yuv420p"
+        stream.bit_rate = max(300_000, int(4_000_000 * size[0] * size[1] / (WIDTH * HEIGHT)))
         stream.options = {"preset": "veryfast", "x264-params": f"keyint={GOP}:min-keyint={GOP}:scenecut=0:bframes=0"}
         for i in range(seconds * FPS):
             image = _frame(base, movers, i / FPS, bank[i % len(bank)])
+            if size != (WIDTH, HEIGHT):
+                image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
             for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="bgr24")):
                 out.mux(packet)
         for packet in stream.encode():
@@ -447,9 +464,15 @@ def background_ab(assets: Path, bench_clip: Path, updates: int) -> str:
 # ---------------------------------------------------------------- table 2: streams (subprocess)
 
 
-def run_variant(variant: str, *, model_dir: Path, clip: Path, streams: int, span: float) -> dict[str, float]:
+def run_variant(
+    variant: str, *, model_dir: Path, clip: Path, streams: int, span: float, sub_clip: Path | None = None
+) -> dict[str, float]:
     if variant.startswith("streetwatch"):
         return _run_worker(int(variant.split("_")[1]), model_dir=model_dir, clip=clip, streams=streams, span=span)
+    if variant in ("sub", "subskip"):
+        assert sub_clip is not None
+        return _run_worker(2, model_dir=model_dir, clip=clip, streams=streams, span=span, sub_clip=sub_clip,
+                           max_skip_s=10.0 if variant == "subskip" else 0.0)
     from streetwatch.edge.config import ModelConfig
     from streetwatch.edge.detector import Detector
 
@@ -479,13 +502,18 @@ def run_variant(variant: str, *, model_dir: Path, clip: Path, streams: int, span
     }
 
 
-def _run_worker(loops: int, *, model_dir: Path, clip: Path, streams: int, span: float) -> dict[str, float]:
+def _run_worker(
+    loops: int, *, model_dir: Path, clip: Path, streams: int, span: float, sub_clip: Path | None = None,
+    max_skip_s: float = 0.0,
+) -> dict[str, float]:
     """The real EdgeWorker (sources, detection loops, analysis, outbox) on N file cameras; no broker
-    listens, so alerts stay in a throw-away outbox. Its `run` returns when every file is done."""
+    listens, so alerts stay in a throw-away outbox. Its `run` returns when every file is done.
+    sub_clip: each camera detects on it and keeps `clip` as its main stream (demuxed, decoded for
+    evidence)."""
     from streetwatch.edge.config import EdgeConfig
     from streetwatch.edge.worker import EdgeWorker
 
-    one = edge_config(model_dir, clip).model_dump(mode="json")  # type: ignore[attr-defined]
+    one = edge_config(model_dir, clip, detect=sub_clip, max_skip_s=max_skip_s).model_dump(mode="json")  # type: ignore[attr-defined]
     with tempfile.TemporaryDirectory(prefix="bench_worker_") as tmp:
         one.update(
             cameras=[dict(one["cameras"][0], id=f"cam-{i}") for i in range(streams)],
@@ -505,11 +533,23 @@ def _run_worker(loops: int, *, model_dir: Path, clip: Path, streams: int, span: 
         finally:
             worker.stop()
         wall = time.perf_counter() - wall0
+        metrics = worker.metrics
+        cameras = [{"camera": source.camera_id} for source in worker.sources]
         return {
             "wall_s": wall,
             "cpu_s": cpu_seconds() - cpu0,
             "stream_s": streams * span,
             "sampled": sum(source.frames_sampled for source in worker.sources),
+            "skipped": sum(metrics.sample("streetwatch_frames_skipped_total", c) or 0 for c in cameras),
+            "inferred": metrics.sample("streetwatch_frames_inferred_total") or 0,
+            "alerts": worker.outbox.depth(),
+            "evidence_n": metrics.sample("streetwatch_evidence_seconds_count") or 0,
+            "evidence_sum_s": metrics.sample("streetwatch_evidence_seconds_sum") or 0,
+            "evidence_le_1s": metrics.sample("streetwatch_evidence_seconds_bucket", {"le": "1.0"}) or 0,
+            "evidence_full": sum(
+                metrics.sample("streetwatch_evidence_full_resolution_total", c) or 0 for c in cameras
+            ),
+            "main_decodes": sum(main.decodes for main in worker.main_streams.values()),
             "rss_base_mb": baseline,
             "rss_peak_mb": peak_rss_mb(),
             "streams": streams,
@@ -548,6 +588,8 @@ def streams_table(results: dict[str, dict[str, float]]) -> str:
         "streetwatch_2": "StreetWatch EdgeWorker, 2 detection loops (a 1-thread session each)",
         "naive": "naive: cv2.VideoCapture.read() every frame, detect every 50th",
         "naive_grab": "naive+: grab() every frame, retrieve + detect every 50th",
+        "sub": "StreetWatch, 2 loops, detect on the 640x360 sub-stream, main demuxed for evidence",
+        "subskip": "StreetWatch, 2 loops, sub-stream + change skipping (max_skip_s 10)",
     }
     rows = []
     base = results.get("naive", {}).get("capacity", float("nan"))
@@ -581,23 +623,59 @@ def streams_table(results: dict[str, dict[str, float]]) -> str:
     )
 
 
+def substreams_table(results: dict[str, dict[str, float]]) -> str:
+    """Issue 23's goals: main-only vs sub-stream vs sub-stream + skipping, from the same run."""
+    base = results.get("streetwatch_2", {}).get("capacity", float("nan"))
+    labels = {"streetwatch_2": "main stream only (1920x1080, every sampled frame detected)",
+              "sub": "sub-stream detection (640x360), main demuxed, decoded for evidence",
+              "subskip": "sub-stream + change skipping"}
+    rows = []
+    for name in ("streetwatch_2", "sub", "subskip"):
+        r = results.get(name)
+        if r is None:
+            continue
+        n = r.get("evidence_n", 0)
+        rows.append([
+            labels[name],
+            int(r["capacity"]),
+            fmt(r["capacity"] / base, 2) + "x",
+            fmt(100 * r.get("skipped", 0) / max(r["sampled"], 1), 0) + " %",
+            fmt((r["rss_peak_mb"] - r["rss_base_mb"]) / r["streams"], 1),
+            f"{int(n)} ({int(r.get('evidence_full', 0))} full-res)" if n else "-",
+            fmt(1000 * r["evidence_sum_s"] / n, 0) if n else "-",
+            fmt(100 * r["evidence_le_1s"] / n, 0) + " %" if n else "-",
+        ])
+    return markdown_table(
+        ["variant", "streams kept in real time", "vs main-only", "frames skipped", "peak RSS growth per stream MB",
+         "evidence JPEGs", "alert -> JPEG mean ms", "<= 1 s"],
+        rows,
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="~1 minute: shorter clip, span and sample")
     ap.add_argument("--streams", type=int, default=None, help="StreetWatch concurrent streams (default 32, quick 16)")
     ap.add_argument("--naive-streams", type=int, default=4, help="naive loop concurrent streams")
-    ap.add_argument("--span", type=float, default=None, help="stream seconds per stream (default 60, quick 20)")
+    ap.add_argument("--span", type=float, default=None,
+                    help=f"stream seconds per stream, rounded up to whole {CYCLE_S} s cycles (default 60, quick 30)")
     ap.add_argument("--frames", type=int, default=None, help="frames for table 1 (default 150, quick 50)")
     ap.add_argument("--evidence-only", action="store_true", help="only table 4 (evidence per alert)")
+    ap.add_argument("--variants", default="streetwatch_1,streetwatch_2,naive,naive_grab,sub,subskip",
+                    help="table 2 variants to run (comma-separated)")
+    ap.add_argument("--no-per-frame", action="store_true", help="skip table 1 (a shorter run)")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--clip", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--sub-clip", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     model_dir = Path(os.environ.get("STREETWATCH_MODEL_DIR") or DEFAULT_ASSETS)
     street = Path(os.environ.get("STREETWATCH_ASSETS_DIR") or DEFAULT_ASSETS) / "street"
-    span = args.span or (20.0 if args.quick else 60.0)
+    span = args.span or (30.0 if args.quick else 60.0)
+    span = float(math.ceil(span / CYCLE_S) * CYCLE_S)  # whole scene cycles: the clip is looped by them
     if args.worker:
         print(
-            json.dumps(run_variant(args.worker, model_dir=model_dir, clip=args.clip, streams=args.streams, span=span))
+            json.dumps(run_variant(args.worker, model_dir=model_dir, clip=args.clip, streams=args.streams, span=span,
+                                   sub_clip=args.sub_clip))
         )
         return 0
     import onnxruntime as ort
@@ -609,13 +687,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     with tempfile.TemporaryDirectory(prefix="bench_edge_") as tmp:
         t0 = time.perf_counter()
-        base = encode_base(street, Path(tmp) / "base.mp4", 10 if args.quick else 20)
+        base = encode_base(street, Path(tmp) / "base.mp4", CYCLE_S)
         clip = loop_clip(base, Path(tmp) / "span.mp4", span)
+        sub_base = encode_base(street, Path(tmp) / "sub_base.mp4", CYCLE_S, size=(SUB_WIDTH, SUB_HEIGHT))
+        sub_clip = loop_clip(sub_base, Path(tmp) / "sub_span.mp4", span)
         mbit = clip.stat().st_size * 8 / span / 1e6
         print(
             f"footage: 1920x1080 25 fps H.264 (libx264 veryfast, {mbit:.1f} Mbit/s, no B-frames, GOP {GOP} = 2 s), "
             f"{span:.0f} s per stream, built in {time.perf_counter() - t0:.0f} s from kerb_parked_cars_street.jpg "
-            "+ crops of street_cyclists_crowd / parked_cars_park_bench / market_hanoi (noise sigma 3)\n"
+            "+ crops of street_cyclists_crowd / parked_cars_park_bench / market_hanoi (noise sigma 3); a cyclist "
+            f"and a car cross in the first 10 s of every {CYCLE_S} s; the same frames scaled to "
+            f"{SUB_WIDTH}x{SUB_HEIGHT} as the sub-stream ({sub_clip.stat().st_size * 8 / span / 1e6:.1f} Mbit/s)\n"
         )
         print("## 4. Evidence per alert: the old single JPEG beside the evidence set (same run)\n")
         from bench_evidence import bench_evidence_set
@@ -623,11 +705,12 @@ def main(argv: list[str] | None = None) -> int:
         print(bench_evidence_set(base, config=edge_config(model_dir, base), sample_fps=SAMPLE_FPS) + "\n")
         if args.evidence_only:
             return 0
-        print("## 1. Per-frame cost: raw onnxruntime vs the pipeline (goal: overhead <= 15 %)\n")
-        print(per_frame(model_dir, base, args.frames or (50 if args.quick else 150)) + "\n")
-        print("## 1b. Background model per update: old (colour only) vs new (colour + shape), same frames\n")
-        assets = Path(os.environ.get("STREETWATCH_ASSETS_DIR") or DEFAULT_ASSETS)
-        print(background_ab(assets, base, 40 if args.quick else 120) + "\n")
+        if not args.no_per_frame:
+            print("## 1. Per-frame cost: raw onnxruntime vs the pipeline (goal: overhead <= 15 %)\n")
+            print(per_frame(model_dir, base, args.frames or (50 if args.quick else 150)) + "\n")
+            print("## 1b. Background model per update: old (colour only) vs new (colour + shape), same frames\n")
+            assets = Path(os.environ.get("STREETWATCH_ASSETS_DIR") or DEFAULT_ASSETS)
+            print(background_ab(assets, base, 40 if args.quick else 120) + "\n")
         print(f"## 2. Concurrent 1080p25 streams at {SAMPLE_FPS} detections/s each (goal >= 16 and >= 5x naive)\n")
         results = {}
         plan = [
@@ -635,8 +718,11 @@ def main(argv: list[str] | None = None) -> int:
             ("streetwatch_2", args.streams or (16 if args.quick else 32)),
             ("naive", args.naive_streams),
             ("naive_grab", args.naive_streams),
+            ("sub", args.streams or (16 if args.quick else 32)),
+            ("subskip", args.streams or (16 if args.quick else 32)),
         ]
-        for variant, n in plan:
+        wanted = set(args.variants.split(","))
+        for variant, n in [(v, n) for v, n in plan if v in wanted]:
             out = subprocess.run(
                 [
                     sys.executable,
@@ -649,6 +735,8 @@ def main(argv: list[str] | None = None) -> int:
                     str(n),
                     "--span",
                     str(span),
+                    "--sub-clip",
+                    str(sub_clip),
                 ],
                 capture_output=True,
                 text=True,
@@ -660,7 +748,10 @@ def main(argv: list[str] | None = None) -> int:
             r = json.loads(out.stdout.strip().splitlines()[-1])
             r["capacity"] = r["stream_s"] / r["wall_s"]
             results[variant] = r
-        print(streams_table(results) + "\n")
+        print(streams_table({k: v for k, v in results.items() if k not in ("sub", "subskip")}) + "\n")
+        print("## 2b. Sub-streams and change skipping (issue 23: goal >= 250 streams with both, >= 3x main-only, "
+              "<= 40 MB per stream, evidence <= 1 s)\n")
+        print(substreams_table(results) + "\n")
     print("## 3. Moving camera: projection cost and geo error on a synthetic patrol track\n")
     from bench_moving import bench_moving_camera, format_table
 

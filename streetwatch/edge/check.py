@@ -66,8 +66,24 @@ def check_camera(camera: CameraConfig, options: CheckOptions) -> CheckRow:
         facts = probe_camera(camera.url, camera_id=camera.id, timeout_s=options.camera_timeout_s,
                              probe_s=options.probe_s)
     except ProbeError as exc:
-        return CheckRow("camera", camera.id, "FAIL", str(exc))
-    return CheckRow("camera", camera.id, "OK", facts.describe())
+        if camera.detect_url is None:
+            return CheckRow("camera", camera.id, "FAIL", str(exc))
+        main: str | None = None
+        failure = str(exc)
+    else:
+        if camera.detect_url is None:
+            return CheckRow("camera", camera.id, "OK", facts.describe())
+        main, failure = facts.describe(), ""
+    # A sub-stream camera: detection needs the sub-stream; the main one only makes evidence sharper.
+    try:
+        sub = probe_camera(camera.detect_url, camera_id=camera.id, timeout_s=options.camera_timeout_s,
+                           probe_s=options.probe_s)
+    except ProbeError as exc:
+        return CheckRow("camera", camera.id, "FAIL", f"sub-stream (detect_url): {exc}")
+    if main is None:
+        return CheckRow("camera", camera.id, "WARN", f"sub-stream {sub.describe()}; main stream (url) unreadable, "
+                        f"evidence will come from the sub-stream: {failure}")
+    return CheckRow("camera", camera.id, "OK", f"main {main}; sub-stream {sub.describe()}")
 
 
 def check_calibration(camera: CameraConfig, options: CheckOptions) -> CheckRow:

@@ -196,7 +196,27 @@ class MovingRulesConfig(StrictModel):
 class CameraConfig(StrictModel):
     id: str = Field(pattern=ID_PATTERN)
     kind: SourceKind = "fixed"
-    url: str = Field(description="rtsp://... URL or a video file path")
+    url: str = Field(description="rtsp://... URL or a video file path; with detect_url: the main stream, for evidence")
+    detect_url: str | None = Field(
+        default=None,
+        description="the camera's low-resolution sub-stream (rtsp://... or a file): detection, tracking, rules "
+        "and the background model run on it; `url` is then only demuxed and decoded for full-resolution evidence",
+    )
+    pixel_size: tuple[int, int] | None = Field(
+        default=None,
+        description="(w, h) of the picture polygon_px and the calibration's pixels were measured on; required "
+        "with detect_url (usually the main stream's resolution); default: the decoded stream's own",
+    )
+    max_skip_s: float = Field(
+        default=10.0, ge=0, le=600,
+        description="skip the detector on frames where nothing changed in the zones, but detect at least this "
+        "often (stream s); 0 = detect every sampled frame",
+    )
+    change_threshold: float = Field(
+        default=0.002, gt=0, le=1,
+        description="share of the zones' pixels (detector view) that must differ from the last detected "
+        "frame for the frame to count as changed",
+    )
     sample_fps: float = Field(default=1.0, gt=0, le=60, description="frames analysed per second of stream")
     keyframes_only: bool = Field(default=False, description="decode key frames only (cheap; fixed cameras)")
     loop: bool = Field(default=False, description="video files only: start again at the end (demos, soak)")
@@ -357,6 +377,7 @@ class EdgeConfig(StrictModel):
         verify_unique_ids(self)
         for camera in self.cameras:
             verify_geo_zones_have_calibration(camera)
+            verify_detect_url(camera)
             verify_moving_camera(camera)
         return self
 
@@ -393,6 +414,21 @@ def verify_unique_ids(config: EdgeConfig) -> None:
         zone_ids = [z.id for z in camera.zones]
         if len(zone_ids) != len(set(zone_ids)):
             raise ValueError(f"camera {camera.id!r} has duplicate zone ids {zone_ids}")
+
+
+def verify_detect_url(camera: CameraConfig) -> None:
+    """Zones and calibration are pixels of one stated picture: with two streams of different sizes
+    the edge must know which, before either stream has connected."""
+    if camera.detect_url is not None and camera.pixel_size is None:
+        raise ValueError(
+            f"camera {camera.id!r}: detect_url needs pixel_size: the (w, h) of the picture polygon_px and the "
+            "calibration points were measured on (usually the main stream's resolution, e.g. [1920, 1080])"
+        )
+    if camera.pixel_size is not None and min(camera.pixel_size) < 16:
+        raise ValueError(f"camera {camera.id!r}: pixel_size: expected (w, h) of at least 16 px, "
+                         f"got {camera.pixel_size}")
+    if camera.detect_url is not None and camera.kind != "fixed":
+        raise ValueError(f"camera {camera.id!r}: detect_url is for fixed cameras only, not kind {camera.kind}")
 
 
 def verify_geo_zones_have_calibration(camera: CameraConfig) -> None:

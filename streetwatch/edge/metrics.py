@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 NAMESPACE = "streetwatch"
 # YOLOX-Nano takes ~11-16 ms per frame on a 2-core CPU; a batch of 4 up to ~60 ms.
 INFERENCE_BUCKETS = (0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5)
+# Decoding a 1080p GOP up to the alert's frame and encoding the JPEG: tens to hundreds of ms.
+EVIDENCE_BUCKETS = (0.02, 0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0, 1.5, 2.5, 5.0)
 
 
 class SourceHealth(Protocol):
@@ -54,6 +56,16 @@ class SourceHealth(Protocol):
     def connected(self) -> bool: ...
 
 
+class MainStreamHealth(Protocol):
+    """What `observe_main_streams` reads (edge.main_stream.MainStream fits)."""
+
+    @property
+    def camera_id(self) -> str: ...
+
+    @property
+    def connected(self) -> bool: ...
+
+
 class EdgeMetrics:
     """The edge's metrics. Label `camera` = camera id from the edge config.
 
@@ -67,6 +79,11 @@ class EdgeMetrics:
     stream_connected{camera}   1 while the camera stream is open
     seconds_since_frame{camera} seconds since the camera's last decoded frame (since start if none):
                                a stalled stream grows here while stream_connected may still say 1
+    frames_skipped{camera}     sampled frames the change test let skip the detector (tracks carried forward)
+    evidence_full_resolution{camera}  alerts whose evidence came from the main stream (cameras with detect_url)
+    evidence_fallback{camera, reason} alerts whose evidence fell back to the sub-stream picture, and why
+    evidence_seconds           alert -> evidence JPEG, main stream decode included (cameras with detect_url)
+    main_stream_connected{camera} 1 while a camera's main stream (kept for evidence) is open
     mqtt_connected             1 while the broker connection is up
     build_info{version, model, model_sha256}  1: what this box runs
     """
@@ -97,6 +114,18 @@ class EdgeMetrics:
                                     namespace=NAMESPACE, registry=reg)
         self.seconds_since_frame = Gauge("seconds_since_frame", "Seconds since the camera's last decoded frame",
                                          ["camera"], namespace=NAMESPACE, registry=reg)
+        self.frames_skipped = Counter("frames_skipped", "Sampled frames not detected: nothing changed in the zones",
+                                      ["camera"], namespace=NAMESPACE, registry=reg)
+        self.evidence_full_resolution = Counter(
+            "evidence_full_resolution", "Alerts with evidence from the main stream", ["camera"],
+            namespace=NAMESPACE, registry=reg)
+        self.evidence_fallback = Counter(
+            "evidence_fallback", "Alerts whose evidence fell back to the sub-stream picture", ["camera", "reason"],
+            namespace=NAMESPACE, registry=reg)
+        self.evidence_seconds = Histogram("evidence_seconds", "Seconds from the alert to its full-resolution JPEG",
+                                          namespace=NAMESPACE, buckets=EVIDENCE_BUCKETS, registry=reg)
+        self.main_stream_connected = Gauge("main_stream_connected", "1 while the camera's main stream is open",
+                                           ["camera"], namespace=NAMESPACE, registry=reg)
         self.build_info = Gauge("build_info", "1, labelled with the version and the model this box runs",
                                 ["version", "model", "model_sha256"], namespace=NAMESPACE, registry=reg)
         if registry is None:
@@ -111,7 +140,8 @@ class EdgeMetrics:
         """Create every per-camera series at 0 (and start each camera's stall clock)."""
         now = self._clock()
         for camera in camera_ids:
-            for counter in (self.frames_decoded, self.frames_dropped, self.alerts_published, self.outbox_full):
+            for counter in (self.frames_decoded, self.frames_dropped, self.alerts_published, self.outbox_full,
+                            self.frames_skipped):
                 counter.labels(camera=camera)
             self.stream_connected.labels(camera=camera).set(0)
             with self._seen_lock:
@@ -149,6 +179,21 @@ class EdgeMetrics:
             counter.labels(camera=camera).inc(delta)
         self._seen[(camera, key)] = total
         return delta > 0
+
+    def observe_skipped(self, camera: str) -> None:
+        self.frames_skipped.labels(camera=camera).inc()
+
+    def observe_evidence(self, camera: str, *, full_resolution: bool, reason: str, seconds: float) -> None:
+        """One alert's evidence of a camera with a sub-stream: from the main stream or not (why)."""
+        if full_resolution:
+            self.evidence_full_resolution.labels(camera=camera).inc()
+        else:
+            self.evidence_fallback.labels(camera=camera, reason=reason).inc()
+        self.evidence_seconds.observe(seconds)
+
+    def observe_main_streams(self, streams: Iterable[MainStreamHealth]) -> None:
+        for stream in streams:
+            self.main_stream_connected.labels(camera=stream.camera_id).set(1 if stream.connected else 0)
 
     def observe_inference(self, seconds: float, frames: int) -> None:
         """Record one detector call that processed `frames` frames in `seconds`."""

@@ -8,6 +8,7 @@ or by replay (one file, in order), so both paths run the very same code.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
@@ -26,6 +27,7 @@ from streetwatch.edge.geo import (
     pixel_to_geo,
     polygon_geo_to_px,
 )
+from streetwatch.edge.main_stream import FullResolution
 from streetwatch.edge.moving import MovingCameraAnalyzer, pose_track_for
 from streetwatch.edge.rules import ViolationEngine, roles_read
 from streetwatch.edge.tracking import CameraTracker, TrackerSettings
@@ -58,6 +60,8 @@ class CameraAnalyzer:
             else None
         )
         self._static_checked_t: float | None = None
+        # Cameras with a sub-stream: chooses the evidence picture (edge/main_stream.py); set by the worker.
+        self.full_resolution: FullResolution | None = None
         self._static_boxes: list[tuple[float, float, float, float]] = []
         self.evidence_set = EvidenceSetBuilder(context.config.evidence, polygons)
         self.media = MediaShelf()
@@ -118,8 +122,14 @@ class CameraAnalyzer:
         return self.media.take(alert_id)
 
     def _to_alert(self, event: ViolationEvent, frame: Frame) -> Alert:
+        location = self._locate(event.anchor)  # in the camera's pixels, before the evidence picture is chosen
+        started = time.perf_counter()
+        if self.full_resolution is not None:
+            frame, event = self.full_resolution.choose(frame, event)  # the main stream's picture, boxes mapped
         alert, media = build_alert_with_media(event, frame, camera=self.camera, context=self.context,
-                                              location=self._locate(event.anchor), evidence_set=self.evidence_set)
+                                              location=location, evidence_set=self.evidence_set)
+        if self.full_resolution is not None:
+            self.full_resolution.done(time.perf_counter() - started)
         self.media.keep(alert.alert_id, media)
         return alert
 

@@ -12,6 +12,7 @@ line naming the file, where and what is wrong, which `edge replay` prints instea
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -21,12 +22,14 @@ import av
 from tqdm import tqdm
 
 from streetwatch.edge.alerts import Alert, MediaRef
+from streetwatch.edge.change_gate import Detected, detect_or_carry, gate_for
 from streetwatch.edge.config import FILE_TELEMETRY, CameraConfig, EdgeConfig
 from streetwatch.edge.detector import Detector
 from streetwatch.edge.evidence_set import MediaItem
 from streetwatch.edge.moving import TelemetryFileError, telemetry_file
 from streetwatch.edge.pipeline import build_analyzers
 from streetwatch.edge.sources import VideoFacts, iter_sampled_frames, open_container, video_facts
+from streetwatch.edge.substream import in_camera_pixels
 from streetwatch.edge.telemetry import TelemetryError, TelemetryFile
 from streetwatch.edge.telemetry.clock import VideoTimes, replay_start
 from streetwatch.edge.telemetry_feed import read_camera_file
@@ -48,11 +51,16 @@ def replay_alerts(
     detector: Detector | None = None,
     on_frame: Callable[[Frame], None] | None = None,
     on_media: Callable[[Alert, list[MediaItem]], None] | None = None,
+    on_detected: Callable[[Detected], None] | None = None,
 ) -> Iterator[Alert]:
     """Yield the alerts the camera's rules raise on this file, in stream order (`on_media`: given
-    each alert's evidence-set items before the alert is yielded)."""
+    each alert's evidence-set items before the alert is yielded). `on_detected` sees each frame's
+    detections and whether the change test let it skip the detector."""
     detector = detector or Detector.from_config(config.model_for([camera]))
     analyzer = build_analyzers(config, detector.model_ref, [camera], video=video, clip_start=start_time)[camera.id]
+    gate = gate_for(camera, getattr(analyzer, "homography", None))
+    gates = {camera.id: gate} if gate is not None else {}
+    thresholds = {camera.id: config.score_threshold_for(camera)}
     with open_container(str(video)) as container:
         frames = iter_sampled_frames(
             container,
@@ -62,9 +70,14 @@ def replay_alerts(
             start_wall_time=start_time,
         )
         for frame in frames:
+            picture = in_camera_pixels(frame.picture, camera.pixel_size)
+            frame = frame if picture is frame.picture else dataclasses.replace(frame, picture=picture)
             if on_frame is not None:
                 on_frame(frame)
-            for alert in analyzer.analyze(frame, detector.detect(frame.picture)):
+            (result,), _ = detect_or_carry(detector, [frame], gates, thresholds)
+            if on_detected is not None:
+                on_detected(result)
+            for alert in analyzer.analyze(frame, result.detections):
                 media = analyzer.take_media(alert.alert_id)
                 if on_media is not None:
                     on_media(alert, media)

@@ -29,6 +29,7 @@ import av.error
 
 from streetwatch.edge.config import CameraConfig
 from streetwatch.edge.picture import AvPicture, Picture
+from streetwatch.edge.substream import ASPECT_TOLERANCE, ScenePicture, aspect_mismatch, in_camera_pixels
 from streetwatch.edge.types import Frame
 from streetwatch.redaction import redact
 
@@ -302,7 +303,7 @@ class CameraSource:
     def __init__(self, camera: CameraConfig, *, options: SourceOptions | None = None) -> None:
         self.camera = camera
         self.camera_id = camera.id
-        self.url = camera.url
+        self.url = camera.detect_url or camera.url  # with a sub-stream, the main one is for evidence only
         self.options = options or SourceOptions()
         self.live = is_live(camera.url) if self.options.live is None else self.options.live
         self.stats = DecodeStats()
@@ -431,9 +432,14 @@ class CameraSource:
             start_wall_time=timeline.session_wall_start(),
             stats=self.stats,
         )
+        warned = False
         for frame in frames:
             if self._stop.is_set():
                 return
+            picture = in_camera_pixels(frame.picture, self.camera.pixel_size)
+            if picture is not frame.picture:
+                frame = dataclasses.replace(frame, picture=picture)
+                warned = warned or _warn_aspect(self.camera_id, frame)
             if self.options.render_view is not None:
                 self.options.render_view(frame.picture)
             self._put(timeline.rebase(frame))
@@ -459,6 +465,19 @@ class CameraSource:
         except queue.Empty:
             return  # the consumer took it meanwhile
         self.frames_dropped += 1
+
+
+def _warn_aspect(camera_id: str, frame: Frame) -> bool:
+    """Log once per session when the decoded picture and pixel_size differ in shape."""
+    picture = frame.picture
+    if isinstance(picture, ScenePicture):
+        own = (picture.inner.width, picture.inner.height)
+        off = aspect_mismatch(own, (picture.width, picture.height))
+        if off > ASPECT_TOLERANCE:
+            log.warning("camera %s: the detected stream is %dx%d but pixel_size %dx%d differs in shape by %.0f %%: "
+                        "mapped axis by axis, as for a stretched picture of the same view", camera_id, *own,
+                        picture.width, picture.height, 100 * off)
+    return True
 
 
 def _redact(url: str) -> str:

@@ -17,13 +17,15 @@ from collections.abc import Callable
 import onnxruntime as ort
 
 from streetwatch.edge.alerts import Alert
+from streetwatch.edge.change_gate import ChangeGate, detect_or_carry, gate_for
 from streetwatch.edge.config import EdgeConfig, ModelConfig
-from streetwatch.edge.detector import FALLBACK_PROVIDER, Detector, above_threshold, select_providers
+from streetwatch.edge.detector import FALLBACK_PROVIDER, Detector, select_providers
 from streetwatch.edge.evidence_set import MediaItem
+from streetwatch.edge.main_stream import FullResolution, MainStream, MainStreamOptions
 from streetwatch.edge.metrics import EdgeMetrics, start_metrics_server
 from streetwatch.edge.moving import live_feeds
 from streetwatch.edge.outbox import Outbox, OutboxError, OutboxFull
-from streetwatch.edge.pipeline import Analyzer, build_analyzers
+from streetwatch.edge.pipeline import Analyzer, CameraAnalyzer, build_analyzers
 from streetwatch.edge.publisher import Publisher
 from streetwatch.edge.sources import CameraSource, SourceOptions
 from streetwatch.edge.types import Frame
@@ -46,9 +48,15 @@ class DetectionLoop:
         metrics: EdgeMetrics,
         emit: Callable[[Alert, list[MediaItem]], None],
         thresholds: dict[str, float] | None = None,
+        gates: dict[str, ChangeGate] | None = None,
+        main_streams: dict[str, FullResolution] | None = None,
     ) -> None:
-        """`thresholds`: camera id -> its score threshold, applied when above the detector's own."""
+        """`thresholds`: camera id -> its score threshold, applied when above the detector's own.
+        `gates`: camera id -> its change test (cameras without one are detected on every frame).
+        `main_streams`: camera id -> its main stream's evidence chooser (cameras with detect_url)."""
         self.detector = detector
+        self.gates = gates or {}
+        self.main_streams = main_streams or {}
         self.sources = sources
         self.analyzers = analyzers
         self.batch_size = batch_size
@@ -66,15 +74,21 @@ class DetectionLoop:
         frames = self._collect_batch()
         if frames:
             started = time.perf_counter()
-            all_detections = self.detector.detect_batch([frame.picture for frame in frames])
-            self.metrics.observe_inference(time.perf_counter() - started, len(frames))
-            for frame, found in zip(frames, all_detections, strict=True):
-                threshold = self.thresholds.get(frame.camera_id, self.detector.score_threshold)
-                detections = above_threshold(found, threshold)
+            results, detected = detect_or_carry(self.detector, frames, self.gates, self.thresholds)
+            if detected:
+                self.metrics.observe_inference(time.perf_counter() - started, detected)
+            for result in results:
+                frame = result.frame
+                if result.skipped:
+                    self.metrics.observe_skipped(frame.camera_id)
+                main = self.main_streams.get(frame.camera_id)
+                if main is not None:
+                    main.follow(frame)  # a file main stream is demuxed alongside
                 analyzer = self.analyzers[frame.camera_id]
-                for alert in analyzer.analyze(frame, detections):
+                for alert in analyzer.analyze(frame, result.detections):
                     self._emit(alert, analyzer.take_media(alert.alert_id))
         self.metrics.observe_sources(self.sources)
+        self.metrics.observe_main_streams(chooser.main for chooser in self.main_streams.values())
         return len(frames)
 
     def _collect_batch(self) -> list[Frame]:
@@ -123,6 +137,23 @@ class EdgeWorker:
             CameraSource(camera, options=SourceOptions(loop=camera.loop, render_view=self.detector.view))
             for camera in config.cameras
         ]
+        # Cameras with a sub-stream keep their main stream demuxed, for full-resolution evidence.
+        self.main_streams = {
+            camera.id: MainStream(camera.id, camera.url, options=MainStreamOptions(loop=camera.loop))
+            for camera in config.cameras
+            if camera.detect_url is not None
+        }
+        choosers = {camera_id: FullResolution(camera_id, main, self.metrics)
+                    for camera_id, main in self.main_streams.items()}
+        for camera_id, chooser in choosers.items():
+            analyzer = self.analyzers[camera_id]
+            if isinstance(analyzer, CameraAnalyzer):
+                analyzer.full_resolution = chooser
+        gates = {
+            camera.id: gate
+            for camera in config.cameras
+            if (gate := gate_for(camera, getattr(self.analyzers[camera.id], "homography", None))) is not None
+        }
         self.loops = [
             DetectionLoop(
                 detector,
@@ -132,6 +163,8 @@ class EdgeWorker:
                 metrics=self.metrics,
                 emit=self._emit,
                 thresholds={camera.id: config.score_threshold_for(camera) for camera in config.cameras},
+                gates=gates,
+                main_streams=choosers,
             )
             for k, detector in enumerate(detectors)
         ]
@@ -146,6 +179,8 @@ class EdgeWorker:
             feed.start()
         for source in self.sources:
             source.start()
+        for main in self.main_streams.values():
+            main.start()
         log.info("edge %s started with %d camera(s) on %d detection loop(s)",
                  self.config.edge_id, len(self.sources), len(self.loops))
 
@@ -157,6 +192,8 @@ class EdgeWorker:
         self._stop.set()
         for source in self.sources:
             source.stop()
+        for main in self.main_streams.values():
+            main.stop()
         for feed in self.telemetry:
             feed.stop()
         self.publisher.stop()

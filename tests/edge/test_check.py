@@ -84,6 +84,20 @@ def test_an_unusable_camera_fails_naming_why(kind: str, tmp_path: Path) -> None:
             "no such file": "No such file"}[kind] in row.detail
 
 
+def test_a_sub_stream_camera_probes_both_streams(gop_clip: Path, tmp_path: Path) -> None:
+    """Detection needs the sub-stream (FAIL without it); a missing main stream only degrades evidence (WARN)."""
+    missing = str(tmp_path / "missing.mp4")
+    both = camera(str(gop_clip), detect_url=str(gop_clip), pixel_size=[320, 240])
+    row = check_camera(both, CheckOptions(camera_timeout_s=3))
+    assert row.result == "OK" and row.detail.startswith("main 320x240") and "sub-stream 320x240" in row.detail
+    no_main = check_camera(camera(missing, detect_url=str(gop_clip), pixel_size=[320, 240]),
+                           CheckOptions(camera_timeout_s=3))
+    assert no_main.result == "WARN" and "evidence will come from the sub-stream" in no_main.detail
+    no_sub = check_camera(camera(str(gop_clip), detect_url=missing, pixel_size=[320, 240]),
+                          CheckOptions(camera_timeout_s=3))
+    assert no_sub.result == "FAIL" and no_sub.detail.startswith("sub-stream (detect_url): cannot read")
+
+
 @pytest.mark.parametrize(
     ("points", "result", "phrase"),
     [
