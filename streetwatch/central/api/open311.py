@@ -251,7 +251,7 @@ def get_requests(fmt: str, request: Request, session: SessionDep, settings: Sett
 def get_request(name: str, request: Request, session: SessionDep, settings: SettingsDep) -> Response:
     stem, fmt = split_format(name)
     reader = _reader(request, session, settings, fmt)
-    ids = _ids(stem, fmt) if stem.isdigit() else None
+    ids = _ids(stem, fmt) if stem.isascii() and stem.isdigit() and len(stem) <= 18 else None  # else: no such id
     records = find_requests(session, reader, RequestQuery(ids, None, datetime.min.replace(tzinfo=UTC),
                                                           datetime.max.replace(tzinfo=UTC), frozenset()),
                             links=_links(settings), workflow=settings.workflow) if ids else []
@@ -338,9 +338,13 @@ async def _photo(media: UploadFile | None, settings: CentralSettings, fmt: Forma
         raise Open311Error(400, str(exc), fmt=fmt) from None
 
 
-@router.post("/v2/{name}", summary="Create a service request: a citizen's report (form or multipart with media)")
-async def post_request(name: str, request: Request, settings: SettingsDep) -> Response:
-    fmt = _format(name, expect="requests")
+@router.post("/v2/requests.{fmt}", summary="Create a service request: a citizen's report (form or multipart)")
+async def post_request(fmt: str, request: Request, settings: SettingsDep) -> Response:
+    form = _format(f"requests.{fmt}", expect="requests")
+    return await _post(request, settings, form)
+
+
+async def _post(request: Request, settings: CentralSettings, fmt: Format) -> Response:
     fields, media = await _form(request, settings, fmt)
     _check_jurisdiction(fields, settings, fmt)
     client_id = await run_in_threadpool(_client_id, request, fields, fmt)
