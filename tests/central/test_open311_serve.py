@@ -33,7 +33,7 @@ from open311_schemas import (
 )
 from sqlalchemy.orm import Session, sessionmaker
 from support import free_port
-from test_open311 import PHOTO, WINDOW, make_city
+from test_open311 import WINDOW, make_city
 
 from streetwatch.central.config import CentralSettings, Open311Settings
 from streetwatch.central.models import Case

@@ -29,6 +29,16 @@ from starlette.formparsers import MultiPartException
 from streetwatch.central.access import load_scope
 from streetwatch.central.api.deps import SessionDep, SettingsDep, _bearer
 from streetwatch.central.api.evidence import evidence_file
+from streetwatch.central.api.open311_docs import (
+    Open311Created,
+    Open311Discovery,
+    Open311Request,
+    Open311Service,
+    Open311ServiceDefinition,
+    Open311Token,
+    documented,
+)
+from streetwatch.central.api.open311_docs import Open311Error as Open311ErrorDoc
 from streetwatch.central.api.tokens import user_for_token
 from streetwatch.central.case_store import resolve_merged
 from streetwatch.central.citizen import (
@@ -136,12 +146,14 @@ def _discovery(request: Request, settings: CentralSettings, fmt: Format) -> Resp
     return _answer(fmt, "discovery", None, document)
 
 
-@router.get("/discovery.{fmt}", summary="Discovery: where the GeoReport v2 endpoint is and what it speaks")
+@router.get("/discovery.{fmt}", response_class=Response, responses=documented(Open311Discovery, 404),
+            summary="Discovery: where the GeoReport v2 endpoint is and what it speaks")
 def discovery(fmt: str, request: Request, settings: SettingsDep) -> Response:
     return _discovery(request, settings, _format(f"discovery.{fmt}", expect="discovery"))
 
 
-@router.get("/v2/discovery.{fmt}", summary="Discovery (also under v2/)")
+@router.get("/v2/discovery.{fmt}", response_class=Response, responses=documented(Open311Discovery, 404),
+            summary="Discovery (also under v2/)")
 def discovery_v2(fmt: str, request: Request, settings: SettingsDep) -> Response:
     return _discovery(request, settings, _format(f"discovery.{fmt}", expect="discovery"))
 
@@ -155,14 +167,17 @@ def _service_records(settings: CentralSettings) -> list[Record]:
     ]
 
 
-@router.get("/v2/services.{fmt}", summary="Service list: one per violation")
+@router.get("/v2/services.{fmt}", response_class=Response, responses=documented(list[Open311Service], 404),
+            summary="Service list: one per violation")
 def services(fmt: str, request: Request, session: SessionDep, settings: SettingsDep) -> Response:
     form = _format(f"services.{fmt}", expect="services")
     _reader(request, session, settings, form)
     return _answer(form, "services", "service", _service_records(settings))
 
 
-@router.get("/v2/services/{name}", summary="Service definition: the questions a report may answer")
+@router.get("/v2/services/{name}", response_class=Response,
+            responses=documented(Open311ServiceDefinition, 404),
+            summary="Service definition: the questions a report may answer")
 def service_definition(name: str, request: Request, session: SessionDep, settings: SettingsDep) -> Response:
     code, fmt = split_format(name)
     _reader(request, session, settings, fmt)
@@ -238,7 +253,8 @@ def request_query(params: Mapping[str, str], fmt: Format, *, now: datetime) -> R
                         statuses=_statuses(_param(params, "status", fmt), fmt))
 
 
-@router.get("/v2/requests.{fmt}", summary="Service requests: by ids, or by service, window and status")
+@router.get("/v2/requests.{fmt}", response_class=Response, responses=documented(list[Open311Request], 400, 404),
+            summary="Service requests: by ids, or by service, window and status")
 def get_requests(fmt: str, request: Request, session: SessionDep, settings: SettingsDep) -> Response:
     form = _format(f"requests.{fmt}", expect="requests")
     reader = _reader(request, session, settings, form)
@@ -247,7 +263,8 @@ def get_requests(fmt: str, request: Request, session: SessionDep, settings: Sett
     return _answer(form, "service_requests", "request", records)
 
 
-@router.get("/v2/requests/{name}", summary="One service request (a one-element list, as the spec says)")
+@router.get("/v2/requests/{name}", response_class=Response, responses=documented(list[Open311Request], 404),
+            summary="One service request (a one-element list, as the spec says)")
 def get_request(name: str, request: Request, session: SessionDep, settings: SettingsDep) -> Response:
     stem, fmt = split_format(name)
     reader = _reader(request, session, settings, fmt)
@@ -260,7 +277,8 @@ def get_request(name: str, request: Request, session: SessionDep, settings: Sett
     return _answer(fmt, "service_requests", "request", records)
 
 
-@router.get("/v2/tokens/{name}", summary="The request id a POST's token became")
+@router.get("/v2/tokens/{name}", response_class=Response, responses=documented(list[Open311Token], 404),
+            summary="The request id a POST's token became")
 def get_token(name: str, request: Request, session: SessionDep, settings: SettingsDep) -> Response:
     token, fmt = split_format(name)
     _reader(request, session, settings, fmt)
@@ -273,7 +291,9 @@ def get_token(name: str, request: Request, session: SessionDep, settings: Settin
     return _answer(fmt, "service_requests", "request", [{"service_request_id": str(case.id), "token": token}])
 
 
-@router.get("/v2/media/{name}", summary="A published request's photo (for media_url)")
+@router.get("/v2/media/{name}", response_class=FileResponse,
+            responses={200: {"content": {"image/jpeg": {}}}, 404: {"model": list[Open311ErrorDoc]}},
+            summary="A published request's photo (for media_url)")
 def get_media(name: str, request: Request, session: SessionDep, settings: SettingsDep) -> FileResponse:
     stem, fmt = split_format(name, default="xml") if not name.endswith(".jpg") else (name[:-4], "xml")
     _reader(request, session, settings, fmt)
@@ -338,7 +358,9 @@ async def _photo(media: UploadFile | None, settings: CentralSettings, fmt: Forma
         raise Open311Error(400, str(exc), fmt=fmt) from None
 
 
-@router.post("/v2/requests.{fmt}", summary="Create a service request: a citizen's report (form or multipart)")
+@router.post("/v2/requests.{fmt}", response_class=Response,
+             responses=documented(list[Open311Created], 400, 404, 413, 429),
+             summary="Create a service request: a citizen's report (form or multipart)")
 async def post_request(fmt: str, request: Request, settings: SettingsDep) -> Response:
     form = _format(f"requests.{fmt}", expect="requests")
     return await _post(request, settings, form)

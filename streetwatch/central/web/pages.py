@@ -98,7 +98,7 @@ def citizen_notes(session: Session, case_ids: list[int]) -> dict[int, list[Citiz
     if not case_ids:
         return found
     rows_merged = session.execute(select(Case.id, Case.merged_into_id).where(Case.merged_into_id.in_(case_ids)))
-    merged: dict[int, int] = {int(source): int(target) for source, target in rows_merged}
+    merged: dict[int, int] = {int(source): int(target or source) for source, target in rows_merged}
     rows = session.scalars(
         select(CitizenReport).where(CitizenReport.case_id.in_([*case_ids, *merged])).order_by(CitizenReport.id)
     )
