@@ -23,7 +23,8 @@ def safe_cell(value: object) -> object:
 def write_csv(columns: Sequence[str], rows: Iterable[Mapping[str, object]]) -> str:
     """The rows as CSV text (a header, then one line per row, every cell through `safe_cell`)."""
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
+    # CRLF (RFC 4180): the writer then quotes a cell holding a CR or LF, so no cell can break a row
+    writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(columns)
     for row in rows:
         writer.writerow([safe_cell(row.get(column)) for column in columns])
