@@ -14,10 +14,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 import xmltodict
 from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from open311_schemas import ERRORS, POST_RESPONSE, REQUEST_FIELDS, REQUESTS, TOKEN_RESPONSE, check
 from PIL import Image
 from review_seed import ingest_sighting, seed_cases, seed_city, street_jpeg
@@ -466,3 +469,61 @@ def test_lifecycle_export_maps_statuses_and_event_codes(city: City) -> None:
     assert parsed[city.cases["tea"]]["history"].startswith("file@")
     south = city.client.get("/api/export/lifecycle.json", headers={"Authorization": f"Bearer {city.tokens['south']}"})
     assert {r["case_id"] for r in south.json()} == {city.cases["fruit"]}
+
+
+# ---------------------------------------------------------------- merges, and anything a caller may send
+
+
+def test_a_merged_report_follows_its_case_and_is_verified_with_it(city: City) -> None:
+    admin = {"Authorization": f"Bearer {city.tokens['admin']}"}
+    posted = city.post(lat="31.2270", long="121.4800", email="a@example.cn").json()[0]
+    source, target = int(posted["service_request_id"]), city.cases["north-poly"]  # an unreviewed camera case
+    merged = city.client.post(f"/api/cases/{source}/merge", json={"into_case_id": target}, headers=admin)
+    assert merged.status_code == 200, merged.text
+    followed = city.client.get(f"/open311/v2/tokens/{posted['token']}.json").json()
+    assert followed[0]["service_request_id"] == str(target)  # the token leads to the case it is part of now
+    assert city.client.post(f"/api/cases/{target}/confirm", headers=admin).status_code == 200
+    assert city.client.post(f"/api/cases/{target}/verify-report", headers=admin).status_code == 200
+    with city.factory() as session:
+        report = session.scalars(select(CitizenReport).where(CitizenReport.token == posted["token"])).one()
+        assert report.verified_by == "admin"
+
+
+_text = st.text(st.characters(codec="utf-8"), max_size=60)
+_params = st.dictionaries(
+    st.sampled_from(["service_request_id", "service_code", "start_date", "end_date", "status", "jurisdiction_id",
+                     "api_key", "page"]),
+    st.one_of(_text, st.integers().map(str), st.datetimes().map(lambda d: d.isoformat())),
+    max_size=5,
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(params=_params, fmt=st.sampled_from(["json", "xml"]), name=st.one_of(st.integers().map(str), _text))
+def test_no_query_makes_open311_fail(city: City, params: dict[str, str], fmt: str, name: str) -> None:
+    """Whatever the query, the answer is a document or the spec's error list: never a 422 or a 5xx."""
+    for path in (f"/open311/v2/requests.{fmt}", f"/open311/v2/requests/{quote(name, safe='')}.{fmt}"):
+        answer = city.client.get(path, params=params)
+        assert answer.status_code in (200, 400, 403, 404), (path, params, answer.text)
+        if answer.status_code != 200 and fmt == "json":
+            check(ERRORS, answer.json())
+
+
+_fields = st.dictionaries(
+    st.sampled_from(["service_code", "lat", "long", "address_string", "address_id", "description", "email",
+                     "phone", "media_url", "first_name", "attribute[duration]", "attribute[x]", "device_id"]),
+    st.one_of(_text, st.floats(allow_nan=True).map(str), st.integers().map(str)),
+    max_size=8,
+)
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(fields=_fields)
+def test_no_report_makes_open311_fail(city: City, fields: dict[str, str]) -> None:
+    """Whatever a client POSTs with a valid key, the answer is a created request or a 400 naming a field."""
+    answer = city.client.post("/open311/v2/requests.json", data={"api_key": city.key, **fields})
+    assert answer.status_code in (200, 400, 404), (fields, answer.text)
+    if answer.status_code == 200:
+        check(POST_RESPONSE, answer.json())
+    else:
+        check(ERRORS, answer.json())
