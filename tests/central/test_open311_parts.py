@@ -11,9 +11,11 @@ from pathlib import Path
 import pytest
 import xmltodict
 from PIL import Image
+from pydantic import ValidationError
 
 from streetwatch.central.citizen_photos import PhotoError, photo_as_jpeg
 from streetwatch.central.cli import main as cli_main
+from streetwatch.central.config import Open311Settings
 from streetwatch.central.csv_safe import safe_cell, write_csv
 from streetwatch.central.open311_format import Open311Error, error_document, render, split_format
 
@@ -132,3 +134,17 @@ def test_open311_keys_from_the_command_line(db_url: str, capsys: pytest.CaptureF
     assert "name:" in capsys.readouterr().err
     assert cli_main(["--database-url", db_url, "export-reporters"]) == 0
     assert capsys.readouterr().out.startswith("reporter,email,phone,")
+
+
+@pytest.mark.parametrize("url", ["javascript:alert(1)", "http://", "https://a b/", "ftp://x/", "http://h/?q=1"])
+def test_the_public_base_url_must_be_a_plain_http_url(url: str) -> None:
+    with pytest.raises(ValidationError) as refused:
+        Open311Settings(base_url=url)
+    assert "base_url" in str(refused.value)
+
+
+def test_links_start_with_the_configured_base_url() -> None:
+    assert Open311Settings(base_url="https://311.city.example").public_base("0.0.0.0", 8000) == (
+        "https://311.city.example/"
+    )
+    assert Open311Settings().public_base("127.0.0.1", 8000) == "http://127.0.0.1:8000/"

@@ -295,7 +295,8 @@ def get_token(name: str, request: Request, session: SessionDep, settings: Settin
             responses={200: {"content": {"image/jpeg": {}}}, 404: {"model": list[Open311ErrorDoc]}},
             summary="A published request's photo (for media_url)")
 def get_media(name: str, request: Request, session: SessionDep, settings: SettingsDep) -> FileResponse:
-    stem, fmt = split_format(name, default="xml") if not name.endswith(".jpg") else (name[:-4], "xml")
+    fmt: Format = "xml"
+    stem = name[:-4] if name.endswith(".jpg") else ""  # only .jpg: a photo has no other format
     _reader(request, session, settings, fmt)
     case = session.get(Case, int(stem)) if stem.isdigit() and len(stem) <= 18 and int(stem) <= MAX_ID else None
     path = evidence_file(Path(settings.evidence_dir), case.evidence_sha256) if case and case.evidence_sha256 else None
