@@ -33,7 +33,7 @@ from streetwatch.central.case_engine import Arrival, CaseEngine
 from streetwatch.central.case_service import ActionOutcome, CaseService, Reviewer
 from streetwatch.central.case_status import VIOLATION_STATUSES, CaseStatus
 from streetwatch.central.config import CentralSettings
-from streetwatch.central.csv_safe import write_csv
+from streetwatch.central.csv_safe import to_csv
 from streetwatch.central.db import session_scope
 from streetwatch.central.errors import Conflict
 from streetwatch.central.evidence_store import evidence_store
@@ -374,4 +374,4 @@ def _iso(value: object) -> str:
 
 
 def reporters_csv(session: Session) -> str:
-    return write_csv(REPORTER_COLUMNS, reporter_rows(session))
+    return to_csv(REPORTER_COLUMNS, reporter_rows(session))

@@ -20,7 +20,7 @@ def safe_cell(value: object) -> object:
     return value
 
 
-def write_csv(columns: Sequence[str], rows: Iterable[Mapping[str, object]]) -> str:
+def to_csv(columns: Sequence[str], rows: Iterable[Mapping[str, object]]) -> str:
     """The rows as CSV text (a header, then one line per row, every cell through `safe_cell`)."""
     out = io.StringIO()
     # CRLF (RFC 4180): the writer then quotes a cell holding a CR or LF, so no cell can break a row

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from streetwatch.central.citizen_photos import PhotoError, photo_as_jpeg
 from streetwatch.central.cli import main as cli_main
 from streetwatch.central.config import Open311Settings
-from streetwatch.central.csv_safe import safe_cell, write_csv
+from streetwatch.central.csv_safe import safe_cell, to_csv
 from streetwatch.central.open311_format import Open311Error, error_document, render, split_format
 
 
@@ -37,7 +37,7 @@ from streetwatch.central.open311_format import Open311Error, error_document, ren
 )
 def test_csv_cells_never_start_a_formula(value: object, written: object) -> None:
     assert safe_cell(value) == written
-    text = write_csv(("a",), [{"a": value}])
+    text = to_csv(("a",), [{"a": value}])
     assert list(csv.reader(io.StringIO(text, newline="")))[1] == [str(written)]
 
 
