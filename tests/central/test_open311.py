@@ -499,14 +499,19 @@ _params = st.dictionaries(
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(params=_params, fmt=st.sampled_from(["json", "xml"]), name=st.one_of(st.integers().map(str), _text))
+@given(params=_params, fmt=st.sampled_from(["json", "xml"]),
+       name=st.one_of(st.integers().map(str), _text, st.sampled_from(["²", "١٢", "0", "1" * 30])))
 def test_no_query_makes_open311_fail(city: City, params: dict[str, str], fmt: str, name: str) -> None:
     """Whatever the query, the answer is a document or the spec's error list: never a 422 or a 5xx."""
-    for path in (f"/open311/v2/requests.{fmt}", f"/open311/v2/requests/{quote(name, safe='')}.{fmt}"):
+    named = quote(name, safe="")
+    for path in (f"/open311/v2/requests.{fmt}", f"/open311/v2/requests/{named}.{fmt}",
+                 f"/open311/v2/tokens/{named}.{fmt}", f"/open311/v2/media/{named}.jpg"):
         answer = city.client.get(path, params=params)
         assert answer.status_code in (200, 400, 403, 404), (path, params, answer.text)
-        if answer.status_code != 200 and fmt == "json":
+        if answer.status_code != 200 and path.endswith(".json"):
             check(ERRORS, answer.json())
+        elif answer.status_code != 200:
+            assert xmltodict.parse(answer.content)["errors"]["error"]["code"] == str(answer.status_code)
 
 
 _fields = st.dictionaries(

@@ -298,7 +298,8 @@ def get_media(name: str, request: Request, session: SessionDep, settings: Settin
     fmt: Format = "xml"
     stem = name[:-4] if name.endswith(".jpg") else ""  # only .jpg: a photo has no other format
     _reader(request, session, settings, fmt)
-    case = session.get(Case, int(stem)) if stem.isdigit() and len(stem) <= 18 and int(stem) <= MAX_ID else None
+    number = int(stem) if stem.isascii() and stem.isdigit() and len(stem) <= 18 else 0
+    case = session.get(Case, number) if 1 <= number <= MAX_ID else None
     path = evidence_file(Path(settings.evidence_dir), case.evidence_sha256) if case and case.evidence_sha256 else None
     if case is None or not published(case) or path is None:
         raise Open311Error(404, f"media: no published photo {stem[:30]!r}", fmt=fmt)
