@@ -532,3 +532,31 @@ def test_no_report_makes_open311_fail(city: City, fields: dict[str, str]) -> Non
         check(POST_RESPONSE, answer.json())
     else:
         check(ERRORS, answer.json())
+
+
+def test_a_confirmed_citizen_case_follows_the_workflow_to_an_inspector(city: City, tmp_path: Path) -> None:
+    """Nobody watches the spot a citizen reported, so its episode stays open: at the deadline the
+    workflow sends an inspector instead of taking the case for self-rectified."""
+    from datetime import timedelta
+
+    from streetwatch.central.workflow.clock import ManualClock
+    from streetwatch.central.workflow.notify import LocalSinkChannel
+    from streetwatch.central.workflow.worker import WorkflowEngine
+
+    admin = {"Authorization": f"Bearer {city.tokens['admin']}"}
+    # in Golden Noodle Bar's zone (its only case was dismissed: nothing of it waits in the workflow)
+    case_id = int(city.post(lat="31.23510", long="121.47250").json()[0]["service_request_id"])
+    assert city.client.post(f"/api/cases/{case_id}/confirm", headers=admin).status_code == 200
+    clock = ManualClock(datetime.now(UTC) + timedelta(minutes=1))  # past the undo window
+    engine = WorkflowEngine(city.factory, city.settings.workflow, clock=clock,
+                            channel=LocalSinkChannel(tmp_path / "notices.jsonl"))
+    engine.tick()
+    with city.factory() as session:
+        assert session.get(Case, case_id).status == "notified"  # type: ignore[union-attr]
+    clock.advance(timedelta(minutes=city.settings.workflow.rectify_window_min + 1))
+    engine.tick()
+    with city.factory() as session:
+        assert session.get(Case, case_id).status == "escalated"  # type: ignore[union-attr]
+    assert "m-noodle" in (tmp_path / "notices.jsonl").read_text(encoding="utf-8")  # the merchant was told
+    public = city.client.get(f"/open311/v2/requests/{case_id}.json").json()[0]
+    assert public["status"] == "open" and "处置" in str(public["status_notes"])
