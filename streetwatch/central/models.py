@@ -195,9 +195,9 @@ class Case(Base):
     decided_at: Mapped[datetime | None] = mapped_column(
         UtcDateTime, doc="the last review decision (its undo window runs from here; the notice waits for it)"
     )
-    source: Mapped[str] = mapped_column(
-        String(16), default="camera", server_default="camera", doc=" | ".join(CASE_SOURCES)
-    )
+    # A Python default only (the migration gives old rows "camera"): a server default would make
+    # every case INSERT fetch it back, one statement per case instead of one per batch.
+    source: Mapped[str] = mapped_column(String(16), default="camera", doc=" | ".join(CASE_SOURCES))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
 
