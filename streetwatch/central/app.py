@@ -37,6 +37,7 @@ from streetwatch.central.api import (
     auth,
     candidates,
     cases,
+    citizen,
     evidence,
     fleet,
     geojson,
@@ -49,9 +50,11 @@ from streetwatch.central.api import health as health_routes
 from streetwatch.central.api.deps import LoginRequired
 from streetwatch.central.api.input_guard import RefuseNulBytes
 from streetwatch.central.api.login_limit import LoginRateLimiter
+from streetwatch.central.citizen import CitizenService
 from streetwatch.central.config import CentralSettings
 from streetwatch.central.errors import DomainError, http_status
 from streetwatch.central.metrics import Health, database_check
+from streetwatch.central.open311_format import Format, Open311Error, error_document
 from streetwatch.central.review import ReviewService
 from streetwatch.central.web import account, login, map_pages, pages, workflow_pages
 from streetwatch.central.web import fleet as fleet_pages
@@ -73,6 +76,7 @@ def api_router() -> APIRouter:
     for module in (candidates, cases, merchants, alerts, workflow, stats, fleet):
         router.include_router(module.router)
     router.include_router(workflow.exports)
+    router.include_router(citizen.router)
     router.include_router(auth.router)
     router.include_router(geojson.router)
     return router
@@ -145,7 +149,10 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 def _error_response(request: Request, exc: StarletteHTTPException) -> Response:
-    """An HTML page for browsers on the review pages; JSON `{detail}` for the API and other clients."""
+    """An HTML page for browsers on the review pages; JSON `{detail}` for the API and other clients;
+    the GeoReport error list under /open311/ (its clients parse nothing else)."""
+    if request.url.path.startswith("/open311/"):
+        return _open311_error(request, Open311Error(exc.status_code, str(exc.detail)))
     wants_html = "text/html" in request.headers.get("accept", "")
     if not wants_html or request.url.path.startswith(("/api/", "/evidence/")):
         return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
@@ -155,6 +162,13 @@ def _error_response(request: Request, exc: StarletteHTTPException) -> Response:
         title = "Error"
     context = {"status_code": exc.status_code, "title": gettext(request, title), "detail": exc.detail}
     return render(request, "error.html", context, status_code=exc.status_code, headers=exc.headers)
+
+
+def _open311_error(request: Request, exc: Open311Error) -> Response:
+    """The spec's error list, in the format the path asked for (XML when it names none)."""
+    fmt: Format = "json" if request.url.path.rsplit("/", 1)[-1].lower().endswith(".json") else exc.fmt
+    body, media_type = error_document(fmt, exc.status, exc.description)
+    return Response(body, status_code=exc.status, media_type=media_type)
 
 
 def _add_error_handlers(app: FastAPI) -> None:
@@ -167,6 +181,10 @@ def _add_error_handlers(app: FastAPI) -> None:
             return JSONResponse({"detail": "Not logged in"}, status_code=401)
         login_url = app.url_path_for("login_page")
         return RedirectResponse(f"{login_url}?{urlencode({'next': exc.next_path})}", status_code=303)
+
+    @app.exception_handler(Open311Error)
+    async def _open311(request: Request, exc: Open311Error) -> Response:
+        return _open311_error(request, exc)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
@@ -206,6 +224,7 @@ def build_app(
     app.state.clock = clock
     app.state.review = ReviewService(session_factory, clock=clock, undo_window_s=settings.workflow.undo_window_s)
     app.state.workflow = WorkflowService(session_factory, settings.workflow, clock=clock)
+    app.state.citizen = CitizenService(session_factory, clock=clock)
     app.state.templates = make_templates()
     app.state.nearby_zones = NearbyZones()
     app.state.login_limiter = LoginRateLimiter(

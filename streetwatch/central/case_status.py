@@ -48,7 +48,7 @@ OPEN_STATUSES: Final[tuple[CaseStatus, ...]] = (S.NEW, S.CONFIRMED, S.NOTIFIED)
 IN_HAND_STATUSES: Final[tuple[CaseStatus, ...]] = (S.CONFIRMED, S.NOTIFIED, S.ESCALATED)
 # Still needing someone, reviewed or not: the cases the city map shows.
 UNRESOLVED_STATUSES: Final[tuple[CaseStatus, ...]] = (S.NEW, *IN_HAND_STATUSES)
-# Decided by a reviewer one way or the other: what Open311 publishes.
+# Decided by a reviewer one way or the other (Open311 publishes only the violations and closed ones).
 REVIEWED_STATUSES: Final[tuple[CaseStatus, ...]] = tuple(s for s in CaseStatus if s is not S.NEW)
 # A reviewer said "this is a violation" and the case was not merged or closed away: training positives.
 VIOLATION_STATUSES: Final[tuple[CaseStatus, ...]] = (S.CONFIRMED, S.NOTIFIED, S.RECTIFIED, S.ESCALATED)

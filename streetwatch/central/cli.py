@@ -312,6 +312,50 @@ def cmd_review(args: argparse.Namespace) -> int:
     return 1 if refused else 0
 
 
+def cmd_open311_key(args: argparse.Namespace) -> int:
+    """Open311 client keys: create (printed once), revoke, list (streetwatch.central.open311_keys)."""
+    from streetwatch.central.open311_keys import Open311KeyError, issue_key, list_clients, revoke_key
+
+    factory = _session_factory(args)
+    try:
+        if args.action == "create":
+            issued = issue_key(factory, name=args.name or "", actor="cli")
+            print(f"open311 client {issued.id} ({issued.name}): {issued.secret}")  # shown once: only its hash is kept
+        elif args.action == "revoke":
+            client_id = args.client_id if args.client_id is not None else _client_id_arg(args.name)
+            if not revoke_key(factory, client_id, actor="cli"):
+                raise CliError(f"open311 client {client_id}: its key is already revoked")
+            print(f"open311 client {client_id}: key revoked")
+        else:
+            with factory() as session:
+                for row in list_clients(session):
+                    state = f"revoked {row.revoked_at.isoformat()}" if row.revoked_at else "active"
+                    print(f"{row.id}\t{row.name}\tcreated {row.created_at.isoformat()}\t{state}")
+    except Open311KeyError as exc:
+        raise CliError(str(exc)) from None
+    return 0
+
+
+def _client_id_arg(value: str | None) -> int:
+    if value is None or not value.isdigit() or len(value) > 9:
+        raise CliError(f"open311-key revoke: expected the client's id (open311-key list shows them), got {value!r}")
+    return int(value)
+
+
+def cmd_export_reporters(args: argparse.Namespace) -> int:
+    """Citizen reporters with their verified-report counts (the reward scheme), as CSV."""
+    from streetwatch.central.citizen import reporters_csv
+
+    with session_scope(_session_factory(args)) as session:
+        text = reporters_csv(session)
+    if args.output is None:
+        sys.stdout.write(text)
+    else:
+        args.output.write_text(text, encoding="utf-8")
+        print(f"{text.count(chr(10)) - 1} reporters written to {args.output}", file=sys.stderr)
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     """Ingest, the fleet (boxes' status, the delivery audit) and the workflow in supervised threads;
     the web app in the foreground when installed.
@@ -522,6 +566,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reason", default=None, help="dismissal reason: " + ", ".join(DISMISS_REASONS))
     p.add_argument("--user", required=True, help="the reviewer the audit log names (an existing user)")
     p.set_defaults(func=cmd_review)
+
+    p = command("open311-key", "Open311 client keys (api_key for citizen reports): create NAME, revoke ID, list")
+    p.add_argument("action", choices=("create", "revoke", "list"))
+    p.add_argument("name", nargs="?", default=None, help="create: what the client is ('city 311 app'); revoke: its id")
+    p.add_argument("--client-id", type=int, default=None, help="revoke: the client's id (from list)")
+    p.set_defaults(func=cmd_open311_key)
+
+    p = command("export-reporters", "citizen reporters and their verified-report counts (CSV, with contacts)")
+    p.add_argument("--output", type=Path, default=None, help="file to write (default: stdout)")
+    p.set_defaults(func=cmd_export_reporters)
 
     p = command("serve", "run ingest (and the web queue when installed)")
     web_or_ingest = p.add_mutually_exclusive_group()

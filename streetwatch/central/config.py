@@ -435,9 +435,40 @@ class ReviewSettings(StrictModel):
 
 
 class Open311Settings(StrictModel):
+    """Open311 GeoReport v2 (api/open311.py): who may read, where links point, what a POST may carry."""
+
     public: bool = Field(
-        default=False, description="anonymous GeoReport reads see the whole city (off: a token is needed)"
+        default=False,
+        description="anonymous GeoReport reads see the city's reviewed cases and their photos (off: an api_key "
+        "or a user's token is needed to read)",
     )
+    base_url: str | None = Field(
+        default=None, max_length=300, pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$",
+        description="the public URL of this server (https://311.city.example/): media_url and discovery links "
+        "start with it, never with the request's Host header; default: web.public_url",
+    )
+    jurisdiction_id: str | None = Field(
+        default=None, min_length=1, max_length=100,
+        description="the city's jurisdiction id: a request naming another one is refused (404)",
+    )
+    contact: str = Field(
+        default="", max_length=300, description="who answers for this endpoint (discovery's contact)"
+    )
+    max_media_bytes: int = Field(
+        default=8 * 1024 * 1024, ge=64 * 1024, le=32 * 1024 * 1024,
+        description="the largest photo a citizen report may upload (the whole POST body is bounded by it plus 64 KiB)",
+    )
+    max_media_pixels: int = Field(
+        default=40_000_000, ge=1_000_000, le=200_000_000, description="the largest photo in pixels (width x height)"
+    )
+    max_posts_per_hour: int = Field(
+        default=600, ge=1, le=1_000_000, description="citizen reports one api_key may POST per hour"
+    )
+
+    def public_base(self, web: WebSettings) -> str:
+        """The base URL links start with, ending in '/': this setting, else the web's public_url."""
+        base = self.base_url or web.base_url
+        return base if base.endswith("/") else base + "/"
 
 
 TileDatum = Literal["wgs84", "cgcs2000", "gcj02"]

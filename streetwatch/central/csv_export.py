@@ -18,6 +18,8 @@ FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 def safe_cell(value: object) -> object:
     """`value`, with a `'` in front when it is text a spreadsheet would take for a formula."""
+    if value is None:
+        return ""
     if isinstance(value, str) and value.startswith(FORMULA_STARTS):
         return "'" + value
     return value
@@ -25,7 +27,8 @@ def safe_cell(value: object) -> object:
 
 def write_csv(out: TextIO, fieldnames: Sequence[str], rows: Iterable[Mapping[str, object]]) -> None:
     """A header and the rows, every text cell neutralised (`safe_cell`)."""
-    writer = csv.DictWriter(out, fieldnames=list(fieldnames), lineterminator="\n")
+    # CRLF (RFC 4180): the writer then quotes a cell holding a CR or LF, so no cell can break a row
+    writer = csv.DictWriter(out, fieldnames=list(fieldnames), lineterminator="\r\n")
     writer.writeheader()
     for row in rows:
         writer.writerow({key: safe_cell(value) for key, value in row.items()})

@@ -40,6 +40,8 @@ MERCHANT_GRADES: tuple[str, ...] = ("red", "yellow", "green")
 USER_ROLES: tuple[str, ...] = ("reviewer", "supervisor", "admin")
 SUPERVISOR_ROLES: tuple[str, ...] = ("supervisor", "admin")
 AREA_LEVELS: tuple[str, ...] = ("city", "district", "street")
+# Who opened a case: an edge camera's alert, or a citizen's report through Open311 POST.
+CASE_SOURCES: tuple[str, ...] = ("camera", "citizen")
 
 AttributionMethod = Literal["inside_zone", "nearest", "manual", "none"]
 
@@ -207,6 +209,9 @@ class Case(Base):
     decided_at: Mapped[datetime | None] = mapped_column(
         UtcDateTime, doc="the last review decision (its undo window runs from here; the notice waits for it)"
     )
+    # A Python default only (the migration gives old rows "camera"): a server default would make
+    # every case INSERT fetch it back, one statement per case instead of one per batch.
+    source: Mapped[str] = mapped_column(String(16), default="camera", doc=" | ".join(CASE_SOURCES))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
 
@@ -469,3 +474,55 @@ class Hotspot(Base):
     )
     since: Mapped[datetime | None] = mapped_column(UtcDateTime)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+# ---------------------------------------------------------------- Open311 and citizen reports (issue 21)
+
+
+class Open311Client(Base):
+    """An app or partner system that may POST citizen reports (GeoReport `api_key`); only its hash is stored."""
+
+    __tablename__ = "open311_clients"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(100))
+    key_hash: Mapped[str] = mapped_column(String(128), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class CitizenReport(Base):
+    """One citizen report (Open311 POST requests) and the case it became or joined.
+
+    The reporter's contact (email, phone, names, device and account ids) is private: it is never
+    published through Open311 nor shown in the queue; `reporter_key` (a digest of the normalised
+    contact) groups a reporter's reports for the city's reward scheme. `token` is the spec's
+    token: whoever holds it can look up the request id.
+    """
+
+    __tablename__ = "citizen_reports"
+    __table_args__ = (Index("ix_citizen_reports_client_created", "client_id", "created_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    token: Mapped[str] = mapped_column(String(64), unique=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    client_id: Mapped[int | None] = mapped_column(ForeignKey("open311_clients.id"))
+    service_code: Mapped[str] = mapped_column(String(32))
+    lat: Mapped[float] = mapped_column(Float)
+    lon: Mapped[float] = mapped_column(Float)
+    address_string: Mapped[str] = mapped_column(String(300), default="")
+    description: Mapped[str] = mapped_column(Text, default="")
+    attributes: Mapped[dict[str, Any]] = mapped_column(JsonDocument, default=dict)
+    media_sha256: Mapped[str | None] = mapped_column(String(64), doc="the uploaded photo, stored like evidence")
+    media_url: Mapped[str | None] = mapped_column(String(2000), doc="a photo URL the client gave (never fetched)")
+    email: Mapped[str] = mapped_column(String(254), default="")
+    phone: Mapped[str] = mapped_column(String(40), default="")
+    first_name: Mapped[str] = mapped_column(String(100), default="")
+    last_name: Mapped[str] = mapped_column(String(100), default="")
+    device_id: Mapped[str] = mapped_column(String(100), default="")
+    account_id: Mapped[str] = mapped_column(String(100), default="")
+    reporter_key: Mapped[str | None] = mapped_column(String(64), index=True)
+    joined_existing: Mapped[bool] = mapped_column(Boolean, default=False, doc="de-duplicated into an open case")
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    verified_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    verified_by: Mapped[str | None] = mapped_column(String(64))

@@ -27,6 +27,7 @@ from streetwatch.central.models import Base, DeadLetter
 TABLES = {
     "alembic_version",
     "alerts",
+    "citizen_reports",
     "api_tokens",
     "areas",
     "audit_log",
@@ -44,6 +45,7 @@ TABLES = {
     "login_failures",
     "merchants",
     "notifications",
+    "open311_clients",
     "strikes",
     "users",
     "web_sessions",

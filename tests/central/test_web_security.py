@@ -271,7 +271,7 @@ def test_a_case_map_shows_only_merchants_of_the_users_area(desk: Desk) -> None:
         ("Lotus Tea House", "Lotus Tea House"),
         ("", ""),
         (-1.5, -1.5),  # numbers stay numbers
-        (None, None),
+        (None, ""),  # an empty cell
     ],
 )
 def test_csv_cells_that_would_run_as_formulas_are_neutralised(value: object, written: object) -> None:
@@ -290,7 +290,7 @@ def test_every_csv_export_neutralises_formulas(desk: Desk) -> None:
     for name, text in exports.items():
         assert "'=HYPERLINK(" in text and "'-2+3" in text, name
         assert not re.search(r'(^|,)"?[=+\-@]', text, re.M), name
-    assert to_csv(["a"], [{"a": "@x"}]) == "a\n'@x\n"
+    assert to_csv(["a"], [{"a": "@x"}]) == "a\r\n'@x\r\n"
 
 
 def test_the_lifecycle_and_cli_exports_use_the_same_writer(desk: Desk, tmp_path: Path) -> None:

@@ -124,6 +124,25 @@ class CaseCard:
     suggestion: Suggestion | None = None
     best_confidence: float | None = None
     zones: tuple[ZoneShape, ...] = field(default=(), repr=False)
+    source: str = "camera"  # models.CASE_SOURCES
+    citizen: tuple[CitizenNote, ...] = ()  # the citizen reports behind the case (no contact: it is private)
+
+    @property
+    def verifiable(self) -> bool:
+        """A reviewer may verify its citizen reports now (citizen.CitizenService.verify)."""
+        confirmed = self.status in ("confirmed", "notified", "rectified", "escalated", "closed")
+        return confirmed and self.merged_into_id is None and any(n.verified_at is None for n in self.citizen)
+
+
+@dataclass(frozen=True)
+class CitizenNote:
+    """One citizen report as the desk shows it: what they wrote and when, and whether it is verified."""
+
+    id: int
+    description: str
+    created_at: datetime
+    verified_at: datetime | None
+    verified_by: str | None
 
 
 def _alert_row(alert: Alert) -> AlertRow:
@@ -291,6 +310,7 @@ class CardContext:
     sla: timedelta
     low_confidence: float
     held: Held | None = None
+    citizen: Sequence[CitizenNote] = ()
 
 
 def build_card(case: Case, ctx: CardContext) -> CaseCard:
@@ -340,6 +360,8 @@ def build_card(case: Case, ctx: CardContext) -> CaseCard:
         suggestion=nearest_suggestion(case, zone_list),
         best_confidence=best,
         zones=tuple(zone_list),
+        source=case.source or "camera",
+        citizen=tuple(ctx.citizen),
     )
 
 

@@ -76,7 +76,11 @@ ACTION: Final = {
     "assign": N_("visit assigned"),
     "complaint": N_("complaint recorded"),
     "grade": N_("grade changed"),
+    "citizen_report": N_("citizen report received"),
+    "verify_report": N_("citizen report verified"),
 }
+# Who opened a case (models.CASE_SOURCES).
+SOURCE: Final = {"camera": N_("street camera"), "citizen": N_("citizen report")}
 # The national digital-city-management stages (workflow/rules.LIFECYCLE_STAGES).
 STAGE: Final = {
     "report": N_("Reported"),
@@ -115,6 +119,7 @@ TABLES: Final[Mapping[str, Mapping[str, str]]] = {
     "action": ACTION,
     "stage": STAGE,
     "weak": WEAK,
+    "source": SOURCE,
 }
 # Audit detail keys: their names, and which table translates their values.
 DETAIL_KEYS: Final = {
@@ -142,6 +147,8 @@ DETAIL_KEYS: Final = {
     "override": (N_("supervisor override"), None),
     "result": (N_("result"), "inspection_result"),
     "assignee": (N_("inspector"), None),
+    "reports": (N_("citizen reports"), None),
+    "joined_existing": (N_("joined an open case"), None),
 }
 # Kept for undo (alert ids moved by a merge, the values a merge replaced): not for reading.
 HIDDEN_DETAIL_KEYS: Final = frozenset(

@@ -18,6 +18,7 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Form, HTTPException, Query, Request, status
 from fastapi.responses import JSONResponse
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.responses import Response
 
@@ -37,14 +38,15 @@ from streetwatch.central.api.queries import (
 )
 from streetwatch.central.case_service import ActionOutcome, Reviewer
 from streetwatch.central.case_status import ALL_STATUSES, CaseStatus
+from streetwatch.central.citizen import CitizenService
 from streetwatch.central.config import CentralSettings
 from streetwatch.central.errors import DomainError, NotFound, http_status
 from streetwatch.central.evidence_store import evidence_store
 from streetwatch.central.media import SUFFIX
-from streetwatch.central.models import Area, Case, User
+from streetwatch.central.models import Area, Case, CitizenReport, User
 from streetwatch.central.review import DISMISS_REASONS
 from streetwatch.central.web import i18n, labels
-from streetwatch.central.web.cards import CardContext, CaseCard, build_card
+from streetwatch.central.web.cards import CardContext, CaseCard, CitizenNote, build_card
 from streetwatch.central.web.nearby import NearbyZones
 from streetwatch.central.web.render import flash_context, redirect_with_flash, render, safe_next, user_label
 from streetwatch.central.workflow.ids import MAX_ID, CaseId, DecisionId
@@ -74,6 +76,7 @@ def build_cards(
     merchants = merchants_by_id(session, [c.merchant_id for c in cases])
     ids = [c.id for c in cases]
     alerts, evidence = recent_alerts(session, ids), evidence_alerts(session, ids)
+    citizen = citizen_notes(session, ids)
     now = request.app.state.clock()
     store = evidence_store(settings.evidence_dir)
     cards = []
@@ -92,9 +95,26 @@ def build_cards(
             sla=timedelta(hours=settings.review.sla_hours),
             low_confidence=settings.review.low_confidence,
             held=lambda ref: store.exists(ref.sha256, SUFFIX[ref.content_type]),
+            citizen=citizen.get(case.id, ()),
         )
         cards.append(build_card(case, ctx))
     return cards
+
+
+def citizen_notes(session: Session, case_ids: list[int]) -> dict[int, list[CitizenNote]]:
+    """The citizen reports of these cases (and of cases merged into them), by case id, oldest first."""
+    found: dict[int, list[CitizenNote]] = {}
+    if not case_ids:
+        return found
+    rows_merged = session.execute(select(Case.id, Case.merged_into_id).where(Case.merged_into_id.in_(case_ids)))
+    merged: dict[int, int] = {int(source): int(target or source) for source, target in rows_merged}
+    rows = session.scalars(
+        select(CitizenReport).where(CitizenReport.case_id.in_([*case_ids, *merged])).order_by(CitizenReport.id)
+    )
+    for r in rows:
+        note = CitizenNote(r.id, r.description, r.created_at, r.verified_at, r.verified_by)
+        found.setdefault(merged.get(r.case_id) or r.case_id, []).append(note)
+    return found
 
 
 def _area_options(session: Session, scope: AreaScope | None) -> list[dict[str, str]]:
@@ -337,6 +357,17 @@ def web_confirm(
     reviewer = web_reviewer(session, user)
     confirm = lambda: review.confirm(case_id, reviewer=reviewer)  # noqa: E731
     return _act(request, session, next, confirm, N_("%(case)s confirmed."), case_id=case_id)
+
+
+@router.post("/cases/{case_id}/verify-report", name="web_verify_report", dependencies=[CsrfChecked])
+def web_verify_report(
+    case_id: CaseId, request: Request, session: SessionDep, user: WebUser, next: NextField = "/"
+) -> Response:  # noqa: A002 - form field name
+    """核实举报: the citizen reports of a confirmed case are true; each counts for its reporter's reward."""
+    reviewer = web_reviewer(session, user)
+    service: CitizenService = request.app.state.citizen
+    verify = lambda: service.verify(case_id, reviewer=reviewer)  # noqa: E731
+    return _act(request, session, next, verify, N_("%(case)s: citizen report verified."), case_id=case_id)
 
 
 @router.post("/cases/{case_id}/dismiss", name="web_dismiss", dependencies=[CsrfChecked])
