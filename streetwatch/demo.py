@@ -44,6 +44,7 @@ from streetwatch.central.db import make_engine, make_session_factory, migrate
 from streetwatch.central.merchants import import_merchants
 from streetwatch.central.models import User
 from streetwatch.central.passwords import hash_password
+from streetwatch.edge.alerts import TOPIC_PREFIX
 from streetwatch.edge.geo import fit_homography, pixel_to_geo
 from streetwatch.edge.manifest import DEFAULT_MANIFEST
 from streetwatch.footage import Paste, still_scene, write_h264_clip
@@ -318,15 +319,20 @@ def demo_settings(base: CentralSettings, *, broker_url: str, protocol: str, work
     """The demo's settings: `base` (file, environment, flags) with the demo's database, broker and
     evidence folder; web mode `demo` (a random session secret, plain-http cookies) unless the
     settings name a mode themselves."""
-    # One worker: a plain subscription. The embedded broker (iotcore 0.4) stops routing when a
-    # client drops holding unacknowledged messages of a shared subscription.
-    broker = BrokerSettings(url=broker_url, protocol=protocol, subscription="streetwatch/v1/alerts/#")  # type: ignore[arg-type]
+    # One worker: plain subscriptions only. The embedded broker (iotcore 0.4, rumqttd 0.20) stops
+    # routing when a client drops holding unacknowledged messages of a shared subscription, and its
+    # router panics ("group must exists") when a client with a shared subscription disconnects.
+    broker = BrokerSettings(url=broker_url, protocol=protocol, subscription=f"{TOPIC_PREFIX}/alerts/#")  # type: ignore[arg-type]
+    media = base.media.model_copy(update={"subscription": f"{TOPIC_PREFIX}/media/#"} if base.media.subscription else {})
+    delivery = base.delivery.model_copy(update={"replies_subscription": f"{TOPIC_PREFIX}/replies/+"})
     web = base.web if "mode" in base.web.model_fields_set else base.web.model_copy(update={"mode": "demo"})
     workflow = base.workflow.model_copy(update=_demo_workflow(base, workdir))
     return base.model_copy(
         update={
             "database_url": f"sqlite:///{workdir / 'central.sqlite'}",
             "broker": broker,
+            "media": media,
+            "delivery": delivery,
             "web": web,
             "workflow": workflow,
             "evidence_dir": workdir / "evidence",
