@@ -281,7 +281,7 @@ class MediaSettings(StrictModel):
 
     subscription: str = Field(
         default=MEDIA_SHARED_SUBSCRIPTION,
-        description="the boxes' evidence-set pieces, shared between workers; '' = off",
+        description="the boxes' evidence-set pieces (every worker; they are idempotent); '' = off",
     )
     staging_max_bytes: int = Field(
         default=256 * 1024 * 1024, ge=4 * 1024 * 1024, description="unfinished media one box may have staged"

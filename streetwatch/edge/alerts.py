@@ -370,9 +370,10 @@ class EdgeStatus(BaseModel):
 
 
 MEDIA_SCHEMA: Literal["streetwatch.media/1"] = "streetwatch.media/1"
-# A share group of its own: the embedded broker (rumqttd) loses messages when one client holds two
-# filters in one group (alerts were dropped while media flowed); Mosquitto does not care either way.
-MEDIA_SHARED_SUBSCRIPTION = f"$share/central-media/{TOPIC_PREFIX}/media/#"
+# Not shared: the embedded broker (rumqttd 0.20) loses alerts when one client holds two filters of one
+# share group, and its router panicked ("group must exists") with a second group. Every worker then
+# gets every piece; pieces are idempotent (a held one costs a file check), so that is only extra work.
+MEDIA_SHARED_SUBSCRIPTION = f"{TOPIC_PREFIX}/media/#"
 
 
 class MediaChunk(_WireModel):
