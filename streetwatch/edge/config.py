@@ -207,10 +207,12 @@ class CameraConfig(StrictModel):
         description="(w, h) of the picture polygon_px and the calibration's pixels were measured on; required "
         "with detect_url (usually the main stream's resolution); default: the decoded stream's own",
     )
+    # Off by default: on busy footage the carried detections can change which tracks reach
+    # rules.presence_share (docs/operator-guide.md, "Skip what did not change").
     max_skip_s: float = Field(
-        default=10.0, ge=0, le=600,
+        default=0.0, ge=0, le=600,
         description="skip the detector on frames where nothing changed in the zones, but detect at least this "
-        "often (stream s); 0 = detect every sampled frame",
+        "often (stream s); 0 (default) = detect every sampled frame",
     )
     change_threshold: float = Field(
         default=0.002, gt=0, le=1,

@@ -30,7 +30,7 @@ from streetwatch.edge.geo import (
 from streetwatch.edge.main_stream import FullResolution
 from streetwatch.edge.moving import MovingCameraAnalyzer, pose_track_for
 from streetwatch.edge.rules import ViolationEngine, roles_read
-from streetwatch.edge.tracking import CameraTracker, TrackerSettings
+from streetwatch.edge.tracking import CameraTracker, TrackerSettings, signature_size
 from streetwatch.edge.types import Frame, ViolationEvent
 
 log = logging.getLogger(__name__)
@@ -89,8 +89,10 @@ class CameraAnalyzer:
     def analyze(self, frame: Frame, detections: sv.Detections) -> list[Alert]:
         if self.camera.zones:  # a camera without zones never alerts: it keeps no frames
             self.evidence_set.observe(frame)
-        # the appearance signatures read a small view (often the detector's, already rendered)
-        view = frame.picture.at_least(320) if len(detections) else None
+        # The appearance signatures read one fixed small view: the same pixels whether the detector
+        # ran on this frame or its detections were carried (change_gate.py), so skipping a frame
+        # can never change which track a car is.
+        view = frame.picture.bgr(signature_size(frame.width, frame.height)) if len(detections) else None
         tracks = self.tracker.update(t=frame.pts_s, detections=detections, image=view, frame_width=frame.width)
         events = self.engine.update(
             t=frame.pts_s,

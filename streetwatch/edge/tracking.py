@@ -35,6 +35,7 @@ import supervision as sv
 from trackers import ByteTrackTracker
 
 from streetwatch.edge.config import CameraConfig, RulesConfig
+from streetwatch.edge.picture import scaled_size
 from streetwatch.edge.types import Role
 
 logger = logging.getLogger(__name__)
@@ -440,6 +441,14 @@ def new_bytetrack(settings: TrackerSettings) -> ByteTrackTracker:
         minimum_iou_threshold=settings.minimum_iou_threshold,
         high_conf_det_threshold=settings.high_conf_det_threshold,
     )
+
+
+SIGNATURE_WIDTH = 320  # the width of the view appearance signatures are read from
+
+
+def signature_size(width: int, height: int) -> tuple[int, int]:
+    """The view the signatures read: SIGNATURE_WIDTH wide (never wider than the frame)."""
+    return scaled_size(width, height, min(width, SIGNATURE_WIDTH))
 
 
 _SIGNATURE_BINS = (12, 4, 4)  # hue x saturation x value: colour first, brightness coarsely (white vs silver)
