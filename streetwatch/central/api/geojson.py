@@ -12,6 +12,7 @@ from fastapi import APIRouter, HTTPException, Query, status
 from starlette.responses import Response
 
 from streetwatch.central.api.deps import AnyUser, SessionDep, scope_of
+from streetwatch.central.api.params import bounded_time
 from streetwatch.central.api.queries import filter_scope, merchants_by_id
 from streetwatch.central.case_status import UNRESOLVED_STATUSES, CaseStatus
 from streetwatch.central.gis.geojson_out import cases_collection, collection, hotspot_feature, merchant_feature
@@ -58,6 +59,7 @@ def cases_geojson(
     limit: Annotated[int, Query(ge=1, le=MAX_FEATURES)] = MAX_FEATURES,
 ) -> Response:
     """Located cases as Points (newest first); properties: violation, status, merchant, times."""
+    since, until = (bounded_time(t, name) if t else None for t, name in ((since, "since"), (until, "until")))
     filters = GeoCaseFilters(parse_statuses(status_), violation, merchant, q, since, until)
     cases = located_cases(session, filters, scopes=[scope_of(session, user), filter_scope(session, area)], limit=limit)
     merchants = merchants_by_id(session, [c.merchant_id for c in cases])
