@@ -246,8 +246,9 @@ def build_app(
     )
 
     # Outermost of ours: before the session, the handlers, the database. The largest body is an
-    # inspection photo in its form.
-    app.add_middleware(RefuseNulBytes, max_body_bytes=settings.review.max_photo_bytes + 1024 * 1024)
+    # inspection photo in its form, or a citizen's photo posted to Open311.
+    body_cap = max(settings.review.max_photo_bytes, settings.open311.max_media_bytes) + 1024 * 1024
+    app.add_middleware(RefuseNulBytes, max_body_bytes=body_cap)
     csp = page_csp(settings.map.tile_origin())
 
     @app.middleware("http")

@@ -221,7 +221,7 @@ def test_xml_is_the_default_and_carries_the_same_fields(city: City) -> None:
         ("requests/-1.json", {}, 404, "service_request_id"),
         ("services/bogus.json", {}, 404, "service_code"),
         ("tokens/nope.json", {}, 404, "token"),
-        ("media/1%00.jpg", {}, 404, "media"),
+        ("media/1%00.jpg", {}, 400, "NUL"),  # refused before any handler (input_guard.py), in the spec's format
         ("no-such-thing.json", {}, 404, "Not Found"),
     ],
 )

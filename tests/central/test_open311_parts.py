@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from streetwatch.central.citizen_photos import PhotoError, photo_as_jpeg
 from streetwatch.central.cli import main as cli_main
-from streetwatch.central.config import Open311Settings
+from streetwatch.central.config import Open311Settings, WebSettings
 from streetwatch.central.csv_export import safe_cell, to_csv
 from streetwatch.central.open311_format import Open311Error, error_document, render, split_format
 
@@ -144,7 +144,9 @@ def test_the_public_base_url_must_be_a_plain_http_url(url: str) -> None:
 
 
 def test_links_start_with_the_configured_base_url() -> None:
-    assert Open311Settings(base_url="https://311.city.example").public_base("0.0.0.0", 8000) == (
+    assert Open311Settings(base_url="https://311.city.example").public_base(WebSettings(host="0.0.0.0", port=8000)) == (
         "https://311.city.example/"
     )
-    assert Open311Settings().public_base("127.0.0.1", 8000) == "http://127.0.0.1:8000/"
+    assert Open311Settings().public_base(WebSettings(host="127.0.0.1", port=8000)) == "http://127.0.0.1:8000/"
+    public = WebSettings(public_url="https://desk.city.example/311")  # type: ignore[arg-type]
+    assert Open311Settings().public_base(public) == "https://desk.city.example/311/"  # the web's address by default

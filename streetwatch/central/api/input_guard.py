@@ -19,6 +19,8 @@ from typing import Any
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 
+from streetwatch.central.open311_format import Format, error_document
+
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -104,9 +106,15 @@ def _body_problem(content_type: str, body: bytes) -> str | None:
 NUL_REFUSED = "a NUL byte (U+0000) is not allowed"
 
 
-async def _refuse(send: Send, where: str, *, detail: str = NUL_REFUSED, code: int = 400) -> None:
-    body = json.dumps({"detail": f"{where}: {detail}"}).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+async def _refuse(send: Send, scope: Scope, where: str, *, detail: str = NUL_REFUSED, code: int = 400) -> None:
+    """`{detail}` as JSON, or under /open311/ the GeoReport v2 error list (XML unless the path asks .json)."""
+    path = str(scope.get("path", ""))
+    if path.startswith("/open311/"):
+        fmt: Format = "json" if path.lower().endswith(".json") else "xml"
+        body, media_type = error_document(fmt, code, f"{where}: {detail}")
+    else:
+        body, media_type = json.dumps({"detail": f"{where}: {detail}"}).encode(), "application/json"
+    headers = [(b"content-type", media_type.encode()), (b"content-length", str(len(body)).encode())]
     await send({"type": "http.response.start", "status": code, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
@@ -124,7 +132,7 @@ class RefuseNulBytes:
             return
         where = _target_problem(scope)
         if where is not None:
-            await _refuse(send, where)
+            await _refuse(send, scope, where)
             return
         content_type = _header(scope, b"content-type")
         if scope.get("method") in ("GET", "HEAD") or not content_type:
@@ -133,18 +141,18 @@ class RefuseNulBytes:
         too_large = f"larger than {self.max_body_bytes} bytes"
         declared = _header(scope, b"content-length")
         if declared.isdigit() and int(declared) > self.max_body_bytes:
-            await _refuse(send, "body", detail=too_large, code=413)
+            await _refuse(send, scope, "body", detail=too_large, code=413)
             return
         try:
             body, messages = await _body(receive, self.max_body_bytes)
         except _TooLarge:
-            await _refuse(send, "body", detail=too_large, code=413)
+            await _refuse(send, scope, "body", detail=too_large, code=413)
             return
         if "multipart/form-data" in content_type:
             where = await _multipart_problem(scope, messages)
         else:
             where = _body_problem(content_type, body)
         if where is not None:
-            await _refuse(send, where)
+            await _refuse(send, scope, where)
             return
         await self.app(scope, _replay(messages, receive), send)
