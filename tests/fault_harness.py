@@ -26,7 +26,9 @@ from sqlalchemy import create_engine, text
 
 from streetwatch import demo
 
-PUBLISHED = re.compile(r"alert (\S+) published \(mid")
+# Evidence-set pieces go through the same outbox and publish path as `media:<sha256>:<piece>`:
+# they are not alerts (central stores them as files), so the ledger leaves them out.
+PUBLISHED = re.compile(r"alert (?!media:)(\S+) published \(mid")
 REFUSED = re.compile(r"outbox full, alert (\S+) not stored")
 
 
