@@ -57,7 +57,7 @@ def config(tmp_path: Path, model_dir: Path, main_url: str, sub_url: str) -> Edge
         "model": {"name": "yolox_nano", "model_dir": str(model_dir), "detection_loops": 1},
         "rules": {"reminder_interval_s": 10, "end_after_s": 60},
         "cameras": [{"id": "cam-kerb", "url": main_url, "detect_url": sub_url, "pixel_size": list(MAIN),
-                     "sample_fps": 1,
+                     "sample_fps": 1, "max_skip_s": 10,  # skipping is opt-in
                      "zones": [{"id": "kerb", "violations": ["illegal_parking"], "dwell_s": 3,
                                 "polygon_px": to_main(ZONE)}]}],
     })
