@@ -150,6 +150,8 @@ def test_pan_zoom_search_click_through_and_layers_in_zh_cn(
     page = context.new_page()
     problems, outside = watch(page, city_map.url)
     log_in(page, city_map.url)
+    # the street map answers after the overlays (as a large one does): the map is ready only once both are drawn
+    page.route("**/map/basemap.geojson", lambda route: (page.wait_for_timeout(600), route.continue_()))
     open_map(page, city_map.url)
     # the imported street map is drawn under the overlays; the district sees its own merchants only
     assert page.locator("path.base-road").count() == 2 and page.locator("path.base-building").count() == 1

@@ -245,13 +245,15 @@
 
   // ---- data
   const base = config.basemap_url ? fetch(config.basemap_url, { credentials: "same-origin" }).then((r) => r.json()) : Promise.resolve(null);
-  base.then((doc) => {
+  const streets = base.then((doc) => {
     if (doc && vector) {
       vector.addData(doc);
       if (!placed && vector.getBounds().isValid()) map.fitBounds(vector.getBounds());
     }
   });
-  fetch(config.layers_url, { credentials: "same-origin", headers: { Accept: "application/json" } })
+  const layers = fetch(config.layers_url, { credentials: "same-origin", headers: { Accept: "application/json" } })
     .then((r) => r.json())
-    .then((data) => { addLayers(data); mapEl.dataset.ready = "1"; });
+    .then((data) => addLayers(data));
+  // ready once both are drawn (or the street map failed): the two requests finish in either order
+  Promise.allSettled([streets, layers]).then(() => { mapEl.dataset.ready = "1"; });
 })();
