@@ -207,8 +207,9 @@ class CameraConfig(StrictModel):
         description="(w, h) of the picture polygon_px and the calibration's pixels were measured on; required "
         "with detect_url (usually the main stream's resolution); default: the decoded stream's own",
     )
-    # Off by default: on busy footage the carried detections can change which tracks reach
-    # rules.presence_share (docs/operator-guide.md, "Skip what did not change").
+    # Off by default: a detection repeated over skipped frames counts as seen, so where a track's
+    # presence or median score sits at its bar, skipping can tip it (docs/operator-guide.md, "Skip
+    # what did not change").
     max_skip_s: float = Field(
         default=0.0, ge=0, le=600,
         description="skip the detector on frames where nothing changed in the zones, but detect at least this "

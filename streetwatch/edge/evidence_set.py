@@ -25,7 +25,7 @@ import logging
 import os
 import tempfile
 from collections import OrderedDict, deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from fractions import Fraction
@@ -43,10 +43,13 @@ from streetwatch.edge.evidence import (
     encode_jpeg,
     render_evidence,
 )
-from streetwatch.edge.picture import scaled_size
+from streetwatch.edge.picture import Picture, scaled_size
 from streetwatch.edge.types import EvidenceObject, Frame, ViolationEvent
 
 log = logging.getLogger(__name__)
+
+# A camera with a sub-stream: the main stream's picture for `first seen` (main_stream.FullResolution).
+FirstSeenSource = Callable[[Frame, ViolationEvent], tuple[Picture, datetime] | None]
 
 MAX_OPEN_EPISODES = 64  # per camera: episodes whose first/confirmed/clip are kept for their reminders
 
@@ -149,6 +152,7 @@ class EvidenceSetBuilder:
         self.still_camera = still_camera
         self.history = FrameHistory(self.settings, evidence_width=evidence.max_width,
                                     jpeg_quality=evidence.jpeg_quality)
+        self.first_seen_source: FirstSeenSource | None = None  # set by the worker for a sub-stream camera
         self._episodes: OrderedDict[str, _Episode] = OrderedDict()
 
     def observe(self, frame: Frame) -> None:
@@ -221,15 +225,12 @@ class EvidenceSetBuilder:
                         zone: Sequence[tuple[float, float]] | None, episode: _Episode,
                         items: list[MediaItem]) -> None:
         size = (frame.width, frame.height)
-        first = self.history.first_seen(event.started_t)
-        if first is not None and first.jpeg is not None:
-            image = cv2.imdecode(np.frombuffer(first.jpeg, np.uint8), cv2.IMREAD_COLOR)
-            if image is None:
-                raise RuntimeError("a kept first-seen JPEG does not decode")
+        first = self._first_seen(event, frame)
+        if first is not None:
+            image, when = first
             photo = self._photo(image, event.objects, zone=zone, violation=event.violation, moment="first seen",
-                                when=first.captured_at, frame_size=size)
-            items.append(_item("first", _b64_bytes(photo), photo.evidence.width, photo.evidence.height,
-                               first.captured_at))
+                                when=when, frame_size=size)
+            items.append(_item("first", _b64_bytes(photo), photo.evidence.width, photo.evidence.height, when))
         if event.kind == "start":  # the photo of the start alert is the confirming frame
             items.append(_item("confirmed", _b64_bytes(rendered), rendered.evidence.width,
                                rendered.evidence.height, frame.captured_at))
@@ -237,6 +238,23 @@ class EvidenceSetBuilder:
         if clip is not None:
             items.append(clip)
         episode.refs = {item.ref.kind: item.ref for item in items if item.ref.kind in ("first", "confirmed", "clip")}
+
+    def _first_seen(self, event: ViolationEvent, frame: Frame) -> tuple[np.ndarray, datetime] | None:
+        """The picture of the dwell's start and when it was taken: the main stream's key frame at
+        full resolution where the camera has one kept that close, else the frame kept here."""
+        if self.first_seen_source is not None:
+            found = self.first_seen_source(frame, event)
+            if found is not None:
+                main, when = found
+                width = min(main.width, self.evidence.max_width)
+                return main.bgr(scaled_size(main.width, main.height, width)), when
+        kept = self.history.first_seen(event.started_t)
+        if kept is None or kept.jpeg is None:
+            return None
+        image = cv2.imdecode(np.frombuffer(kept.jpeg, np.uint8), cv2.IMREAD_COLOR)
+        if image is None:
+            raise RuntimeError("a kept first-seen JPEG does not decode")
+        return image, kept.captured_at
 
     def _clip(self, event: ViolationEvent, frame: Frame,
               zone: Sequence[tuple[float, float]] | None) -> MediaItem | None:

@@ -7,6 +7,11 @@ still finds its pictures). When an alert needs evidence, `picture_at` decodes, i
 own, the held GOP from its key frame to the packet nearest the alert's frame: one 1080p key frame
 plus at most a GOP of P-frames, tens of milliseconds, and nothing at all while no alert fires.
 
+The evidence set's `first seen` frame shows the moment the dwell began, minutes before the alert.
+For it the thread also keeps one key frame's packet every `keyframe_every_s` over `keyframe_keep_s`
+(bounded by `keyframe_max_bytes`, oldest out first); `keyframe_near` decodes the one nearest a
+moment, alone (a key frame needs no other). Still undecoded until an alert asks.
+
 Times: a live stream's packets are stamped with the wall clock when they arrive and a request
 gives the frame's capture time (the sub-stream's frames carry the wall clock when decoded). A file
 (replays, benchmarks) is demuxed paced to the stream time the sub-stream has reached (`follow`),
@@ -22,7 +27,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
 from typing import Protocol
 
 import av
@@ -68,6 +75,12 @@ class MainStreamOptions:
     backoff_max_s: float = 30.0
     loop: bool = False
     live: bool | None = None  # None: from the URL
+    # Key frames kept for `first seen` (evidence_set.py): the defaults of evidence.media's
+    # first_seen_every_s / first_seen_keep_s; 12 MiB holds about a minute of 1080p key frames at
+    # 200 KB each, every 5 s: five minutes, the longest default dwell.
+    keyframe_every_s: float = 5.0
+    keyframe_keep_s: float = 900.0
+    keyframe_max_bytes: int = 12 * 1024 * 1024
 
 
 class MainStream:
@@ -91,6 +104,8 @@ class MainStream:
         self.size: tuple[int, int] | None = None
         self._codec: tuple[str, bytes | None] | None = None  # decoder name and extradata of the held packets
         self._gops: list[_Gop] = []  # at most two: the previous GOP and the current one
+        self._keyframes: deque[tuple[float, av.Packet]] = deque()  # sparse, for `first seen`
+        self._keyframe_bytes = 0
         self._open = False  # the current GOP takes packets (False until a key frame, or after a cut)
         self._lock = threading.Condition()
         self._followed = float("-inf")  # files: the stream time the consumer reached
@@ -155,6 +170,30 @@ class MainStream:
             if t - packets[-1][0] > MAX_GAP_S:
                 return [], None  # the newest picture before `t` is from another moment (the stream stalled)
             return [packet for _, packet in packets], self._codec
+
+    def keyframe_near(self, t: float, *, within_s: float) -> tuple[float, Picture] | None:
+        """The kept key frame nearest time key `t`, if one is within `within_s` of it, decoded now,
+        with its time key."""
+        with self._lock:
+            near = min(self._keyframes, key=lambda kept: abs(kept[0] - t), default=None)
+            codec = self._codec
+        if near is None or codec is None or abs(near[0] - t) > within_s:
+            return None
+        try:
+            frame = _decode_last([near[1]], codec)
+        except (av.error.FFmpegError, ValueError) as exc:
+            log.warning("camera %s: a kept main-stream key frame did not decode: %s", self.camera_id, exc)
+            return None
+        if frame is None:
+            return None
+        self.decodes += 1
+        return near[0], AvPicture(frame)
+
+    @property
+    def keyframes_held(self) -> tuple[int, int]:
+        """(key frames kept for `first seen`, their bytes)."""
+        with self._lock:
+            return len(self._keyframes), self._keyframe_bytes
 
     # ------------------------------------------------------------ the demux thread
 
@@ -249,6 +288,7 @@ class MainStream:
             if packet.is_keyframe:
                 self._gops = [*self._gops[-1:], _Gop()]
                 self._open = True
+                self._keep_keyframe(key, packet)
             if not self._open:
                 return  # joined mid-GOP, or the GOP was cut: nothing decodes before the next key frame
             gop = self._gops[-1]
@@ -261,6 +301,21 @@ class MainStream:
             gop.size += packet.size
             self._reached = key
             self._lock.notify_all()
+
+
+    def _keep_keyframe(self, key: float, packet: av.Packet) -> None:
+        """Keep one key frame every keyframe_every_s, within keyframe_keep_s and keyframe_max_bytes
+        (called with the lock held)."""
+        o, kept = self.options, self._keyframes
+        if kept and key < kept[-1][0]:  # the time went back (a file restarted): the old ones mean nothing
+            kept.clear()
+            self._keyframe_bytes = 0
+        if o.keyframe_max_bytes <= 0 or (kept and key - kept[-1][0] < o.keyframe_every_s):
+            return
+        kept.append((key, packet))
+        self._keyframe_bytes += packet.size
+        while kept and (key - kept[0][0] > o.keyframe_keep_s or self._keyframe_bytes > o.keyframe_max_bytes):
+            self._keyframe_bytes -= kept.popleft()[1].size
 
 
 def _decode_last(packets: list[av.Packet], codec: tuple[str, bytes | None]) -> av.VideoFrame | None:
@@ -325,6 +380,20 @@ class FullResolution:
                 return replace(frame, picture=main), replace(event, objects=objects)
             reason = f"main and sub-stream show different views (correlation {agreement:.2f})"
         return self._fallback(frame, event, reason)
+
+    def first_seen(self, frame: Frame, event: ViolationEvent) -> tuple[Picture, datetime] | None:
+        """The main stream's key frame nearest the moment `event`'s dwell began (`frame` is the
+        alert's), for the evidence set's `first seen`, and when it was taken; None when none is kept
+        within keyframe_every_s of it, or when the main stream did not show the sub-stream's view at
+        this alert (choose fell back)."""
+        if not self._last[0]:
+            return None
+        now = self.time_key(frame)
+        near = self.main.keyframe_near(now - event.dwell_s, within_s=self.main.options.keyframe_every_s)
+        if near is None:
+            return None
+        key, picture = near
+        return picture, frame.captured_at - timedelta(seconds=now - key)
 
     def done(self, seconds: float) -> None:
         full, reason = self._last

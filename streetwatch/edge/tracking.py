@@ -162,7 +162,7 @@ class _RoleFrame:
     scores: np.ndarray
     tracker_ids: np.ndarray
     class_names: np.ndarray
-    signatures: list[np.ndarray] | None = None
+    signatures: list[np.ndarray | None] | None = None
     matched: np.ndarray = field(init=False)
 
     def __post_init__(self) -> None:
@@ -336,9 +336,10 @@ class CameraTracker:
         known = _area(stable.box)
         if max(area, known) > s.appearance_area_ratio * max(min(area, known), 1.0):
             return False
-        if frame.signatures is None or stable.signature is None:
-            return True
-        return signature_distance(stable.signature, frame.signatures[row]) <= s.appearance_distance
+        seen = None if frame.signatures is None else frame.signatures[row]
+        if seen is None or stable.signature is None:
+            return True  # no frame, or the box too small to tell colours apart: position decides
+        return signature_distance(stable.signature, seen) <= s.appearance_distance
 
     def _may_reassociate(self, stable: _Stable, t: float) -> bool:
         return stable.frame_no != self._frame_no and t - stable.last_seen_t <= self._window(stable)
@@ -398,8 +399,8 @@ class CameraTracker:
             self._bt_to_sid[(stable.role, tid)] = stable.sid
             stable.bt_id = tid
         self._update_stillness(stable, box, t=t)
-        if frame.signatures is not None:
-            new = frame.signatures[row]
+        new = None if frame.signatures is None else frame.signatures[row]
+        if new is not None:
             stable.signature = new if stable.signature is None else _blend(stable.signature, new)
         stable.seen_still += 1
         stable.box, stable.score, stable.last_seen_t = box, float(frame.scores[row]), t
@@ -452,20 +453,25 @@ def signature_size(width: int, height: int) -> tuple[int, int]:
 
 
 _SIGNATURE_BINS = (12, 4, 4)  # hue x saturation x value: colour first, brightness coarsely (white vs silver)
+# Fewer pixels than this in a box's middle make a histogram of noise: the same parked car, 12x7
+# pixels of the signature view, measured 0.14-0.60 from itself frame to frame (the bar is 0.45), and
+# split into tracks that each held a fraction of its frames, so its dwell never counted. Such a box
+# has no signature: position alone matches it.
+MIN_SIGNATURE_PIXELS = 2 * math.prod(_SIGNATURE_BINS)
 
 
-def signature(image: np.ndarray, box: np.ndarray) -> np.ndarray:
+def signature(image: np.ndarray, box: np.ndarray) -> np.ndarray | None:
     """An object's colour signature: the hue-saturation-value histogram of the middle of its box
     (the middle 60 %, less of the road around it), as sqrt of the normalised counts (unit L2, so
     the dot product of two is their Bhattacharyya coefficient). Value has 4 bins only: enough to
-    tell a white from a silver or a black car, coarse enough for a cloud or dusk."""
+    tell a white from a silver or a black car, coarse enough for a cloud or dusk. None when the
+    middle holds fewer than MIN_SIGNATURE_PIXELS pixels of `image`."""
     x1, y1, x2, y2 = box
     w, h = x2 - x1, y2 - y1
     xa, xb = int(max(0, x1 + 0.2 * w)), int(min(image.shape[1], x2 - 0.2 * w))
     ya, yb = int(max(0, y1 + 0.2 * h)), int(min(image.shape[0], y2 - 0.2 * h))
-    if xb - xa < 2 or yb - ya < 2:
-        bins = math.prod(_SIGNATURE_BINS)
-        return np.full(bins, 1.0 / math.sqrt(bins), np.float32)
+    if xb <= xa or yb <= ya or (xb - xa) * (yb - ya) < MIN_SIGNATURE_PIXELS:
+        return None
     hsv = cv2.cvtColor(np.ascontiguousarray(image[ya:yb, xa:xb]), cv2.COLOR_BGR2HSV)
     hist = cv2.calcHist([hsv], [0, 1, 2], None, list(_SIGNATURE_BINS), [0, 180, 0, 256, 0, 256]).reshape(-1)
     root = np.sqrt(hist / max(float(hist.sum()), 1.0))

@@ -138,8 +138,10 @@ class EdgeWorker:
             for camera in config.cameras
         ]
         # Cameras with a sub-stream keep their main stream demuxed, for full-resolution evidence.
+        media = config.evidence.media
         self.main_streams = {
-            camera.id: MainStream(camera.id, camera.url, options=MainStreamOptions(loop=camera.loop))
+            camera.id: MainStream(camera.id, camera.url, options=MainStreamOptions(
+                loop=camera.loop, keyframe_every_s=media.first_seen_every_s, keyframe_keep_s=media.first_seen_keep_s))
             for camera in config.cameras
             if camera.detect_url is not None
         }
@@ -149,6 +151,7 @@ class EdgeWorker:
             analyzer = self.analyzers[camera_id]
             if isinstance(analyzer, CameraAnalyzer):
                 analyzer.full_resolution = chooser
+                analyzer.evidence_set.first_seen_source = chooser.first_seen
         gates = {
             camera.id: gate
             for camera in config.cameras

@@ -185,8 +185,6 @@ def test_kerb_street_same_episodes_with_skipping(street_dir: Path, detector: Det
     check_same(every, skipping, skipped, count, min_share=0.5, max_shift_s=0.0)
 
 
-@pytest.mark.xfail(strict=True, reason="known: carried detections count towards presence_share, so a detection "
-                   "that flickers but agreed twice raises an extra parking episode on this scene (issue 23 open)")
 def test_bench_footage_same_episodes_with_skipping(street_dir: Path, detector: Detector, model_dir: Path,
                                                    tmp_path: Path) -> None:
     """scripts/bench_edge.py's scene (a cyclist and a car crossing every 30 s, goods set down), 2 min

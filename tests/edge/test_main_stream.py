@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import cv2
@@ -12,7 +12,7 @@ import pytest
 from clips import Paste, still_scene, write_h264_clip
 
 from streetwatch.edge.config import ConfigError, load_edge_config
-from streetwatch.edge.main_stream import FullResolution, MainStream
+from streetwatch.edge.main_stream import FullResolution, MainStream, MainStreamOptions
 from streetwatch.edge.picture import ArrayPicture
 from streetwatch.edge.substream import ScenePicture, map_box, pictures_agree
 from streetwatch.edge.types import EvidenceObject, Frame, ViolationEvent
@@ -69,6 +69,33 @@ def test_evidence_maps_boxes_to_the_main_picture_and_falls_back_when_down(
     assert mapped.objects[0].bbox == pytest.approx((392.0, 204.0, 476.0, 232.33), abs=0.01)
     assert sum(dead.fallbacks.values()) == 1
     dead.main.stop()
+
+
+def test_first_seen_is_the_main_streams_key_frame_of_the_dwell_start_at_full_resolution(
+    main_clip: Path, kerb: np.ndarray
+) -> None:
+    """Key frames every 2 s, one kept every 4 s: the dwell began at 2.3 s, before the block appeared
+    at 6.0 s; the alert is at 8.0 s. `first seen` is the key frame at 0 s or 4 s (the nearest kept),
+    decoded alone, at the main stream's size and without the block; its time is the key frame's."""
+    sub = ScenePicture(ArrayPicture(cv2.resize(kerb, SUB)), (1920, 1080))
+    at = datetime(2026, 11, 21, 9, tzinfo=UTC)
+    frame = Frame("cam", sub, 8.0, at, 40)
+    event = ViolationEvent("start", "illegal_parking", "kerb", "ep-1", 1, 2.3, 8.0, 0.9, (1300.0, 697.0))
+    main = MainStream("cam", str(main_clip), options=MainStreamOptions(keyframe_every_s=4.0)).start()
+    try:
+        chooser = FullResolution("cam", main)
+        chooser.choose(frame, event)  # the alert's own picture: main and sub show one view
+        found = chooser.first_seen(frame, event)
+        assert found is not None
+        picture, when = found
+        assert (picture.width, picture.height) == MAIN
+        assert picture.bgr()[150, 200].mean() < 250  # before the block: the dwell's start, not the alert's moment
+        assert when == at - timedelta(seconds=4.0)
+        assert main.keyframes_held[0] == 3  # 0, 4 and 8 s (demuxed for the alert); 2, 6 and 10 s came too soon
+        far = ViolationEvent("start", "illegal_parking", "kerb", "ep-2", 1, -60.0, 8.0, 0.9, (1300.0, 697.0))
+        assert chooser.first_seen(frame, far) is None  # nothing kept near a minute before the clip began
+    finally:
+        main.stop()
 
 
 def test_a_cropped_sub_stream_is_told_apart_from_the_same_view(kerb: np.ndarray) -> None:

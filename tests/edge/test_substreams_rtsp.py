@@ -109,6 +109,10 @@ def test_detects_on_the_sub_stream_evidence_from_the_main_one_main_killed_and_re
             first = alerts(worker)[0]
             assert (first["evidence"]["width"], first["evidence"]["height"]) == (1280, 720)  # from 1920x1080
             assert car_in(first) > 0.6, first["objects"]
+            # `first seen` (the dwell's start, seconds before) is the main stream's kept key frame too
+            seen = {ref["kind"]: ref for ref in first["media"]}
+            assert (seen["first"]["width"], seen["first"]["height"]) == (1280, 720), seen
+            assert main.keyframes_held[0] >= 1
             assert main.decodes >= 1 and main.packets_demuxed > 0
             assert worker.metrics.sample("streetwatch_evidence_full_resolution_total", {"camera": "cam-kerb"}) == 1
 

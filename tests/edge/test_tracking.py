@@ -339,3 +339,30 @@ def test_without_a_frame_tracks_match_by_position_alone(street_frame: np.ndarray
         states = tracker.update(t=float(t), detections=detections([(QUEUE_AT, 0.6, "car")]))
         ids |= {s.stable_id for s in seen_now(states, float(t))}
     assert len(ids) == 1
+
+
+@pytest.mark.parametrize("size", [(40, 22), (30, 16), (24, 13)])
+def test_a_small_still_car_is_one_track_seen_in_every_frame(street_frame: np.ndarray, size: tuple[int, int]) -> None:
+    """A distant parked car, a few pixels of the 320 px signature view, on noisy JPEG frames: its
+    colours are noise (the same car measured further from itself than the bar), so it must match by
+    position; an earlier tracker split it into 13 tracks that each held a fraction of its frames, so
+    its dwell never reached rules.presence_share."""
+    import cv2
+
+    at = (330.0, 150.0, 330.0 + size[0], 150.0 + size[1])
+    picture = street_frame.copy()
+    x1, y1, x2, y2 = WHITE
+    picture[150:150 + size[1], 330:330 + size[0]] = cv2.resize(street_frame[y1:y2, x1:x2], size,
+                                                               interpolation=cv2.INTER_AREA)
+    rng = np.random.default_rng(3)
+    tracker = CameraTracker("cam-1")
+    ids: set[int] = set()
+    for t in range(60):
+        noisy = np.clip(picture + rng.normal(0, 3, picture.shape), 0, 255).astype(np.uint8)
+        noisy = cv2.imdecode(cv2.imencode(".jpg", noisy, [cv2.IMWRITE_JPEG_QUALITY, 70])[1], cv2.IMREAD_COLOR)
+        view = cv2.resize(noisy, (320, 180), interpolation=cv2.INTER_AREA)  # as the pipeline reads it
+        box = tuple(float(v + d) for v, d in zip(at, rng.integers(-1, 2, 4), strict=True))
+        states = tracker.update(t=float(t), detections=detections([(box, 0.6, "car")]), image=view, frame_width=640)
+        ids |= {s.stable_id for s in seen_now(states, float(t))}
+    assert len(ids) == 1
+    assert seen_now(states, 59.0)[0].presence == 1.0
