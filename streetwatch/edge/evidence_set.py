@@ -44,6 +44,7 @@ from streetwatch.edge.evidence import (
     render_evidence,
 )
 from streetwatch.edge.picture import Picture, scaled_size
+from streetwatch.edge.substream import detail_width
 from streetwatch.edge.types import EvidenceObject, Frame, ViolationEvent
 
 log = logging.getLogger(__name__)
@@ -102,7 +103,8 @@ class FrameHistory:
             while self.recent and (t - self.recent[0].pts_s > s.clip_s or len(self.recent) > s.clip_max_frames):
                 self._pop(self.recent)
         if not self.sparse or t - self.sparse[-1].pts_s >= s.first_seen_every_s or t < self.sparse[-1].pts_s:
-            size = scaled_size(frame.width, frame.height, min(frame.width, self.evidence_width))
+            # at most the picture's own detail: a sub-stream's frame upscaled to 1280 px only costs bytes
+            size = scaled_size(frame.width, frame.height, min(detail_width(frame.picture), self.evidence_width))
             jpeg = encode_jpeg(frame.picture.bgr(size), self.jpeg_quality)
             self._push(self.sparse, _Kept(t, frame.captured_at, jpeg=jpeg))
             while len(self.sparse) > 1 and t - self.sparse[0].pts_s > s.first_seen_keep_s:

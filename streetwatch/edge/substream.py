@@ -45,6 +45,12 @@ class ScenePicture(_CachedPicture):
         return cv2.resize(self.inner.bgr(), size, interpolation=cv2.INTER_LINEAR)
 
 
+def detail_width(picture: Picture) -> int:
+    """How many pixels wide the picture's detail really is: a sub-stream's own width, not the
+    `pixel_size` it is reported at (rendering it wider only upscales)."""
+    return picture.inner.width if isinstance(picture, ScenePicture) else picture.width
+
+
 def map_box(box: Box, src: Size, dst: Size) -> Box:
     """`box` in `src` pixels, in `dst` pixels (each axis scaled by its own ratio, clipped to dst)."""
     sx, sy = dst[0] / src[0], dst[1] / src[1]

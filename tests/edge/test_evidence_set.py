@@ -23,6 +23,7 @@ from streetwatch.edge.config import EvidenceSetConfig
 from streetwatch.edge.evidence import render_evidence
 from streetwatch.edge.evidence_set import FrameHistory
 from streetwatch.edge.outbox import MEDIA_KEY, Outbox
+from streetwatch.edge.substream import ScenePicture
 from streetwatch.edge.types import EvidenceObject, Frame
 from streetwatch.footage import load_image
 
@@ -70,6 +71,17 @@ def test_the_frame_history_stays_within_its_time_and_byte_bounds(traffic_frame: 
     assert [k.pts_s for k in history.clip(299.0)] == [297.0, 298.0, 299.0]
     first = history.first_seen(0.0)
     assert first is not None and 299 - first.pts_s <= 60 + 10  # the oldest kept, not the frame at t=0
+
+
+def test_a_sub_stream_frame_is_kept_at_its_own_width_not_upscaled(traffic_frame: Frame) -> None:
+    """A 640x360 sub-stream reported at pixel_size 1920x1080: its `first seen` JPEG is kept at 640 px
+    (the detail it has), not upscaled to the 1280 px evidence width."""
+    sub = ScenePicture(traffic_frame.picture, (1920, 1080))
+    history = FrameHistory(EvidenceSetConfig(), evidence_width=1280, jpeg_quality=80)
+    history.add(Frame("cam", sub, 0.0, traffic_frame.captured_at, 0))
+    kept = history.first_seen(0.0)
+    assert kept is not None and kept.jpeg is not None
+    assert decode_jpeg(kept.jpeg).shape[:2] == (traffic_frame.height, traffic_frame.width) == (360, 640)
 
 
 def test_media_wait_after_alerts_and_a_full_media_budget_drops_the_set_not_the_alert(tmp_path: Path) -> None:
