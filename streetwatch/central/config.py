@@ -191,6 +191,15 @@ class BrokerSettings(BrokerConfig):
         description="shared subscription all central workers use, so the broker splits the load",
     )
 
+    @model_validator(mode="after")
+    def _verify_one_url(self) -> BrokerSettings:
+        """`urls` is the edge boxes' (their publisher moves between nodes); central's MQTT clients
+        connect to broker.url, and on a NATS cluster its consumer fails over by jetstream.servers."""
+        if self.urls is not None:
+            raise ValueError("urls is for the edge boxes: central connects to one MQTT node (broker.url; "
+                             "with kind jetstream its consumer fails over between broker.jetstream.servers)")
+        return self
+
 
 def _merge_defaults(defaults: Mapping[Violation, float], value: object) -> object:
     """A per-violation table may name only some violations; the rest keep their defaults."""

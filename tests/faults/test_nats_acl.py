@@ -4,8 +4,9 @@ pieces), central cannot publish alerts (over MQTT nor NATS), only central comman
 cannot log in.
 
 The alerts and pieces are read the way central reads them: from the shared durable JetStream
-consumers on the MQTT stream (`central`, `central-media`, with central's login). MQTT 3.1.1 has no negative PUBACK: NATS acknowledges a forbidden publish, drops it and
-logs a "Publish Violation" naming user and subject. "Never reaches central" is shown without a
+consumers on the MQTT stream (`central`, `central-media`, with central's login). MQTT 3.1.1 has no
+negative PUBACK: NATS acknowledges a forbidden publish, drops it and logs a "Publish Violation"
+naming user and subject. "Never reaches central" is shown without a
 clock: after the forbidden publish, another box publishes a marker on its own topic; the stream
 stores in order, so once the consumer hands out the marker, the forgery would have come first.
 """
