@@ -115,6 +115,7 @@ class JetStreamConsumer:
         self.summary = IngestSummary()
         self.index_cache = MerchantIndexCache(max_distance_m=settings.attribution.max_distance_m)
         self.subscribed = threading.Event()
+        self.media_subscribed = threading.Event()  # bound to the media durable (after `subscribed`)
         self._stopping = threading.Event()
         self._worker: threading.Thread | None = None
         self._store = MessageStore(self.name, settings, session_factory, self.index_cache, self._stopping,
@@ -161,20 +162,32 @@ class JetStreamConsumer:
         try:
             js = nc.jetstream(timeout=5.0)
             sub = await self._bind(js, settings.durable, alerts_filter())
-            media = await self._bind(js, settings.media_durable, media_filter()) if self._takes_media() else None
-            if sub is None or (media is None and self._takes_media()):
+            if sub is None:
                 return
-            log.info("consumer %s: subscribed to %s (durable %s on %s)%s", self.name, alerts_filter(),
-                     settings.durable, settings.stream,
-                     f" and {media_filter()} (durable {settings.media_durable})" if media is not None else "")
+            log.info("consumer %s: subscribed to %s (durable %s on %s)", self.name, alerts_filter(),
+                     settings.durable, settings.stream)
             self.subscribed.set()
             loops = [self._consume(sub, self.batch_size, self._process, beat=True)]
-            if media is not None:
-                loops.append(self._consume(media, MEDIA_BATCH, self._process_media))
+            if self._takes_media():
+                loops.append(self._consume_media(js))
             await asyncio.gather(*loops)
         finally:
             self.subscribed.clear()
             await nc.close()
+
+    async def _consume_media(self, js: JetStreamContext) -> None:
+        """The media durable, bound beside the alerts' (not before them: a cluster whose permissions
+        predate it refuses the media consumer, and that must not stop the alerts)."""
+        durable = self.settings.broker.jetstream.media_durable
+        media = await self._bind(js, durable, media_filter())
+        if media is None:
+            return
+        log.info("consumer %s: subscribed to %s (durable %s)", self.name, media_filter(), durable)
+        self.media_subscribed.set()
+        try:
+            await self._consume(media, MEDIA_BATCH, self._process_media)
+        finally:
+            self.media_subscribed.clear()
 
     def _takes_media(self) -> bool:
         return bool(self.settings.media.subscription)
@@ -241,7 +254,8 @@ class JetStreamConsumer:
                             self.name, durable, exc.description)
                 return await js.pull_subscribe_bind(durable=durable, stream=settings.stream)
             except (nats.errors.Error, OSError) as exc:
-                log.warning("consumer %s: cannot create the durable consumer yet (%r)", self.name, exc)
+                log.warning("consumer %s: cannot create the durable consumer %s yet (%r; a timeout may be the "
+                            "permissions: configs/nats/permissions.yaml)", self.name, durable, exc)
             await asyncio.sleep(1.0)
         return None
 

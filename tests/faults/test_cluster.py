@@ -17,6 +17,7 @@ has every item stored by the JetStream worker's media consumer; and a box given 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import shutil
@@ -43,7 +44,7 @@ from fault_harness import (
     wait_for,
 )
 from media_seed import real_sets
-from nats_cluster import NatsCluster, NatsNode
+from nats_cluster import REPO, NatsCluster, NatsNode
 from pydantic import SecretStr
 from sqlalchemy import create_engine, select, text
 
@@ -68,6 +69,7 @@ BOXES = {"box-a": "n1", "box-b": "n2"}  # each box's MQTT gateway node
 WORKERS = {"central-1": "n1", "central-2": "n2"}  # each worker's fleet (MQTT) node; JetStream: all three
 ACK_WAIT_S = 5
 PASSWORD_ENV = "SW_TEST_NATS_PASSWORD_{}"
+NATS_CONFIGS = REPO / "configs" / "nats"
 
 
 @pytest.fixture()
@@ -275,25 +277,33 @@ def test_node_then_worker_killed_every_alert_stored_once(
 # -- in this process: the evidence set, and a box with every node's URL
 
 
-@pytest.fixture()
-def worker(tmp_path: Path, fault_db: str, cluster: NatsCluster) -> Iterator[JetStreamConsumer]:
-    """One central worker (`broker.kind: jetstream`) in this process, bound to both durables."""
+@contextlib.contextmanager
+def in_process_worker(cluster: NatsCluster, workdir: Path, db: str) -> Iterator[JetStreamConsumer]:
+    """One central worker (`broker.kind: jetstream`) in this process, bound to its alerts durable."""
     settings = CentralSettings(
         broker=BrokerSettings(kind="jetstream", url=cluster.nodes[2].mqtt_url, protocol="3.1.1", username="central",
                               client_id="central-in-process",
                               jetstream=JetStreamSettings(servers=cluster.nats_urls, ack_wait_s=ACK_WAIT_S,
                                                           retry_after_s=1)),
-        broker_password=SecretStr(cluster.credentials["central"]), evidence_dir=tmp_path / "evidence",
+        broker_password=SecretStr(cluster.credentials["central"]), evidence_dir=workdir / "evidence",
     )
-    engine = make_engine(fault_db)
+    engine = make_engine(db)
     consumer = JetStreamConsumer(settings=settings, session_factory=make_session_factory(engine))
     consumer.start()
     try:
-        assert consumer.wait_subscribed(60), "the worker did not bind to its durable consumers"
+        assert consumer.wait_subscribed(60), "the worker did not bind to its alerts durable"
         yield consumer
     finally:
         consumer.stop()
         engine.dispose()
+
+
+@pytest.fixture()
+def worker(tmp_path: Path, fault_db: str, cluster: NatsCluster) -> Iterator[JetStreamConsumer]:
+    """The in-process worker bound to both durables (a piece sent before its durable exists is not kept)."""
+    with in_process_worker(cluster, tmp_path, fault_db) as consumer:
+        assert consumer.media_subscribed.wait(30), "the worker did not bind to its media durable"
+        yield consumer
 
 
 def box_publisher(edge_id: str, outbox: Outbox, urls: list[str]) -> Publisher:
@@ -386,3 +396,35 @@ def test_a_box_with_every_node_keeps_publishing_when_its_node_is_killed(
         print(f"\nFAULT {json.dumps(figures)}")
     assert moved_to != "n1" and acked >= len(put)
     assert stored_ids(worker) == set(put), "an alert lost or one no box sent"
+
+
+def test_alerts_flow_when_the_permissions_predate_the_media_consumer(
+    tmp_path: Path, fault_db: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A cluster whose accounts were made before the media durable existed refuses it: the worker
+    still binds and stores alerts (the media durable is bound beside them, not before them)."""
+    committed = (NATS_CONFIGS / "permissions.yaml").read_text().splitlines()
+    old = tmp_path / "permissions-before-media.yaml"
+    old.write_text("\n".join(line for line in committed if "central-media" not in line) + "\n")
+    own = NatsCluster(tmp_path / "nats", ["central", "box-a"], permissions=old)
+    monkeypatch.setenv(password_env("box-a"), own.credentials["box-a"])
+    own.start()
+    outbox = Outbox(tmp_path / "box-a.outbox.sqlite")
+    try:
+        with in_process_worker(own, tmp_path, fault_db) as consumer:
+            publisher = box_publisher("box-a", outbox, [own.nodes[0].mqtt_url])
+            publisher.start()
+            try:
+                alerts = [make_alert(edge_id="box-a", camera_id="cam-kerb", observed_at=datetime.now(UTC))
+                          for _ in range(3)]
+                for alert in alerts:
+                    outbox.put(alert)
+                publisher.notify()
+                wait_for(lambda: stored_ids(consumer) == {a.alert_id for a in alerts}, 30, "the alerts at central")
+            finally:
+                publisher.stop()
+            assert not consumer.media_subscribed.is_set() and consumer.alive
+    finally:
+        outbox.close()
+        own.stop()
+    assert "cannot create the durable consumer central-media yet" in caplog.text  # said, and retried
