@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import ssl
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal, Protocol
 from urllib.parse import urlsplit
@@ -67,6 +68,47 @@ def parse_broker_url(url: str) -> tuple[str, int, bool]:
     if port == 0:
         raise MqttSetupError(f"broker.url: port must be 1-65535, got 0 in {url!r}")
     return parts.hostname, port or DEFAULT_PORTS[parts.scheme], parts.scheme == "mqtts"
+
+
+class BrokerNodes:
+    """The nodes of one clustered broker (`broker.urls`), tried in turn by one paho client.
+
+    paho-mqtt v2 connects to one host at a time and reconnects to the one it was given. Wire
+    `lost()` to on_connect_fail and to an unasked on_disconnect, and `before_connect(client)` to
+    on_pre_connect: after a failed or dropped connection, the next (re)connect goes to the next node.
+    A connection that works stays where it is; one URL behaves as before. Used from paho's network
+    thread only (those callbacks), so it needs no lock.
+    """
+
+    def __init__(self, urls: Sequence[str]) -> None:
+        parsed = [parse_broker_url(url) for url in urls]
+        if not parsed:
+            raise MqttSetupError("broker.urls: give at least one mqtt://host:port")
+        if len({tls for _host, _port, tls in parsed}) > 1:
+            raise MqttSetupError(f"broker.urls: one scheme for every node, got {list(urls)}")
+        self.nodes = [(host, port) for host, port, _tls in parsed]
+        self.tls = parsed[0][2]
+        self._index = 0
+        self._move_on = False
+
+    @property
+    def current(self) -> tuple[str, int]:
+        return self.nodes[self._index]
+
+    def lost(self) -> None:
+        """The connection to the current node failed or dropped: the next attempt goes to the next."""
+        self._move_on = True
+
+    def before_connect(self, client: mqtt.Client) -> bool:
+        """Point `client` at the next node if the last connection was lost; True if it moved."""
+        moved = self._move_on and len(self.nodes) > 1
+        self._move_on = False
+        if moved:
+            self._index = (self._index + 1) % len(self.nodes)
+            # paho's host/port setters refuse while it is CONNECTING, which is where on_pre_connect
+            # runs; reconnect() reads these two right after it (socket, and TLS server name).
+            client._host, client._port = self.current
+        return moved
 
 
 def make_client(
@@ -161,6 +203,7 @@ def describe_reason(reason_code: mqtt.ReasonCode | int) -> str:
 
 __all__ = [
     "DEFAULT_PORTS",
+    "BrokerNodes",
     "MqttProtocol",
     "MqttSetupError",
     "TlsFiles",

@@ -1,5 +1,7 @@
 # StreetWatch central: `central serve` (ingest, workflow, web queue) or one role of it
 # (`serve --no-web`, `serve --no-ingest`). Context and build arguments as in edge.Dockerfile.
+# Extras: central, and cluster (nats-py, bcrypt) so `broker.kind: jetstream` works (docs/cluster.md);
+# the build fails here if the JetStream consumer does not import.
 ARG BASE=python:3.11-slim
 
 FROM ${BASE} AS build
@@ -7,8 +9,9 @@ ARG PIP_ARGS=--no-index
 COPY wheels/ /wheels/
 RUN python3 -m venv /opt/streetwatch \
  && /opt/streetwatch/bin/pip install --no-cache-dir --disable-pip-version-check ${PIP_ARGS} --find-links /wheels \
-      "streetwatch[central]" \
- && /opt/streetwatch/bin/central --version
+      "streetwatch[central,cluster]" \
+ && /opt/streetwatch/bin/central --version \
+ && /opt/streetwatch/bin/python -c "import bcrypt, streetwatch.central.consumer_jetstream"
 
 FROM ${BASE}
 COPY --from=build /opt/streetwatch /opt/streetwatch

@@ -46,7 +46,7 @@ from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 
 from streetwatch.broker_config import BrokerConfig, ConfigError, StrictModel, TlsConfig
 from streetwatch.central.workflow.config import WorkflowSettings
@@ -130,6 +130,11 @@ class JetStreamSettings(StrictModel):
         default="central", pattern=_NATS_NAME,
         description="the durable pull consumer every worker shares: it splits the alerts between them",
     )
+    media_durable: str = Field(
+        default="central-media", pattern=_NATS_NAME,
+        description="the durable pull consumer of the evidence-set pieces (media topic), shared the same way; "
+                    "unused when media.subscription is ''",
+    )
     ack_wait_s: float = Field(
         default=30.0, ge=1, le=3600,
         description="an alert a worker took and did not acknowledge goes to another worker after this",
@@ -140,6 +145,13 @@ class JetStreamSettings(StrictModel):
     retry_after_s: float = Field(
         default=5.0, ge=0, le=3600, description="an alert the database could not take is delivered again after this"
     )
+
+    @model_validator(mode="after")
+    def _verify_durables_differ(self) -> JetStreamSettings:
+        if self.media_durable == self.durable:
+            raise ValueError(f"media_durable and durable are both {self.durable!r}: the media pieces need a "
+                             "consumer of their own (e.g. media_durable: central-media)")
+        return self
 
     @field_validator("servers", mode="before")
     @classmethod
@@ -178,6 +190,15 @@ class BrokerSettings(BrokerConfig):
         default=ALERTS_SHARED_SUBSCRIPTION,
         description="shared subscription all central workers use, so the broker splits the load",
     )
+
+    @model_validator(mode="after")
+    def _verify_one_url(self) -> BrokerSettings:
+        """`urls` is the edge boxes' (their publisher moves between nodes); central's MQTT clients
+        connect to broker.url, and on a NATS cluster its consumer fails over by jetstream.servers."""
+        if self.urls is not None:
+            raise ValueError("urls is for the edge boxes: central connects to one MQTT node (broker.url; "
+                             "with kind jetstream its consumer fails over between broker.jetstream.servers)")
+        return self
 
 
 def _merge_defaults(defaults: Mapping[Violation, float], value: object) -> object:

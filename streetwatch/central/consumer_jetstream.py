@@ -15,6 +15,15 @@ A message the database cannot take is retried alone (message_store.py) and then 
 acknowledged with a delay, so it comes back; one that can never be stored is a dead letter and
 acknowledged. The consumer itself is replicated like the stream, so a node loss keeps its state.
 
+Evidence-set pieces (the media topic, media_ingest.py) come the same way from a second durable pull
+consumer (`broker.jetstream.media_durable`, filter `$MQTT.msgs.streetwatch.v1.media.>`), unless
+`media.subscription` is '': each piece is stored in its own transaction and acknowledged after its
+commit. A piece the database or the evidence folder cannot take is negatively acknowledged with a
+delay and comes back (any worker), up to MEDIA_MAX_DELIVERIES times; then it is acknowledged and
+logged as lost, as a piece that raises anything else is at once (the MQTT consumer's rule: a piece
+is worth less than the queue behind it). A piece that beats its alert (the two consumers run side by
+side) waits staged until the alert's ingest promotes it, as with several MQTT workers.
+
 The nats-py client runs on an asyncio loop in the worker's own thread; it fails over between the
 configured servers and reconnects by itself. A batch is stored in a helper thread while the loop
 fetches the next one, so the fetch's round trip to the consumer's leader overlaps the commit.
@@ -27,6 +36,7 @@ import contextlib
 import logging
 import threading
 import time
+from collections.abc import Awaitable, Callable
 
 import nats
 import nats.errors
@@ -42,6 +52,7 @@ from streetwatch.central.attribution import MerchantIndexCache
 from streetwatch.central.config import CentralSettings
 from streetwatch.central.db import session_scope
 from streetwatch.central.ingest import IngestResult, IngestSummary, Message, ingest_many
+from streetwatch.central.media_ingest import ingest_media
 from streetwatch.central.message_store import MessageStore
 from streetwatch.central.metrics import CentralMetrics
 from streetwatch.edge.alerts import TOPIC_PREFIX
@@ -51,6 +62,8 @@ log = logging.getLogger(__name__)
 
 MQTT_STREAM_PREFIX = "$MQTT.msgs."
 FETCH_WAIT_S = 0.5  # an idle fetch returns after this, so a stop is noticed
+MEDIA_BATCH = 16  # pieces per fetch: each is up to 256 KiB of base64 JSON, stored alone
+MEDIA_MAX_DELIVERIES = 10  # a piece that fails to store this often is dropped (logged), not retried for ever
 
 
 def topic_to_subject(topic: str) -> str:
@@ -66,6 +79,11 @@ def subject_to_topic(subject: str) -> str:
 def alerts_filter() -> str:
     """The consumer's filter: every alert topic, as the MQTT gateway stores it."""
     return f"{MQTT_STREAM_PREFIX}{topic_to_subject(TOPIC_PREFIX)}.alerts.>"
+
+
+def media_filter() -> str:
+    """The media consumer's filter: every evidence-set piece (streetwatch/v1/media/{edge_id}/{camera_id})."""
+    return f"{MQTT_STREAM_PREFIX}{topic_to_subject(TOPIC_PREFIX)}.media.>"
 
 
 def message_topic(subject: str) -> str:
@@ -97,6 +115,7 @@ class JetStreamConsumer:
         self.summary = IngestSummary()
         self.index_cache = MerchantIndexCache(max_distance_m=settings.attribution.max_distance_m)
         self.subscribed = threading.Event()
+        self.media_subscribed = threading.Event()  # bound to the media durable (after `subscribed`)
         self._stopping = threading.Event()
         self._worker: threading.Thread | None = None
         self._store = MessageStore(self.name, settings, session_factory, self.index_cache, self._stopping,
@@ -139,32 +158,56 @@ class JetStreamConsumer:
         nc = await self._connect()
         if nc is None:
             return
+        settings = self.settings.broker.jetstream
         try:
             js = nc.jetstream(timeout=5.0)
-            sub = await self._bind(js)
+            sub = await self._bind(js, settings.durable, alerts_filter())
             if sub is None:
                 return
             log.info("consumer %s: subscribed to %s (durable %s on %s)", self.name, alerts_filter(),
-                     self.settings.broker.jetstream.durable, self.settings.broker.jetstream.stream)
+                     settings.durable, settings.stream)
             self.subscribed.set()
-            await self._consume(sub)
+            loops = [self._consume(sub, self.batch_size, self._process, beat=True)]
+            if self._takes_media():
+                loops.append(self._consume_media(js))
+            await asyncio.gather(*loops)
         finally:
             self.subscribed.clear()
             await nc.close()
 
-    async def _consume(self, sub: JetStreamContext.PullSubscription) -> None:
+    async def _consume_media(self, js: JetStreamContext) -> None:
+        """The media durable, bound beside the alerts' (not before them: a cluster whose permissions
+        predate it refuses the media consumer, and that must not stop the alerts)."""
+        durable = self.settings.broker.jetstream.media_durable
+        media = await self._bind(js, durable, media_filter())
+        if media is None:
+            return
+        log.info("consumer %s: subscribed to %s (durable %s)", self.name, media_filter(), durable)
+        self.media_subscribed.set()
+        try:
+            await self._consume(media, MEDIA_BATCH, self._process_media)
+        finally:
+            self.media_subscribed.clear()
+
+    def _takes_media(self) -> bool:
+        return bool(self.settings.media.subscription)
+
+    async def _consume(self, sub: JetStreamContext.PullSubscription, size: int,
+                       process: Callable[[list[Msg]], Awaitable[None]], *, beat: bool = False) -> None:
         """Fetch, store, acknowledge until a stop. The next batch is fetched while one is stored
-        (in a thread), so a fetch's round trip to the consumer's leader costs no ingest time."""
-        fetching = asyncio.ensure_future(self._fetch(sub))
+        (in a thread), so a fetch's round trip to the consumer's leader costs no ingest time.
+        `beat`: this loop (the alerts') is the one the heartbeat follows."""
+        fetching = asyncio.ensure_future(self._fetch(sub, size))
         while True:
             batch = await fetching
             if self._stopping.is_set():
                 await self._release(batch)
                 return
-            self.heartbeat = time.monotonic()
-            fetching = asyncio.ensure_future(self._fetch(sub))
+            if beat:
+                self.heartbeat = time.monotonic()
+            fetching = asyncio.ensure_future(self._fetch(sub, size))
             if batch:
-                await self._process(batch)
+                await process(batch)
 
     async def _release(self, batch: list[Msg]) -> None:
         """Give back alerts fetched but not stored (stopping): the other workers get them at once."""
@@ -189,29 +232,30 @@ class JetStreamConsumer:
                 await asyncio.sleep(1.0)
         return None
 
-    async def _bind(self, js: JetStreamContext) -> JetStreamContext.PullSubscription | None:
-        """Create the durable consumer (idempotent) and bind to it. The stream appears when the
-        first MQTT client connects to the cluster; until then this worker makes one connect."""
+    async def _bind(self, js: JetStreamContext, durable: str, subject: str) -> JetStreamContext.PullSubscription | None:
+        """Create the durable consumer `durable` on `subject` (idempotent) and bind to it. The stream
+        appears when the first MQTT client connects to the cluster; until then this worker makes one connect."""
         settings = self.settings.broker.jetstream
         config = ConsumerConfig(
-            durable_name=settings.durable, filter_subject=alerts_filter(), ack_policy=AckPolicy.EXPLICIT,
+            durable_name=durable, filter_subject=subject, ack_policy=AckPolicy.EXPLICIT,
             deliver_policy=DeliverPolicy.ALL, ack_wait=settings.ack_wait_s, max_ack_pending=settings.max_ack_pending,
             max_deliver=-1,
         )
         while not self._stopping.is_set():
             try:
                 await js.add_consumer(settings.stream, config)
-                return await js.pull_subscribe_bind(durable=settings.durable, stream=settings.stream)
+                return await js.pull_subscribe_bind(durable=durable, stream=settings.stream)
             except nats.js.errors.NotFoundError:
                 log.warning("consumer %s: stream %s does not exist yet; connecting once over MQTT so the "
                             "broker makes it", self.name, settings.stream)
                 await asyncio.to_thread(self._touch_mqtt)
             except nats.js.errors.BadRequestError as exc:  # it exists with another configuration: use it
                 log.warning("consumer %s: durable %s exists with another configuration (%s); binding to it",
-                            self.name, settings.durable, exc.description)
-                return await js.pull_subscribe_bind(durable=settings.durable, stream=settings.stream)
+                            self.name, durable, exc.description)
+                return await js.pull_subscribe_bind(durable=durable, stream=settings.stream)
             except (nats.errors.Error, OSError) as exc:
-                log.warning("consumer %s: cannot create the durable consumer yet (%r)", self.name, exc)
+                log.warning("consumer %s: cannot create the durable consumer %s yet (%r; a timeout may be the "
+                            "permissions: configs/nats/permissions.yaml)", self.name, durable, exc)
             await asyncio.sleep(1.0)
         return None
 
@@ -230,9 +274,9 @@ class JetStreamConsumer:
         client.disconnect()
         client.loop_stop()
 
-    async def _fetch(self, sub: JetStreamContext.PullSubscription) -> list[Msg]:
+    async def _fetch(self, sub: JetStreamContext.PullSubscription, size: int) -> list[Msg]:
         try:
-            return await sub.fetch(self.batch_size, timeout=FETCH_WAIT_S)
+            return await sub.fetch(size, timeout=FETCH_WAIT_S)
         except (nats.errors.TimeoutError, TimeoutError):  # nothing arrived within FETCH_WAIT_S
             return []
         except (nats.errors.Error, OSError) as exc:  # a node or leader change: the client reconnects
@@ -270,6 +314,39 @@ class JetStreamConsumer:
         self._count(result, received, time.monotonic())
         await self._ack(msg)
 
+    async def _process_media(self, batch: list[Msg]) -> None:
+        """Each piece in its own transaction, acknowledged after its commit (media_ingest.py)."""
+        for msg in batch:
+            if self._stopping.is_set():  # the rest go to another worker at once
+                await self._release([msg])
+                continue
+            topic = message_topic(msg.subject)
+            try:
+                outcome = await asyncio.to_thread(self._store_media, topic, msg.data)
+            except (SQLAlchemyError, OSError) as exc:  # transient: the database, or the evidence folder
+                if msg.metadata.num_delivered < MEDIA_MAX_DELIVERIES:
+                    log.warning("consumer %s: media piece on %s not stored (%r); delivered again in %.0f s",
+                                self.name, topic, exc, self.settings.broker.jetstream.retry_after_s)
+                    self._count_media("retried")
+                    await self._nak(msg)
+                    continue
+                log.error("consumer %s: media piece on %s (%d bytes) failed %d times (%r); acknowledged and "
+                          "dropped", self.name, topic, len(msg.data), msg.metadata.num_delivered, exc)
+                outcome = "lost"
+            except Exception:  # a bug must not loop on one piece
+                log.exception("consumer %s: media piece on %s (%d bytes) not stored; acknowledged and dropped",
+                              self.name, topic, len(msg.data))
+                outcome = "lost"
+            self._count_media(outcome)
+            await self._ack(msg)
+
+    def _store_media(self, topic: str, payload: bytes) -> str:
+        with session_scope(self.session_factory, write_lock=True) as session:
+            return ingest_media(session, payload, topic=topic, settings=self.settings).outcome
+
+    def _count_media(self, outcome: str) -> None:
+        self.summary.media[outcome] = self.summary.media.get(outcome, 0) + 1
+
     def _count(self, result: IngestResult, received: float, committed: float) -> None:
         self.summary.add(result)
         if self.metrics is not None:
@@ -301,4 +378,5 @@ class JetStreamConsumer:
         log.warning("consumer %s: NATS client error: %r", self.name, exc)
 
 
-__all__ = ["JetStreamConsumer", "alerts_filter", "message_topic", "subject_to_topic", "topic_to_subject"]
+__all__ = ["JetStreamConsumer", "alerts_filter", "media_filter", "message_topic", "subject_to_topic",
+           "topic_to_subject"]

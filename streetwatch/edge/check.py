@@ -121,12 +121,20 @@ def check_model(config: EdgeConfig) -> CheckRow:
 
 
 def check_broker(config: EdgeConfig, options: CheckOptions) -> CheckRow:
-    target = redact(config.broker.url)
-    try:
-        detail = probe_broker(config.broker, client_id=f"sw-check-{config.edge_id}", timeout_s=options.broker_timeout_s)
-    except (ProbeError, ConfigError, MqttSetupError, OSError) as exc:
-        return CheckRow("broker", target, "FAIL", redact(str(exc)))
-    return CheckRow("broker", target, "OK", detail)
+    """Every node of `broker.urls` (or `url`): OK if all answer, WARN if some do (the box moves to
+    those), FAIL if none does."""
+    urls = config.broker.endpoints()
+    target = redact(", ".join(urls))
+    answers, failures = [], []
+    for url in urls:
+        try:
+            answers.append(probe_broker(config.broker, client_id=f"sw-check-{config.edge_id}",
+                                        timeout_s=options.broker_timeout_s, url=url))
+        except (ProbeError, ConfigError, MqttSetupError, OSError) as exc:
+            failures.append(redact(str(exc)))
+    if not answers:
+        return CheckRow("broker", target, "FAIL", "; ".join(failures))
+    return CheckRow("broker", target, "WARN" if failures else "OK", "; ".join(answers + failures))
 
 
 def check_outbox(config: EdgeConfig) -> CheckRow:

@@ -88,9 +88,10 @@ def _frame_rate(stream: av.VideoStream, times: list[float]) -> float | None:
     return float(rate) if rate and float(rate) <= MAX_PLAUSIBLE_FPS else None
 
 
-def probe_broker(broker: BrokerConfig, *, client_id: str, timeout_s: float) -> str:
-    """Log in to the broker with `broker`'s credentials; the server's answer, or ProbeError."""
-    host, port, url_tls = parse_broker_url(broker.url)
+def probe_broker(broker: BrokerConfig, *, client_id: str, timeout_s: float, url: str | None = None) -> str:
+    """Log in to the broker (the node `url`, default its first) with `broker`'s credentials; the
+    server's answer, or ProbeError."""
+    host, port, url_tls = parse_broker_url(url or broker.endpoints()[0])
     client = make_client(client_id=client_id, protocol=broker.protocol, username=broker.username,
                          password=broker.password(), tls=broker.tls if broker.tls is not None else url_tls)
     answered = threading.Event()

@@ -24,6 +24,11 @@ there). A `resend` queues the named delivered alerts again (Outbox.resend) and i
 `streetwatch/v1/replies/{edge_id}` with what could not be found. A command is validated and
 handled on the drain thread; a bad one is logged and dropped, never stops the publisher.
 
+Several nodes (`broker.urls`, a clustered broker): paho connects to one at a time; when the
+connection to the current node fails or drops, the next reconnect goes to the next node
+(mqtt_common.BrokerNodes), with paho's back-off between attempts. What was in flight is resent
+there, and the outbox still holds it.
+
 Only MQTT 3.1.1 features are used (the embedded broker speaks nothing else); on MQTT 5 a PUBACK
 with a failure reason code leaves the alert in the outbox to be retried.
 """
@@ -60,7 +65,7 @@ from streetwatch.edge.alerts import (
 from streetwatch.edge.config import EdgeConfig
 from streetwatch.edge.metrics import EdgeMetrics
 from streetwatch.edge.outbox import MEDIA_KEY, Outbox, OutboxError, OutboxItem
-from streetwatch.mqtt_common import connect_async, describe_reason, make_client, parse_broker_url
+from streetwatch.mqtt_common import BrokerNodes, connect_async, describe_reason, make_client
 from streetwatch.version import package_version
 
 log = logging.getLogger(__name__)
@@ -183,8 +188,8 @@ class Publisher:
         self.max_inflight = max_inflight
         self.status_interval_s = status_interval_s
         self.identity = BoxIdentity.of(config, model)
-        self.host, self.port, url_tls = parse_broker_url(config.broker.url)
-        self._tls = config.broker.tls if config.broker.tls is not None else url_tls
+        self.nodes = BrokerNodes(config.broker.endpoints())
+        self._tls = config.broker.tls if config.broker.tls is not None else self.nodes.tls
         self._password = config.broker.password()  # fails now, naming the env var, if it is unset
         self._lock = threading.Lock()
         self._inflight: dict[int, _InFlight | None] = {}  # mid -> alert (None: a status message)
@@ -220,8 +225,9 @@ class Publisher:
         client.max_inflight_messages_set(self.max_inflight + 2)  # + room for status messages
         connect_async(client, host=self.host, port=self.port, keepalive_s=self.broker.keepalive_s)
         self._client = client
-        log.info("edge %s: connecting to %s:%d (MQTT %s)", self.edge_id, self.host, self.port,
-                 self.broker.protocol)
+        others = len(self.nodes.nodes) - 1
+        log.info("edge %s: connecting to %s:%d (MQTT %s)%s", self.edge_id, self.host, self.port,
+                 self.broker.protocol, f", {others} other node(s) to move to" if others else "")
         client.loop_start()
         self._thread = threading.Thread(target=self._drain_loop, name=f"publisher-{self.edge_id}",
                                         daemon=True)
@@ -252,6 +258,15 @@ class Publisher:
         log.info("edge %s: publisher stopped, %d alert(s) left in the outbox", self.edge_id,
                  self._safe_depth())
 
+    @property
+    def host(self) -> str:
+        """The broker node this publisher is connected or connecting to."""
+        return self.nodes.current[0]
+
+    @property
+    def port(self) -> int:
+        return self.nodes.current[1]
+
     def notify(self) -> None:
         """Wake the drain loop now (call after `outbox.put`); cheap and safe from any thread."""
         self._wake.set()
@@ -280,6 +295,8 @@ class Publisher:
                         qos=1, retain=True)
 
     def _on_pre_connect(self, client: mqtt.Client, userdata: object) -> None:
+        if self.nodes.before_connect(client):
+            log.info("edge %s: trying the next broker node, %s:%d", self.edge_id, self.host, self.port)
         self._set_will(client)  # refresh the will's `at` for each (re)connect
 
     def _on_connect(self, client: mqtt.Client, userdata: object, flags: mqtt.ConnectFlags,
@@ -289,6 +306,7 @@ class Publisher:
             # to mark itself connected here regardless of the code.)
             with self._lock:
                 self._counts["refusals"] += 1
+            self.nodes.lost()  # another node may take it (a node still joining its cluster refuses)
             log.warning("edge %s: broker %s:%d refused the connection: %s", self.edge_id, self.host,
                         self.port, describe_reason(reason_code))
             self._set_connected(False)
@@ -324,6 +342,7 @@ class Publisher:
         # paho calls this inside its `except OSError`, so the cause (refused, DNS, TLS verify) is here.
         level = logging.DEBUG if self._failing else logging.WARNING
         self._failing = True
+        self.nodes.lost()
         cause = sys.exc_info()[1]
         log.log(level, "edge %s: cannot reach broker %s:%d (%s); retrying with back-off", self.edge_id,
                 self.host, self.port, cause if cause is not None else "no detail")
@@ -332,6 +351,11 @@ class Publisher:
                        reason_code: ReasonCode, properties: Properties | None) -> None:
         was_connected = self.connected
         self._set_connected(False)
+        if not self._stopping.is_set():
+            self.nodes.lost()
+            if not was_connected:  # closed before a CONNACK (a NATS node electing a leader does)
+                log.info("edge %s: %s:%d closed the connection before accepting it (%s)", self.edge_id, self.host,
+                         self.port, describe_reason(reason_code))
         if was_connected and not self._stopping.is_set():
             log.warning("edge %s: lost broker connection (%s); %d alert(s) in flight are kept and resent",
                         self.edge_id, describe_reason(reason_code), len(self._inflight_ids))

@@ -42,7 +42,7 @@ from streetwatch.edge.telemetry.nmea import NmeaEpochAssembler, UdpNmeaReader, r
 from streetwatch.edge.telemetry.pose import Pose
 from streetwatch.edge.telemetry.summary import no_poses_reason
 from streetwatch.edge.zones import resolve_timezone
-from streetwatch.mqtt_common import connect_async, make_client, parse_broker_url
+from streetwatch.mqtt_common import BrokerNodes, connect_async, make_client
 
 log = logging.getLogger(__name__)
 
@@ -202,10 +202,10 @@ class LiveTelemetry:
 
     def _start_mqtt(self) -> None:
         broker = self.config.broker
-        host, port, url_tls = parse_broker_url(broker.url)
+        nodes = BrokerNodes(broker.endpoints())  # a clustered broker: the next node after a lost connection
         client = make_client(client_id=f"sw-telemetry-{self.config.edge_id}-{self.camera.id}",
                              protocol=broker.protocol, username=broker.username, password=broker.password(),
-                             tls=broker.tls if broker.tls is not None else url_tls)
+                             tls=broker.tls if broker.tls is not None else nodes.tls)
         topic = telemetry_topic(self.config.edge_id, self.camera.id)
         handler = TelemetryHandler(edge_id=self.config.edge_id, camera_id=self.camera.id)
 
@@ -224,7 +224,14 @@ class LiveTelemetry:
 
         client.on_connect = on_connect
         client.on_message = on_message
+        def on_pre_connect(c: mqtt.Client, _u: object) -> None:
+            nodes.before_connect(c)
+
+        client.on_pre_connect = on_pre_connect
+        client.on_connect_fail = lambda _c, _u: nodes.lost()
+        client.on_disconnect = lambda _c, _u, _f, _r, _p: nodes.lost()
         client.reconnect_delay_set(int(BACKOFF_MIN_S), int(BACKOFF_MAX_S))
+        host, port = nodes.current
         connect_async(client, host=host, port=port, keepalive_s=broker.keepalive_s)
         client.loop_start()
         self._client = client

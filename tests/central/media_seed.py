@@ -46,11 +46,12 @@ def traffic_frames(assets_dir: Path, seconds: int, *, start: datetime = START) -
 
 
 def real_sets(assets_dir: Path, *, lat: float, lon: float, violation: str = "illegal_parking",
-              episode_id: str | None = None, camera_id: str = "cam-kerb", start: datetime = START) -> list[RealSet]:
+              episode_id: str | None = None, camera_id: str = "cam-kerb", start: datetime = START,
+              edge_id: str = "box-desk") -> list[RealSet]:
     """One episode of the white sedan: a start at t=12 s (first seen at t=0) and a reminder at t=20 s,
     each with its evidence set, the subject highlighted and the SUV beside it as context."""
     config = EdgeConfig.model_validate({
-        "edge_id": "box-desk", "evidence": {"media": {"clip_s": 6}},
+        "edge_id": edge_id, "evidence": {"media": {"clip_s": 6}},
         "cameras": [{"id": camera_id, "url": "unused.mp4", "sample_fps": 1,
                      "zones": [{"id": "near-kerb", "violations": [violation], "polygon_px": NEAR_KERB}]}],
     })

@@ -10,9 +10,15 @@ import pytest
 
 from streetwatch.broker_config import ConfigError
 from streetwatch.central.config import CentralSettings, load_settings
-from streetwatch.central.consumer_jetstream import alerts_filter, message_topic, subject_to_topic, topic_to_subject
+from streetwatch.central.consumer_jetstream import (
+    alerts_filter,
+    media_filter,
+    message_topic,
+    subject_to_topic,
+    topic_to_subject,
+)
 from streetwatch.central.fleet import replies_subscription
-from streetwatch.edge.alerts import alert_topic
+from streetwatch.edge.alerts import alert_topic, media_topic
 
 
 @pytest.mark.parametrize(("topic", "subject"), [
@@ -29,6 +35,19 @@ def test_the_filter_takes_every_alert_topic_and_nothing_else() -> None:
     assert alerts_filter() == "$MQTT.msgs.streetwatch.v1.alerts.>"
     stored = "$MQTT.msgs." + topic_to_subject(alert_topic("box.01", "cam-1"))
     assert message_topic(stored) == "streetwatch/v1/alerts/box.01/cam-1"
+
+
+def test_the_media_filter_takes_every_piece_and_no_alert() -> None:
+    assert media_filter() == "$MQTT.msgs.streetwatch.v1.media.>"
+    stored = "$MQTT.msgs." + topic_to_subject(media_topic("box.01", "cam-1"))
+    assert stored.startswith(media_filter()[:-1]) and not stored.startswith(alerts_filter()[:-1])
+    assert message_topic(stored) == "streetwatch/v1/media/box.01/cam-1"
+
+
+def test_the_media_consumer_must_not_share_the_alerts_durable() -> None:
+    with pytest.raises(ConfigError, match="broker.jetstream: .*media_durable and durable are both 'central'"):
+        load_settings(None, environ={"STREETWATCH_BROKER__KIND": "jetstream",
+                                     "STREETWATCH_BROKER__JETSTREAM__MEDIA_DURABLE": "central"})
 
 
 @pytest.mark.parametrize(("kind", "expected"), [

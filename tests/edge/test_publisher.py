@@ -244,6 +244,30 @@ def test_alerts_arrive_on_their_topic_with_qos1_and_the_outbox_drains(
     assert metrics.sample("streetwatch_mqtt_connected") == 0  # after stop()
 
 
+def test_a_box_given_several_urls_moves_past_a_node_that_does_not_answer(
+    mqtt_broker: BrokerEndpoint, edge_id: str, outbox: Outbox
+) -> None:
+    """`broker.urls`: the first node refuses the TCP connection (nothing listens there); the
+    publisher's next attempt goes to the next node, and the alerts arrive through it."""
+    dead = f"mqtt://127.0.0.1:{free_port()}"
+    sub = Subscriber(host=mqtt_broker.host, port=mqtt_broker.port, protocol=mqtt_broker.protocol,
+                     topic=f"streetwatch/v1/alerts/{edge_id}/#")
+    config = EdgeConfig(edge_id=edge_id, cameras=[CameraConfig(id="cam-1", url="street.mp4")],
+                        broker=BrokerConfig(urls=[dead, mqtt_broker.url], protocol=mqtt_broker.protocol))  # type: ignore[arg-type]
+    alerts = [make_alert(edge_id=edge_id) for _ in range(3)]
+    put_all(outbox, alerts)
+    publisher = Publisher(config, outbox)
+    assert (publisher.host, publisher.port) == (parse_broker_url(dead)[0], parse_broker_url(dead)[1])
+    publisher.start()
+    try:
+        assert wait_for(lambda: len(sub.alert_ids()) == 3 and outbox.depth() == 0)
+        assert (publisher.host, publisher.port) == (mqtt_broker.host, mqtt_broker.port)
+    finally:
+        publisher.stop()
+        sub.stop()
+    assert sub.alert_ids() == {a.alert_id for a in alerts}
+
+
 def test_retained_online_status_for_late_subscribers_and_offline_after_stop(
     mqtt_broker: BrokerEndpoint, edge_id: str, outbox: Outbox
 ) -> None:

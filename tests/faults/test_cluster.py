@@ -8,19 +8,28 @@ again later; then one central worker is SIGKILLed. After both, every alert id th
 in the database exactly once, every episode in one case, and the delivery audit has every box's
 numbering accounted for with no gap and no loss. Run twice: the node killed is a follower of the
 MQTT stream, or its leader. The recovery times are printed as a `FAULT {json}` line.
+
+Cheaper, in this process on the same three nodes (seconds each): an alert with its evidence set (the
+edge's own builder on the real footage) sent by the edge's outbox and publisher through the cluster
+has every item stored by the JetStream worker's media consumer; and a box given every node's URL
+(`broker.urls`) whose node is SIGKILLed moves to another and loses no alert.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import shutil
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
+from factories import make_alert
 from fault_harness import (
     Ledger,
     Process,
@@ -34,10 +43,21 @@ from fault_harness import (
     stored,
     wait_for,
 )
-from nats_cluster import NatsCluster, NatsNode
-from sqlalchemy import create_engine, text
+from media_seed import real_sets
+from nats_cluster import REPO, NatsCluster, NatsNode
+from pydantic import SecretStr
+from sqlalchemy import create_engine, select, text
 
+from streetwatch.central.config import BrokerSettings, CentralSettings, JetStreamSettings
+from streetwatch.central.consumer_jetstream import JetStreamConsumer
+from streetwatch.central.db import make_engine, make_session_factory
+from streetwatch.central.evidence_store import EvidenceStore
+from streetwatch.central.media import announced, stored_items
+from streetwatch.central.models import Alert
 from streetwatch.edge.alerts import TOPIC_PREFIX, ResendCommand, command_topic, new_id
+from streetwatch.edge.config import BrokerConfig, CameraConfig, EdgeConfig
+from streetwatch.edge.outbox import Outbox
+from streetwatch.edge.publisher import Publisher
 
 pytestmark = pytest.mark.slow
 
@@ -49,6 +69,7 @@ BOXES = {"box-a": "n1", "box-b": "n2"}  # each box's MQTT gateway node
 WORKERS = {"central-1": "n1", "central-2": "n2"}  # each worker's fleet (MQTT) node; JetStream: all three
 ACK_WAIT_S = 5
 PASSWORD_ENV = "SW_TEST_NATS_PASSWORD_{}"
+NATS_CONFIGS = REPO / "configs" / "nats"
 
 
 @pytest.fixture()
@@ -251,3 +272,159 @@ def test_node_then_worker_killed_every_alert_stored_once(
     assert book.duplicated == 0, "an alert stored twice"
     assert not book.split_episodes, f"an episode split over several cases: {book.split_episodes}"
     assert book.stored >= 20
+
+
+# -- in this process: the evidence set, and a box with every node's URL
+
+
+@contextlib.contextmanager
+def in_process_worker(cluster: NatsCluster, workdir: Path, db: str) -> Iterator[JetStreamConsumer]:
+    """One central worker (`broker.kind: jetstream`) in this process, bound to its alerts durable."""
+    settings = CentralSettings(
+        broker=BrokerSettings(kind="jetstream", url=cluster.nodes[2].mqtt_url, protocol="3.1.1", username="central",
+                              client_id="central-in-process",
+                              jetstream=JetStreamSettings(servers=cluster.nats_urls, ack_wait_s=ACK_WAIT_S,
+                                                          retry_after_s=1)),
+        broker_password=SecretStr(cluster.credentials["central"]), evidence_dir=workdir / "evidence",
+    )
+    engine = make_engine(db)
+    consumer = JetStreamConsumer(settings=settings, session_factory=make_session_factory(engine))
+    consumer.start()
+    try:
+        assert consumer.wait_subscribed(60), "the worker did not bind to its alerts durable"
+        yield consumer
+    finally:
+        consumer.stop()
+        engine.dispose()
+
+
+@pytest.fixture()
+def worker(tmp_path: Path, fault_db: str, cluster: NatsCluster) -> Iterator[JetStreamConsumer]:
+    """The in-process worker bound to both durables (a piece sent before its durable exists is not kept)."""
+    with in_process_worker(cluster, tmp_path, fault_db) as consumer:
+        assert consumer.media_subscribed.wait(30), "the worker did not bind to its media durable"
+        yield consumer
+
+
+def box_publisher(edge_id: str, outbox: Outbox, urls: list[str]) -> Publisher:
+    broker = BrokerConfig(urls=urls, protocol="3.1.1", username=edge_id, password_env=password_env(edge_id))
+    config = EdgeConfig(edge_id=edge_id, cameras=[CameraConfig(id="cam-kerb", url="street.mp4")], broker=broker)
+    return Publisher(config, outbox)
+
+
+def whole_sets(worker: JetStreamConsumer) -> dict[str, set[str]]:
+    """alert_id -> the kinds of its set whose bytes central holds, for every alert stored."""
+    store = EvidenceStore(worker.settings.evidence_dir)
+    with worker.session_factory() as session:
+        return {alert.alert_id: set(stored_items(store, alert)) for alert in session.query(Alert)}
+
+
+def test_an_evidence_set_sent_through_the_cluster_is_stored(
+    tmp_path: Path, cluster: NatsCluster, worker: JetStreamConsumer, assets_dir: Path
+) -> None:
+    sets = real_sets(assets_dir, lat=31.3002, lon=120.5851, edge_id="box-a")
+    outbox = Outbox(tmp_path / "box-a.outbox.sqlite")
+    for made in sets:
+        outbox.put(made.alert)
+        outbox.put_media(made.alert, [(item.ref, item.data) for item in made.media if item.data is not None])
+    pieces = outbox.media_depth()
+    publisher = box_publisher("box-a", outbox, [cluster.node("n1").mqtt_url])
+    publisher.start()
+    kinds = {"first", "confirmed", "crop", "clip", "clean"}
+    try:
+        wait_for(lambda: whole_sets(worker) == {m.alert.alert_id: kinds for m in sets}, 60,
+                 "every alert and its whole evidence set at central",
+                 lambda: f"{whole_sets(worker)}, pieces waiting {outbox.media_depth()}, {worker.summary}")
+    finally:
+        publisher.stop()
+        outbox.close()
+    store = EvidenceStore(worker.settings.evidence_dir)
+    with worker.session_factory() as session:
+        alert = session.get(Alert, sets[0].alert.alert_id)
+        assert alert is not None
+        clip = next(ref for ref in announced(alert) if ref.kind == "clip")
+        assert hashlib.sha256(store.read(clip.sha256, "mp4")).hexdigest() == clip.sha256
+    assert pieces > len(kinds)  # the clip alone is several 256 KiB pieces
+    assert worker.summary.media.get("dead_letter", 0) == 0 and "lost" not in worker.summary.media
+    assert worker.summary.media.get("stored", 0) + worker.summary.media.get("waiting", 0) >= len(kinds)
+
+
+def stored_ids(worker: JetStreamConsumer) -> set[str]:
+    with worker.session_factory() as session:
+        return set(session.scalars(select(Alert.alert_id)))
+
+
+def test_a_box_with_every_node_keeps_publishing_when_its_node_is_killed(
+    tmp_path: Path, cluster: NatsCluster, worker: JetStreamConsumer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`broker.urls` lists the three nodes: the box's node is SIGKILLed (not restarted) while alerts
+    keep coming; the publisher moves to the next node and every alert reaches central."""
+    first = cluster.node("n1")
+    outbox = Outbox(tmp_path / "box-a.outbox.sqlite")
+    publisher = box_publisher("box-a", outbox, [node.mqtt_url for node in cluster.nodes])
+    publisher.start()
+    put: list[str] = []
+
+    def alerts(count: int) -> None:
+        for _ in range(count):
+            alert = make_alert(edge_id="box-a", camera_id="cam-kerb", observed_at=datetime.now(UTC))
+            outbox.put(alert)
+            put.append(alert.alert_id)
+            publisher.notify()
+            time.sleep(0.1)
+
+    try:
+        assert publisher.wait_connected(15) and publisher.port == first.ports.mqtt
+        alerts(5)
+        wait_for(lambda: set(put) <= stored_ids(worker), 30, "the first alerts at central")
+        first.kill()  # SIGKILL: the box's connection drops with no goodbye
+        killed = time.monotonic()
+        alerts(20)  # 2 s of alerts while the box has no node: they wait in its outbox
+        # an election, and paho's back-off (1, 2, 4 s ...) between nodes: 8-25 s seen here
+        wait_for(lambda: set(put) <= stored_ids(worker) and outbox.depth() == 0, 90,
+                 "every alert at central through another node",
+                 lambda: f"outbox {outbox.depth()}, missing {len(set(put) - stored_ids(worker))}")
+        recovered = round(time.monotonic() - killed, 1)
+        moved_to = next(node.node_name for node in cluster.nodes if node.ports.mqtt == publisher.port)
+        acked = publisher.stats().acked
+    finally:
+        publisher.stop()
+        outbox.close()
+    with capsys.disabled():
+        figures = {"fault": "nats_box_node_killed_urls", "moved_to": moved_to, "all_stored_after_kill_s": recovered,
+                   "alerts": len(put)}
+        print(f"\nFAULT {json.dumps(figures)}")
+    assert moved_to != "n1" and acked >= len(put)
+    assert stored_ids(worker) == set(put), "an alert lost or one no box sent"
+
+
+def test_alerts_flow_when_the_permissions_predate_the_media_consumer(
+    tmp_path: Path, fault_db: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A cluster whose accounts were made before the media durable existed refuses it: the worker
+    still binds and stores alerts (the media durable is bound beside them, not before them)."""
+    committed = (NATS_CONFIGS / "permissions.yaml").read_text().splitlines()
+    old = tmp_path / "permissions-before-media.yaml"
+    old.write_text("\n".join(line for line in committed if "central-media" not in line) + "\n")
+    own = NatsCluster(tmp_path / "nats", ["central", "box-a"], permissions=old)
+    monkeypatch.setenv(password_env("box-a"), own.credentials["box-a"])
+    own.start()
+    outbox = Outbox(tmp_path / "box-a.outbox.sqlite")
+    try:
+        with in_process_worker(own, tmp_path, fault_db) as consumer:
+            publisher = box_publisher("box-a", outbox, [own.nodes[0].mqtt_url])
+            publisher.start()
+            try:
+                alerts = [make_alert(edge_id="box-a", camera_id="cam-kerb", observed_at=datetime.now(UTC))
+                          for _ in range(3)]
+                for alert in alerts:
+                    outbox.put(alert)
+                publisher.notify()
+                wait_for(lambda: stored_ids(consumer) == {a.alert_id for a in alerts}, 30, "the alerts at central")
+            finally:
+                publisher.stop()
+            assert not consumer.media_subscribed.is_set() and consumer.alive
+    finally:
+        outbox.close()
+        own.stop()
+    assert "cannot create the durable consumer central-media yet" in caplog.text  # said, and retried

@@ -1,10 +1,12 @@
 """The committed NATS permissions (configs/nats/permissions.yaml, rendered by scripts/nats_accounts.py)
-on a real three-node cluster: each box publishes only under its own edge_id, central cannot publish
-alerts (over MQTT nor NATS), only central commands a box, strangers cannot log in.
+on a real three-node cluster: each box publishes only under its own edge_id (alerts and evidence-set
+pieces), central cannot publish alerts (over MQTT nor NATS), only central commands a box, strangers
+cannot log in.
 
-The alerts are read the way central reads them: from the shared durable JetStream consumer on the
-MQTT stream. MQTT 3.1.1 has no negative PUBACK: NATS acknowledges a forbidden publish, drops it and
-logs a "Publish Violation" naming user and subject. "Never reaches central" is shown without a
+The alerts and pieces are read the way central reads them: from the shared durable JetStream
+consumers on the MQTT stream (`central`, `central-media`, with central's login). MQTT 3.1.1 has no
+negative PUBACK: NATS acknowledges a forbidden publish, drops it and logs a "Publish Violation"
+naming user and subject. "Never reaches central" is shown without a
 clock: after the forbidden publish, another box publishes a marker on its own topic; the stream
 stores in order, so once the consumer hands out the marker, the forgery would have come first.
 """
@@ -27,9 +29,9 @@ from fault_harness import wait_for
 from nats.js.api import AckPolicy, ConsumerConfig
 from nats_cluster import MQTT_STREAM, NatsCluster
 
-from streetwatch.central.consumer_jetstream import alerts_filter
+from streetwatch.central.consumer_jetstream import alerts_filter, media_filter
 from streetwatch.edge import publisher as publisher_module
-from streetwatch.edge.alerts import alert_topic, command_topic, reply_topic, status_topic
+from streetwatch.edge.alerts import alert_topic, command_topic, media_topic, reply_topic, status_topic
 from streetwatch.edge.config import BrokerConfig, CameraConfig, EdgeConfig
 from streetwatch.edge.outbox import Outbox
 
@@ -88,10 +90,13 @@ class MqttClient:
 
 
 class AlertReader:
-    """Central's view: the shared durable consumer (`central`) on the MQTT stream, over NATS."""
+    """Central's view: the shared durable consumer (`central`, or `central-media` for the pieces) on
+    the MQTT stream, over NATS."""
 
-    def __init__(self, cluster: NatsCluster) -> None:
+    def __init__(self, cluster: NatsCluster, *, durable: str = "central", subject: str | None = None) -> None:
         self.cluster = cluster
+        self.durable = durable
+        self.subject = subject or alerts_filter()
         self.seen: list[bytes] = []
 
     async def _session(self, *, create: bool) -> list[bytes]:
@@ -100,8 +105,8 @@ class AlertReader:
             js = nc.jetstream(timeout=5)
             if create:
                 await js.add_consumer(MQTT_STREAM, ConsumerConfig(
-                    durable_name="central", filter_subject=alerts_filter(), ack_policy=AckPolicy.EXPLICIT, ack_wait=5))
-            sub = await js.pull_subscribe_bind(durable="central", stream=MQTT_STREAM)
+                    durable_name=self.durable, filter_subject=self.subject, ack_policy=AckPolicy.EXPLICIT, ack_wait=5))
+            sub = await js.pull_subscribe_bind(durable=self.durable, stream=MQTT_STREAM)
             try:
                 messages = await sub.fetch(100, timeout=0.5)
             except (nats.errors.TimeoutError, TimeoutError):  # nothing there (nats-py raises either)
@@ -128,6 +133,7 @@ def acl_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsCluste
         first = MqttClient(cluster.nodes[0].ports.mqtt, "central", cluster.credentials["central"], name="first")
         first.close()  # the gateway makes its streams on the first MQTT login
         AlertReader(cluster).create()
+        media_reader(cluster).create()
         yield cluster
     finally:
         cluster.stop()
@@ -153,17 +159,28 @@ def alerts(acl_cluster: NatsCluster) -> AlertReader:
     return reader
 
 
+def media_reader(cluster: NatsCluster) -> AlertReader:
+    return AlertReader(cluster, durable="central-media", subject=media_filter())
+
+
+@pytest.fixture()
+def pieces(acl_cluster: NatsCluster) -> AlertReader:
+    reader = media_reader(acl_cluster)
+    reader.payloads()  # what earlier tests left
+    return reader
+
+
 def violation_logged(cluster: NatsCluster, user: str, subject: str) -> bool:
     line = f'Publish Violation - User "{user}", Subject "{subject}"'
     return any(line in node.log() for node in cluster.nodes)
 
 
 def forged_alert_not_stored(cluster: NatsCluster, alerts: AlertReader, sender: MqttClient, topic: str,
-                            marker_from: MqttClient) -> bool:
+                            marker_from: MqttClient, *, marker_topic: str | None = None) -> bool:
     payload = f"forged-{sender.user}-{topic}-{time.monotonic()}".encode()
     sender.publish(topic, payload)
     marker = b"marker-" + payload
-    marker_from.publish(alert_topic(marker_from.user, "cam-marker"), marker)
+    marker_from.publish(marker_topic or alert_topic(marker_from.user, "cam-marker"), marker)
     wait_for(lambda: marker in alerts.payloads(), 15, "the marker from a box's own topic")
     subject = topic.replace("/", ".")
     return payload not in alerts.seen and violation_logged(cluster, sender.user, subject)
@@ -185,6 +202,26 @@ def test_a_box_cannot_publish_as_another(
     acl_cluster: NatsCluster, clients: dict[str, MqttClient], alerts: AlertReader, topic: str
 ) -> None:
     assert forged_alert_not_stored(acl_cluster, alerts, clients["box-01"], topic, clients["box-02"])
+
+
+def test_a_box_sends_its_own_evidence_set_pieces_and_central_receives_them(
+    clients: dict[str, MqttClient], pieces: AlertReader
+) -> None:
+    clients["box-01"].publish(media_topic("box-01", "cam-1"), b"own-piece")
+    wait_for(lambda: b"own-piece" in pieces.payloads(), 15, "box-01's piece at central's media consumer")
+
+
+@pytest.mark.parametrize(("sender", "topic"), [
+    ("box-01", media_topic("box-02", "cam-1")),  # posing as another box
+    ("box-01", "streetwatch/v1/media/box-01/cam-1/extra"),  # deeper than {edge_id}/{camera_id}
+    ("central", media_topic("box-01", "cam-1")),  # central sends no media
+])
+def test_no_one_sends_pieces_as_another_box(
+    acl_cluster: NatsCluster, clients: dict[str, MqttClient], pieces: AlertReader, sender: str, topic: str
+) -> None:
+    marker_from = clients["box-02"] if sender == "box-01" else clients["box-01"]
+    assert forged_alert_not_stored(acl_cluster, pieces, clients[sender], topic, marker_from,
+                                   marker_topic=media_topic(marker_from.user, "cam-marker"))
 
 
 def test_central_cannot_publish_alerts_over_mqtt(
