@@ -75,6 +75,7 @@ from streetwatch.central.merchants import MerchantFields, MerchantRecord, store_
 from streetwatch.central.models import Case  # noqa: E402
 
 log = logging.getLogger("bench_central")
+BROKER_KINDS = ("mosquitto", "nats", "rabbitmq")
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -100,6 +101,7 @@ class Options:
     evidence_root: Path | None = None
     protocol: str | None = None  # MQTT version of the workers; None = the broker's (5; embedded 3.1.1)
     brokers: bool = False  # only the broker comparison (bench/central_brokers.py)
+    broker_kinds: tuple[str, ...] = BROKER_KINDS  # which brokers --brokers compares
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -134,7 +136,10 @@ def _parser() -> argparse.ArgumentParser:
                    "every alert creates one file there, so its file system's cost per new file is part of ingest")
     p.add_argument("--brokers", action="store_true",
                    help="run only the broker comparison: Mosquitto beside a three-node NATS JetStream cluster\n"
-                   "(nats-server processes on this machine), 1 and 2 workers, on the first of --backends")
+                   "and a three-node RabbitMQ cluster (processes on this machine), 1 and 2 workers, on the\n"
+                   "first of --backends")
+    p.add_argument("--broker-kinds", default=",".join(BROKER_KINDS),
+                   help="with --brokers: comma list of the brokers to compare (default all: %(default)s)")
     return p
 
 
@@ -164,6 +169,7 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         evidence_root=a.evidence_dir,
         protocol=a.protocol,
         brokers=a.brokers,
+        broker_kinds=tuple(k.strip() for k in a.broker_kinds.split(",") if k.strip() in BROKER_KINDS),
     )
 
 
@@ -324,11 +330,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def compare_brokers(opts: Options, world: World, backend: str, progress: Callable[[str], None],
                     began: float) -> int:
-    """Mosquitto and the NATS cluster, 1 and 2 workers each, on one backend; one table."""
-    from bench.central_brokers import brokers_table, mosquitto_target, nats_cluster_target, run_target
+    """Mosquitto, the NATS cluster and the RabbitMQ cluster, 1 and 2 workers each, on one backend; one table."""
+    from bench.central_brokers import (
+        brokers_table,
+        mosquitto_target,
+        nats_cluster_target,
+        rabbit_cluster_target,
+        run_target,
+    )
 
+    targets = {"mosquitto": lambda: mosquitto_target(opts.protocol), "nats": nats_cluster_target,
+               "rabbitmq": rabbit_cluster_target}
     rows = []
-    for make_target in (lambda: mosquitto_target(opts.protocol), nats_cluster_target):
+    for make_target in (targets[kind] for kind in opts.broker_kinds):
         with make_target() as target:
             for workers in (1, 2):
                 progress(f"{target.name}, {workers} worker(s), {backend} ...")
@@ -340,8 +354,8 @@ def compare_brokers(opts: Options, world: World, backend: str, progress: Callabl
                          f"{statistics.quantiles(rows[-1].paced.latencies_ms, n=100)[98]:.0f} ms")
     if opts.evidence_root is not None:
         shutil.rmtree(opts.evidence_root, ignore_errors=True)
-    print(f"## Central on Mosquitto and on a NATS JetStream cluster ({backend}; {len(world.full.order):,} + "
-          f"{len(world.paced.order):,} messages per run)\n")
+    print(f"## Central on Mosquitto, a NATS JetStream cluster and a RabbitMQ cluster ({backend}; "
+          f"{len(world.full.order):,} + {len(world.paced.order):,} messages per run)\n")
     print(f"Machine: {cpu_model()}, {usable_cores()} usable cores; all brokers, workers and the publisher on it; "
           f"whole run {(time.perf_counter() - began) / 60:.1f} min. Latency: publish -> the row visible to a reader "
           f"polling by alert id every 5 ms, at {opts.rate:.0f} alerts/s offered.\n")
