@@ -102,6 +102,7 @@ class Options:
     protocol: str | None = None  # MQTT version of the workers; None = the broker's (5; embedded 3.1.1)
     brokers: bool = False  # only the broker comparison (bench/central_brokers.py)
     broker_kinds: tuple[str, ...] = BROKER_KINDS  # which brokers --brokers compares
+    node_loss: int = 0  # runs of the RabbitMQ node-loss measurement (bench/rabbit_node_loss.py)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -140,6 +141,9 @@ def _parser() -> argparse.ArgumentParser:
                    "first of --backends")
     p.add_argument("--broker-kinds", default=",".join(BROKER_KINDS),
                    help="with --brokers: comma list of the brokers to compare (default all: %(default)s)")
+    p.add_argument("--node-loss", type=int, default=0, metavar="N",
+                   help="only the RabbitMQ node-loss measurement, N times: SIGKILL the node leading the quorum\n"
+                   "queue while 2 workers ingest the paced ground truth at --rate, restart it 10 s later")
     return p
 
 
@@ -169,6 +173,7 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         evidence_root=a.evidence_dir,
         protocol=a.protocol,
         brokers=a.brokers,
+        node_loss=a.node_loss,
         broker_kinds=tuple(k.strip() for k in a.broker_kinds.split(",") if k.strip() in BROKER_KINDS),
     )
 
@@ -305,6 +310,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"[{time.perf_counter() - began:6.1f} s] {message}", file=sys.stderr, flush=True)
 
     world = make_world(opts)
+    if opts.node_loss:
+        return node_loss(opts, world, backends[0] if backends else "sqlite", progress)
     if opts.brokers:
         return compare_brokers(opts, world, backends[0] if backends else "sqlite", progress, began)
     progress(
@@ -360,6 +367,23 @@ def compare_brokers(opts: Options, world: World, backend: str, progress: Callabl
           f"whole run {(time.perf_counter() - began) / 60:.1f} min. Latency: publish -> the row visible to a reader "
           f"polling by alert id every 5 ms, at {opts.rate:.0f} alerts/s offered.\n")
     print(brokers_table(rows, rate=opts.rate))
+    return 0
+
+
+def node_loss(opts: Options, world: World, backend: str, progress: Callable[[str], None]) -> int:
+    """The RabbitMQ cluster losing the node that leads the quorum queue, `opts.node_loss` times."""
+    from bench.rabbit_node_loss import measure_node_loss, node_loss_table
+
+    rows = []
+    for run in range(opts.node_loss):
+        progress(f"RabbitMQ node loss, run {run + 1} of {opts.node_loss}, {backend} ...")
+        rows.append(measure_node_loss(world.paced, world.pool, backend=backend, database_url=opts.database_url,
+                                      import_merchants=import_merchants, rate=opts.rate))
+    if opts.evidence_root is not None:
+        shutil.rmtree(opts.evidence_root, ignore_errors=True)
+    print(f"## RabbitMQ 3.10, 3 nodes: the quorum queue's leader SIGKILLed for 10 s ({backend}; "
+          f"{len(world.paced.order):,} messages at {opts.rate:.0f}/s, 2 workers)\n")
+    print(node_loss_table(rows))
     return 0
 
 

@@ -158,18 +158,27 @@ class RabbitCluster:
 
     def queue_leader(self, queue: str) -> str | None:
         """The node leading quorum queue `queue`, as a live node reports it (None if none answers)."""
+        fields = self._queue_info(queue, "leader")
+        return fields[0] if fields else None
+
+    def queue_members(self, queue: str) -> list[str]:
+        """The nodes holding a replica of quorum queue `queue`."""
+        fields = self._queue_info(queue, "members")
+        return [m.strip("[],'\"") for m in fields if m.strip("[],'\"")]
+
+    def _queue_info(self, queue: str, item: str) -> list[str]:
         for node in self.nodes:
             if not node.alive:
                 continue
             try:
-                out = node.ctl("list_queues", "name", "leader", "--quiet", "--no-table-headers", timeout_s=20)
+                out = node.ctl("list_queues", "name", item, "--quiet", "--no-table-headers", timeout_s=20)
             except (RuntimeError, subprocess.TimeoutExpired):
                 continue
             for line in out.splitlines():
-                fields = line.split()
+                fields = line.split(None, 1)
                 if len(fields) == 2 and fields[0] == queue:
-                    return fields[1]
-        return None
+                    return fields[1].replace(",", " ").split()
+        return []
 
 
 __all__ = ["RabbitCluster", "RabbitNode", "RabbitPorts", "node_config"]
