@@ -102,6 +102,7 @@ class Options:
     protocol: str | None = None  # MQTT version of the workers; None = the broker's (5; embedded 3.1.1)
     brokers: bool = False  # only the broker comparison (bench/central_brokers.py)
     broker_kinds: tuple[str, ...] = BROKER_KINDS  # which brokers --brokers compares
+    connections: int = 8  # --brokers: publisher connections
     node_loss: int = 0  # runs of the RabbitMQ node-loss measurement (bench/rabbit_node_loss.py)
 
 
@@ -141,6 +142,8 @@ def _parser() -> argparse.ArgumentParser:
                    "first of --backends")
     p.add_argument("--broker-kinds", default=",".join(BROKER_KINDS),
                    help="with --brokers: comma list of the brokers to compare (default all: %(default)s)")
+    p.add_argument("--connections", type=int, default=8,
+                   help="with --brokers: publisher connections, each topic on one (default 8; a city has one per box)")
     p.add_argument("--node-loss", type=int, default=0, metavar="N",
                    help="only the RabbitMQ node-loss measurement, N times: SIGKILL the node leading the quorum\n"
                    "queue while 2 workers ingest the paced ground truth at --rate, restart it 10 s later")
@@ -174,6 +177,7 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         protocol=a.protocol,
         brokers=a.brokers,
         node_loss=a.node_loss,
+        connections=max(1, a.connections),
         broker_kinds=tuple(k.strip() for k in a.broker_kinds.split(",") if k.strip() in BROKER_KINDS),
     )
 
@@ -356,7 +360,7 @@ def compare_brokers(opts: Options, world: World, backend: str, progress: Callabl
                 rows.append(run_target(target, backend=backend, database_url=opts.database_url,
                                        world_full=world.full, world_paced=world.paced, pool=world.pool,
                                        workers=workers, pace_rate=opts.rate, import_merchants=import_merchants,
-                                       evidence_root=opts.evidence_root))
+                                       evidence_root=opts.evidence_root, connections=opts.connections))
                 progress(f"  {rows[-1].full.rate:,.0f} /s at full speed; paced p99 "
                          f"{statistics.quantiles(rows[-1].paced.latencies_ms, n=100)[98]:.0f} ms")
     if opts.evidence_root is not None:
@@ -365,7 +369,8 @@ def compare_brokers(opts: Options, world: World, backend: str, progress: Callabl
           f"{len(world.full.order):,} + {len(world.paced.order):,} messages per run)\n")
     print(f"Machine: {cpu_model()}, {usable_cores()} usable cores; all brokers, workers and the publisher on it; "
           f"whole run {(time.perf_counter() - began) / 60:.1f} min. Latency: publish -> the row visible to a reader "
-          f"polling by alert id every 5 ms, at {opts.rate:.0f} alerts/s offered.\n")
+          f"polling by alert id every 5 ms, at {opts.rate:.0f} alerts/s offered; {opts.connections} publisher "
+          f"connections.\n")
     print(brokers_table(rows, rate=opts.rate))
     return 0
 

@@ -118,7 +118,7 @@ def mosquitto_target(protocol: str | None) -> Iterator[Target]:
 def run_target(target: Target, *, backend: str, database_url: str | None, world_full: truth.Dataset,
                world_paced: truth.Dataset, pool: list[bytes], workers: int, pace_rate: float,
                import_merchants: Callable[[sessionmaker[Session], list[truth.MerchantTruth]], float],
-               evidence_root: Path | None) -> BrokerRow:
+               evidence_root: Path | None, connections: int = CONNECTIONS) -> BrokerRow:
     """Full speed and paced on a fresh database, `workers` workers on `target`."""
     with migrated_database(backend, database_url) as db_url:
         engine = make_engine(db_url, checkpoint_interval_s=3600)
@@ -130,8 +130,8 @@ def run_target(target: Target, *, backend: str, database_url: str | None, world_
                           amqp=target.amqp,
                           username=login[0] if login else None, password=login[1] if login else None)
         runs, lost, cpu = [], 0, []
-        for dataset, pace in ((world_full, Pace(rate=None, window=600, poll_s=0.05, connections=CONNECTIONS)),
-                              (world_paced, Pace(rate=pace_rate, poll_s=0.005, connections=CONNECTIONS))):
+        for dataset, pace in ((world_full, Pace(rate=None, window=600, poll_s=0.05, connections=connections)),
+                              (world_paced, Pace(rate=pace_rate, poll_s=0.005, connections=connections))):
             messages, alert_ids = truth.outgoing(dataset, pool)
             cpu.append(cpu_seconds(target.pids))
             runs.append(run_ingest(messages, alert_ids, spec=spec, workers=workers, pace=pace, reader=factory,
