@@ -3,6 +3,8 @@ against a generated ground truth, and the review queue's server time with a mill
 
     python scripts/bench_central.py [--quick] [--workers N] [--baseline DIR [--rounds R]]
                                     [--mqtt-url URL] [--database-url URL]
+    python scripts/bench_central.py --quick --brokers [--broker-kinds mosquitto,nats,rabbitmq] [--connections N]
+    python scripts/bench_central.py --quick --node-loss N     # RabbitMQ: the quorum queue's leader killed
 
 What runs, per database backend (SQLite in a temp file; PostgreSQL in a fresh schema, dropped after),
 each on a database the project's migrations built:
