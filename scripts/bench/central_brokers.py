@@ -16,6 +16,7 @@ may publish is the ACL test's subject).
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -97,7 +98,8 @@ def rabbit_cluster_target() -> Iterator[Target]:
     sys.path.insert(0, str(REPO / "tests"))
     from rabbit_cluster import RabbitCluster  # type: ignore[import-not-found]
 
-    cluster = RabbitCluster(Path(tempfile.mkdtemp(prefix="bench-rabbit-")))
+    folder = Path(tempfile.mkdtemp(prefix="bench-rabbit-"))
+    cluster = RabbitCluster(folder)
     try:
         cluster.start()
         login = (cluster.user, cluster.password)
@@ -106,6 +108,7 @@ def rabbit_cluster_target() -> Iterator[Target]:
                      worker_login=login, publisher_login=login, pids=tuple(node.pid for node in cluster.nodes))
     finally:
         cluster.stop()
+        shutil.rmtree(folder, ignore_errors=True)  # the quorum queue's logs: ~1 GB a run
 
 
 @contextmanager

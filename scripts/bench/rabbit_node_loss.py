@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import multiprocessing as mp
+import shutil
 import sys
 import tempfile
 import threading
@@ -58,7 +59,9 @@ def measure_node_loss(dataset: truth.Dataset, pool: list[bytes], *, backend: str
     sys.path.insert(0, str(REPO / "tests"))
     from rabbit_cluster import RabbitCluster  # type: ignore[import-not-found]
 
-    cluster = RabbitCluster(Path(tempfile.mkdtemp(prefix="bench-rabbit-loss-")))
+    folder = Path(tempfile.mkdtemp(prefix="bench-rabbit-loss-"))
+    evidence = Path(tempfile.mkdtemp(prefix="bench-rabbit-loss-evidence-"))
+    cluster = RabbitCluster(folder)
     try:
         cluster.start()
         with migrated_database(backend, database_url) as db_url:
@@ -66,7 +69,7 @@ def measure_node_loss(dataset: truth.Dataset, pool: list[bytes], *, backend: str
             import_merchants(factory, list(dataset.merchants))
             amqp = tuple(f"amqp://127.0.0.1:{node.ports.amqp}/%2F" for node in cluster.nodes)
             spec = WorkerSpec(REPO, db_url, cluster.nodes[0].mqtt_url, "3.1.1",
-                              Path(tempfile.mkdtemp(prefix="bench-rabbit-loss-evidence-")), amqp=amqp,
+                              evidence, amqp=amqp,
                               username=cluster.user, password=cluster.password)
             group = WorkerGroup(spec, count=2, group=f"loss{uuid.uuid4().hex[:6]}")
             try:
@@ -82,6 +85,8 @@ def measure_node_loss(dataset: truth.Dataset, pool: list[bytes], *, backend: str
                 figures = group.stop()
     finally:
         cluster.stop()
+        shutil.rmtree(folder, ignore_errors=True)  # the quorum queue's logs
+        shutil.rmtree(evidence, ignore_errors=True)
     expected = len(dataset.order) - len(dataset.alerts)  # the ground truth's own redeliveries
     return dataclasses.replace(run, replicas=replicas, leader_after=leader_after,
                                redelivered=int(figures.summary.get("duplicate", 0)) - expected)
