@@ -3,6 +3,8 @@ against a generated ground truth, and the review queue's server time with a mill
 
     python scripts/bench_central.py [--quick] [--workers N] [--baseline DIR [--rounds R]]
                                     [--mqtt-url URL] [--database-url URL]
+    python scripts/bench_central.py --quick --brokers [--broker-kinds mosquitto,nats,rabbitmq] [--connections N]
+    python scripts/bench_central.py --quick --node-loss N     # RabbitMQ: the quorum queue's leader killed
 
 What runs, per database backend (SQLite in a temp file; PostgreSQL in a fresh schema, dropped after),
 each on a database the project's migrations built:
@@ -75,6 +77,7 @@ from streetwatch.central.merchants import MerchantFields, MerchantRecord, store_
 from streetwatch.central.models import Case  # noqa: E402
 
 log = logging.getLogger("bench_central")
+BROKER_KINDS = ("mosquitto", "nats", "rabbitmq")
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -100,6 +103,9 @@ class Options:
     evidence_root: Path | None = None
     protocol: str | None = None  # MQTT version of the workers; None = the broker's (5; embedded 3.1.1)
     brokers: bool = False  # only the broker comparison (bench/central_brokers.py)
+    broker_kinds: tuple[str, ...] = BROKER_KINDS  # which brokers --brokers compares
+    connections: int = 8  # --brokers: publisher connections
+    node_loss: int = 0  # runs of the RabbitMQ node-loss measurement (bench/rabbit_node_loss.py)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -134,7 +140,15 @@ def _parser() -> argparse.ArgumentParser:
                    "every alert creates one file there, so its file system's cost per new file is part of ingest")
     p.add_argument("--brokers", action="store_true",
                    help="run only the broker comparison: Mosquitto beside a three-node NATS JetStream cluster\n"
-                   "(nats-server processes on this machine), 1 and 2 workers, on the first of --backends")
+                   "and a three-node RabbitMQ cluster (processes on this machine), 1 and 2 workers, on the\n"
+                   "first of --backends")
+    p.add_argument("--broker-kinds", default=",".join(BROKER_KINDS),
+                   help="with --brokers: comma list of the brokers to compare (default all: %(default)s)")
+    p.add_argument("--connections", type=int, default=8,
+                   help="with --brokers: publisher connections, each topic on one (default 8; a city has one per box)")
+    p.add_argument("--node-loss", type=int, default=0, metavar="N",
+                   help="only the RabbitMQ node-loss measurement, N times: SIGKILL the node leading the quorum\n"
+                   "queue while 2 workers ingest the paced ground truth at --rate, restart it 10 s later")
     return p
 
 
@@ -164,6 +178,9 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         evidence_root=a.evidence_dir,
         protocol=a.protocol,
         brokers=a.brokers,
+        node_loss=a.node_loss,
+        connections=max(1, a.connections),
+        broker_kinds=tuple(k.strip() for k in a.broker_kinds.split(",") if k.strip() in BROKER_KINDS),
     )
 
 
@@ -299,6 +316,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"[{time.perf_counter() - began:6.1f} s] {message}", file=sys.stderr, flush=True)
 
     world = make_world(opts)
+    if opts.node_loss:
+        return node_loss(opts, world, backends[0] if backends else "sqlite", progress)
     if opts.brokers:
         return compare_brokers(opts, world, backends[0] if backends else "sqlite", progress, began)
     progress(
@@ -324,28 +343,54 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def compare_brokers(opts: Options, world: World, backend: str, progress: Callable[[str], None],
                     began: float) -> int:
-    """Mosquitto and the NATS cluster, 1 and 2 workers each, on one backend; one table."""
-    from bench.central_brokers import brokers_table, mosquitto_target, nats_cluster_target, run_target
+    """Mosquitto, the NATS cluster and the RabbitMQ cluster, 1 and 2 workers each, on one backend; one table."""
+    from bench.central_brokers import (
+        brokers_table,
+        mosquitto_target,
+        nats_cluster_target,
+        rabbit_cluster_target,
+        run_target,
+    )
 
+    targets = {"mosquitto": lambda: mosquitto_target(opts.protocol), "nats": nats_cluster_target,
+               "rabbitmq": rabbit_cluster_target}
     rows = []
-    for make_target in (lambda: mosquitto_target(opts.protocol), nats_cluster_target):
+    for make_target in (targets[kind] for kind in opts.broker_kinds):
         with make_target() as target:
             for workers in (1, 2):
                 progress(f"{target.name}, {workers} worker(s), {backend} ...")
                 rows.append(run_target(target, backend=backend, database_url=opts.database_url,
                                        world_full=world.full, world_paced=world.paced, pool=world.pool,
                                        workers=workers, pace_rate=opts.rate, import_merchants=import_merchants,
-                                       evidence_root=opts.evidence_root))
+                                       evidence_root=opts.evidence_root, connections=opts.connections))
                 progress(f"  {rows[-1].full.rate:,.0f} /s at full speed; paced p99 "
                          f"{statistics.quantiles(rows[-1].paced.latencies_ms, n=100)[98]:.0f} ms")
     if opts.evidence_root is not None:
         shutil.rmtree(opts.evidence_root, ignore_errors=True)
-    print(f"## Central on Mosquitto and on a NATS JetStream cluster ({backend}; {len(world.full.order):,} + "
-          f"{len(world.paced.order):,} messages per run)\n")
+    print(f"## Central on Mosquitto, a NATS JetStream cluster and a RabbitMQ cluster ({backend}; "
+          f"{len(world.full.order):,} + {len(world.paced.order):,} messages per run)\n")
     print(f"Machine: {cpu_model()}, {usable_cores()} usable cores; all brokers, workers and the publisher on it; "
           f"whole run {(time.perf_counter() - began) / 60:.1f} min. Latency: publish -> the row visible to a reader "
-          f"polling by alert id every 5 ms, at {opts.rate:.0f} alerts/s offered.\n")
+          f"polling by alert id every 5 ms, at {opts.rate:.0f} alerts/s offered; {opts.connections} publisher "
+          f"connections.\n")
     print(brokers_table(rows, rate=opts.rate))
+    return 0
+
+
+def node_loss(opts: Options, world: World, backend: str, progress: Callable[[str], None]) -> int:
+    """The RabbitMQ cluster losing the node that leads the quorum queue, `opts.node_loss` times."""
+    from bench.rabbit_node_loss import measure_node_loss, node_loss_table
+
+    rows = []
+    for run in range(opts.node_loss):
+        progress(f"RabbitMQ node loss, run {run + 1} of {opts.node_loss}, {backend} ...")
+        rows.append(measure_node_loss(world.paced, world.pool, backend=backend, database_url=opts.database_url,
+                                      import_merchants=import_merchants, rate=opts.rate))
+    if opts.evidence_root is not None:
+        shutil.rmtree(opts.evidence_root, ignore_errors=True)
+    print(f"## RabbitMQ 3.10, 3 nodes: the quorum queue's leader SIGKILLed for 10 s ({backend}; "
+          f"{len(world.paced.order):,} messages at {opts.rate:.0f}/s, 2 workers)\n")
+    print(node_loss_table(rows))
     return 0
 
 

@@ -1,11 +1,14 @@
-"""Central on Mosquitto beside central on a three-node NATS JetStream cluster, in one run (`--brokers`).
+"""Central on Mosquitto, on a three-node NATS JetStream cluster and on a three-node RabbitMQ cluster,
+in one run (`--brokers`).
 
 For each broker and for 1 and 2 workers: a fresh database with the merchants, then the same two
 runs as the main benchmark (full speed: the ingest rate; paced at `--rate`: publish -> row visible,
 p50 and p99) with the real workers (`AlertConsumer` on a shared subscription for Mosquitto,
-`JetStreamConsumer` on the shared durable consumer for NATS). The cluster is tests/nats_cluster.py:
-three `nats-server` processes from configs/nats/node.conf on this machine, logins from
-scripts/nats_accounts.py; the publisher uses 8 connections (each topic on one of them) and logs in
+`JetStreamConsumer` on the shared durable consumer for NATS, bench/amqp_consumer.py on a quorum
+queue for RabbitMQ). The NATS cluster is tests/nats_cluster.py: three `nats-server` processes from
+configs/nats/node.conf on this machine, logins from scripts/nats_accounts.py; the RabbitMQ cluster
+is tests/rabbit_cluster.py: three `rabbitmq-server` nodes with the MQTT plugin. The publisher speaks
+MQTT 3.1.1 QoS 1 to every broker alike, over 8 connections (each topic on one of them), and logs in
 as one user allowed every alert topic (the benchmark's ground truth has ~300 edge ids; what a box
 may publish is the ACL test's subject).
 """
@@ -13,6 +16,7 @@ may publish is the ACL test's subject).
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -45,6 +49,7 @@ class Target:
     mqtt_url: str
     protocol: str
     jetstream: tuple[str, ...] = ()
+    amqp: tuple[str, ...] = ()  # RabbitMQ nodes: the workers consume the quorum queue
     worker_login: tuple[str, str] | None = None
     publisher_login: tuple[str, str] | None = None
     pids: tuple[int, ...] = ()  # the broker's processes, for their CPU time
@@ -85,6 +90,28 @@ def nats_cluster_target() -> Iterator[Target]:
 
 
 @contextmanager
+def rabbit_cluster_target() -> Iterator[Target]:
+    """Three RabbitMQ nodes (tests/rabbit_cluster.py), the MQTT plugin on each; the workers on the
+    quorum queue over AMQP (bench/amqp_consumer.py); the publisher on node 1's MQTT listener."""
+    import sys
+
+    sys.path.insert(0, str(REPO / "tests"))
+    from rabbit_cluster import RabbitCluster  # type: ignore[import-not-found]
+
+    folder = Path(tempfile.mkdtemp(prefix="bench-rabbit-"))
+    cluster = RabbitCluster(folder)
+    try:
+        cluster.start()
+        login = (cluster.user, cluster.password)
+        amqp = tuple(f"amqp://127.0.0.1:{node.ports.amqp}/%2F" for node in cluster.nodes)
+        yield Target("RabbitMQ 3.10 quorum queue, 3 nodes", cluster.nodes[0].mqtt_url, "3.1.1", amqp=amqp,
+                     worker_login=login, publisher_login=login, pids=tuple(node.pid for node in cluster.nodes))
+    finally:
+        cluster.stop()
+        shutil.rmtree(folder, ignore_errors=True)  # the quorum queue's logs: ~1 GB a run
+
+
+@contextmanager
 def mosquitto_target(protocol: str | None) -> Iterator[Target]:
     with broker_for_run(None, protocol=protocol) as broker:
         yield Target(broker.description.split(" on port")[0], broker.url, protocol or broker.protocol,
@@ -94,7 +121,7 @@ def mosquitto_target(protocol: str | None) -> Iterator[Target]:
 def run_target(target: Target, *, backend: str, database_url: str | None, world_full: truth.Dataset,
                world_paced: truth.Dataset, pool: list[bytes], workers: int, pace_rate: float,
                import_merchants: Callable[[sessionmaker[Session], list[truth.MerchantTruth]], float],
-               evidence_root: Path | None) -> BrokerRow:
+               evidence_root: Path | None, connections: int = CONNECTIONS) -> BrokerRow:
     """Full speed and paced on a fresh database, `workers` workers on `target`."""
     with migrated_database(backend, database_url) as db_url:
         engine = make_engine(db_url, checkpoint_interval_s=3600)
@@ -103,10 +130,11 @@ def run_target(target: Target, *, backend: str, database_url: str | None, world_
         evidence = Path(tempfile.mkdtemp(prefix="bench-brokers-evidence-", dir=evidence_root))
         login = target.worker_login
         spec = WorkerSpec(REPO, db_url, target.mqtt_url, target.protocol, evidence, jetstream=target.jetstream,
+                          amqp=target.amqp,
                           username=login[0] if login else None, password=login[1] if login else None)
         runs, lost, cpu = [], 0, []
-        for dataset, pace in ((world_full, Pace(rate=None, window=600, poll_s=0.05, connections=CONNECTIONS)),
-                              (world_paced, Pace(rate=pace_rate, poll_s=0.005, connections=CONNECTIONS))):
+        for dataset, pace in ((world_full, Pace(rate=None, window=600, poll_s=0.05, connections=connections)),
+                              (world_paced, Pace(rate=pace_rate, poll_s=0.005, connections=connections))):
             messages, alert_ids = truth.outgoing(dataset, pool)
             cpu.append(cpu_seconds(target.pids))
             runs.append(run_ingest(messages, alert_ids, spec=spec, workers=workers, pace=pace, reader=factory,
@@ -141,4 +169,5 @@ def brokers_table(rows: list[BrokerRow], *, rate: float) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["BrokerRow", "Target", "brokers_table", "mosquitto_target", "nats_cluster_target", "run_target"]
+__all__ = ["BrokerRow", "Target", "brokers_table", "mosquitto_target", "nats_cluster_target", "rabbit_cluster_target",
+           "run_target"]

@@ -28,6 +28,8 @@ from streetwatch.central.db import make_engine, make_session_factory
 from streetwatch.mqtt_common import parse_broker_url
 
 if TYPE_CHECKING:
+    from amqp_consumer import AmqpQuorumConsumer
+
     from streetwatch.central.consumer_jetstream import JetStreamConsumer
 
 try:
@@ -62,8 +64,15 @@ def jetstream_settings(servers: str | None) -> dict[str, object]:
     return {"kind": "jetstream", "jetstream": {"servers": servers.split(",")}}
 
 
-def make_consumer(settings: CentralSettings, factory: sessionmaker[Session]) -> AlertConsumer | JetStreamConsumer:
-    """The consumer `central serve` would run for these settings."""
+def make_consumer(
+    settings: CentralSettings, factory: sessionmaker[Session], *, amqp: str | None = None
+) -> AlertConsumer | JetStreamConsumer | AmqpQuorumConsumer:
+    """The consumer `central serve` would run for these settings (or, with `amqp` nodes, the
+    benchmark's RabbitMQ quorum-queue consumer)."""
+    if amqp:
+        from amqp_consumer import AmqpQuorumConsumer
+
+        return AmqpQuorumConsumer(settings=settings, session_factory=factory, urls=amqp.split(","))
     if settings.broker.kind == "jetstream":
         from streetwatch.central.consumer_jetstream import JetStreamConsumer
 
@@ -80,6 +89,7 @@ def main() -> int:
     p.add_argument("--subscription", required=True)
     p.add_argument("--evidence-dir", type=Path, required=True)
     p.add_argument("--jetstream", help="comma list of NATS servers: pull from JetStream (broker.kind: jetstream)")
+    p.add_argument("--amqp", help="comma list of RabbitMQ AMQP URLs: consume the quorum queue (bench/amqp_consumer.py)")
     p.add_argument("--username", help="broker login (the password in $SW_BENCH_BROKER_PASSWORD)")
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s worker %(levelname)s %(name)s: %(message)s")
@@ -92,7 +102,7 @@ def main() -> int:
         broker_password=os.environ.get("SW_BENCH_BROKER_PASSWORD") if args.username else None,
         evidence_dir=args.evidence_dir,
     )
-    consumer = make_consumer(settings, make_session_factory(engine))
+    consumer = make_consumer(settings, make_session_factory(engine), amqp=args.amqp)
     consumer.start()
     freeze_startup_objects()  # as `central serve` does
     if not consumer.wait_subscribed(30):
@@ -105,7 +115,7 @@ def main() -> int:
             break
     consumer.stop()
     cpu = cpu_seconds() - cpu_start
-    if not args.jetstream:  # the durable JetStream consumer is shared by design: it stays
+    if not (args.jetstream or args.amqp):  # the durable consumer or queue is shared by design: it stays
         forget_session(args.mqtt, args.client_id)
     s = consumer.summary
     counts = {"created": s.created, "joined": s.joined, "pending": s.pending, "duplicate": s.duplicate,

@@ -31,6 +31,7 @@ class WorkerSpec:
     protocol: str
     evidence_dir: Path
     jetstream: tuple[str, ...] = ()  # NATS servers: the workers pull from JetStream (broker.kind: jetstream)
+    amqp: tuple[str, ...] = ()  # RabbitMQ nodes: the workers consume the quorum queue over AMQP
     username: str | None = None  # the workers' broker login; the password goes in $SW_BENCH_BROKER_PASSWORD
     password: str | None = None
 
@@ -53,6 +54,8 @@ class Worker:
         ]
         if spec.jetstream:
             command += ["--jetstream", ",".join(spec.jetstream)]
+        if spec.amqp:
+            command += ["--amqp", ",".join(spec.amqp)]
         if spec.username:
             command += ["--username", spec.username]
             env["SW_BENCH_BROKER_PASSWORD"] = spec.password or ""
