@@ -337,6 +337,13 @@ class JetStreamConsumer:
                 log.exception("consumer %s: media piece on %s (%d bytes) not stored; acknowledged and dropped",
                               self.name, topic, len(msg.data))
                 outcome = "lost"
+            if outcome == "waiting" and msg.metadata.num_delivered < MEDIA_MAX_DELIVERIES:
+                # Whole, but its alert was not there yet. The alert's ingest promotes it, unless the
+                # two crossed (its transaction looked before this piece was staged, and committed
+                # after this one looked: seen on PostgreSQL): delivered again, it finds the alert.
+                self._count_media(outcome)
+                await self._nak(msg)
+                continue
             self._count_media(outcome)
             await self._ack(msg)
 
