@@ -76,8 +76,8 @@ class MainStreamOptions:
     loop: bool = False
     live: bool | None = None  # None: from the URL
     # Key frames kept for `first seen` (evidence_set.py): the defaults of evidence.media's
-    # first_seen_every_s / first_seen_keep_s; 12 MiB holds about a minute of 1080p key frames at
-    # 200 KB each, every 5 s: five minutes, the longest default dwell.
+    # first_seen_every_s / first_seen_keep_s. 12 MiB holds about 60 1080p key frames of 200 KB:
+    # at one every 5 s, five minutes back, the longest default dwell.
     keyframe_every_s: float = 5.0
     keyframe_keep_s: float = 900.0
     keyframe_max_bytes: int = 12 * 1024 * 1024
@@ -301,7 +301,6 @@ class MainStream:
             gop.size += packet.size
             self._reached = key
             self._lock.notify_all()
-
 
     def _keep_keyframe(self, key: float, packet: av.Packet) -> None:
         """Keep one key frame every keyframe_every_s, within keyframe_keep_s and keyframe_max_bytes

@@ -224,6 +224,7 @@ class LiveTelemetry:
 
         client.on_connect = on_connect
         client.on_message = on_message
+
         def on_pre_connect(c: mqtt.Client, _u: object) -> None:
             nodes.before_connect(c)
 
